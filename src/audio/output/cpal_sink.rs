@@ -1,0 +1,175 @@
+//! The `cpal` sink: real ALSA output (a USB speaker on the Pi). The stream lives on its own
+//! thread (cpal streams are not `Send` on every host). REAL-TIME PATH: the data callback is
+//! [`RenderCore::render`] plus, for integer devices, a conversion through a buffer allocated
+//! before the stream starts; the heard-at time is `now + (playback − callback)` from cpal's
+//! stream timestamps.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
+
+use super::{Sink, SinkHandle};
+use crate::audio::render::RenderCore;
+use crate::audio::source::AudioError;
+use crate::clock::mono_ns;
+use crate::config::AudioConfig;
+
+/// An ALSA device opened through cpal.
+pub struct CpalSink {
+    device: cpal::Device,
+    name: String,
+    config: cpal::StreamConfig,
+    format: cpal::SampleFormat,
+}
+
+impl CpalSink {
+    /// Find the configured device and check it can play at the configured rate.
+    pub fn open(cfg: &AudioConfig) -> Result<CpalSink, AudioError> {
+        let host = cpal::default_host();
+        let device = if cfg.device == "default" {
+            host.default_output_device()
+                .ok_or_else(|| AudioError::Output("no default output device".into()))?
+        } else {
+            host.output_devices()
+                .map_err(|e| AudioError::Output(e.to_string()))?
+                .find(|d| d.description().map(|n| n.name() == cfg.device).unwrap_or(false))
+                .ok_or_else(|| AudioError::Output(format!("no output device named {:?}", cfg.device)))?
+        };
+        let name = device
+            .description()
+            .map(|d| d.name().to_string())
+            .unwrap_or_else(|_| cfg.device.clone());
+        let default = device
+            .default_output_config()
+            .map_err(|e| AudioError::Output(format!("{name}: {e}")))?;
+        let format = match default.sample_format() {
+            cpal::SampleFormat::I16 => cpal::SampleFormat::I16,
+            _ => cpal::SampleFormat::F32,
+        };
+        let config = cpal::StreamConfig {
+            channels: cfg.channels,
+            sample_rate: cfg.sample_rate,
+            buffer_size: cpal::BufferSize::Fixed(cfg.period_frames),
+        };
+        Ok(CpalSink {
+            device,
+            name,
+            config,
+            format,
+        })
+    }
+}
+
+impl Sink for CpalSink {
+    fn sample_rate(&self) -> u32 {
+        self.config.sample_rate
+    }
+
+    fn channels(&self) -> usize {
+        self.config.channels as usize
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "cpal sink {:?} {} Hz × {} ch ({:?})",
+            self.name, self.config.sample_rate, self.config.channels, self.format
+        )
+    }
+
+    fn start(self: Box<Self>, core: RenderCore) -> Result<SinkHandle, AudioError> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_flag = stop.clone();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), AudioError>>();
+        let thread = std::thread::Builder::new()
+            .name("convoy-cpal".into())
+            .spawn(move || {
+                let failed = Arc::new(AtomicBool::new(false));
+                let stream = match build_stream(&self, core, failed.clone()) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let msg = e.to_string();
+                        let _ = ready_tx.send(Err(e));
+                        return Err(AudioError::Output(msg));
+                    }
+                };
+                if let Err(e) = stream.play() {
+                    let err = AudioError::Output(format!("{}: {e}", self.name));
+                    let _ = ready_tx.send(Err(AudioError::Output(err.to_string())));
+                    return Err(err);
+                }
+                let _ = ready_tx.send(Ok(()));
+                while !stop_flag.load(Ordering::Acquire) {
+                    if failed.load(Ordering::Acquire) {
+                        return Err(AudioError::Output(format!("{}: stream failed", self.name)));
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                drop(stream);
+                Ok(())
+            })
+            .map_err(|e| AudioError::Output(format!("cannot start cpal thread: {e}")))?;
+        match ready_rx.recv_timeout(Duration::from_secs(5)) {
+            Ok(Ok(())) => Ok(SinkHandle::new(stop, thread)),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => Err(AudioError::Output("cpal stream did not start within 5 s".into())),
+        }
+    }
+}
+
+fn build_stream(sink: &CpalSink, mut core: RenderCore, failed: Arc<AtomicBool>) -> Result<cpal::Stream, AudioError> {
+    let on_error = move |e: cpal::Error| {
+        // Not the real-time callback: cpal reports errors from its own thread.
+        tracing::warn!("audio device error: {e}");
+        failed.store(true, Ordering::Release);
+    };
+    let name = sink.name.clone();
+    let result = match sink.format {
+        cpal::SampleFormat::I16 => {
+            // Preallocated conversion buffer; a larger device request is served in slices.
+            let mut scratch = vec![0.0f32; 16_384 * sink.config.channels as usize];
+            sink.device.build_output_stream::<i16, _, _>(
+                sink.config.clone(),
+                move |out: &mut [i16], info: &cpal::OutputCallbackInfo| {
+                    let heard = heard_at(info);
+                    let ch = core.channels();
+                    let mut done = 0;
+                    while done < out.len() {
+                        let n = (out.len() - done).min(scratch.len()) / ch * ch;
+                        if n == 0 {
+                            break;
+                        }
+                        core.render(&mut scratch[..n], heard);
+                        for (d, s) in out[done..done + n].iter_mut().zip(&scratch[..n]) {
+                            *d = (s.clamp(-1.0, 1.0) * i16::MAX as f32) as i16;
+                        }
+                        done += n;
+                    }
+                },
+                on_error,
+                None,
+            )
+        }
+        _ => sink.device.build_output_stream::<f32, _, _>(
+            sink.config.clone(),
+            move |out: &mut [f32], info: &cpal::OutputCallbackInfo| {
+                core.render(out, heard_at(info));
+            },
+            on_error,
+            None,
+        ),
+    };
+    result.map_err(|e| AudioError::Output(format!("{name}: {e}")))
+}
+
+/// When the buffer cpal hands us will be heard, on the monotonic clock.
+#[inline]
+fn heard_at(info: &cpal::OutputCallbackInfo) -> u64 {
+    let ts = info.timestamp();
+    let delay = ts.playback.duration_since(ts.callback);
+    mono_ns() + delay.as_nanos() as u64
+}

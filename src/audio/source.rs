@@ -1,0 +1,92 @@
+//! Where audio comes from: the [`Source`] trait (a decoded track, streamed in blocks, with
+//! sample-accurate seeking) and the errors of the audio domain.
+
+use std::path::PathBuf;
+
+/// Shape of a track as its source delivers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrackSpec {
+    /// Frames per second.
+    pub sample_rate: u32,
+    /// Interleaved channels per frame.
+    pub channels: usize,
+    /// Length in frames, when the container says.
+    pub frames: Option<u64>,
+}
+
+/// Errors of the audio domain. Decode problems inside a track are not errors (the packet is
+/// skipped and counted); these are the ones the caller must act on.
+#[derive(Debug, thiserror::Error)]
+pub enum AudioError {
+    /// The file could not be opened.
+    #[error("cannot open {path}: {source}")]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not audio Convoy can decode.
+    #[error("{path} is not playable audio: {reason}")]
+    NotAudio {
+        /// The file.
+        path: PathBuf,
+        /// What the decoder said.
+        reason: String,
+    },
+    /// The stream broke beyond repair while playing.
+    #[error("{path}: decoding failed: {reason}")]
+    Decode {
+        /// The file.
+        path: PathBuf,
+        /// What happened.
+        reason: String,
+    },
+    /// A seek the source could not perform.
+    #[error("{path}: cannot seek to frame {frame}: {reason}")]
+    Seek {
+        /// The file.
+        path: PathBuf,
+        /// Requested frame.
+        frame: u64,
+        /// Why.
+        reason: String,
+    },
+    /// The resampler rejected its configuration or a ratio.
+    #[error("resampler: {0}")]
+    Resampler(String),
+    /// The output device failed or does not exist.
+    #[error("audio output: {0}")]
+    Output(String),
+    /// Writing a sink recording failed.
+    #[error("cannot write recording {path}: {source}")]
+    Record {
+        /// Recording path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A track, decoded in blocks. Implemented by files (symphonia) and by generated signals.
+/// Runs on the decode thread, never in the audio callback.
+pub trait Source: Send {
+    /// Rate, channels and length.
+    fn spec(&self) -> TrackSpec;
+
+    /// Append up to `max_frames` interleaved frames to `out`; returns how many were appended.
+    /// `Ok(0)` means the end of the track.
+    fn read(&mut self, out: &mut Vec<f32>, max_frames: usize) -> Result<usize, AudioError>;
+
+    /// Position the source so that the next frame read is track frame `frame`
+    /// (sample-accurate). Seeking past the end leaves the source at its end.
+    fn seek(&mut self, frame: u64) -> Result<(), AudioError>;
+
+    /// Packets that were corrupt and skipped so far.
+    fn corrupt_packets(&self) -> u64 {
+        0
+    }
+
+    /// A short human name (file name, "demo").
+    fn name(&self) -> String;
+}

@@ -1,0 +1,100 @@
+//! The command line: one file per subcommand, `anyhow` context at this edge only. Errors
+//! print as one line naming the cause and exit non-zero.
+
+mod play;
+mod tool;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, SinkKind};
+
+/// Convoy: synchronized music and lights for a fleet of vehicles.
+#[derive(Debug, Parser)]
+#[command(name = "convoy", version, about, long_about = None)]
+pub struct Cli {
+    /// Configuration file layered over the built-in defaults.
+    #[arg(long, short = 'c', global = true, env = "CONVOY_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Override one configuration key, e.g. `--set audio.sink=null` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE", global = true)]
+    pub set: Vec<String>,
+    /// Log filter (tracing `EnvFilter` syntax), e.g. `debug` or `convoy::audio=trace`.
+    #[arg(long, global = true, env = "CONVOY_LOG", default_value = "info")]
+    pub log: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Play one track (a file, or `demo`, the built-in song) on this node.
+    Play(play::PlayArgs),
+    /// Print the effective configuration (defaults + file + overrides) as TOML.
+    Config,
+    /// Utilities: generate test signals.
+    #[command(subcommand)]
+    Tool(tool::ToolCommand),
+}
+
+/// Options shared by commands that open an audio output.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SinkArgs {
+    /// Output: auto, cpal, null or virtual (overrides `audio.sink`).
+    #[arg(long)]
+    pub sink: Option<SinkKind>,
+}
+
+/// Entry point used by `main`.
+pub fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli.log);
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("convoy: error: {}", one_line(&e));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn one_line(e: &anyhow::Error) -> String {
+    // Our error messages already embed their cause; skip chain links that repeat it.
+    let mut line = String::new();
+    for cause in e.chain().map(|c| c.to_string()) {
+        if !line.contains(&cause) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&cause);
+        }
+    }
+    line
+}
+
+fn init_tracing(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Run a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = || Config::load(cli.config.as_deref(), &cli.set);
+    match &cli.command {
+        Command::Play(args) => play::run(config()?, args),
+        Command::Config => {
+            let text = toml::to_string_pretty(&config()?)?;
+            print!("{text}");
+            Ok(())
+        }
+        Command::Tool(cmd) => tool::run(cmd),
+    }
+}

@@ -1,0 +1,92 @@
+//! `convoy tool …`: generate the signals the tests, benchmarks and sync rig use.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use crate::audio::synth::{GeneratedSource, Signal};
+use crate::audio::Source;
+
+/// Utility subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum ToolCommand {
+    /// Write a generated signal to a WAV file (32-bit float, or 16-bit with `--pcm16`).
+    Gen {
+        /// `demo`, `pilot` or `sine:HZ`.
+        signal: String,
+        /// Output WAV path.
+        out: PathBuf,
+        /// Length in seconds.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Sample rate.
+        #[arg(long, default_value_t = 44_100)]
+        rate: u32,
+        /// Channels (1 or 2).
+        #[arg(long, default_value_t = 2)]
+        channels: u16,
+        /// 16-bit integer samples instead of 32-bit float.
+        #[arg(long)]
+        pcm16: bool,
+    },
+}
+
+/// Parse `demo`, `pilot`, `sine:440`.
+pub fn parse_signal(s: &str) -> anyhow::Result<Signal> {
+    match s {
+        "demo" => Ok(Signal::Demo),
+        "pilot" => Ok(Signal::Pilot),
+        _ => match s.strip_prefix("sine:") {
+            Some(hz) => {
+                let f: f64 = hz.parse().with_context(|| format!("bad frequency in {s:?}"))?;
+                anyhow::ensure!(f > 0.0 && f.is_finite(), "frequency must be positive: {s:?}");
+                Ok(Signal::Sine(f))
+            }
+            None => anyhow::bail!("unknown signal {s:?} (expected demo, pilot or sine:HZ)"),
+        },
+    }
+}
+
+/// Run a tool subcommand.
+pub fn run(cmd: &ToolCommand) -> anyhow::Result<()> {
+    match cmd {
+        ToolCommand::Gen {
+            signal,
+            out,
+            seconds,
+            rate,
+            channels,
+            pcm16,
+        } => {
+            anyhow::ensure!(matches!(channels, 1 | 2), "--channels must be 1 or 2");
+            let signal = parse_signal(signal)?;
+            let mut src = GeneratedSource::new(signal, *rate, *seconds);
+            let spec = hound::WavSpec {
+                channels: *channels,
+                sample_rate: *rate,
+                bits_per_sample: if *pcm16 { 16 } else { 32 },
+                sample_format: if *pcm16 { hound::SampleFormat::Int } else { hound::SampleFormat::Float },
+            };
+            let mut w = hound::WavWriter::create(out, spec).with_context(|| format!("cannot create {}", out.display()))?;
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                if src.read(&mut buf, 4096)? == 0 {
+                    break;
+                }
+                for frame in buf.chunks_exact(2) {
+                    let samples: &[f32] = if *channels == 1 { &frame[..1] } else { frame };
+                    for &x in samples {
+                        if *pcm16 {
+                            w.write_sample((x.clamp(-1.0, 1.0) * 32767.0).round() as i16)?;
+                        } else {
+                            w.write_sample(x)?;
+                        }
+                    }
+                }
+            }
+            w.finalize().with_context(|| format!("cannot finish {}", out.display()))?;
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,384 @@
+//! Configuration: the embedded `config/default.toml`, layered with an optional user file and
+//! command-line overrides, resolved into typed structs and validated in one place. Layering
+//! merges TOML tables key by key, so a user file holds only what it changes; unknown keys and
+//! wrong types are errors that name the key and the file they came from. The same
+//! [`Config::load`] and [`Config::validate`] serve the CLI, the daemon and the tests.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The built-in configuration, compiled into the binary.
+pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// File that failed.
+        path: PathBuf,
+        /// Underlying I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML.
+    #[error("{origin}: {message}")]
+    Syntax {
+        /// File (or "built-in defaults", "--set") the text came from.
+        origin: String,
+        /// Parser message, with line and column.
+        message: String,
+    },
+    /// A key is unknown or has the wrong type.
+    #[error("{origin}: {message}")]
+    Invalid {
+        /// Where the offending key came from.
+        origin: String,
+        /// What is wrong, naming the key.
+        message: String,
+    },
+    /// Values are individually fine but make no sense together or are out of range.
+    #[error("{origin}: {key}: {message}")]
+    Range {
+        /// Where the configuration came from.
+        origin: String,
+        /// Dotted key path.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Which output the audio goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkKind {
+    /// cpal, falling back to null when no device exists.
+    Auto,
+    /// Real ALSA output through cpal.
+    Cpal,
+    /// Silent, paced by the monotonic clock.
+    Null,
+    /// Simulated DAC with rate error, latency and recording.
+    Virtual,
+}
+
+/// Resampler quality.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResamplerKind {
+    /// Windowed-sinc interpolation.
+    Sinc,
+    /// Cubic polynomial interpolation.
+    Fast,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// This vehicle.
+    pub node: NodeConfig,
+    /// Decoding, resampling and output.
+    pub audio: AudioConfig,
+}
+
+/// `[node]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Vehicle id; empty means the host name.
+    pub id: String,
+    /// Sound-system latency after the sound card, ms.
+    pub output_latency_ms: f64,
+}
+
+/// `[audio]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AudioConfig {
+    /// Output kind.
+    pub sink: SinkKind,
+    /// cpal device name.
+    pub device: String,
+    /// Output sample rate, Hz.
+    pub sample_rate: u32,
+    /// Output channels.
+    pub channels: u16,
+    /// Frames per sink period.
+    pub period_frames: u32,
+    /// Audio buffered ahead of the device, ms.
+    pub ring_ms: u32,
+    /// Resampler kind.
+    pub resampler: ResamplerKind,
+    /// Sinc length in taps.
+    pub sinc_len: u32,
+    /// Largest rate adjustment, ppm.
+    pub max_rate_ppm: f64,
+    /// Linear gain.
+    pub volume: f32,
+    /// `[audio.virtual]`.
+    #[serde(rename = "virtual")]
+    pub virtual_sink: VirtualSinkConfig,
+}
+
+/// `[audio.virtual]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VirtualSinkConfig {
+    /// DAC rate error, ppm.
+    pub rate_error_ppm: f64,
+    /// DAC output latency, ms.
+    pub latency_ms: f64,
+    /// Recording path ("" = none).
+    pub record: String,
+    /// Decode the position pilot.
+    pub pilot: bool,
+    /// Simulated time, unpaced.
+    pub fast: bool,
+}
+
+impl Config {
+    /// The built-in defaults alone.
+    pub fn builtin() -> Result<Config, ConfigError> {
+        Self::load(None, &[])
+    }
+
+    /// Defaults, then `file` (if any), then `overrides` (`key.path=value` TOML snippets, as
+    /// given to `--set`), validated.
+    pub fn load(file: Option<&Path>, overrides: &[String]) -> Result<Config, ConfigError> {
+        let mut merged = parse_table(DEFAULT_TOML, "built-in defaults")?;
+        let mut origin = "built-in defaults".to_string();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            let user = parse_table(&text, &path.display().to_string())?;
+            check_known(&merged, &user, "", &path.display().to_string())?;
+            merge(&mut merged, user);
+            origin = path.display().to_string();
+        }
+        for item in overrides {
+            let snippet = override_to_toml(item)?;
+            let table = parse_table(&snippet, &format!("--set {item}"))?;
+            check_known(&merged, &table, "", &format!("--set {item}"))?;
+            merge(&mut merged, table);
+        }
+        let config: Config =
+            toml::Value::Table(merged)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Invalid {
+                    origin: origin.clone(),
+                    message: e.message().trim().to_string(),
+                })?;
+        config.validate(&origin)?;
+        Ok(config)
+    }
+
+    /// Range and consistency checks shared by every entry point.
+    pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let range = |key: &str, message: String| ConfigError::Range {
+            origin: origin.to_string(),
+            key: key.to_string(),
+            message,
+        };
+        let a = &self.audio;
+        if !(8_000..=384_000).contains(&a.sample_rate) {
+            return Err(range("audio.sample_rate", format!("{} Hz is outside 8000..=384000", a.sample_rate)));
+        }
+        if !(1..=8).contains(&a.channels) {
+            return Err(range("audio.channels", format!("{} is outside 1..=8", a.channels)));
+        }
+        if !(16..=8192).contains(&a.period_frames) {
+            return Err(range("audio.period_frames", format!("{} is outside 16..=8192", a.period_frames)));
+        }
+        if !(10..=2000).contains(&a.ring_ms) {
+            return Err(range("audio.ring_ms", format!("{} is outside 10..=2000", a.ring_ms)));
+        }
+        if !(16..=1024).contains(&a.sinc_len) {
+            return Err(range("audio.sinc_len", format!("{} is outside 16..=1024", a.sinc_len)));
+        }
+        if !(a.max_rate_ppm.is_finite() && (1.0..=50_000.0).contains(&a.max_rate_ppm)) {
+            return Err(range("audio.max_rate_ppm", format!("{} is outside 1..=50000", a.max_rate_ppm)));
+        }
+        if !(a.volume.is_finite() && (0.0..=4.0).contains(&a.volume)) {
+            return Err(range("audio.volume", format!("{} is outside 0..=4", a.volume)));
+        }
+        let v = &a.virtual_sink;
+        if !(v.rate_error_ppm.is_finite() && v.rate_error_ppm.abs() <= 10_000.0) {
+            return Err(range("audio.virtual.rate_error_ppm", format!("{} is outside ±10000", v.rate_error_ppm)));
+        }
+        if !(v.latency_ms.is_finite() && (0.0..=10_000.0).contains(&v.latency_ms)) {
+            return Err(range("audio.virtual.latency_ms", format!("{} is outside 0..=10000", v.latency_ms)));
+        }
+        let n = &self.node;
+        if !(n.output_latency_ms.is_finite() && (-1000.0..=10_000.0).contains(&n.output_latency_ms)) {
+            return Err(range("node.output_latency_ms", format!("{} is outside -1000..=10000", n.output_latency_ms)));
+        }
+        Ok(())
+    }
+
+    /// The vehicle id: the configured one, or the host name.
+    pub fn node_id(&self) -> String {
+        if !self.node.id.is_empty() {
+            return self.node.id.clone();
+        }
+        std::fs::read_to_string("/etc/hostname")
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "convoy".to_string())
+    }
+}
+
+fn parse_table(text: &str, origin: &str) -> Result<toml::Table, ConfigError> {
+    text.parse::<toml::Table>().map_err(|e| ConfigError::Syntax {
+        origin: origin.to_string(),
+        message: e.to_string().trim().replace('\n', " "),
+    })
+}
+
+/// Every key of `user` must exist in `base` (the defaults name every key), so a typo is
+/// reported against the file that made it, with its full dotted path.
+fn check_known(base: &toml::Table, user: &toml::Table, prefix: &str, origin: &str) -> Result<(), ConfigError> {
+    for (key, value) in user {
+        let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+        match (base.get(key), value) {
+            (None, _) => {
+                let known: Vec<&str> = base.keys().map(String::as_str).collect();
+                return Err(ConfigError::Invalid {
+                    origin: origin.to_string(),
+                    message: format!("unknown key `{path}` (known here: {})", known.join(", ")),
+                });
+            }
+            (Some(toml::Value::Table(b)), toml::Value::Table(u)) => check_known(b, u, &path, origin)?,
+            (Some(toml::Value::Table(_)), _) => {
+                return Err(ConfigError::Invalid {
+                    origin: origin.to_string(),
+                    message: format!("`{path}` must be a table"),
+                })
+            }
+            (Some(b), u) if std::mem::discriminant(b) != std::mem::discriminant(u) && !numeric_pair(b, u) => {
+                return Err(ConfigError::Invalid {
+                    origin: origin.to_string(),
+                    message: format!("`{path}` must be a {}, not a {}", b.type_str(), u.type_str()),
+                })
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// An integer where a float is expected is fine (`latency_ms = 5`).
+fn numeric_pair(base: &toml::Value, user: &toml::Value) -> bool {
+    matches!((base, user), (toml::Value::Float(_), toml::Value::Integer(_)))
+}
+
+fn merge(base: &mut toml::Table, user: toml::Table) {
+    for (key, value) in user {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(u)) => merge(b, u),
+            (Some(slot @ toml::Value::Float(_)), toml::Value::Integer(i)) => *slot = toml::Value::Float(i as f64),
+            (_, v) => {
+                base.insert(key, v);
+            }
+        }
+    }
+}
+
+/// `audio.virtual.latency_ms=5` → `[audio.virtual]\nlatency_ms = 5`. Bare words become strings.
+fn override_to_toml(item: &str) -> Result<String, ConfigError> {
+    let bad = |m: &str| ConfigError::Syntax {
+        origin: format!("--set {item}"),
+        message: m.to_string(),
+    };
+    let (path, value) = item.split_once('=').ok_or_else(|| bad("expected KEY=VALUE"))?;
+    let path = path.trim();
+    let (table, key) = match path.rsplit_once('.') {
+        Some((t, k)) => (Some(t), k),
+        None => (None, path),
+    };
+    if key.is_empty() || !path.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') {
+        return Err(bad("key must be a dotted path like audio.sink"));
+    }
+    let value = value.trim();
+    let literal = if value.parse::<toml::Value>().is_ok() || format!("x = {value}").parse::<toml::Table>().is_ok() {
+        value.to_string()
+    } else {
+        format!("{value:?}")
+    };
+    Ok(match table {
+        Some(t) => format!("[{t}]\n{key} = {literal}\n"),
+        None => format!("{key} = {literal}\n"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().expect("tempfile");
+        f.write_all(text.as_bytes()).expect("write");
+        f
+    }
+
+    #[test]
+    fn builtin_defaults_load_and_validate() {
+        let c = Config::builtin().expect("defaults");
+        assert_eq!(c.audio.sink, SinkKind::Auto);
+        assert_eq!(c.audio.sample_rate, 48_000);
+    }
+
+    #[test]
+    fn user_file_overrides_only_what_it_names() {
+        let f = write("[audio]\nsink = \"virtual\"\n[audio.virtual]\nrate_error_ppm = 120\n");
+        let c = Config::load(Some(f.path()), &[]).expect("load");
+        assert_eq!(c.audio.sink, SinkKind::Virtual);
+        assert_eq!(c.audio.virtual_sink.rate_error_ppm, 120.0);
+        assert_eq!(c.audio.sample_rate, 48_000);
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_file() {
+        let f = write("[audio]\nsinc_lenght = 64\n");
+        let err = Config::load(Some(f.path()), &[]).expect_err("must fail").to_string();
+        assert!(err.contains("audio.sinc_lenght"), "{err}");
+        assert!(err.contains(&f.path().display().to_string()), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let f = write("[audio]\nsample_rate = \"fast\"\n");
+        let err = Config::load(Some(f.path()), &[]).expect_err("must fail").to_string();
+        assert!(err.contains("audio.sample_rate") && err.contains("integer"), "{err}");
+    }
+
+    #[test]
+    fn syntax_error_names_file() {
+        let f = write("[audio\n");
+        let err = Config::load(Some(f.path()), &[]).expect_err("must fail").to_string();
+        assert!(err.contains(&f.path().display().to_string()), "{err}");
+    }
+
+    #[test]
+    fn overrides_apply_last_and_are_checked() {
+        let c = Config::load(None, &["audio.sink=null".into(), "audio.virtual.latency_ms=5".into()]).expect("load");
+        assert_eq!(c.audio.sink, SinkKind::Null);
+        assert_eq!(c.audio.virtual_sink.latency_ms, 5.0);
+        let err = Config::load(None, &["audio.nope=1".into()]).expect_err("fail").to_string();
+        assert!(err.contains("audio.nope"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_is_rejected() {
+        let err = Config::load(None, &["audio.sample_rate=1".into()]).expect_err("fail").to_string();
+        assert!(err.contains("audio.sample_rate"), "{err}");
+        let err = Config::load(None, &["audio.sink=loud".into()]).expect_err("fail").to_string();
+        assert!(err.contains("loud"), "{err}");
+    }
+}
