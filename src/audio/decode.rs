@@ -38,7 +38,14 @@ pub struct FileSource {
     skip_to: Option<u64>,
     corrupt: u64,
     ended: bool,
+    /// Track frame the next packet should start at; a later one means the demuxer dropped
+    /// packets it could not parse (FLAC resyncs silently), which we fill with silence so the
+    /// track's timeline — what fleet sync relies on — is unchanged.
+    expected_frame: Option<u64>,
 }
+
+/// Largest gap (seconds) filled with silence; a larger jump re-anchors the position instead.
+const MAX_GAP_FILL_SECS: u64 = 10;
 
 impl FileSource {
     /// Open and probe a file.
@@ -57,7 +64,12 @@ impl FileSource {
             hint.with_extension(ext);
         }
         let format = symphonia::default::get_probe()
-            .probe(&hint, mss, FormatOptions::default(), MetadataOptions::default())
+            .probe(
+                &hint,
+                mss,
+                FormatOptions::default(),
+                MetadataOptions::default(),
+            )
             .map_err(|e| not_audio(e.to_string()))?;
         let track = format
             .default_track(TrackType::Audio)
@@ -98,6 +110,7 @@ impl FileSource {
             skip_to: None,
             corrupt: 0,
             ended: false,
+            expected_frame: None,
         })
     }
 
@@ -105,7 +118,8 @@ impl FileSource {
         let ts = ts.get().max(0) as u128;
         match self.time_base {
             Some(tb) => {
-                (ts * tb.numer.get() as u128 * self.spec.sample_rate as u128 / tb.denom.get() as u128) as u64
+                (ts * tb.numer.get() as u128 * self.spec.sample_rate as u128
+                    / tb.denom.get() as u128) as u64
             }
             None => ts as u64,
         }
@@ -114,7 +128,10 @@ impl FileSource {
     fn frame_to_ts(&self, frame: u64) -> Timestamp {
         let f = frame as u128;
         let ts = match self.time_base {
-            Some(tb) => f * tb.denom.get() as u128 / (tb.numer.get() as u128 * self.spec.sample_rate as u128),
+            Some(tb) => {
+                f * tb.denom.get() as u128
+                    / (tb.numer.get() as u128 * self.spec.sample_rate as u128)
+            }
             None => f,
         };
         Timestamp::new(ts.min(i64::MAX as u128) as i64)
@@ -127,7 +144,9 @@ impl FileSource {
             let packet = match self.format.next_packet() {
                 Ok(Some(p)) => p,
                 Ok(None) => return Ok(false),
-                Err(SymError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(false),
+                Err(SymError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    return Ok(false)
+                }
                 Err(SymError::ResetRequired) => {
                     self.decoder.reset();
                     continue;
@@ -152,14 +171,35 @@ impl FileSource {
                     let channels = buf.spec().channels().count();
                     if channels != self.spec.channels || buf.frames() == 0 {
                         if channels != self.spec.channels {
-                            self.note_corrupt("channel count changed mid-stream", &mut consecutive)?;
+                            self.note_corrupt(
+                                "channel count changed mid-stream",
+                                &mut consecutive,
+                            )?;
                         }
                         continue;
                     }
+                    let frames = buf.frames() as u64;
+                    let gap = match (self.expected_frame, self.skip_to) {
+                        (Some(e), None) if packet_frame > e => packet_frame - e,
+                        _ => 0,
+                    };
+                    let gap = if gap > MAX_GAP_FILL_SECS * self.spec.sample_rate as u64 {
+                        tracing::warn!(file = %self.path.display(), "timestamps jump by {gap} frames");
+                        0
+                    } else {
+                        gap
+                    };
+                    if gap > 0 {
+                        self.corrupt += 1;
+                        tracing::warn!(file = %self.path.display(), "{gap} frames lost to a corrupt packet; playing silence");
+                    }
+                    self.expected_frame = Some(packet_frame + frames);
                     self.pending.clear();
                     self.pending_at = 0;
-                    self.pending.resize(buf.samples_interleaved(), 0.0);
-                    buf.copy_to_slice_interleaved(&mut self.pending[..]);
+                    let silence = gap as usize * channels;
+                    self.pending
+                        .resize(silence + buf.samples_interleaved(), 0.0);
+                    buf.copy_to_slice_interleaved(&mut self.pending[silence..]);
                     if let Some(target) = self.skip_to {
                         // First packet after a seek: anchor the position on its timestamp and
                         // drop the frames before the target.
@@ -178,7 +218,9 @@ impl FileSource {
                     return Ok(true);
                 }
                 Err(SymError::DecodeError(msg)) => self.note_corrupt(msg, &mut consecutive)?,
-                Err(SymError::IoError(_)) => self.note_corrupt("truncated packet", &mut consecutive)?,
+                Err(SymError::IoError(_)) => {
+                    self.note_corrupt("truncated packet", &mut consecutive)?
+                }
                 Err(e) => {
                     return Err(AudioError::Decode {
                         path: self.path.clone(),
@@ -236,6 +278,7 @@ impl Source for FileSource {
         self.decoder.reset();
         self.pending.clear();
         self.pending_at = 0;
+        self.expected_frame = None;
         match result {
             Ok(_) => {
                 self.ended = false;

@@ -42,7 +42,8 @@ impl EngineOptions {
             sinc_len: cfg.sinc_len as usize,
             max_ppm: cfg.max_rate_ppm,
             chunk_frames: cfg.period_frames as usize,
-            ring_frames: (cfg.ring_ms as usize * cfg.sample_rate as usize / 1000).max(cfg.period_frames as usize * 2),
+            ring_frames: (cfg.ring_ms as usize * cfg.sample_rate as usize / 1000)
+                .max(cfg.period_frames as usize * 2),
             volume: cfg.volume,
         }
     }
@@ -155,7 +156,11 @@ pub struct Player {
 
 impl Player {
     /// Start the player thread and the sink.
-    pub fn start(sink: Box<dyn Sink>, opts: EngineOptions, controller: Box<dyn Controller>) -> Result<Player, AudioError> {
+    pub fn start(
+        sink: Box<dyn Sink>,
+        opts: EngineOptions,
+        controller: Box<dyn Controller>,
+    ) -> Result<Player, AudioError> {
         let ch = sink.channels();
         let out_rate = sink.sample_rate();
         let sink_desc = sink.describe();
@@ -310,7 +315,8 @@ struct Worker {
 
 impl Worker {
     fn run(mut self, rx: mpsc::Receiver<Command>) {
-        let period = Duration::from_secs_f64(self.opts.chunk_frames as f64 / self.out_rate as f64 / 2.0);
+        let period =
+            Duration::from_secs_f64(self.opts.chunk_frames as f64 / self.out_rate as f64 / 2.0);
         loop {
             match rx.recv_timeout(period) {
                 Ok(cmd) => {
@@ -379,7 +385,12 @@ impl Worker {
         }
     }
 
-    fn load(&mut self, mut source: Box<dyn Source>, start_frame: u64, paused: bool) -> Result<(), AudioError> {
+    fn load(
+        &mut self,
+        mut source: Box<dyn Source>,
+        start_frame: u64,
+        paused: bool,
+    ) -> Result<(), AudioError> {
         let spec = source.spec();
         let mut converter = RateConverter::new(
             self.opts.resampler,
@@ -420,7 +431,9 @@ impl Worker {
     }
 
     fn seek(&mut self, frame: u64) -> Result<(), AudioError> {
-        let Some(t) = self.track.as_mut() else { return Ok(()) };
+        let Some(t) = self.track.as_mut() else {
+            return Ok(());
+        };
         t.source.seek(frame)?;
         t.converter.reset(frame);
         t.source_done = false;
@@ -450,17 +463,22 @@ impl Worker {
         }
         let Some(t) = latest else { return };
         // Forget segments that have been played entirely.
-        while self.segments.len() > 1 && self.segments[0].ring_start + self.segments[0].frames <= t.ring_frame {
+        while self.segments.len() > 1
+            && self.segments[0].ring_start + self.segments[0].frames <= t.ring_frame
+        {
             self.segments.pop_front();
         }
         let heard = self.lookup(t.ring_frame).filter(|_| t.frames > 0);
-        let Some(track) = self.track.as_ref() else { return };
+        let Some(track) = self.track.as_ref() else {
+            return;
+        };
         let ns_per_frame = 1e9 / self.out_rate as f64;
         let report = PlaybackReport {
             heard_at_ns: t.heard_at_ns,
             track_frame: heard,
             track_rate: track.rate,
-            write_heard_at_ns: t.heard_at_ns + ((self.written.saturating_sub(t.ring_frame)) as f64 * ns_per_frame) as u64,
+            write_heard_at_ns: t.heard_at_ns
+                + ((self.written.saturating_sub(t.ring_frame)) as f64 * ns_per_frame) as u64,
             speed_ppm: track.converter.speed_ppm(),
             device_frame: t.device_frame,
         };
@@ -497,14 +515,19 @@ impl Worker {
             .iter()
             .rev()
             .find(|s| s.ring_start <= ring_frame && ring_frame < s.ring_start + s.frames)?;
-        seg.pos.map(|p| p + (ring_frame - seg.ring_start) as f64 * seg.step)
+        seg.pos
+            .map(|p| p + (ring_frame - seg.ring_start) as f64 * seg.step)
     }
 
     /// Keep the ring full: track audio when playing, silence otherwise.
     fn fill(&mut self) -> Result<(), AudioError> {
         let ch = self.channels;
         let chunk = self.opts.chunk_frames;
-        while self.ring.slots() >= chunk * ch {
+        // At most one ring's worth per call, so reports keep flowing even when the sink
+        // consumes as fast as we produce (the virtual sink's simulated time).
+        let mut budget = self.opts.ring_frames;
+        while self.ring.slots() >= chunk * ch && budget >= chunk {
+            budget -= chunk;
             let produced = match self.track.as_ref() {
                 Some(t) if !t.paused && !t.written_out => self.produce_track_chunk()?,
                 _ => false,
@@ -548,7 +571,9 @@ impl Worker {
     /// nothing more to write.
     fn produce_track_chunk(&mut self) -> Result<bool, AudioError> {
         let ch = self.channels;
-        let Some(t) = self.track.as_mut() else { return Ok(false) };
+        let Some(t) = self.track.as_mut() else {
+            return Ok(false);
+        };
         while !t.source_done && t.converter.buffered() < t.converter.input_needed() {
             self.scratch.clear();
             let n = t.source.read(&mut self.scratch, 2048)?;
@@ -613,7 +638,11 @@ pub fn map_channels(input: &[f32], src_ch: usize, out: &mut Vec<f32>, dst_ch: us
                 let mut l = 0.0;
                 let mut r = 0.0;
                 for (i, x) in f.iter().enumerate() {
-                    if i % 2 == 0 { l += x } else { r += x }
+                    if i % 2 == 0 {
+                        l += x
+                    } else {
+                        r += x
+                    }
                 }
                 let pairs = (f.len() as f32 / 2.0).ceil();
                 out.push(l / pairs);

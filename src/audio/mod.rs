@@ -13,7 +13,9 @@ pub mod resample;
 pub mod source;
 pub mod synth;
 
-pub use engine::{Control, Controller, EngineOptions, FreeRun, Player, PlaybackReport, PlayerStatus};
+pub use engine::{
+    Control, Controller, EngineOptions, FreeRun, PlaybackReport, Player, PlayerStatus,
+};
 pub use source::{AudioError, Source, TrackSpec};
 
 use std::path::Path;
@@ -22,7 +24,11 @@ use std::path::Path;
 pub fn open_track(spec: &str) -> Result<Box<dyn Source>, AudioError> {
     match spec {
         "demo" | "builtin:demo" => Ok(Box::new(synth::GeneratedSource::demo())),
-        "pilot" | "builtin:pilot" => Ok(Box::new(synth::GeneratedSource::new(synth::Signal::Pilot, 44_100, 600.0))),
+        "pilot" | "builtin:pilot" => Ok(Box::new(synth::GeneratedSource::new(
+            synth::Signal::Pilot,
+            44_100,
+            600.0,
+        ))),
         path => Ok(Box::new(decode::FileSource::open(Path::new(path))?)),
     }
 }

@@ -14,7 +14,10 @@ pub const AMPLITUDE: f64 = 0.5;
 /// The stereo pilot sample for track frame `frame` (fractional frames allowed).
 pub fn encode(frame: f64) -> [f32; 2] {
     let phase = std::f64::consts::TAU * (frame / PERIOD_FRAMES).fract();
-    [(AMPLITUDE * phase.sin()) as f32, (AMPLITUDE * phase.cos()) as f32]
+    [
+        (AMPLITUDE * phase.sin()) as f32,
+        (AMPLITUDE * phase.cos()) as f32,
+    ]
 }
 
 /// Decodes positions from pilot samples, unwrapping across periods.

@@ -116,10 +116,14 @@ impl RenderCore {
         });
         if real < frames && !self.audio.is_abandoned() {
             self.shared.underruns.fetch_add(1, Ordering::Relaxed);
-            self.shared.underrun_frames.fetch_add(frames - real, Ordering::Relaxed);
+            self.shared
+                .underrun_frames
+                .fetch_add(frames - real, Ordering::Relaxed);
         }
         self.shared.ring_frames.fetch_add(real, Ordering::Relaxed);
-        self.shared.device_frames.fetch_add(frames, Ordering::Relaxed);
+        self.shared
+            .device_frames
+            .fetch_add(frames, Ordering::Relaxed);
         self.shared.callbacks.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -145,7 +149,10 @@ mod tests {
         assert_eq!(shared.underruns.load(Ordering::Relaxed), 1);
         assert_eq!(shared.underrun_frames.load(Ordering::Relaxed), 1);
         let t = tcons.pop().expect("timing sample");
-        assert_eq!((t.heard_at_ns, t.device_frame, t.ring_frame, t.frames), (1000, 0, 0, 3));
+        assert_eq!(
+            (t.heard_at_ns, t.device_frame, t.ring_frame, t.frames),
+            (1000, 0, 0, 3)
+        );
         core.render(&mut out, 2000);
         let t = tcons.pop().expect("timing sample");
         assert_eq!((t.device_frame, t.ring_frame, t.frames), (4, 3, 0));

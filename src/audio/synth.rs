@@ -54,7 +54,8 @@ impl GeneratedSource {
         match signal {
             Signal::Pilot => pilot::encode(frame as f64),
             Signal::Sine(f) => {
-                let v = (0.5 * (std::f64::consts::TAU * f * frame as f64 / rate as f64).sin()) as f32;
+                let v =
+                    (0.5 * (std::f64::consts::TAU * f * frame as f64 / rate as f64).sin()) as f32;
                 [v, v]
             }
             Signal::Demo => demo_frame(frame, rate),
@@ -72,7 +73,11 @@ impl Source for GeneratedSource {
         let n = (end.saturating_sub(self.next)).min(max_frames as u64) as usize;
         out.reserve(n * 2);
         for i in 0..n as u64 {
-            out.extend_from_slice(&Self::frame(self.signal, self.next + i, self.spec.sample_rate));
+            out.extend_from_slice(&Self::frame(
+                self.signal,
+                self.next + i,
+                self.spec.sample_rate,
+            ));
         }
         self.next += n as u64;
         Ok(n)
@@ -154,5 +159,8 @@ fn demo_frame(frame: u64, rate: u32) -> [f32; 2] {
         left += amp * (TAU * f * t + i as f64).sin();
         right += amp * (TAU * f * 1.003 * t + i as f64).sin();
     }
-    [(0.8 * left).clamp(-1.0, 1.0) as f32, (0.8 * right).clamp(-1.0, 1.0) as f32]
+    [
+        (0.8 * left).clamp(-1.0, 1.0) as f32,
+        (0.8 * right).clamp(-1.0, 1.0) as f32,
+    ]
 }

@@ -35,11 +35,16 @@ pub struct PlayArgs {
 
 /// Run `convoy play`.
 pub fn run(config: Config, args: &PlayArgs) -> anyhow::Result<()> {
-    let source = audio::open_track(&args.track).with_context(|| format!("cannot play {}", args.track))?;
+    let source =
+        audio::open_track(&args.track).with_context(|| format!("cannot play {}", args.track))?;
     let spec = source.spec();
     let kind = args.sink.sink.unwrap_or(config.audio.sink);
     let sink = output::open_sink(&config.audio, kind)?;
-    let player = Player::start(sink, EngineOptions::from_config(&config.audio), Box::new(FreeRun))?;
+    let player = Player::start(
+        sink,
+        EngineOptions::from_config(&config.audio),
+        Box::new(FreeRun),
+    )?;
     let start = (args.start.max(0.0) * spec.sample_rate as f64) as u64;
     player.load(source, start)?;
     if args.speed_ppm != 0.0 {
@@ -74,7 +79,10 @@ pub fn run(config: Config, args: &PlayArgs) -> anyhow::Result<()> {
                 status.corrupt_packets
             );
         }
-        if status.finished || stop.load(Ordering::Acquire) || args.seconds.is_some_and(|s| elapsed.as_secs_f64() >= s) {
+        if status.finished
+            || stop.load(Ordering::Acquire)
+            || args.seconds.is_some_and(|s| elapsed.as_secs_f64() >= s)
+        {
             break;
         }
     }
@@ -102,12 +110,14 @@ fn ctrlc_handler(f: impl Fn() + Send + 'static) -> std::io::Result<()> {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
     }
-    std::thread::Builder::new().name("convoy-signal".into()).spawn(move || loop {
-        if FLAG.load(Ordering::Acquire) {
-            f();
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    })?;
+    std::thread::Builder::new()
+        .name("convoy-signal".into())
+        .spawn(move || loop {
+            if FLAG.load(Ordering::Acquire) {
+                f();
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        })?;
     Ok(())
 }

@@ -38,8 +38,13 @@ pub fn parse_signal(s: &str) -> anyhow::Result<Signal> {
         "pilot" => Ok(Signal::Pilot),
         _ => match s.strip_prefix("sine:") {
             Some(hz) => {
-                let f: f64 = hz.parse().with_context(|| format!("bad frequency in {s:?}"))?;
-                anyhow::ensure!(f > 0.0 && f.is_finite(), "frequency must be positive: {s:?}");
+                let f: f64 = hz
+                    .parse()
+                    .with_context(|| format!("bad frequency in {s:?}"))?;
+                anyhow::ensure!(
+                    f > 0.0 && f.is_finite(),
+                    "frequency must be positive: {s:?}"
+                );
                 Ok(Signal::Sine(f))
             }
             None => anyhow::bail!("unknown signal {s:?} (expected demo, pilot or sine:HZ)"),
@@ -65,9 +70,14 @@ pub fn run(cmd: &ToolCommand) -> anyhow::Result<()> {
                 channels: *channels,
                 sample_rate: *rate,
                 bits_per_sample: if *pcm16 { 16 } else { 32 },
-                sample_format: if *pcm16 { hound::SampleFormat::Int } else { hound::SampleFormat::Float },
+                sample_format: if *pcm16 {
+                    hound::SampleFormat::Int
+                } else {
+                    hound::SampleFormat::Float
+                },
             };
-            let mut w = hound::WavWriter::create(out, spec).with_context(|| format!("cannot create {}", out.display()))?;
+            let mut w = hound::WavWriter::create(out, spec)
+                .with_context(|| format!("cannot create {}", out.display()))?;
             let mut buf = Vec::new();
             loop {
                 buf.clear();
@@ -85,7 +95,8 @@ pub fn run(cmd: &ToolCommand) -> anyhow::Result<()> {
                     }
                 }
             }
-            w.finalize().with_context(|| format!("cannot finish {}", out.display()))?;
+            w.finalize()
+                .with_context(|| format!("cannot finish {}", out.display()))?;
             Ok(())
         }
     }

@@ -54,9 +54,20 @@ mod tests {
 
     #[test]
     fn round_trip_is_nanosecond_exact() {
-        for ns in [0i64, 1, 999_999_999, 1_234_567_890_123, -5_000_000_000, 86_400_000_000_017] {
+        for ns in [
+            0i64,
+            1,
+            999_999_999,
+            1_234_567_890_123,
+            -5_000_000_000,
+            86_400_000_000_017,
+        ] {
             let t = NtpTime::from_fleet_ns(ns);
-            assert!((t.to_fleet_ns() - ns).abs() <= 1, "{ns} -> {t:?} -> {}", t.to_fleet_ns());
+            assert!(
+                (t.to_fleet_ns() - ns).abs() <= 1,
+                "{ns} -> {t:?} -> {}",
+                t.to_fleet_ns()
+            );
         }
     }
 

@@ -186,36 +186,67 @@ impl Config {
         };
         let a = &self.audio;
         if !(8_000..=384_000).contains(&a.sample_rate) {
-            return Err(range("audio.sample_rate", format!("{} Hz is outside 8000..=384000", a.sample_rate)));
+            return Err(range(
+                "audio.sample_rate",
+                format!("{} Hz is outside 8000..=384000", a.sample_rate),
+            ));
         }
         if !(1..=8).contains(&a.channels) {
-            return Err(range("audio.channels", format!("{} is outside 1..=8", a.channels)));
+            return Err(range(
+                "audio.channels",
+                format!("{} is outside 1..=8", a.channels),
+            ));
         }
         if !(16..=8192).contains(&a.period_frames) {
-            return Err(range("audio.period_frames", format!("{} is outside 16..=8192", a.period_frames)));
+            return Err(range(
+                "audio.period_frames",
+                format!("{} is outside 16..=8192", a.period_frames),
+            ));
         }
         if !(10..=2000).contains(&a.ring_ms) {
-            return Err(range("audio.ring_ms", format!("{} is outside 10..=2000", a.ring_ms)));
+            return Err(range(
+                "audio.ring_ms",
+                format!("{} is outside 10..=2000", a.ring_ms),
+            ));
         }
         if !(16..=1024).contains(&a.sinc_len) {
-            return Err(range("audio.sinc_len", format!("{} is outside 16..=1024", a.sinc_len)));
+            return Err(range(
+                "audio.sinc_len",
+                format!("{} is outside 16..=1024", a.sinc_len),
+            ));
         }
         if !(a.max_rate_ppm.is_finite() && (1.0..=50_000.0).contains(&a.max_rate_ppm)) {
-            return Err(range("audio.max_rate_ppm", format!("{} is outside 1..=50000", a.max_rate_ppm)));
+            return Err(range(
+                "audio.max_rate_ppm",
+                format!("{} is outside 1..=50000", a.max_rate_ppm),
+            ));
         }
         if !(a.volume.is_finite() && (0.0..=4.0).contains(&a.volume)) {
-            return Err(range("audio.volume", format!("{} is outside 0..=4", a.volume)));
+            return Err(range(
+                "audio.volume",
+                format!("{} is outside 0..=4", a.volume),
+            ));
         }
         let v = &a.virtual_sink;
         if !(v.rate_error_ppm.is_finite() && v.rate_error_ppm.abs() <= 10_000.0) {
-            return Err(range("audio.virtual.rate_error_ppm", format!("{} is outside ±10000", v.rate_error_ppm)));
+            return Err(range(
+                "audio.virtual.rate_error_ppm",
+                format!("{} is outside ±10000", v.rate_error_ppm),
+            ));
         }
         if !(v.latency_ms.is_finite() && (0.0..=10_000.0).contains(&v.latency_ms)) {
-            return Err(range("audio.virtual.latency_ms", format!("{} is outside 0..=10000", v.latency_ms)));
+            return Err(range(
+                "audio.virtual.latency_ms",
+                format!("{} is outside 0..=10000", v.latency_ms),
+            ));
         }
         let n = &self.node;
-        if !(n.output_latency_ms.is_finite() && (-1000.0..=10_000.0).contains(&n.output_latency_ms)) {
-            return Err(range("node.output_latency_ms", format!("{} is outside -1000..=10000", n.output_latency_ms)));
+        if !(n.output_latency_ms.is_finite() && (-1000.0..=10_000.0).contains(&n.output_latency_ms))
+        {
+            return Err(range(
+                "node.output_latency_ms",
+                format!("{} is outside -1000..=10000", n.output_latency_ms),
+            ));
         }
         Ok(())
     }
@@ -234,17 +265,27 @@ impl Config {
 }
 
 fn parse_table(text: &str, origin: &str) -> Result<toml::Table, ConfigError> {
-    text.parse::<toml::Table>().map_err(|e| ConfigError::Syntax {
-        origin: origin.to_string(),
-        message: e.to_string().trim().replace('\n', " "),
-    })
+    text.parse::<toml::Table>()
+        .map_err(|e| ConfigError::Syntax {
+            origin: origin.to_string(),
+            message: e.to_string().trim().replace('\n', " "),
+        })
 }
 
 /// Every key of `user` must exist in `base` (the defaults name every key), so a typo is
 /// reported against the file that made it, with its full dotted path.
-fn check_known(base: &toml::Table, user: &toml::Table, prefix: &str, origin: &str) -> Result<(), ConfigError> {
+fn check_known(
+    base: &toml::Table,
+    user: &toml::Table,
+    prefix: &str,
+    origin: &str,
+) -> Result<(), ConfigError> {
     for (key, value) in user {
-        let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
         match (base.get(key), value) {
             (None, _) => {
                 let known: Vec<&str> = base.keys().map(String::as_str).collect();
@@ -253,17 +294,26 @@ fn check_known(base: &toml::Table, user: &toml::Table, prefix: &str, origin: &st
                     message: format!("unknown key `{path}` (known here: {})", known.join(", ")),
                 });
             }
-            (Some(toml::Value::Table(b)), toml::Value::Table(u)) => check_known(b, u, &path, origin)?,
+            (Some(toml::Value::Table(b)), toml::Value::Table(u)) => {
+                check_known(b, u, &path, origin)?
+            }
             (Some(toml::Value::Table(_)), _) => {
                 return Err(ConfigError::Invalid {
                     origin: origin.to_string(),
                     message: format!("`{path}` must be a table"),
                 })
             }
-            (Some(b), u) if std::mem::discriminant(b) != std::mem::discriminant(u) && !numeric_pair(b, u) => {
+            (Some(b), u)
+                if std::mem::discriminant(b) != std::mem::discriminant(u)
+                    && !numeric_pair(b, u) =>
+            {
                 return Err(ConfigError::Invalid {
                     origin: origin.to_string(),
-                    message: format!("`{path}` must be a {}, not a {}", b.type_str(), u.type_str()),
+                    message: format!(
+                        "`{path}` must be a {}, not a {}",
+                        b.type_str(),
+                        u.type_str()
+                    ),
                 })
             }
             _ => {}
@@ -274,14 +324,19 @@ fn check_known(base: &toml::Table, user: &toml::Table, prefix: &str, origin: &st
 
 /// An integer where a float is expected is fine (`latency_ms = 5`).
 fn numeric_pair(base: &toml::Value, user: &toml::Value) -> bool {
-    matches!((base, user), (toml::Value::Float(_), toml::Value::Integer(_)))
+    matches!(
+        (base, user),
+        (toml::Value::Float(_), toml::Value::Integer(_))
+    )
 }
 
 fn merge(base: &mut toml::Table, user: toml::Table) {
     for (key, value) in user {
         match (base.get_mut(&key), value) {
             (Some(toml::Value::Table(b)), toml::Value::Table(u)) => merge(b, u),
-            (Some(slot @ toml::Value::Float(_)), toml::Value::Integer(i)) => *slot = toml::Value::Float(i as f64),
+            (Some(slot @ toml::Value::Float(_)), toml::Value::Integer(i)) => {
+                *slot = toml::Value::Float(i as f64)
+            }
             (_, v) => {
                 base.insert(key, v);
             }
@@ -295,17 +350,25 @@ fn override_to_toml(item: &str) -> Result<String, ConfigError> {
         origin: format!("--set {item}"),
         message: m.to_string(),
     };
-    let (path, value) = item.split_once('=').ok_or_else(|| bad("expected KEY=VALUE"))?;
+    let (path, value) = item
+        .split_once('=')
+        .ok_or_else(|| bad("expected KEY=VALUE"))?;
     let path = path.trim();
     let (table, key) = match path.rsplit_once('.') {
         Some((t, k)) => (Some(t), k),
         None => (None, path),
     };
-    if key.is_empty() || !path.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') {
+    if key.is_empty()
+        || !path
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+    {
         return Err(bad("key must be a dotted path like audio.sink"));
     }
     let value = value.trim();
-    let literal = if value.parse::<toml::Value>().is_ok() || format!("x = {value}").parse::<toml::Table>().is_ok() {
+    let literal = if value.parse::<toml::Value>().is_ok()
+        || format!("x = {value}").parse::<toml::Table>().is_ok()
+    {
         value.to_string()
     } else {
         format!("{value:?}")
@@ -346,7 +409,9 @@ mod tests {
     #[test]
     fn unknown_key_names_key_and_file() {
         let f = write("[audio]\nsinc_lenght = 64\n");
-        let err = Config::load(Some(f.path()), &[]).expect_err("must fail").to_string();
+        let err = Config::load(Some(f.path()), &[])
+            .expect_err("must fail")
+            .to_string();
         assert!(err.contains("audio.sinc_lenght"), "{err}");
         assert!(err.contains(&f.path().display().to_string()), "{err}");
     }
@@ -354,31 +419,51 @@ mod tests {
     #[test]
     fn wrong_type_is_named() {
         let f = write("[audio]\nsample_rate = \"fast\"\n");
-        let err = Config::load(Some(f.path()), &[]).expect_err("must fail").to_string();
-        assert!(err.contains("audio.sample_rate") && err.contains("integer"), "{err}");
+        let err = Config::load(Some(f.path()), &[])
+            .expect_err("must fail")
+            .to_string();
+        assert!(
+            err.contains("audio.sample_rate") && err.contains("integer"),
+            "{err}"
+        );
     }
 
     #[test]
     fn syntax_error_names_file() {
         let f = write("[audio\n");
-        let err = Config::load(Some(f.path()), &[]).expect_err("must fail").to_string();
+        let err = Config::load(Some(f.path()), &[])
+            .expect_err("must fail")
+            .to_string();
         assert!(err.contains(&f.path().display().to_string()), "{err}");
     }
 
     #[test]
     fn overrides_apply_last_and_are_checked() {
-        let c = Config::load(None, &["audio.sink=null".into(), "audio.virtual.latency_ms=5".into()]).expect("load");
+        let c = Config::load(
+            None,
+            &[
+                "audio.sink=null".into(),
+                "audio.virtual.latency_ms=5".into(),
+            ],
+        )
+        .expect("load");
         assert_eq!(c.audio.sink, SinkKind::Null);
         assert_eq!(c.audio.virtual_sink.latency_ms, 5.0);
-        let err = Config::load(None, &["audio.nope=1".into()]).expect_err("fail").to_string();
+        let err = Config::load(None, &["audio.nope=1".into()])
+            .expect_err("fail")
+            .to_string();
         assert!(err.contains("audio.nope"), "{err}");
     }
 
     #[test]
     fn out_of_range_is_rejected() {
-        let err = Config::load(None, &["audio.sample_rate=1".into()]).expect_err("fail").to_string();
+        let err = Config::load(None, &["audio.sample_rate=1".into()])
+            .expect_err("fail")
+            .to_string();
         assert!(err.contains("audio.sample_rate"), "{err}");
-        let err = Config::load(None, &["audio.sink=loud".into()]).expect_err("fail").to_string();
+        let err = Config::load(None, &["audio.sink=loud".into()])
+            .expect_err("fail")
+            .to_string();
         assert!(err.contains("loud"), "{err}");
     }
 }

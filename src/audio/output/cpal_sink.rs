@@ -34,8 +34,14 @@ impl CpalSink {
         } else {
             host.output_devices()
                 .map_err(|e| AudioError::Output(e.to_string()))?
-                .find(|d| d.description().map(|n| n.name() == cfg.device).unwrap_or(false))
-                .ok_or_else(|| AudioError::Output(format!("no output device named {:?}", cfg.device)))?
+                .find(|d| {
+                    d.description()
+                        .map(|n| n.name() == cfg.device)
+                        .unwrap_or(false)
+                })
+                .ok_or_else(|| {
+                    AudioError::Output(format!("no output device named {:?}", cfg.device))
+                })?
         };
         let name = device
             .description()
@@ -51,7 +57,9 @@ impl CpalSink {
         let config = cpal::StreamConfig {
             channels: cfg.channels,
             sample_rate: cfg.sample_rate,
-            buffer_size: cpal::BufferSize::Fixed(cfg.period_frames),
+            // ALSA picks period and buffer; a fixed 256-frame request makes the PulseAudio
+            // plugin fail with I/O errors. The timing samples carry the real delay anyway.
+            buffer_size: cpal::BufferSize::Default,
         };
         Ok(CpalSink {
             device,
@@ -116,12 +124,18 @@ impl Sink for CpalSink {
                 let _ = thread.join();
                 Err(e)
             }
-            Err(_) => Err(AudioError::Output("cpal stream did not start within 5 s".into())),
+            Err(_) => Err(AudioError::Output(
+                "cpal stream did not start within 5 s".into(),
+            )),
         }
     }
 }
 
-fn build_stream(sink: &CpalSink, mut core: RenderCore, failed: Arc<AtomicBool>) -> Result<cpal::Stream, AudioError> {
+fn build_stream(
+    sink: &CpalSink,
+    mut core: RenderCore,
+    failed: Arc<AtomicBool>,
+) -> Result<cpal::Stream, AudioError> {
     let on_error = move |e: cpal::Error| {
         // Not the real-time callback: cpal reports errors from its own thread.
         tracing::warn!("audio device error: {e}");
@@ -133,7 +147,7 @@ fn build_stream(sink: &CpalSink, mut core: RenderCore, failed: Arc<AtomicBool>) 
             // Preallocated conversion buffer; a larger device request is served in slices.
             let mut scratch = vec![0.0f32; 16_384 * sink.config.channels as usize];
             sink.device.build_output_stream::<i16, _, _>(
-                sink.config.clone(),
+                sink.config,
                 move |out: &mut [i16], info: &cpal::OutputCallbackInfo| {
                     let heard = heard_at(info);
                     let ch = core.channels();
@@ -155,7 +169,7 @@ fn build_stream(sink: &CpalSink, mut core: RenderCore, failed: Arc<AtomicBool>) 
             )
         }
         _ => sink.device.build_output_stream::<f32, _, _>(
-            sink.config.clone(),
+            sink.config,
             move |out: &mut [f32], info: &cpal::OutputCallbackInfo| {
                 core.render(out, heard_at(info));
             },

@@ -77,7 +77,10 @@ impl Drop for SinkHandle {
 /// when cpal finds no usable device.
 pub fn open_sink(cfg: &AudioConfig, kind: SinkKind) -> Result<Box<dyn Sink>, AudioError> {
     let paced = |virtual_sink: bool| -> Box<dyn Sink> {
-        Box::new(PacedSink::new(PacedSinkOptions::from_config(cfg, virtual_sink)))
+        Box::new(PacedSink::new(PacedSinkOptions::from_config(
+            cfg,
+            virtual_sink,
+        )))
     };
     match kind {
         SinkKind::Null => Ok(paced(false)),
@@ -100,5 +103,7 @@ fn open_cpal(cfg: &AudioConfig) -> Result<Box<dyn Sink>, AudioError> {
 
 #[cfg(not(feature = "cpal-output"))]
 fn open_cpal(_cfg: &AudioConfig) -> Result<Box<dyn Sink>, AudioError> {
-    Err(AudioError::Output("built without the cpal-output feature".into()))
+    Err(AudioError::Output(
+        "built without the cpal-output feature".into(),
+    ))
 }

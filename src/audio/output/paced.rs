@@ -55,7 +55,11 @@ impl PacedSinkOptions {
             channels: cfg.channels as usize,
             period_frames: cfg.period_frames as usize,
             rate_error_ppm: if virtual_sink { v.rate_error_ppm } else { 0.0 },
-            latency_ns: if virtual_sink { (v.latency_ms * 1e6) as u64 } else { 0 },
+            latency_ns: if virtual_sink {
+                (v.latency_ms * 1e6) as u64
+            } else {
+                0
+            },
             record: (virtual_sink && !v.record.is_empty()).then(|| PathBuf::from(&v.record)),
             pilot: virtual_sink && v.pilot,
             fast: virtual_sink && v.fast,
@@ -131,7 +135,10 @@ fn run_dac(
         let consume_at = t0 + (consumed as f64 * ns_per_frame).round() as u64;
         if opts.fast {
             // Simulated time: wait for a full period of audio instead of for the clock.
-            while core.ready_frames() < period && !core.is_abandoned() && !stop.load(Ordering::Acquire) {
+            while core.ready_frames() < period
+                && !core.is_abandoned()
+                && !stop.load(Ordering::Acquire)
+            {
                 std::thread::sleep(std::time::Duration::from_micros(200));
             }
             if core.ready_frames() == 0 && core.is_abandoned() {
@@ -190,7 +197,14 @@ impl Recorder {
         })
     }
 
-    fn record(&mut self, heard_at: u64, device_frame: u64, ring_frame: u64, buf: &[f32], ch: usize) -> Result<(), AudioError> {
+    fn record(
+        &mut self,
+        heard_at: u64,
+        device_frame: u64,
+        ring_frame: u64,
+        buf: &[f32],
+        ch: usize,
+    ) -> Result<(), AudioError> {
         let track = match (&mut self.pilot, ch >= 2) {
             (Some(p), true) => p.decode(buf[0], buf[1]).map(|f| format!("{f:.3}")),
             _ => None,

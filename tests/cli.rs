@@ -1,0 +1,89 @@
+//! The binary's front door: help, errors, config handling.
+
+use std::process::Command;
+
+use crate::util::convoy_bin;
+
+fn run(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(convoy_bin())
+        .args(args)
+        .env("CONVOY_LOG", "warn")
+        .output()
+        .expect("runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let (ok, out, _) = run(&["--help"]);
+    assert!(ok);
+    for word in ["play", "config", "tool"] {
+        assert!(out.contains(word), "help lacks {word}: {out}");
+    }
+}
+
+#[test]
+fn playing_a_non_audio_file_fails_with_one_line_naming_it() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let p = dir.path().join("notes.txt");
+    std::fs::write(&p, "not audio at all, just words\n".repeat(50)).expect("write");
+    let (ok, _, err) = run(&["play", p.to_str().expect("utf8"), "--sink", "null"]);
+    assert!(!ok);
+    let line = err
+        .lines()
+        .rfind(|l| l.starts_with("convoy: error:"))
+        .expect("error line");
+    assert!(
+        line.contains("notes.txt") && line.contains("not playable audio"),
+        "{err}"
+    );
+}
+
+#[test]
+fn plays_the_embedded_demo_on_the_null_sink() {
+    let (ok, _, err) = run(&[
+        "play",
+        "--sink",
+        "null",
+        "--seconds",
+        "1.2",
+        "--progress",
+        "false",
+    ]);
+    assert!(ok, "{err}");
+    assert!(err.contains("played demo"), "{err}");
+    assert!(err.contains("underruns 0"), "{err}");
+}
+
+#[test]
+fn a_typo_in_a_config_file_names_key_and_file() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let p = dir.path().join("bike.toml");
+    std::fs::write(&p, "[audio]\nsamplerate = 44100\n").expect("write");
+    let (ok, _, err) = run(&["--config", p.to_str().expect("utf8"), "config"]);
+    assert!(!ok);
+    assert!(
+        err.contains("audio.samplerate") && err.contains("bike.toml"),
+        "{err}"
+    );
+}
+
+#[test]
+fn config_prints_the_effective_values() {
+    let (ok, out, err) = run(&[
+        "--set",
+        "audio.sink=virtual",
+        "--set",
+        "audio.virtual.rate_error_ppm=120",
+        "config",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("sink = \"virtual\"") && out.contains("rate_error_ppm = 120.0"),
+        "{out}"
+    );
+}

@@ -1,0 +1,93 @@
+//! The real cpal/ALSA output path, on a machine without a sound card: `tools/test.sh` starts
+//! a PulseAudio null sink (ALSA's default routed to Pulse) and sets CONVOY_PULSE_TESTS=1;
+//! this test plays a tone through `--sink cpal` while `parec` records the sink's monitor,
+//! and checks the recording holds that tone.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::util::{convoy_bin, rms, zero_crossing_hz};
+
+#[test]
+fn cpal_output_plays_into_the_pulseaudio_null_sink() {
+    if std::env::var("CONVOY_PULSE_TESTS").as_deref() != Ok("1") {
+        eprintln!("CONVOY_PULSE_TESTS is not 1: run through tools/test.sh to exercise cpal/ALSA");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let wav = dir.path().join("tone.wav");
+    let gen = Command::new(convoy_bin())
+        .args([
+            "tool",
+            "gen",
+            "sine:1000",
+            wav.to_str().expect("utf8"),
+            "--seconds",
+            "4",
+        ])
+        .status()
+        .expect("gen");
+    assert!(gen.success());
+    let monitor =
+        std::env::var("CONVOY_PULSE_MONITOR").unwrap_or_else(|_| "convoy_null.monitor".into());
+    let capture = dir.path().join("capture.raw");
+    let mut rec = Command::new("parec")
+        .args([
+            "-d",
+            &monitor,
+            "--format=float32le",
+            "--rate=48000",
+            "--channels=2",
+            "--raw",
+        ])
+        .stdout(Stdio::from(
+            std::fs::File::create(&capture).expect("capture file"),
+        ))
+        .spawn()
+        .expect("parec (pulseaudio-utils) runs");
+    std::thread::sleep(Duration::from_millis(300));
+    let play = Command::new(convoy_bin())
+        .args([
+            "play",
+            wav.to_str().expect("utf8"),
+            "--sink",
+            "cpal",
+            "--seconds",
+            "3",
+            "--progress",
+            "false",
+        ])
+        .output()
+        .expect("play");
+    let _ = rec.kill();
+    let _ = rec.wait();
+    let captured = std::fs::read(&capture).expect("capture");
+    let stderr = String::from_utf8_lossy(&play.stderr);
+    assert!(play.status.success(), "{stderr}");
+    assert!(stderr.contains("cpal sink"), "did not use cpal: {stderr}");
+    let samples: Vec<f32> = captured
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    let left: Vec<f32> = samples.iter().step_by(2).copied().collect();
+    // Keep the loud part (the capture starts before and ends after playback).
+    let loud: Vec<f32> = left
+        .chunks(4_800)
+        .filter(|c| rms(c) > 0.1)
+        .flatten()
+        .copied()
+        .collect();
+    assert!(
+        loud.len() > 48_000,
+        "only {} loud samples captured",
+        loud.len()
+    );
+    let hz = zero_crossing_hz(&loud[4_800..loud.len() - 4_800], 48_000.0);
+    let level = rms(&loud);
+    eprintln!(
+        "captured {:.2} s of tone: {hz:.2} Hz, rms {level:.3}",
+        loud.len() as f64 / 48_000.0
+    );
+    assert!((hz - 1000.0).abs() < 1.0, "{hz} Hz");
+    assert!((level - 0.3536).abs() < 0.03, "rms {level}");
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Install what Convoy needs on a fresh Debian machine (idempotent; uses sudo when not root).
+#   tools/setup.sh          build + run dependencies
+#   tools/setup.sh --test   plus what the test suite uses (PulseAudio null sink, socat, …)
+set -euo pipefail
+pkgs=(pkg-config libasound2-dev)
+if [[ "${1:-}" == "--test" ]]; then
+  pkgs+=(pulseaudio pulseaudio-utils libasound2-plugins alsa-utils socat sox
+         chrony liblo-tools python3-pip
+         arduino-mk arduino-core-avr simavr libsimavr-dev)
+fi
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  sudo=""
+  [[ $(id -u) -ne 0 ]] && sudo=sudo
+  echo "setup: installing ${missing[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if ! command -v cargo >/dev/null; then
+  echo "setup: cargo not found; install Rust with rustup (https://rustup.rs) and rerun" >&2
+  exit 1
+fi

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian machine: installs what the tests need, starts
+# the PulseAudio null sink that the cpal test plays into, then formatting, lints and tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tools/setup.sh --test
+tools/pulse-null.sh
+export CONVOY_PULSE_TESTS=1
+cargo fmt --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo test --locked
