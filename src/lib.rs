@@ -13,9 +13,21 @@
 //! - [`audio`] — decode (symphonia) → resample with live speed adjustment (rubato) →
 //!   lock-free ring → sink (`cpal`, `null`, `virtual`); the player reports which track frame
 //!   is heard when, and takes speed/seek decisions from a controller.
+//! - [`analysis`] — pure DSP: FFT bands, onsets, tempo, Ellis DP beat tracking, downbeats,
+//!   sections, the streaming live tracker and the versioned beatmap format.
+//! - [`led`] — the Arduino LED protocol (pure codec), the reconnecting serial transport and a
+//!   simulated strip; the firmware lives in `tools/arduino/`.
+//! - [`security`] — HMAC-SHA256 envelopes on every fleet datagram, replay windows, rate
+//!   limits, vehicle whitelist and the external control-port policy.
+//! - [`osc`] — OSC address patterns, size-capped codec and TCP framings, the typed control
+//!   address space (Convoy, Reaper, AbletonOSC, QLab-style replies) and the control server.
 //! - [`cli`] — the command-line front door; the only place that uses `anyhow`.
 
+pub mod analysis;
 pub mod audio;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod led;
+pub mod osc;
+pub mod security;

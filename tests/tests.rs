@@ -4,5 +4,10 @@ mod util;
 
 mod cli;
 mod decode;
+mod led_firmware;
+mod led_reconnect;
+mod osc_interop;
+mod osc_robustness;
 mod playback;
 mod pulse;
+mod security_guard;

@@ -1,5 +1,8 @@
 //! The `cpal` sink: real ALSA output (a USB speaker on the Pi). The stream lives on its own
-//! thread (cpal streams are not `Send` on every host). REAL-TIME PATH: the data callback is
+//! thread (cpal streams are not `Send` on every host). When the device reports an error (a
+//! USB speaker unplugged, an ALSA I/O error) the stream is rebuilt with backoff and the
+//! music goes on where the ring is: the callback's [`RenderCore`] is handed back when the
+//! old stream drops its callback, so no state is lost. REAL-TIME PATH: the data callback is
 //! [`RenderCore::render`] plus, for integer devices, a conversion through a buffer allocated
 //! before the stream starts; the heard-at time is `now + (playback − callback)` from cpal's
 //! stream timestamps.
@@ -93,28 +96,64 @@ impl Sink for CpalSink {
         let thread = std::thread::Builder::new()
             .name("convoy-cpal".into())
             .spawn(move || {
-                let failed = Arc::new(AtomicBool::new(false));
-                let stream = match build_stream(&self, core, failed.clone()) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        let msg = e.to_string();
-                        let _ = ready_tx.send(Err(e));
-                        return Err(AudioError::Output(msg));
-                    }
-                };
-                if let Err(e) = stream.play() {
-                    let err = AudioError::Output(format!("{}: {e}", self.name));
-                    let _ = ready_tx.send(Err(AudioError::Output(err.to_string())));
-                    return Err(err);
-                }
-                let _ = ready_tx.send(Ok(()));
+                let (back_tx, back_rx) = std::sync::mpsc::channel::<RenderCore>();
+                let mut core = Some(core);
+                let mut ready = Some(ready_tx);
+                let mut backoff = Duration::from_millis(100);
                 while !stop_flag.load(Ordering::Acquire) {
-                    if failed.load(Ordering::Acquire) {
-                        return Err(AudioError::Output(format!("{}: stream failed", self.name)));
+                    let Some(c) = core
+                        .take()
+                        .or_else(|| back_rx.recv_timeout(Duration::from_secs(2)).ok())
+                    else {
+                        return Err(AudioError::Output(format!(
+                            "{}: stream did not release its callback",
+                            self.name
+                        )));
+                    };
+                    let failed = Arc::new(AtomicBool::new(false));
+                    let slot = CoreSlot {
+                        core: Some(c),
+                        back: back_tx.clone(),
+                    };
+                    let started = build_stream(&self, slot, failed.clone()).and_then(|stream| {
+                        stream
+                            .play()
+                            .map(|()| stream)
+                            .map_err(|e| AudioError::Output(format!("{}: {e}", self.name)))
+                    });
+                    match started {
+                        Ok(stream) => {
+                            if let Some(tx) = ready.take() {
+                                let _ = tx.send(Ok(()));
+                            }
+                            while !stop_flag.load(Ordering::Acquire)
+                                && !failed.load(Ordering::Acquire)
+                            {
+                                std::thread::sleep(Duration::from_millis(20));
+                            }
+                            drop(stream);
+                            if !stop_flag.load(Ordering::Acquire) {
+                                tracing::warn!(
+                                    "{}: stream failed; reopening in {backoff:?}",
+                                    self.name
+                                );
+                            }
+                        }
+                        Err(e) => {
+                            if let Some(tx) = ready.take() {
+                                // The first start failing is the caller's error (no device).
+                                let msg = e.to_string();
+                                let _ = tx.send(Err(e));
+                                return Err(AudioError::Output(msg));
+                            }
+                            tracing::warn!("{e}; retrying in {backoff:?}");
+                        }
                     }
-                    std::thread::sleep(Duration::from_millis(20));
+                    if !stop_flag.load(Ordering::Acquire) {
+                        std::thread::sleep(backoff);
+                        backoff = (backoff * 2).min(Duration::from_secs(2));
+                    }
                 }
-                drop(stream);
                 Ok(())
             })
             .map_err(|e| AudioError::Output(format!("cannot start cpal thread: {e}")))?;
@@ -131,15 +170,47 @@ impl Sink for CpalSink {
     }
 }
 
+/// Owns the callback's [`RenderCore`] inside a stream's data callback and hands it back when
+/// cpal drops that callback (stream teardown, never in the real-time path), so a rebuilt
+/// stream carries on with the same ring and counters.
+struct CoreSlot {
+    core: Option<RenderCore>,
+    back: std::sync::mpsc::Sender<RenderCore>,
+}
+
+impl CoreSlot {
+    #[inline]
+    fn render(&mut self, out: &mut [f32], heard_at_ns: u64) {
+        match self.core.as_mut() {
+            Some(core) => core.render(out, heard_at_ns),
+            None => out.fill(0.0),
+        }
+    }
+
+    fn channels(&self) -> usize {
+        self.core.as_ref().map_or(1, RenderCore::channels)
+    }
+}
+
+impl Drop for CoreSlot {
+    fn drop(&mut self) {
+        if let Some(core) = self.core.take() {
+            let _ = self.back.send(core);
+        }
+    }
+}
+
 fn build_stream(
     sink: &CpalSink,
-    mut core: RenderCore,
+    mut core: CoreSlot,
     failed: Arc<AtomicBool>,
 ) -> Result<cpal::Stream, AudioError> {
     let on_error = move |e: cpal::Error| {
-        // Not the real-time callback: cpal reports errors from its own thread.
-        tracing::warn!("audio device error: {e}");
-        failed.store(true, Ordering::Release);
+        // Not the real-time callback: cpal reports errors from its own thread. Only the
+        // first error of a stream is logged; the sink thread then rebuilds the stream.
+        if !failed.swap(true, Ordering::AcqRel) {
+            tracing::warn!("audio device error: {e}");
+        }
     };
     let name = sink.name.clone();
     let result = match sink.format {

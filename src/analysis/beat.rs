@@ -1,0 +1,516 @@
+//! Offline beat tracking, downbeat (bar phase) estimation and sectioning.
+//!
+//! [`track_beats`] is the dynamic-programming tracker of Ellis (2007): the
+//! onset envelope is normalised and smoothed into a local score, and the
+//! cumulative score of a beat at frame `t` is its local score plus the best
+//! predecessor score penalised by `tightness * ln((t - p) / tau)^2`, with the
+//! period `tau` taken per frame from a local tempo curve so tempo changes are
+//! followed. [`estimate_meter`] picks the bar length (4, or 3 when clearly
+//! better) and the phase that maximises low-frequency onset strength on the
+//! downbeats. [`segment`] finds section boundaries as peaks of a checkerboard
+//! novelty curve on the bar-level self-similarity of band-energy features,
+//! snaps them to bars, and labels sections (`intro`, `A`, `B`, …, `outro`).
+
+/// Beat tracker settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BeatConfig {
+    /// Weight of the tempo-deviation penalty (default 100, as in librosa).
+    pub tightness: f32,
+    /// Leading/trailing beats whose local score is below this fraction of the
+    /// RMS beat score are dropped (default 0.03, low enough to keep beats in
+    /// quiet intros; 0 disables trimming).
+    pub trim_threshold: f32,
+}
+
+impl Default for BeatConfig {
+    fn default() -> Self {
+        Self {
+            tightness: 100.0,
+            trim_threshold: 0.03,
+        }
+    }
+}
+
+/// Tracks beats in `env` (one value per frame). `bpm` gives the local tempo
+/// per frame (a single value is used for every frame; an empty slice yields no
+/// beats). Returns ascending frame indices of beats.
+pub fn track_beats(env: &[f32], bpm: &[f32], frame_rate: f32, cfg: &BeatConfig) -> Vec<usize> {
+    let n = env.len();
+    if n < 4 || bpm.is_empty() || !(frame_rate.is_finite() && frame_rate > 0.0) {
+        return Vec::new();
+    }
+    let period_at = |t: usize| -> f32 {
+        let b = if bpm.len() == 1 {
+            bpm[0]
+        } else {
+            bpm[t.min(bpm.len() - 1)]
+        };
+        let b = if b.is_finite() && b > 1.0 { b } else { 120.0 };
+        (60.0 * frame_rate / b).max(2.0)
+    };
+    // Normalise by standard deviation.
+    let clean: Vec<f32> = env
+        .iter()
+        .map(|v| if v.is_finite() { *v } else { 0.0 })
+        .collect();
+    let mean = clean.iter().map(|v| *v as f64).sum::<f64>() / n as f64;
+    let var = clean
+        .iter()
+        .map(|v| (*v as f64 - mean).powi(2))
+        .sum::<f64>()
+        / (n as f64 - 1.0).max(1.0);
+    let std = var.sqrt() as f32;
+    if !(std.is_finite() && std > 1e-9) {
+        return Vec::new();
+    }
+    let norm: Vec<f32> = clean.iter().map(|v| v / std).collect();
+    // Local score: Gaussian smoothing with width tied to the median period.
+    let mut ps: Vec<f32> = (0..n).step_by((n / 64).max(1)).map(period_at).collect();
+    ps.sort_by(|a, b| a.total_cmp(b));
+    let tau_med = ps[ps.len() / 2];
+    let radius = tau_med.round() as isize;
+    let kernel: Vec<f32> = (-radius..=radius)
+        .map(|i| {
+            let x = i as f32 * 32.0 / tau_med;
+            (-0.5 * x * x).exp()
+        })
+        .collect();
+    let mut local = vec![0.0f32; n];
+    for (t, l) in local.iter_mut().enumerate() {
+        let mut s = 0.0;
+        for (k, &w) in kernel.iter().enumerate() {
+            let j = t as isize + k as isize - radius;
+            if j >= 0 && (j as usize) < n {
+                s += w * norm[j as usize];
+            }
+        }
+        *l = s;
+    }
+    let max_local = local.iter().cloned().fold(0.0f32, f32::max);
+    if max_local <= 0.0 {
+        return Vec::new();
+    }
+    let tight = if cfg.tightness.is_finite() && cfg.tightness >= 0.0 {
+        cfg.tightness
+    } else {
+        100.0
+    };
+    let mut cum = vec![0.0f32; n];
+    let mut back = vec![usize::MAX; n];
+    let mut first_beat = true;
+    for t in 0..n {
+        let tau = period_at(t);
+        let lo = t as isize - (2.0 * tau).round() as isize;
+        let hi = t as isize - (tau / 2.0).round() as isize;
+        let mut best = f32::NEG_INFINITY;
+        let mut arg = usize::MAX;
+        if hi >= 0 {
+            for p in lo.max(0)..=hi {
+                let p = p as usize;
+                let r = ((t - p) as f32 / tau).ln();
+                let v = cum[p] - tight * r * r;
+                if v > best {
+                    best = v;
+                    arg = p;
+                }
+            }
+        }
+        if arg == usize::MAX {
+            cum[t] = local[t];
+        } else {
+            cum[t] = local[t] + best;
+            back[t] = arg;
+        }
+        if first_beat && local[t] < 0.01 * max_local {
+            back[t] = usize::MAX;
+        } else {
+            first_beat = false;
+        }
+    }
+    // Last beat: last local maximum of cum above half the median of maxima.
+    let mut maxima = Vec::new();
+    for t in 0..n {
+        let l = if t > 0 { cum[t - 1] } else { f32::NEG_INFINITY };
+        let r = if t + 1 < n {
+            cum[t + 1]
+        } else {
+            f32::NEG_INFINITY
+        };
+        if cum[t] > l && cum[t] >= r {
+            maxima.push(t);
+        }
+    }
+    if maxima.is_empty() {
+        return Vec::new();
+    }
+    let mut mv: Vec<f32> = maxima.iter().map(|&t| cum[t]).collect();
+    mv.sort_by(|a, b| a.total_cmp(b));
+    let med = mv[mv.len() / 2];
+    let last = maxima
+        .iter()
+        .rev()
+        .find(|&&t| cum[t] >= 0.5 * med)
+        .copied()
+        .unwrap_or(maxima[maxima.len() - 1]);
+    let mut beats = vec![last];
+    let mut t = last;
+    while back[t] != usize::MAX && beats.len() <= n {
+        t = back[t];
+        beats.push(t);
+    }
+    beats.reverse();
+    // Trim weak leading/trailing beats.
+    if cfg.trim_threshold > 0.0 && !beats.is_empty() {
+        let rms =
+            (beats.iter().map(|&b| local[b] * local[b]).sum::<f32>() / beats.len() as f32).sqrt();
+        let thr = cfg.trim_threshold * rms;
+        let s = beats
+            .iter()
+            .position(|&b| local[b] > thr)
+            .unwrap_or(beats.len());
+        let e = beats
+            .iter()
+            .rposition(|&b| local[b] > thr)
+            .map(|i| i + 1)
+            .unwrap_or(s);
+        beats = beats[s..e.max(s)].to_vec();
+    }
+    beats
+}
+
+/// Bar length and phase of a beat sequence.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MeterEstimate {
+    /// Beats per bar (4, or 3).
+    pub beats_per_bar: usize,
+    /// Index (into the beat list) of the first downbeat, `< beats_per_bar`.
+    pub phase: usize,
+    /// Contrast of the downbeat feature, `>= 0` (0 = no evidence).
+    pub confidence: f32,
+}
+
+/// Chooses meter (4/4, or 3/4 when clearly better) and downbeat phase that
+/// maximise low-frequency onset strength plus bass/harmonic change on the
+/// downbeats. `low` is a per-frame low-frequency onset strength, `bass[t]` a
+/// per-frame vector of low-frequency log magnitudes (may be empty), and
+/// `beats` are frame indices.
+pub fn estimate_meter(
+    beats: &[usize],
+    low: &[f32],
+    bass: &[Vec<f32>],
+    allow_triple: bool,
+) -> MeterEstimate {
+    let fallback = MeterEstimate {
+        beats_per_bar: 4,
+        phase: 0,
+        confidence: 0.0,
+    };
+    if beats.len() < 4 || low.is_empty() {
+        return fallback;
+    }
+    let feat: Vec<f32> = beats
+        .iter()
+        .map(|&b| {
+            let lo = b.saturating_sub(2);
+            let hi = (b + 3).min(low.len());
+            low.get(lo..hi)
+                .map(|s| {
+                    s.iter()
+                        .cloned()
+                        .filter(|v| v.is_finite())
+                        .fold(0.0f32, f32::max)
+                })
+                .unwrap_or(0.0)
+        })
+        .collect();
+    let change = bass_change(beats, bass);
+    let mean_flux = feat.iter().sum::<f32>() / feat.len() as f32;
+    let mean_change = change.iter().sum::<f32>() / change.len().max(1) as f32;
+    // Sum of the two cues, each normalised to a mean of 1.
+    let feat: Vec<f32> = feat
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let a = if mean_flux > 1e-9 { f / mean_flux } else { 0.0 };
+            let b = if mean_change > 1e-9 {
+                change.get(i).copied().unwrap_or(0.0) / mean_change
+            } else {
+                0.0
+            };
+            a + b
+        })
+        .collect();
+    let mean_all = feat.iter().sum::<f32>() / feat.len() as f32;
+    if !(mean_all.is_finite() && mean_all > 1e-9) {
+        return fallback;
+    }
+    let contrast = |m: usize, ph: usize| -> f32 {
+        let (mut on, mut n_on, mut off, mut n_off) = (0.0f32, 0usize, 0.0f32, 0usize);
+        for (i, &f) in feat.iter().enumerate() {
+            if i % m == ph {
+                on += f;
+                n_on += 1;
+            } else {
+                off += f;
+                n_off += 1;
+            }
+        }
+        if n_on == 0 || n_off == 0 {
+            return 0.0;
+        }
+        (on / n_on as f32 - off / n_off as f32) / mean_all
+    };
+    let best_of = |m: usize| -> (usize, f32) {
+        (0..m)
+            .map(|ph| (ph, contrast(m, ph)))
+            .fold((0, f32::NEG_INFINITY), |a, b| if b.1 > a.1 { b } else { a })
+    };
+    let (p4, c4) = best_of(4);
+    let mut best = MeterEstimate {
+        beats_per_bar: 4,
+        phase: p4,
+        confidence: c4.max(0.0),
+    };
+    if allow_triple && beats.len() >= 6 {
+        let (p3, c3) = best_of(3);
+        if c3 > 0.1 && c3 > 1.5 * c4.max(0.0) {
+            best = MeterEstimate {
+                beats_per_bar: 3,
+                phase: p3,
+                confidence: c3,
+            };
+        }
+    }
+    best
+}
+
+/// For each beat, the RMS difference between the mean bass spectrum over the
+/// beat that starts there and over the preceding beat (harmonic change).
+fn bass_change(beats: &[usize], bass: &[Vec<f32>]) -> Vec<f32> {
+    let dim = bass.first().map(|v| v.len()).unwrap_or(0);
+    if dim == 0 || beats.len() < 2 {
+        return Vec::new();
+    }
+    let mean_over = |s: usize, e: usize| -> Vec<f32> {
+        let e = e.min(bass.len());
+        let mut v = vec![0.0f32; dim];
+        if e <= s {
+            return v;
+        }
+        for f in &bass[s..e] {
+            for (a, b) in v.iter_mut().zip(f) {
+                *a += if b.is_finite() { *b } else { 0.0 };
+            }
+        }
+        v.iter_mut().for_each(|a| *a /= (e - s) as f32);
+        v
+    };
+    (0..beats.len())
+        .map(|i| {
+            if i == 0 || i + 1 >= beats.len() {
+                return 0.0;
+            }
+            // Skip the attack (first quarter) of each beat span.
+            let q = |a: usize, b: usize| a + (b - a) / 4;
+            let prev = mean_over(q(beats[i - 1], beats[i]), beats[i]);
+            let next = mean_over(q(beats[i], beats[i + 1]), beats[i + 1]);
+            (prev
+                .iter()
+                .zip(&next)
+                .map(|(a, b)| (a - b) * (a - b))
+                .sum::<f32>()
+                / dim as f32)
+                .sqrt()
+        })
+        .collect()
+}
+
+/// A section found by [`segment`], in frame units.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SectionSpan {
+    /// First frame of the section.
+    pub start_frame: usize,
+    /// One past the last frame of the section.
+    pub end_frame: usize,
+    /// Label: `intro`, `outro`, or a letter `A`, `B`, … (equal letters = similar).
+    pub label: String,
+    /// Mean loudness relative to the loudest section, `0..=1`.
+    pub energy: f32,
+}
+
+/// Splits a track into sections. `bar_starts` are the frame indices of bar
+/// starts (ascending); `features[t]` is a per-frame feature vector (band
+/// levels in dB) and `level[t]` a per-frame linear amplitude. `n_frames` is
+/// the total frame count.
+pub fn segment(
+    bar_starts: &[usize],
+    features: &[Vec<f32>],
+    level: &[f32],
+    n_frames: usize,
+) -> Vec<SectionSpan> {
+    let n_frames = n_frames.min(features.len()).min(level.len());
+    if n_frames == 0 {
+        return Vec::new();
+    }
+    // Bar boundaries covering the whole track.
+    let mut edges: Vec<usize> = vec![0];
+    for &b in bar_starts {
+        if b > *edges.last().unwrap_or(&0) && b < n_frames {
+            edges.push(b);
+        }
+    }
+    edges.push(n_frames);
+    let n_bars = edges.len() - 1;
+    let dim = features.first().map(|f| f.len()).unwrap_or(0);
+    let bar_feat: Vec<Vec<f32>> = (0..n_bars)
+        .map(|i| {
+            let (s, e) = (edges[i], edges[i + 1]);
+            let mut v = vec![0.0f32; dim];
+            for f in &features[s..e] {
+                for (a, b) in v.iter_mut().zip(f) {
+                    *a += if b.is_finite() { *b } else { -100.0 };
+                }
+            }
+            let len = (e - s).max(1) as f32;
+            v.iter_mut().for_each(|a| *a /= len);
+            v
+        })
+        .collect();
+    let bar_level: Vec<f32> = (0..n_bars)
+        .map(|i| {
+            let (s, e) = (edges[i], edges[i + 1]);
+            let p: f32 = level[s..e].iter().map(|v| v * v).sum::<f32>() / (e - s).max(1) as f32;
+            p.sqrt()
+        })
+        .collect();
+    let dist = |a: &[f32], b: &[f32]| -> f32 {
+        (a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f32>() / dim.max(1) as f32).sqrt()
+    };
+    let mut bounds: Vec<usize> = vec![0];
+    if n_bars >= 4 {
+        // Self-similarity with a Gaussian kernel on RMS dB distance.
+        let mut d = vec![0.0f32; n_bars * n_bars];
+        let mut all = Vec::with_capacity(n_bars * n_bars / 2);
+        for i in 0..n_bars {
+            for j in 0..n_bars {
+                let v = dist(&bar_feat[i], &bar_feat[j]);
+                d[i * n_bars + j] = v;
+                if j > i {
+                    all.push(v);
+                }
+            }
+        }
+        all.sort_by(|a, b| a.total_cmp(b));
+        let sigma = all[all.len() / 2].max(1.0);
+        let ssm: Vec<f32> = d
+            .iter()
+            .map(|v| (-0.5 * (v / sigma) * (v / sigma)).exp())
+            .collect();
+        let l = 4isize;
+        let mut nov = vec![0.0f32; n_bars + 1];
+        for (b, nv) in nov.iter_mut().enumerate().take(n_bars).skip(1) {
+            let (mut s, mut wsum) = (0.0f32, 0.0f32);
+            for i in -l..l {
+                for j in -l..l {
+                    let (x, y) = (b as isize + i, b as isize + j);
+                    if x < 0 || y < 0 || x >= n_bars as isize || y >= n_bars as isize {
+                        continue;
+                    }
+                    let sign = if (i < 0) == (j < 0) { 1.0 } else { -1.0 };
+                    let g = (-(((i as f32 + 0.5).powi(2) + (j as f32 + 0.5).powi(2))
+                        / (2.0 * (l as f32 * 0.6).powi(2))))
+                    .exp();
+                    s += sign * g * ssm[x as usize * n_bars + y as usize];
+                    wsum += g;
+                }
+            }
+            *nv = if wsum > 0.0 { (s / wsum).max(0.0) } else { 0.0 };
+        }
+        let thr = 0.15f32;
+        for b in 2..n_bars.saturating_sub(1) {
+            let v = nov[b];
+            let is_peak = (b.saturating_sub(2)..=(b + 2).min(n_bars))
+                .all(|k| k == b || nov[k] < v || (nov[k] == v && k > b));
+            if is_peak && v > thr && b - bounds[bounds.len() - 1] >= 2 {
+                bounds.push(b);
+            }
+        }
+    }
+    bounds.push(n_bars);
+    // Section features and levels.
+    let n_sec = bounds.len() - 1;
+    let sec_feat: Vec<Vec<f32>> = (0..n_sec)
+        .map(|k| {
+            let mut v = vec![0.0f32; dim];
+            for f in &bar_feat[bounds[k]..bounds[k + 1]] {
+                for (a, b) in v.iter_mut().zip(f) {
+                    *a += *b;
+                }
+            }
+            let len = (bounds[k + 1] - bounds[k]).max(1) as f32;
+            v.iter_mut().for_each(|a| *a /= len);
+            v
+        })
+        .collect();
+    let sec_level: Vec<f32> = (0..n_sec)
+        .map(|k| {
+            let s = &bar_level[bounds[k]..bounds[k + 1]];
+            (s.iter().map(|v| v * v).sum::<f32>() / s.len().max(1) as f32).sqrt()
+        })
+        .collect();
+    let max_level = sec_level.iter().cloned().fold(0.0f32, f32::max);
+    let energy: Vec<f32> = sec_level
+        .iter()
+        .map(|l| {
+            if max_level > 0.0 {
+                (l / max_level).clamp(0.0, 1.0)
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    // Labels.
+    let mut labels: Vec<String> = vec![String::new(); n_sec];
+    if n_sec >= 2 && energy[0] < 0.6 {
+        labels[0] = "intro".into();
+    }
+    if n_sec >= 3 && energy[n_sec - 1] < 0.6 {
+        labels[n_sec - 1] = "outro".into();
+    }
+    let mut protos: Vec<(usize, String)> = Vec::new();
+    for k in 0..n_sec {
+        if !labels[k].is_empty() {
+            continue;
+        }
+        let found = protos
+            .iter()
+            .find(|(p, _)| dist(&sec_feat[*p], &sec_feat[k]) < 3.0)
+            .map(|(_, l)| l.clone());
+        labels[k] = match found {
+            Some(l) => l,
+            None => {
+                let l = letter_label(protos.len());
+                protos.push((k, l.clone()));
+                l
+            }
+        };
+    }
+    (0..n_sec)
+        .map(|k| SectionSpan {
+            start_frame: edges[bounds[k]],
+            end_frame: edges[bounds[k + 1]],
+            label: labels[k].clone(),
+            energy: energy[k],
+        })
+        .collect()
+}
+
+/// `A`, `B`, …, `Z`, `A2`, `B2`, …
+fn letter_label(i: usize) -> String {
+    let c = (b'A' + (i % 26) as u8) as char;
+    if i < 26 {
+        c.to_string()
+    } else {
+        format!("{c}{}", i / 26 + 1)
+    }
+}

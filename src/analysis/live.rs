@@ -1,0 +1,370 @@
+//! Streaming analysis: live tempo and beat-phase tracking for tracks without a beatmap.
+//!
+//! [`LiveAnalyzer`] feeds blocks of any size through the shared STFT into the
+//! band mapper, the onset detector and a [`LiveBeatTracker`], and emits
+//! [`Event`]s (bands every hop, onsets, tempo updates, beats). The tracker keeps
+//! the onset envelope of the last `window_s` seconds in a ring buffer,
+//! re-estimates tempo every `update_s` seconds (favouring continuity with the
+//! previous estimate), and every hop re-estimates the beat phase with a
+//! decaying comb over the recent envelope; a phase-locked loop nudges the next
+//! predicted beat towards that estimate, and each beat is emitted shortly
+//! before it happens with its sample position in the track, so every bike
+//! that plays the same samples derives the same beats. Memory is bounded and
+//! nothing is allocated per block once the event buffer has warmed up.
+
+use super::bands::{BandMapper, Stft};
+use super::onset::{OnsetDetector, ENVELOPE_DELAY_HOPS};
+use super::tempo::{TempoConfig, TempoEstimator};
+use super::{AnalysisParams, Beat, Event, TempoUpdate};
+
+/// Live tracker settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LiveConfig {
+    /// Length of the envelope history used for tempo and phase (default 8 s).
+    pub window_s: f32,
+    /// Interval between tempo re-estimates (default 1 s).
+    pub update_s: f32,
+    /// Envelope needed before the first tempo estimate (default 3 s).
+    pub warmup_s: f32,
+    /// Beats are emitted this long before their position (default 0.05 s).
+    pub lookahead_s: f32,
+    /// Per-hop gain of the phase-locked loop, `0..=1` (default 0.1).
+    pub phase_gain: f32,
+    /// Weight decay per beat period of the phase comb (default 0.8).
+    pub comb_decay: f32,
+    /// Width (octaves) of the continuity preference for the previous tempo (default 0.1).
+    pub continuity_octaves: f32,
+    /// Tempo search settings.
+    pub tempo: TempoConfig,
+}
+
+impl Default for LiveConfig {
+    fn default() -> Self {
+        Self {
+            window_s: 8.0,
+            update_s: 1.0,
+            warmup_s: 3.0,
+            lookahead_s: 0.05,
+            phase_gain: 0.1,
+            comb_decay: 0.8,
+            continuity_octaves: 0.1,
+            tempo: TempoConfig::default(),
+        }
+    }
+}
+
+/// Streaming tempo and beat-phase tracker fed one onset-strength value per hop.
+#[derive(Debug, Clone)]
+pub struct LiveBeatTracker {
+    cfg: LiveConfig,
+    hop: f64,
+    delay_samples: f64,
+    ring: Vec<f32>,
+    count: u64,
+    linear: Vec<f32>,
+    est: TempoEstimator,
+    update_frames: u64,
+    warmup_frames: u64,
+    since_update: u64,
+    bpm: f32,
+    confidence: f32,
+    /// Beat period in frames.
+    period: Option<f64>,
+    /// Next beat to emit, in (fractional) frame units.
+    next_beat: Option<f64>,
+    lookahead_frames: f64,
+    frame_rate: f32,
+    /// Frames in a row in which the comb disagreed strongly with the PLL.
+    outlier_frames: u32,
+    /// An octave change waiting for confirmation, and how often it was seen.
+    pending: Option<(f32, u8)>,
+}
+
+impl LiveBeatTracker {
+    /// Creates a tracker for an envelope produced every `hop` samples at `sample_rate`.
+    pub fn new(sample_rate: u32, hop: usize, cfg: &LiveConfig) -> Self {
+        let hop = hop.max(1);
+        let frame_rate = sample_rate.max(1) as f32 / hop as f32;
+        let win = ((cfg.window_s.clamp(1.0, 60.0) * frame_rate) as usize).max(16);
+        Self {
+            cfg: *cfg,
+            hop: hop as f64,
+            delay_samples: ENVELOPE_DELAY_HOPS as f64 * hop as f64,
+            ring: vec![0.0; win],
+            count: 0,
+            linear: vec![0.0; win],
+            est: TempoEstimator::new(frame_rate, &cfg.tempo, win),
+            update_frames: ((cfg.update_s.clamp(0.05, 60.0) * frame_rate) as u64).max(1),
+            warmup_frames: ((cfg.warmup_s.clamp(0.5, 60.0) * frame_rate) as u64).max(8),
+            since_update: 0,
+            bpm: 0.0,
+            confidence: 0.0,
+            period: None,
+            next_beat: None,
+            lookahead_frames: (cfg.lookahead_s.clamp(0.0, 1.0) * frame_rate) as f64,
+            frame_rate,
+            outlier_frames: 0,
+            pending: None,
+        }
+    }
+
+    /// Current tempo estimate in BPM (0 before warm-up).
+    pub fn bpm(&self) -> f32 {
+        self.bpm
+    }
+
+    fn env(&self, frame: i64) -> f32 {
+        let len = self.ring.len() as i64;
+        if frame < 0 || frame >= self.count as i64 || frame < self.count as i64 - len {
+            return 0.0;
+        }
+        self.ring[(frame % len) as usize]
+    }
+
+    fn env_interp(&self, x: f64) -> f32 {
+        let i = x.floor();
+        let f = (x - i) as f32;
+        let i = i as i64;
+        self.env(i) * (1.0 - f) + self.env(i + 1) * f
+    }
+
+    fn frame_to_sample(&self, x: f64) -> u64 {
+        let s = x * self.hop - self.delay_samples;
+        if s.is_finite() && s > 0.0 {
+            s.round() as u64
+        } else {
+            0
+        }
+    }
+
+    /// Pushes the onset strength of the frame at `sample_pos`; appends tempo
+    /// updates and beats to `out`.
+    pub fn push(&mut self, sample_pos: u64, strength: f32, out: &mut Vec<Event>) {
+        let len = self.ring.len();
+        let idx = (self.count % len as u64) as usize;
+        self.ring[idx] = if strength.is_finite() {
+            strength.max(0.0)
+        } else {
+            0.0
+        };
+        self.count += 1;
+        self.since_update += 1;
+        if self.count >= self.warmup_frames
+            && (self.period.is_none() || self.since_update >= self.update_frames)
+        {
+            self.since_update = 0;
+            self.update_tempo(sample_pos, out);
+        }
+        let Some(p) = self.period else {
+            return;
+        };
+        let now = (self.count - 1) as f64;
+        // Phase comb over the recent envelope.
+        let avail = (self.count as usize).min(len) as f64;
+        let k_max = (((avail - 1.0) / p).floor() as usize).clamp(1, 16);
+        let decay = self.cfg.comb_decay.clamp(0.0, 1.0);
+        let mut best_x = now;
+        let mut best_s = f32::NEG_INFINITY;
+        let mut x = now - p + 0.5;
+        while x <= now + 1e-9 {
+            let mut s = 0.0f32;
+            let mut w = 1.0f32;
+            for k in 0..k_max {
+                s += w * self.env_interp(x - k as f64 * p);
+                w *= decay;
+            }
+            if s > best_s {
+                best_s = s;
+                best_x = x;
+            }
+            x += 0.5;
+        }
+        if best_s <= 0.0 {
+            // Silence: keep free-running at the current period.
+            best_x = self.next_beat.unwrap_or(now);
+        }
+        let next = match self.next_beat {
+            None => {
+                let n = best_x + p;
+                if n < now {
+                    n + ((now - n) / p).ceil() * p
+                } else {
+                    n
+                }
+            }
+            Some(nb) => {
+                let m = ((nb - best_x) / p).round();
+                let pred = best_x + m * p;
+                let err = pred - nb;
+                let g = self.cfg.phase_gain.clamp(0.0, 1.0) as f64;
+                let mut nb = nb;
+                if err.abs() <= 0.15 * p {
+                    self.outlier_frames = 0;
+                    nb += g * err;
+                } else {
+                    // A single syncopated hit must not drag the phase; a
+                    // disagreement lasting two periods is a real phase change.
+                    self.outlier_frames += 1;
+                    if self.outlier_frames as f64 > 2.0 * p {
+                        self.outlier_frames = 0;
+                        nb = pred;
+                    }
+                }
+                if nb < now - p / 2.0 {
+                    nb += ((now - p / 2.0 - nb) / p).ceil() * p;
+                }
+                nb
+            }
+        };
+        self.next_beat = Some(next);
+        // Emit every beat that is now within the look-ahead horizon.
+        let horizon = (self.count as f64) + self.lookahead_frames;
+        // The period is at least two frames, so at most one beat is due per
+        // frame; the bound is a safety net.
+        for _ in 0..4 {
+            let Some(nb) = self.next_beat else { break };
+            if nb > horizon {
+                break;
+            }
+            out.push(Event::Beat(Beat {
+                sample_pos: self.frame_to_sample(nb),
+                bpm: self.bpm,
+                confidence: self.confidence,
+            }));
+            self.next_beat = Some(nb + p);
+        }
+    }
+
+    fn update_tempo(&mut self, sample_pos: u64, out: &mut Vec<Event>) {
+        let len = self.ring.len();
+        let n = (self.count as usize).min(len);
+        let start = self.count as usize - n;
+        // Recent frames weigh more (time constant of half the window) so a
+        // tempo change is picked up within a few seconds.
+        let tau = (len as f32 / 2.0).max(1.0);
+        for i in 0..n {
+            let age = (n - 1 - i) as f32;
+            self.linear[i] = self.ring[(start + i) % len] * (-age / tau).exp();
+        }
+        let prev = if self.bpm > 0.0 { Some(self.bpm) } else { None };
+        let e = self
+            .est
+            .estimate_near(&self.linear[..n], prev, self.cfg.continuity_octaves);
+        let fr = self.frame_rate;
+        let min_period_ok = move |bpm: f32| 60.0 * fr / bpm >= 2.0;
+        if e.bpm > 0.0 && min_period_ok(e.bpm) {
+            // The octave decision looks at the unweighted window.
+            for i in 0..n {
+                self.linear[i] = self.ring[(start + i) % len];
+            }
+            let mut bpm = super::tempo::resolve_octave(
+                &self.linear[..n],
+                self.frame_rate,
+                e.bpm,
+                &self.cfg.tempo,
+            );
+            // An octave jump away from the running tempo must be confirmed by
+            // three consecutive estimates.
+            if self.bpm > 0.0 {
+                let ratio = bpm / self.bpm;
+                let octave_jump = (ratio - 2.0).abs() < 0.2 || (ratio - 0.5).abs() < 0.05;
+                if octave_jump {
+                    let seen = match self.pending {
+                        Some((b, c)) if (b / bpm - 1.0).abs() < 0.05 => c + 1,
+                        _ => 1,
+                    };
+                    if seen < 3 {
+                        self.pending = Some((bpm, seen));
+                        bpm = if ratio > 1.0 { bpm / 2.0 } else { bpm * 2.0 };
+                    } else {
+                        self.pending = None;
+                    }
+                } else {
+                    self.pending = None;
+                }
+            }
+            let e = super::tempo::TempoEstimate {
+                bpm,
+                confidence: e.confidence,
+            };
+            if !min_period_ok(e.bpm) {
+                return;
+            }
+            self.bpm = e.bpm;
+            self.confidence = e.confidence;
+            self.period = Some(60.0 * self.frame_rate as f64 / e.bpm as f64);
+            out.push(Event::Tempo(TempoUpdate {
+                sample_pos,
+                bpm: e.bpm,
+                confidence: e.confidence,
+            }));
+        }
+    }
+}
+
+/// Streaming analyser: bands, onsets, tempo and beats from blocks of samples.
+#[derive(Debug)]
+pub struct LiveAnalyzer {
+    stft: Stft,
+    bands: BandMapper,
+    onset: OnsetDetector,
+    tracker: LiveBeatTracker,
+    events: Vec<Event>,
+}
+
+impl LiveAnalyzer {
+    /// Creates an analyser for mono input at `sample_rate` (0 is treated as 1).
+    pub fn new(sample_rate: u32, params: &AnalysisParams) -> Self {
+        let sample_rate = sample_rate.max(1);
+        let stft = Stft::new(params.stft);
+        let cfg = stft.config();
+        let bands = BandMapper::new(sample_rate, stft.n_bins(), cfg.hop, &params.bands);
+        let onset = OnsetDetector::new(sample_rate, stft.n_bins(), cfg.hop, &params.onset);
+        let tracker = LiveBeatTracker::new(sample_rate, cfg.hop, &params.live);
+        Self {
+            stft,
+            bands,
+            onset,
+            tracker,
+            events: Vec::with_capacity(256),
+        }
+    }
+
+    /// Feeds a block and appends the resulting events to `out`.
+    pub fn process_into(&mut self, block: &[f32], out: &mut Vec<Event>) {
+        let Self {
+            stft,
+            bands,
+            onset,
+            tracker,
+            ..
+        } = self;
+        stft.push(block, |pos, mags| {
+            out.push(Event::Bands(bands.process(pos, mags)));
+            let of = onset.process(pos, mags);
+            if let Some(o) = of.onset {
+                out.push(Event::Onset(o));
+            }
+            tracker.push(pos, of.strength, out);
+        });
+    }
+
+    /// Feeds a block and returns its events; the internal buffer is reused.
+    pub fn process(&mut self, block: &[f32]) -> std::vec::Drain<'_, Event> {
+        let mut ev = std::mem::take(&mut self.events);
+        ev.clear();
+        self.process_into(block, &mut ev);
+        self.events = ev;
+        self.events.drain(..)
+    }
+
+    /// Current tempo estimate in BPM (0 before warm-up).
+    pub fn bpm(&self) -> f32 {
+        self.tracker.bpm()
+    }
+
+    /// Total samples consumed.
+    pub fn samples_consumed(&self) -> u64 {
+        self.stft.samples_consumed()
+    }
+}

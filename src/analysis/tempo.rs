@@ -1,0 +1,524 @@
+//! Tempo estimation from an onset-strength envelope.
+//!
+//! The envelope (one value per analysis hop) is mean-removed and
+//! autocorrelated; every candidate tempo on a fine log-spaced grid between
+//! `min_bpm` and `max_bpm` is scored by a comb over the autocorrelation at the
+//! candidate period and its first few multiples (fractional lags are linearly
+//! interpolated), then weighted by a log-Gaussian prior centred near 120 BPM.
+//! Summing the multiples makes a period whose alternate pulses are weak (an
+//! eighth-note hi-hat) score below the true beat, which resolves most octave
+//! errors; the prior settles the rest. [`tempo_curve`] applies the same scoring
+//! to sliding windows and joins them with a Viterbi pass that penalises tempo
+//! jumps, giving a local tempo curve for tracks that change tempo.
+
+/// Tempo estimator settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TempoConfig {
+    /// Slowest tempo considered (default 60 BPM).
+    pub min_bpm: f32,
+    /// Fastest tempo considered (default 200 BPM).
+    pub max_bpm: f32,
+    /// Centre of the log-Gaussian prior (default 120 BPM).
+    pub prior_bpm: f32,
+    /// Standard deviation of the prior in octaves (default 1.0).
+    pub prior_octaves: f32,
+    /// Number of period multiples summed by the comb (default 4).
+    pub harmonics: usize,
+    /// Grid resolution in candidates per octave (default 240).
+    pub grid_per_octave: usize,
+}
+
+impl Default for TempoConfig {
+    fn default() -> Self {
+        Self {
+            min_bpm: 60.0,
+            max_bpm: 200.0,
+            prior_bpm: 120.0,
+            prior_octaves: 1.0,
+            harmonics: 4,
+            grid_per_octave: 240,
+        }
+    }
+}
+
+impl TempoConfig {
+    fn sanitized(self) -> Self {
+        let d = Self::default();
+        let min_bpm = if self.min_bpm.is_finite() && self.min_bpm >= 10.0 {
+            self.min_bpm
+        } else {
+            d.min_bpm
+        };
+        let max_bpm = if self.max_bpm.is_finite() && self.max_bpm > min_bpm * 1.05 {
+            self.max_bpm.min(600.0)
+        } else {
+            (min_bpm * 3.3).min(600.0).max(min_bpm * 1.1)
+        };
+        Self {
+            min_bpm,
+            max_bpm,
+            prior_bpm: if self.prior_bpm.is_finite() && self.prior_bpm > 0.0 {
+                self.prior_bpm
+            } else {
+                d.prior_bpm
+            },
+            prior_octaves: if self.prior_octaves.is_finite() && self.prior_octaves > 0.01 {
+                self.prior_octaves
+            } else {
+                d.prior_octaves
+            },
+            harmonics: self.harmonics.clamp(1, 8),
+            grid_per_octave: self.grid_per_octave.clamp(12, 1200),
+        }
+    }
+}
+
+/// A tempo estimate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TempoEstimate {
+    /// Tempo in beats per minute (0 when no periodicity was found).
+    pub bpm: f32,
+    /// Normalised autocorrelation at the beat period, `0..=1`.
+    pub confidence: f32,
+}
+
+/// Reusable tempo estimator with preallocated scratch buffers.
+#[derive(Debug, Clone)]
+pub struct TempoEstimator {
+    cfg: TempoConfig,
+    frame_rate: f32,
+    grid: Vec<f32>,
+    prior: Vec<f32>,
+    centered: Vec<f32>,
+    ac: Vec<f32>,
+    scores: Vec<f32>,
+    max_lag: usize,
+}
+
+impl TempoEstimator {
+    /// Creates an estimator for envelopes at `frame_rate` frames per second,
+    /// with windows of up to `max_window` frames (longer inputs use their tail).
+    pub fn new(frame_rate: f32, cfg: &TempoConfig, max_window: usize) -> Self {
+        let cfg = cfg.sanitized();
+        let frame_rate = if frame_rate.is_finite() && frame_rate > 0.0 {
+            frame_rate
+        } else {
+            1.0
+        };
+        let octaves = (cfg.max_bpm / cfg.min_bpm).log2();
+        let n = ((octaves * cfg.grid_per_octave as f32).ceil() as usize + 1).max(2);
+        let grid: Vec<f32> = (0..n)
+            .map(|i| cfg.min_bpm * 2f32.powf(i as f32 / cfg.grid_per_octave as f32))
+            .collect();
+        let prior = grid
+            .iter()
+            .map(|&b| {
+                let z = (b / cfg.prior_bpm).log2() / cfg.prior_octaves;
+                (-0.5 * z * z).exp()
+            })
+            .collect();
+        let max_window = max_window.max(4);
+        let max_lag =
+            ((60.0 * frame_rate / cfg.min_bpm) * cfg.harmonics as f32).ceil() as usize + 2;
+        let max_lag = max_lag.min(max_window);
+        Self {
+            cfg,
+            frame_rate,
+            scores: vec![0.0; grid.len()],
+            grid,
+            prior,
+            centered: vec![0.0; max_window],
+            ac: vec![0.0; max_lag + 1],
+            max_lag,
+        }
+    }
+
+    /// The candidate tempo grid in BPM (ascending, log-spaced).
+    pub fn grid(&self) -> &[f32] {
+        &self.grid
+    }
+
+    /// Frame rate the estimator was built for.
+    pub fn frame_rate(&self) -> f32 {
+        self.frame_rate
+    }
+
+    /// Scores every grid tempo for `env` (prior applied unless `with_prior`
+    /// is false) and returns the scores, non-negative, aligned with [`Self::grid`].
+    /// Returns all zeros when the envelope has no usable variance.
+    pub fn score(&mut self, env: &[f32], with_prior: bool) -> &[f32] {
+        self.scores.iter_mut().for_each(|s| *s = 0.0);
+        let env = if env.len() > self.centered.len() {
+            &env[env.len() - self.centered.len()..]
+        } else {
+            env
+        };
+        let n = env.len();
+        if n < 8 {
+            return &self.scores;
+        }
+        let mut mean = 0.0f64;
+        let mut cnt = 0usize;
+        for &v in env {
+            if v.is_finite() {
+                mean += v as f64;
+                cnt += 1;
+            }
+        }
+        let mean = if cnt > 0 { mean / cnt as f64 } else { 0.0 } as f32;
+        for (c, &v) in self.centered.iter_mut().zip(env) {
+            *c = if v.is_finite() { v - mean } else { 0.0 };
+        }
+        let x = &self.centered[..n];
+        let max_lag = self.max_lag.min(n - 1);
+        for l in 0..=max_lag {
+            let mut s = 0.0f32;
+            for i in 0..n - l {
+                s += x[i] * x[i + l];
+            }
+            self.ac[l] = s / (n - l) as f32;
+        }
+        let ac0 = self.ac[0];
+        if !(ac0.is_finite() && ac0 > 1e-12) {
+            return &self.scores;
+        }
+        for l in 0..=max_lag {
+            self.ac[l] /= ac0;
+        }
+        let ac = &self.ac[..=max_lag];
+        let interp = |lag: f32| -> Option<f32> {
+            let i = lag.floor() as usize;
+            if i + 1 > max_lag {
+                return None;
+            }
+            let f = lag - i as f32;
+            Some(ac[i] * (1.0 - f) + ac[i + 1] * f)
+        };
+        for (k, &bpm) in self.grid.iter().enumerate() {
+            let period = 60.0 * self.frame_rate / bpm;
+            let mut sum = 0.0f32;
+            let mut used = 0usize;
+            for h in 1..=self.cfg.harmonics {
+                if let Some(v) = interp(period * h as f32) {
+                    sum += v;
+                    used += 1;
+                }
+            }
+            let s = if used > 0 { sum / used as f32 } else { 0.0 };
+            let s = s.max(0.0);
+            self.scores[k] = if with_prior { s * self.prior[k] } else { s };
+        }
+        &self.scores
+    }
+
+    /// Estimates the dominant tempo of `env`.
+    pub fn estimate(&mut self, env: &[f32]) -> TempoEstimate {
+        self.estimate_near(env, None, 0.0)
+    }
+
+    /// Like [`Self::estimate`], but when `previous` is given, favours tempi
+    /// within about `sigma_octaves` of it (a tempo far away can still win if
+    /// its evidence is much stronger). Used by the live tracker for continuity.
+    pub fn estimate_near(
+        &mut self,
+        env: &[f32],
+        previous: Option<f32>,
+        sigma_octaves: f32,
+    ) -> TempoEstimate {
+        self.score(env, true);
+        if let Some(prev) = previous.filter(|p| p.is_finite() && *p > 0.0) {
+            let sig = sigma_octaves.max(0.01);
+            for (s, &b) in self.scores.iter_mut().zip(&self.grid) {
+                let z = (b / prev).log2() / sig;
+                *s *= 0.6 + 0.4 * (-0.5 * z * z).exp();
+            }
+        }
+        let (best, &bs) = match self
+            .scores
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+        {
+            Some(x) => x,
+            None => {
+                return TempoEstimate {
+                    bpm: 0.0,
+                    confidence: 0.0,
+                }
+            }
+        };
+        if bs <= 0.0 {
+            return TempoEstimate {
+                bpm: 0.0,
+                confidence: 0.0,
+            };
+        }
+        let bpm = refine(&self.grid, &self.scores, best);
+        let period = 60.0 * self.frame_rate / bpm;
+        let i = period.floor() as usize;
+        let conf = if i + 1 < self.ac.len() {
+            let f = period - i as f32;
+            self.ac[i] * (1.0 - f) + self.ac[i + 1] * f
+        } else {
+            0.0
+        };
+        TempoEstimate {
+            bpm,
+            confidence: conf.clamp(0.0, 1.0),
+        }
+    }
+}
+
+/// Parabolic interpolation of the peak at `best` on a log-spaced grid.
+pub(crate) fn refine(grid: &[f32], scores: &[f32], best: usize) -> f32 {
+    if best == 0 || best + 1 >= grid.len() {
+        return grid[best];
+    }
+    let (a, b, c) = (scores[best - 1], scores[best], scores[best + 1]);
+    let den = a - 2.0 * b + c;
+    let off = if den.abs() > 1e-12 {
+        (0.5 * (a - c) / den).clamp(-0.5, 0.5)
+    } else {
+        0.0
+    };
+    let step = (grid[1] / grid[0]).ln();
+    grid[best] * (off * step).exp()
+}
+
+/// Convenience: estimate the global tempo of a whole envelope.
+pub fn estimate_tempo(env: &[f32], frame_rate: f32, cfg: &TempoConfig) -> TempoEstimate {
+    let mut est = TempoEstimator::new(frame_rate, cfg, env.len().max(4));
+    est.estimate(env)
+}
+
+/// Local tempo of an envelope, one value per envelope frame (BPM), found by
+/// scoring windows of `window_s` seconds every `hop_s` seconds and joining the
+/// per-window scores with a Viterbi pass. Returns an empty vector when no
+/// periodicity is found.
+pub fn tempo_curve(
+    env: &[f32],
+    frame_rate: f32,
+    cfg: &TempoConfig,
+    window_s: f32,
+    hop_s: f32,
+) -> Vec<f32> {
+    let n = env.len();
+    if n < 8 || !(frame_rate.is_finite() && frame_rate > 0.0) {
+        return Vec::new();
+    }
+    let win = ((window_s.max(1.0) * frame_rate) as usize).clamp(8, n);
+    let hop = ((hop_s.max(0.1) * frame_rate) as usize).max(1);
+    let mut est = TempoEstimator::new(frame_rate, cfg, win);
+    let n_states = est.grid().len();
+    // Window starts; the last window is aligned to the end.
+    let mut starts = Vec::new();
+    let mut s = 0usize;
+    loop {
+        if s + win >= n {
+            starts.push(n - win);
+            break;
+        }
+        starts.push(s);
+        s += hop;
+    }
+    let mut obs: Vec<Vec<f32>> = Vec::with_capacity(starts.len());
+    let mut any = false;
+    for &st in &starts {
+        let sc = est.score(&env[st..st + win], true);
+        let mx = sc.iter().cloned().fold(0.0f32, f32::max);
+        if mx > 0.0 {
+            any = true;
+            obs.push(sc.iter().map(|v| (v / mx + 0.05).ln()).collect());
+        } else {
+            obs.push(vec![0.0; n_states]);
+        }
+    }
+    if !any {
+        return Vec::new();
+    }
+    let gpo = est.cfg.grid_per_octave as f32;
+    let max_jump = (0.35 * gpo) as isize;
+    let lambda = 60.0f32;
+    let mut delta = obs[0].clone();
+    let mut back: Vec<Vec<u16>> = Vec::with_capacity(obs.len());
+    back.push(vec![0; n_states]);
+    let mut next = vec![0.0f32; n_states];
+    for o in obs.iter().skip(1) {
+        let mut bp = vec![0u16; n_states];
+        for j in 0..n_states {
+            let lo = (j as isize - max_jump).max(0) as usize;
+            let hi = ((j as isize + max_jump) as usize).min(n_states - 1);
+            let mut best = f32::NEG_INFINITY;
+            let mut arg = j;
+            for (i, &d) in delta.iter().enumerate().take(hi + 1).skip(lo) {
+                let oct = (j as f32 - i as f32) / gpo;
+                let v = d - lambda * oct * oct;
+                if v > best {
+                    best = v;
+                    arg = i;
+                }
+            }
+            next[j] = best + o[j];
+            bp[j] = arg as u16;
+        }
+        std::mem::swap(&mut delta, &mut next);
+        back.push(bp);
+    }
+    let mut state = delta
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map(|x| x.0)
+        .unwrap_or(0);
+    let mut path = vec![0usize; obs.len()];
+    for w in (0..obs.len()).rev() {
+        path[w] = state;
+        state = back[w][state] as usize;
+    }
+    // Refine each window's state with parabolic interpolation of its score.
+    let grid = est.grid().to_vec();
+    let bpms: Vec<f32> = path
+        .iter()
+        .enumerate()
+        .map(|(w, &st)| {
+            let o: Vec<f32> = obs[w].iter().map(|v| v.exp()).collect();
+            refine(&grid, &o, st)
+        })
+        .collect();
+    // Interpolate between window centres to one value per frame.
+    let centres: Vec<f32> = starts
+        .iter()
+        .map(|&s| s as f32 + win as f32 / 2.0)
+        .collect();
+    let mut out = Vec::with_capacity(n);
+    let mut w = 0usize;
+    for t in 0..n {
+        let tf = t as f32;
+        while w + 1 < centres.len() && centres[w + 1] <= tf {
+            w += 1;
+        }
+        let v = if tf <= centres[0] {
+            bpms[0]
+        } else if w + 1 >= centres.len() {
+            bpms[centres.len() - 1]
+        } else {
+            let f = (tf - centres[w]) / (centres[w + 1] - centres[w]).max(1e-6);
+            bpms[w] * (1.0 - f) + bpms[w + 1] * f
+        };
+        out.push(v);
+    }
+    out
+}
+
+/// Statistics of a pulse train fitted to an envelope, used for octave decisions.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PulseStats {
+    /// Mean envelope half-way between pulses relative to on the pulses.
+    pub subdivision: f32,
+    /// Weaker over stronger of the mean envelope on even and odd pulses.
+    pub evenness: f32,
+}
+
+/// Fits a pulse train of `bpm` to `env` (best phase) and measures how
+/// strongly it is subdivided and how even its alternate pulses are. Returns
+/// `None` when the envelope is too short or silent. Does not allocate.
+pub fn pulse_stats(env: &[f32], frame_rate: f32, bpm: f32) -> Option<PulseStats> {
+    if !(bpm.is_finite() && bpm > 0.0 && frame_rate.is_finite() && frame_rate > 0.0) {
+        return None;
+    }
+    let p = 60.0 * frame_rate / bpm;
+    let n = env.len();
+    if p < 2.0 || (n as f32) < 4.0 * p {
+        return None;
+    }
+    let at = |x: f32| -> f32 {
+        let i = x.round() as isize;
+        let mut m = 0.0f32;
+        for j in i - 1..=i + 1 {
+            if j >= 0 && (j as usize) < n {
+                let v = env[j as usize];
+                if v.is_finite() {
+                    m = m.max(v);
+                }
+            }
+        }
+        m
+    };
+    let mut best_phi = 0.0f32;
+    let mut best = f32::NEG_INFINITY;
+    let mut phi = 0.0f32;
+    while phi < p {
+        let mut s = 0.0f32;
+        let mut x = phi;
+        while x < n as f32 {
+            s += at(x);
+            x += p;
+        }
+        if s > best {
+            best = s;
+            best_phi = phi;
+        }
+        phi += 0.5;
+    }
+    let (mut on, mut off, mut even, mut odd) = (0.0f32, 0.0f32, 0.0f32, 0.0f32);
+    let (mut n_on, mut n_off, mut n_even, mut n_odd) = (0usize, 0usize, 0usize, 0usize);
+    let mut x = best_phi;
+    let mut k = 0usize;
+    while x < n as f32 {
+        let v = at(x);
+        on += v;
+        n_on += 1;
+        if k % 2 == 0 {
+            even += v;
+            n_even += 1;
+        } else {
+            odd += v;
+            n_odd += 1;
+        }
+        if x + p / 2.0 < n as f32 {
+            off += at(x + p / 2.0);
+            n_off += 1;
+        }
+        x += p;
+        k += 1;
+    }
+    if on <= 0.0 || n_odd == 0 || n_off == 0 {
+        return None;
+    }
+    let on = on / n_on as f32;
+    let (even, odd) = (even / n_even as f32, odd / n_odd as f32);
+    Some(PulseStats {
+        subdivision: (off / n_off as f32) / on,
+        evenness: even.min(odd) / even.max(odd).max(1e-12),
+    })
+}
+
+/// Resolves the octave of a tempo estimate: of the pair (slow, fast = 2 x
+/// slow) containing `bpm` within the configured range, picks the fast one
+/// when its pulses are themselves subdivided (e.g. eighth-note hats under a
+/// 174 BPM beat) or evenly accented (a plain pulse), and the slow one when the
+/// fast pulses alternate strong/weak without subdivision (the fast level is
+/// then the eighth-note level). Does not allocate.
+pub fn resolve_octave(env: &[f32], frame_rate: f32, bpm: f32, cfg: &TempoConfig) -> f32 {
+    let cfg = cfg.sanitized();
+    if !(bpm.is_finite() && bpm > 0.0) {
+        return bpm;
+    }
+    let (slow, fast) = if bpm * 2.0 <= cfg.max_bpm {
+        (bpm, bpm * 2.0)
+    } else if bpm / 2.0 >= cfg.min_bpm {
+        (bpm / 2.0, bpm)
+    } else {
+        return bpm;
+    };
+    match pulse_stats(env, frame_rate, fast) {
+        Some(s) if s.subdivision > SUBDIVISION_THRESHOLD || s.evenness > EVENNESS_THRESHOLD => fast,
+        Some(_) => slow,
+        None => bpm,
+    }
+}
+
+/// Subdivision ratio above which the fast tempo of a pair is the beat.
+pub const SUBDIVISION_THRESHOLD: f32 = 0.25;
+/// Evenness above which the fast tempo of a pair is the beat.
+pub const EVENNESS_THRESHOLD: f32 = 0.8;

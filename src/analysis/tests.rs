@@ -1,0 +1,426 @@
+//! Property tests of the analysis module on synthetic signals with known truth.
+
+use super::synth::{self, DrumSpec, SynthClip};
+use super::*;
+
+const SR: u32 = 44_100;
+
+fn drum(pattern: synth::DrumPattern, bpm: f64, intro: bool) -> SynthClip {
+    let bpb = pattern.beats_per_bar;
+    let bar_s = bpb as f64 * 60.0 / bpm;
+    synth::drum_track(&DrumSpec {
+        pattern,
+        bpm,
+        bars: (32.0 / bar_s).round() as u32,
+        intro_bars: if intro {
+            ((4.0 / bar_s).round() as u32).max(1)
+        } else {
+            0
+        },
+        tempo_change: None,
+        sample_rate: SR,
+        seed: 7,
+    })
+}
+
+fn live_beats(samples: &[f32], sr: u32, block: usize) -> Vec<Beat> {
+    let mut live = LiveAnalyzer::new(sr, &AnalysisParams::default());
+    let mut out = Vec::new();
+    for b in samples.chunks(block.max(1)) {
+        for ev in live.process(b) {
+            if let Event::Beat(beat) = ev {
+                out.push(beat);
+            }
+        }
+    }
+    out
+}
+
+fn secs(beats: &[Beat], sr: u32) -> Vec<f64> {
+    beats
+        .iter()
+        .map(|b| b.sample_pos as f64 / sr as f64)
+        .collect()
+}
+
+fn last_frame(samples: &[f32]) -> BandFrame {
+    let mut an = BandAnalyzer::new(SR, StftConfig::default(), &BandConfig::default());
+    let mut frames = Vec::new();
+    an.process(samples, &mut frames);
+    *frames.last().expect("frames")
+}
+
+#[test]
+fn sine_100hz_lands_in_low_band_and_5khz_in_high_band() {
+    let low = last_frame(&synth::sine(100.0, 1.0, SR, 0.5));
+    assert!(low.raw_db3[0] > low.raw_db3[1] + 30.0, "{:?}", low.raw_db3);
+    assert!(low.raw_db3[0] > low.raw_db3[2] + 30.0, "{:?}", low.raw_db3);
+    assert!(low.bands3[0] > 0.9 && low.bands3[1] < 0.2 && low.bands3[2] < 0.2);
+    let high = last_frame(&synth::sine(5000.0, 1.0, SR, 0.5));
+    assert!(
+        high.raw_db3[2] > high.raw_db3[1] + 30.0,
+        "{:?}",
+        high.raw_db3
+    );
+    assert!(
+        high.raw_db3[2] > high.raw_db3[0] + 30.0,
+        "{:?}",
+        high.raw_db3
+    );
+    assert!(high.bands3[2] > 0.9 && high.bands3[0] < 0.2);
+    // A full-scale-ish sine reads near its level in dB (0.5 -> about -6 dB).
+    assert!((low.raw_db3[0] - (-6.02)).abs() < 0.5, "{:?}", low.raw_db3);
+}
+
+#[test]
+fn log_bands_peak_at_the_sine_frequency() {
+    let f = last_frame(&synth::sine(1000.0, 1.0, SR, 0.5));
+    let lay = BandLayout::default();
+    let n = f.n_log;
+    let (imax, _) = f
+        .log_bands()
+        .iter()
+        .enumerate()
+        .fold((0, -1.0f32), |a, (i, &v)| if v > a.1 { (i, v) } else { a });
+    let edge = |i: usize| lay.min_hz * (lay.max_hz / lay.min_hz).powf(i as f32 / n as f32);
+    assert!(
+        edge(imax) <= 1000.0 && 1000.0 < edge(imax + 1),
+        "band {imax}"
+    );
+}
+
+#[test]
+fn agc_normalises_loudness_and_gate_silences() {
+    let loud = last_frame(&synth::sine(300.0, 3.0, SR, 0.9));
+    let quiet = last_frame(&synth::sine(300.0, 3.0, SR, 0.009));
+    assert!((loud.bands3[1] - quiet.bands3[1]).abs() < 0.05);
+    assert!(quiet.raw_db3[1] < loud.raw_db3[1] - 35.0);
+    let silent = last_frame(&vec![0.0; SR as usize]);
+    assert_eq!(silent.bands3, [0.0; 3]);
+    assert!(silent.log_bands().iter().all(|v| *v == 0.0));
+}
+
+#[test]
+fn frames_carry_hop_positions_independent_of_block_size() {
+    let x = synth::sine(440.0, 0.5, SR, 0.3);
+    let run = |block: usize| {
+        let mut an = BandAnalyzer::new(SR, StftConfig::default(), &BandConfig::default());
+        let mut frames = Vec::new();
+        for b in x.chunks(block) {
+            an.process(b, &mut frames);
+        }
+        frames
+    };
+    let a = run(x.len());
+    let b = run(37);
+    assert_eq!(a, b);
+    for (k, f) in a.iter().enumerate() {
+        assert_eq!(f.sample_pos, (k * 512) as u64);
+    }
+}
+
+#[test]
+fn onsets_of_a_click_track_are_found_on_time() {
+    let clip = synth::click_track(128.0, 10.0, SR);
+    let mut live = LiveAnalyzer::new(SR, &AnalysisParams::default());
+    let mut onsets = Vec::new();
+    for b in clip.samples.chunks(1024) {
+        for ev in live.process(b) {
+            if let Event::Onset(o) = ev {
+                onsets.push(o.sample_pos as f64 / SR as f64);
+            }
+        }
+    }
+    assert_eq!(onsets.len(), clip.beats.len());
+    for (o, t) in onsets.iter().zip(&clip.beats) {
+        assert!((o - t).abs() < 0.015, "onset {o} vs click {t}");
+    }
+}
+
+#[test]
+fn click_track_128_bpm() {
+    let clip = synth::click_track(128.0, 30.0, SR);
+    let map = analyze_offline(&clip.samples, SR, &AnalysisParams::default());
+    assert!((map.tempo_bpm - 128.0).abs() < 0.5, "{}", map.tempo_bpm);
+    assert!(eval::f_measure(&clip.beats, &map.beats, 0.07) > 0.99);
+    // The raw estimator alone is within 1 %.
+    let mut stft = bands::Stft::new(StftConfig::default());
+    let mut det = onset::OnsetDetector::new(SR, stft.n_bins(), 512, &OnsetConfig::default());
+    let mut env = Vec::new();
+    stft.push(&clip.samples, |p, m| env.push(det.process(p, m).strength));
+    let e = tempo::estimate_tempo(&env, SR as f32 / 512.0, &TempoConfig::default());
+    assert!((e.bpm - 128.0).abs() < 1.28, "{}", e.bpm);
+    assert!(e.confidence > 0.5);
+}
+
+fn check_drum_clip(clip: &SynthClip, intro: bool) {
+    let map = analyze_offline(&clip.samples, SR, &AnalysisParams::default());
+    let f = eval::f_measure(&clip.beats, &map.beats, 0.07);
+    assert!(f > 0.9, "{}: beat F {f}", clip.name);
+    assert!(
+        (map.tempo_bpm / clip.bpm - 1.0).abs() < 0.01,
+        "{}: tempo {}",
+        clip.name,
+        map.tempo_bpm
+    );
+    assert_eq!(map.beats_per_bar, clip.beats_per_bar, "{}", clip.name);
+    let df = eval::f_measure(&clip.downbeats, &map.downbeats, 0.07);
+    assert!(df > 0.9, "{}: downbeat F {df}", clip.name);
+    if intro {
+        let s = &map.sections[0];
+        let beat = 60.0 / clip.bpm;
+        assert_eq!(s.label, "intro", "{}: {:?}", clip.name, map.sections);
+        assert!(
+            (s.end_s - clip.intro_end_s).abs() < beat,
+            "{}: intro ends {} vs {}",
+            clip.name,
+            s.end_s,
+            clip.intro_end_s
+        );
+        assert!(s.energy < 0.3);
+        assert!(map.sections.iter().skip(1).all(|x| x.label != "intro"));
+    }
+    map.validate().expect("valid beatmap");
+}
+
+#[test]
+fn drum_patterns_with_quiet_intro_track_beats_and_downbeats() {
+    for (p, bpm) in [
+        (synth::pattern_hiphop(), 90.0),
+        (synth::pattern_rock(), 120.0),
+        (synth::pattern_house(), 150.0),
+        (synth::pattern_dnb(), 174.0),
+    ] {
+        check_drum_clip(&drum(p, bpm, true), true);
+    }
+}
+
+#[test]
+fn syncopated_pattern_and_waltz() {
+    check_drum_clip(&drum(synth::pattern_funk(), 120.0, false), false);
+    check_drum_clip(&drum(synth::pattern_waltz(), 100.0, false), false);
+}
+
+#[test]
+fn tempo_change_120_to_140_is_followed() {
+    let clip = synth::drum_track(&DrumSpec {
+        pattern: synth::pattern_rock(),
+        bpm: 120.0,
+        bars: 28,
+        intro_bars: 0,
+        tempo_change: Some((14, 140.0)),
+        sample_rate: SR,
+        seed: 3,
+    });
+    let change_s = 14.0 * 2.0;
+    let map = analyze_offline(&clip.samples, SR, &AnalysisParams::default());
+    let f = eval::f_measure(&clip.beats, &map.beats, 0.07);
+    assert!(f > 0.9, "F {f}");
+    assert!(
+        (map.tempo_at(10.0) - 120.0).abs() < 2.0,
+        "{:?}",
+        map.tempo_curve
+    );
+    assert!(
+        (map.tempo_at(45.0) - 140.0).abs() < 2.0,
+        "{:?}",
+        map.tempo_curve
+    );
+    // Every beat after the change is within 70 ms of the truth.
+    let late: Vec<f64> = map.beats_in(change_s + 1.0..50.0).to_vec();
+    let errs = eval::phase_errors(&clip.beats, &late);
+    assert!(eval::percentile(&errs, 100.0) < 0.07);
+    // The live tracker follows too, within about 8 s of the change.
+    let lb = secs(&live_beats(&clip.samples, SR, 1024), SR);
+    let after: Vec<f64> = lb
+        .iter()
+        .copied()
+        .filter(|&t| t > change_s + 8.0 && t < 51.5)
+        .collect();
+    assert!(after.len() > 20);
+    let errs = eval::phase_errors(&clip.beats, &after);
+    assert!(eval::percentile(&errs, 95.0) < 0.03);
+}
+
+#[test]
+fn live_tracker_locks_phase_within_8_seconds() {
+    let clips = [
+        synth::click_track(128.0, 30.0, SR),
+        drum(synth::pattern_rock(), 120.0, true),
+        drum(synth::pattern_dnb(), 174.0, true),
+        drum(synth::pattern_funk(), 120.0, false),
+    ];
+    for clip in &clips {
+        let beats = live_beats(&clip.samples, SR, 1000);
+        let t = secs(&beats, SR);
+        let last = clip.beats.last().copied().unwrap_or(0.0) + 0.1;
+        let after8: Vec<f64> = t
+            .iter()
+            .copied()
+            .filter(|&x| x >= 8.0 && x <= last)
+            .collect();
+        let errs = eval::phase_errors(&clip.beats, &after8);
+        let p95 = eval::percentile(&errs, 95.0);
+        assert!(p95 < 0.03, "{}: p95 {p95}", clip.name);
+        let expected = clip.beats.iter().filter(|&&b| b >= 8.0).count();
+        assert!(after8.len() + 1 >= expected && after8.len() <= expected + 1);
+        let bpm = beats.last().map(|b| b.bpm).unwrap_or(0.0) as f64;
+        assert!((bpm / clip.bpm - 1.0).abs() < 0.01, "{}: {bpm}", clip.name);
+        assert!(beats.iter().all(|b| (0.0..=1.0).contains(&b.confidence)));
+    }
+}
+
+#[test]
+fn live_beats_do_not_depend_on_block_size() {
+    let clip = drum(synth::pattern_house(), 150.0, false);
+    let a = live_beats(&clip.samples, SR, 64);
+    let b = live_beats(&clip.samples, SR, 4096);
+    assert!(!a.is_empty());
+    assert_eq!(a, b);
+}
+
+#[test]
+fn beatmap_is_deterministic_round_trips_and_answers_lookups() {
+    let clip = drum(synth::pattern_rock(), 120.0, true);
+    let params = AnalysisParams {
+        content_hash: "sha256:test".into(),
+        ..AnalysisParams::default()
+    };
+    let a = analyze_offline(&clip.samples, SR, &params).to_json();
+    let b = analyze_offline(&clip.samples, SR, &params).to_json();
+    assert_eq!(a, b);
+    let map = Beatmap::from_json(&a).expect("loads");
+    assert_eq!(map.to_json(), a);
+    assert_eq!(map.format, "convoy-beatmap");
+    assert_eq!(map.version, 1);
+    assert_eq!(map.track.content_hash, "sha256:test");
+    // 3 bands at 20 Hz covering the track.
+    assert_eq!(map.envelopes.values.len(), 3);
+    let want = (map.track.duration_s * 20.0).ceil() as usize;
+    assert_eq!(map.envelopes.values[0].len(), want);
+    // Bar 1 beat 1 is the first downbeat; bar 2 beat 3 is 6 beats later.
+    assert_eq!(map.beat_time(1, 1), map.downbeats.first().copied());
+    let b1 = map.bar(1).expect("bar 1").first_beat as usize;
+    assert_eq!(map.beat_time(2, 3), map.beats.get(b1 + 6).copied());
+    assert_eq!(map.beat_time(1, 0), None);
+    assert_eq!(map.beat_time(1, 5), None);
+    assert_eq!(map.beat_time(10_000, 1), None);
+    let in_range = map.beats_in(10.25..12.25);
+    assert_eq!(in_range.len(), 4);
+    assert!(in_range.iter().all(|&t| (10.25..12.25).contains(&t)));
+    assert!(map.section_by_label("intro").is_some());
+    assert!(map.section_by_label("nope").is_none());
+    // The drum part is louder in every band than the hat-only intro.
+    let intro = map.envelope_at(1.0);
+    let main = map.envelope_at(20.0);
+    assert!(main[0] > intro[0]);
+}
+
+#[test]
+fn loader_rejects_bad_input() {
+    let clip = synth::click_track(120.0, 8.0, SR);
+    let good = analyze_offline(&clip.samples, SR, &AnalysisParams::default());
+    let json = good.to_json();
+    let v2 = json.replacen("\"version\":1", "\"version\":2", 1);
+    assert!(matches!(
+        Beatmap::from_json(&v2),
+        Err(BeatmapError::UnsupportedVersion { found: 2, .. })
+    ));
+    let wrong = json.replacen("convoy-beatmap", "other", 1);
+    assert!(matches!(
+        Beatmap::from_json(&wrong),
+        Err(BeatmapError::WrongFormat(_))
+    ));
+    assert!(matches!(
+        Beatmap::from_json("{not json"),
+        Err(BeatmapError::Json(_))
+    ));
+    assert!(Beatmap::from_json("{\"format\":\"convoy-beatmap\",\"version\":1}").is_err());
+    let mut m = good.clone();
+    m.beats.reverse();
+    assert!(matches!(
+        Beatmap::from_json(&m.to_json()),
+        Err(BeatmapError::Invalid(_))
+    ));
+    let mut m = good.clone();
+    m.envelopes.values[1].pop();
+    assert!(Beatmap::from_json(&m.to_json()).is_err());
+    let mut m = good.clone();
+    m.downbeats.push(m.track.duration_s + 0.5);
+    assert!(Beatmap::from_json(&m.to_json()).is_err());
+    let mut m = good;
+    m.sections[0].energy = 2.0;
+    let err = Beatmap::from_json(&m.to_json()).unwrap_err();
+    assert!(err.to_string().contains("energy"));
+}
+
+#[test]
+fn degenerate_input_never_panics() {
+    let p = AnalysisParams::default();
+    let mut noise = Vec::with_capacity(SR as usize * 3);
+    let mut s = 1u32;
+    for _ in 0..SR * 3 {
+        s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        noise.push((s >> 8) as f32 / (1u32 << 24) as f32 - 0.5);
+    }
+    let cases: Vec<(Vec<f32>, u32)> = vec![
+        (vec![], SR),
+        (vec![0.1; 10], SR),
+        (vec![0.0; SR as usize * 5], SR),
+        (vec![f32::NAN; 50_000], SR),
+        (vec![f32::INFINITY; 50_000], SR),
+        (
+            (0..100_000)
+                .map(|i| if i % 7 == 0 { f32::NAN } else { 0.3 })
+                .collect(),
+            SR,
+        ),
+        (vec![1e30; 20_000], SR),
+        (noise.clone(), SR),
+        (synth::sine(100.0, 2.0, 8000, 0.5), 8000),
+        (synth::sine(100.0, 2.0, 96_000, 0.5), 96_000),
+        (vec![0.5; 1000], 0),
+        (vec![0.5; 1000], 1),
+    ];
+    for (x, sr) in &cases {
+        let map = analyze_offline(x, *sr, &p);
+        map.validate().expect("valid");
+        Beatmap::from_json(&map.to_json()).expect("round trip");
+        let mut live = LiveAnalyzer::new(*sr, &p);
+        for b in x.chunks(777) {
+            for ev in live.process(b) {
+                if let Event::Bands(f) = ev {
+                    assert!(f
+                        .bands3
+                        .iter()
+                        .all(|v| v.is_finite() && (0.0..=1.0).contains(v)));
+                }
+            }
+        }
+        let _ = live.process(&[]).count();
+    }
+    // Silence has no beats.
+    assert!(analyze_offline(&vec![0.0; SR as usize * 5], SR, &p)
+        .beats
+        .is_empty());
+    // Odd configurations are sanitised rather than rejected.
+    let odd = AnalysisParams {
+        stft: StftConfig {
+            fft_size: 0,
+            hop: 0,
+        },
+        tempo: TempoConfig {
+            min_bpm: f32::NAN,
+            max_bpm: -1.0,
+            ..TempoConfig::default()
+        },
+        envelope_rate_hz: 0.0,
+        ..AnalysisParams::default()
+    };
+    let clip = synth::click_track(120.0, 3.0, SR);
+    analyze_offline(&clip.samples, SR, &odd)
+        .validate()
+        .expect("valid");
+    let mut live = LiveAnalyzer::new(SR, &odd);
+    let _ = live.process(&clip.samples).count();
+}

@@ -1,0 +1,88 @@
+//! One front for every LED target.
+//!
+//! Callers (the show engine, the beat tracker) hand [`Command`]s to an
+//! [`LedOutput`] without caring whether it drives a real controller through
+//! the [`super::serial`] task or an in-process [`super::sim::SimStrip`]
+//! (for development on a laptop or for tests). Both paths share the same
+//! delivery rule: stream updates may be dropped when stale, state commands
+//! are never dropped silently.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use super::protocol::Command;
+use super::serial::{Delivery, LedError, LedHandle};
+use super::sim::SimStrip;
+
+/// Where LED commands go.
+#[derive(Debug, Clone)]
+pub enum LedOutput {
+    /// The serial task of a real controller.
+    Serial(LedHandle),
+    /// A simulated strip; `epoch` is t = 0 for its clock.
+    Sim {
+        /// The strip, shared with whoever renders it.
+        strip: Arc<Mutex<SimStrip>>,
+        /// Start of the strip's millisecond clock.
+        epoch: Instant,
+    },
+}
+
+impl LedOutput {
+    /// A simulated output with a fresh strip of `num_leds` LEDs.
+    pub fn sim(num_leds: u16) -> LedOutput {
+        LedOutput::Sim {
+            strip: Arc::new(Mutex::new(SimStrip::new(num_leds))),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Send a command; state commands may wait for queue room (serial).
+    pub async fn send(&self, cmd: Command) -> Result<Delivery, LedError> {
+        match self {
+            LedOutput::Serial(h) => h.send(cmd).await,
+            LedOutput::Sim { .. } => self.try_send(cmd),
+        }
+    }
+
+    /// Send without waiting (see [`LedHandle::try_send`]).
+    pub fn try_send(&self, cmd: Command) -> Result<Delivery, LedError> {
+        match self {
+            LedOutput::Serial(h) => h.try_send(cmd),
+            LedOutput::Sim { strip, epoch } => {
+                let now = sim_now(epoch);
+                strip
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .apply(&cmd, now);
+                Ok(Delivery::Queued)
+            }
+        }
+    }
+}
+
+/// Milliseconds since `epoch`, wrapping like the firmware's `millis()`.
+pub fn sim_now(epoch: &Instant) -> u32 {
+    (epoch.elapsed().as_millis() & u128::from(u32::MAX)) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::led::protocol::Pattern;
+
+    #[tokio::test]
+    async fn sim_output_applies_commands() {
+        let out = LedOutput::sim(10);
+        assert_eq!(
+            out.send(Command::Pattern(Pattern::Chase)).await.ok(),
+            Some(Delivery::Queued)
+        );
+        out.try_send(Command::Hue(77)).ok();
+        let LedOutput::Sim { strip, .. } = &out else {
+            panic!("expected sim output")
+        };
+        let st = strip.lock().map(|s| s.state()).ok();
+        assert_eq!(st.map(|s| (s.pattern, s.hue)), Some((Pattern::Chase, 77)));
+    }
+}

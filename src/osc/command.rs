@@ -1,0 +1,675 @@
+//! The Convoy OSC control address space as a typed [`Command`].
+//!
+//! A [`CommandParser`] compiles its method table once (literal addresses in a
+//! hash map, parameterised ones such as `/cue/*/start` as [`Pattern`]s) and
+//! turns an [`OscMessage`] into a [`Command`], or a [`CommandError`] naming the
+//! address and the expected signature. Besides the native `/convoy/...` space
+//! it understands QLab-style `/go` and `/cue/{n}/start`, Reaper's default
+//! pattern (`/play`, `/stop`, `/tempo/raw`, `/time`, `/beat/str`) and
+//! AbletonOSC's `/live/song/get/beat|tempo` replies. Trigger-style commands
+//! also accept one numeric argument, as sent by TouchOSC buttons and Reaper
+//! feedback: non-zero triggers, zero yields [`Command::Release`] (ignore it).
+//! Incoming addresses that are themselves patterns are not dispatched by
+//! [`CommandParser::parse`]; [`CommandParser::matching_methods`] lists the
+//! literal methods such a pattern selects. [`reply`] builds QLab-style
+//! `/reply/<address>` messages.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use rosc::{OscMessage, OscType};
+
+use super::pattern::{has_wildcards, Pattern, PatternError};
+
+/// A parsed control command.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// `/convoy/play [track:s]`, Reaper `/play`: start (optionally a track).
+    Play {
+        /// Track to play, if named.
+        track: Option<String>,
+    },
+    /// `/convoy/stop`, Reaper `/stop`.
+    Stop,
+    /// `/convoy/pause`.
+    Pause,
+    /// `/convoy/seek position_ms:i|f`.
+    Seek {
+        /// Target position in milliseconds (finite, ≥ 0).
+        position_ms: f64,
+    },
+    /// `/convoy/next`.
+    Next,
+    /// `/convoy/show/load name:s`.
+    ShowLoad {
+        /// Show name.
+        name: String,
+    },
+    /// `/convoy/pattern name:s`.
+    Pattern {
+        /// Light pattern name.
+        name: String,
+    },
+    /// `/convoy/hue i` (degrees, wrapped into 0..360).
+    Hue {
+        /// Hue in degrees.
+        degrees: u16,
+    },
+    /// `/convoy/bright i|f`: float 0..1 as is, int 0..255 scaled; clamped.
+    Bright {
+        /// Brightness 0.0..=1.0.
+        level: f32,
+    },
+    /// `/convoy/color r g b`: ints 0..255 or floats 0..1 (clamped).
+    Color {
+        /// Red.
+        r: u8,
+        /// Green.
+        g: u8,
+        /// Blue.
+        b: u8,
+    },
+    /// QLab-style `/go`.
+    Go,
+    /// QLab-style `/cue/{n}/start`.
+    CueStart {
+        /// Cue number/name (the `{n}` segment).
+        cue: String,
+    },
+    /// A trigger address sent with a zero value (button release): ignore.
+    Release {
+        /// The address released.
+        address: String,
+    },
+    /// Reaper `/tempo/raw f`.
+    DawTempo {
+        /// Beats per minute.
+        bpm: f32,
+    },
+    /// Reaper `/time f`.
+    DawTime {
+        /// Transport position in seconds.
+        seconds: f64,
+    },
+    /// Reaper `/beat/str s` (e.g. `"4.2.00"`).
+    DawBeatString {
+        /// Bar.beat string as sent.
+        beat: String,
+    },
+    /// AbletonOSC `/live/song/get/beat` reply.
+    LiveBeat {
+        /// Current beat number.
+        beat: i32,
+    },
+    /// AbletonOSC `/live/song/get/tempo` reply.
+    LiveTempo {
+        /// Beats per minute.
+        bpm: f32,
+    },
+}
+
+/// Why a message is not a valid command.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// No method at this address.
+    #[error("unknown OSC address {0:?}")]
+    UnknownAddress(String),
+    /// Argument count or types do not fit the method.
+    #[error("{address}: expected {expected}, got type tags {got:?}")]
+    BadArgs {
+        /// Message address.
+        address: String,
+        /// Expected signature, e.g. `/convoy/seek position_ms:i|f`.
+        expected: &'static str,
+        /// Type tags received, e.g. `",s"`.
+        got: String,
+    },
+    /// Types fit but a value is unusable (NaN, negative position…).
+    #[error("{address}: bad value ({detail}); expected {expected}")]
+    BadValue {
+        /// Message address.
+        address: String,
+        /// Expected signature.
+        expected: &'static str,
+        /// What was wrong.
+        detail: &'static str,
+    },
+    /// The address contains pattern characters; see `matching_methods`.
+    #[error("address {0:?} is a pattern; dispatch via matching_methods")]
+    PatternAddress(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Play,
+    Stop,
+    Pause,
+    Seek,
+    Next,
+    ShowLoad,
+    LightPattern,
+    Hue,
+    Bright,
+    Color,
+    Go,
+    DawPlay,
+    DawStop,
+    DawTempo,
+    DawTime,
+    DawBeat,
+    LiveBeat,
+    LiveTempo,
+}
+
+/// Method table: (address, kind, signature shown in errors).
+const METHODS: &[(&str, Kind, &str)] = &[
+    ("/convoy/play", Kind::Play, "/convoy/play [track:s]"),
+    ("/convoy/stop", Kind::Stop, "/convoy/stop"),
+    ("/convoy/pause", Kind::Pause, "/convoy/pause"),
+    ("/convoy/seek", Kind::Seek, "/convoy/seek position_ms:i|f"),
+    ("/convoy/next", Kind::Next, "/convoy/next"),
+    (
+        "/convoy/show/load",
+        Kind::ShowLoad,
+        "/convoy/show/load name:s",
+    ),
+    (
+        "/convoy/pattern",
+        Kind::LightPattern,
+        "/convoy/pattern name:s",
+    ),
+    ("/convoy/hue", Kind::Hue, "/convoy/hue degrees:i"),
+    ("/convoy/bright", Kind::Bright, "/convoy/bright level:i|f"),
+    (
+        "/convoy/color",
+        Kind::Color,
+        "/convoy/color r:i|f g:i|f b:i|f",
+    ),
+    ("/go", Kind::Go, "/go"),
+    ("/play", Kind::DawPlay, "/play [state:f]"),
+    ("/stop", Kind::DawStop, "/stop [state:f]"),
+    ("/tempo/raw", Kind::DawTempo, "/tempo/raw bpm:f"),
+    ("/time", Kind::DawTime, "/time seconds:f"),
+    ("/beat/str", Kind::DawBeat, "/beat/str beat:s"),
+    (
+        "/live/song/get/beat",
+        Kind::LiveBeat,
+        "/live/song/get/beat beat:i|f",
+    ),
+    (
+        "/live/song/get/tempo",
+        Kind::LiveTempo,
+        "/live/song/get/tempo bpm:f|i",
+    ),
+];
+
+const CUE_PATTERN: &str = "/cue/*/start";
+const CUE_SIG: &str = "/cue/{n}/start";
+
+/// Compiled method table; build once, parse many.
+#[derive(Debug, Clone)]
+pub struct CommandParser {
+    literal: HashMap<&'static str, (Kind, &'static str)>,
+    cue: Pattern,
+}
+
+impl Default for CommandParser {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CommandParser {
+    /// Compiles the method table.
+    pub fn new() -> Self {
+        Self {
+            literal: METHODS.iter().map(|&(a, k, s)| (a, (k, s))).collect(),
+            // A constant, valid pattern.
+            cue: Pattern::compile(CUE_PATTERN).unwrap_or_else(|_| unreachable!()),
+        }
+    }
+
+    /// Every literal method address this parser knows.
+    pub fn methods(&self) -> impl Iterator<Item = &'static str> {
+        METHODS.iter().map(|m| m.0)
+    }
+
+    /// Literal method addresses selected by an incoming address pattern
+    /// (parameterised `/cue/{n}/start` is never selected this way).
+    pub fn matching_methods(&self, pattern: &str) -> Result<Vec<&'static str>, PatternError> {
+        let p = Pattern::compile(pattern)?;
+        Ok(self.methods().filter(|m| p.matches(m)).collect())
+    }
+
+    /// Parses one message.
+    pub fn parse(&self, msg: &OscMessage) -> Result<Command, CommandError> {
+        let addr = msg.addr.as_str();
+        if let Some(&(kind, sig)) = self.literal.get(addr) {
+            return parse_kind(kind, sig, addr, &msg.args);
+        }
+        if has_wildcards(addr) {
+            return Err(CommandError::PatternAddress(addr.to_string()));
+        }
+        if self.cue.matches(addr) {
+            let cue = addr.split('/').nth(2).unwrap_or_default();
+            if cue.is_empty() {
+                return Err(CommandError::UnknownAddress(addr.to_string()));
+            }
+            return match trigger(CUE_SIG, addr, &msg.args)? {
+                true => Ok(Command::CueStart {
+                    cue: cue.to_string(),
+                }),
+                false => Ok(release(addr)),
+            };
+        }
+        Err(CommandError::UnknownAddress(addr.to_string()))
+    }
+}
+
+/// Parses with a process-wide parser compiled on first use.
+pub fn parse(msg: &OscMessage) -> Result<Command, CommandError> {
+    static PARSER: OnceLock<CommandParser> = OnceLock::new();
+    PARSER.get_or_init(CommandParser::new).parse(msg)
+}
+
+/// QLab-style reply: address `/reply<address>` with the JSON status string.
+pub fn reply(address: &str, json_status: &str) -> OscMessage {
+    let addr = if address.starts_with('/') {
+        format!("/reply{address}")
+    } else {
+        format!("/reply/{address}")
+    };
+    OscMessage {
+        addr,
+        args: vec![OscType::String(json_status.to_string())],
+    }
+}
+
+fn type_tags(args: &[OscType]) -> String {
+    let mut s = String::from(",");
+    for a in args.iter().take(32) {
+        s.push(match a {
+            OscType::Int(_) => 'i',
+            OscType::Float(_) => 'f',
+            OscType::String(_) => 's',
+            OscType::Blob(_) => 'b',
+            OscType::Time(_) => 't',
+            OscType::Long(_) => 'h',
+            OscType::Double(_) => 'd',
+            OscType::Char(_) => 'c',
+            OscType::Color(_) => 'r',
+            OscType::Midi(_) => 'm',
+            OscType::Bool(true) => 'T',
+            OscType::Bool(false) => 'F',
+            OscType::Array(_) => '[',
+            OscType::Nil => 'N',
+            OscType::Inf => 'I',
+        });
+    }
+    s
+}
+
+fn bad_args(sig: &'static str, addr: &str, args: &[OscType]) -> CommandError {
+    CommandError::BadArgs {
+        address: addr.to_string(),
+        expected: sig,
+        got: type_tags(args),
+    }
+}
+
+fn bad_value(sig: &'static str, addr: &str, detail: &'static str) -> CommandError {
+    CommandError::BadValue {
+        address: addr.to_string(),
+        expected: sig,
+        detail,
+    }
+}
+
+fn release(addr: &str) -> Command {
+    Command::Release {
+        address: addr.to_string(),
+    }
+}
+
+/// A numeric argument as f64 (int, float, double, long, bool).
+fn number(a: &OscType) -> Option<f64> {
+    match a {
+        OscType::Int(i) => Some(f64::from(*i)),
+        OscType::Float(f) => Some(f64::from(*f)),
+        OscType::Double(d) => Some(*d),
+        OscType::Long(l) => Some(*l as f64),
+        OscType::Bool(b) => Some(f64::from(u8::from(*b))),
+        _ => None,
+    }
+}
+
+/// Trigger semantics: no args → true; one numeric → value != 0.
+fn trigger(sig: &'static str, addr: &str, args: &[OscType]) -> Result<bool, CommandError> {
+    match args {
+        [] => Ok(true),
+        [a] => number(a)
+            .map(|v| v != 0.0)
+            .ok_or_else(|| bad_args(sig, addr, args)),
+        _ => Err(bad_args(sig, addr, args)),
+    }
+}
+
+fn one_string(sig: &'static str, addr: &str, args: &[OscType]) -> Result<String, CommandError> {
+    match args {
+        [OscType::String(s)] => Ok(s.clone()),
+        _ => Err(bad_args(sig, addr, args)),
+    }
+}
+
+fn one_number(sig: &'static str, addr: &str, args: &[OscType]) -> Result<f64, CommandError> {
+    let v = match args {
+        [a] => number(a).ok_or_else(|| bad_args(sig, addr, args))?,
+        _ => return Err(bad_args(sig, addr, args)),
+    };
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(bad_value(sig, addr, "not a finite number"))
+    }
+}
+
+/// Colour channel: ints are 0..255, floats 0..1; clamped.
+fn channel(a: &OscType) -> Option<u8> {
+    match a {
+        OscType::Int(i) => Some((*i).clamp(0, 255) as u8),
+        OscType::Long(l) => Some((*l).clamp(0, 255) as u8),
+        OscType::Float(f) if f.is_finite() => Some((f.clamp(0.0, 1.0) * 255.0).round() as u8),
+        OscType::Double(d) if d.is_finite() => Some((d.clamp(0.0, 1.0) * 255.0).round() as u8),
+        _ => None,
+    }
+}
+
+fn parse_kind(
+    kind: Kind,
+    sig: &'static str,
+    addr: &str,
+    args: &[OscType],
+) -> Result<Command, CommandError> {
+    let trig = |cmd: Command| -> Result<Command, CommandError> {
+        Ok(if trigger(sig, addr, args)? {
+            cmd
+        } else {
+            release(addr)
+        })
+    };
+    match kind {
+        Kind::Play => match args {
+            [OscType::String(s)] => Ok(Command::Play {
+                track: Some(s.clone()),
+            }),
+            _ => trig(Command::Play { track: None }),
+        },
+        Kind::DawPlay => trig(Command::Play { track: None }),
+        Kind::Stop | Kind::DawStop => trig(Command::Stop),
+        Kind::Pause => trig(Command::Pause),
+        Kind::Next => trig(Command::Next),
+        Kind::Go => trig(Command::Go),
+        Kind::Seek => {
+            let v = match args {
+                [a @ (OscType::Int(_)
+                | OscType::Float(_)
+                | OscType::Double(_)
+                | OscType::Long(_))] => number(a).unwrap_or(f64::NAN),
+                _ => return Err(bad_args(sig, addr, args)),
+            };
+            if !v.is_finite() || v < 0.0 {
+                return Err(bad_value(sig, addr, "position must be finite and >= 0"));
+            }
+            Ok(Command::Seek { position_ms: v })
+        }
+        Kind::ShowLoad => Ok(Command::ShowLoad {
+            name: one_string(sig, addr, args)?,
+        }),
+        Kind::LightPattern => Ok(Command::Pattern {
+            name: one_string(sig, addr, args)?,
+        }),
+        Kind::Hue => match args {
+            [OscType::Int(i)] => Ok(Command::Hue {
+                degrees: i.rem_euclid(360) as u16,
+            }),
+            _ => Err(bad_args(sig, addr, args)),
+        },
+        Kind::Bright => match args {
+            [OscType::Int(i)] => Ok(Command::Bright {
+                level: (*i).clamp(0, 255) as f32 / 255.0,
+            }),
+            [OscType::Float(f)] if f.is_finite() => Ok(Command::Bright {
+                level: f.clamp(0.0, 1.0),
+            }),
+            [OscType::Float(_)] => Err(bad_value(sig, addr, "not a finite number")),
+            _ => Err(bad_args(sig, addr, args)),
+        },
+        Kind::Color => match args {
+            [r, g, b] => match (channel(r), channel(g), channel(b)) {
+                (Some(r), Some(g), Some(b)) => Ok(Command::Color { r, g, b }),
+                _ => Err(bad_args(sig, addr, args)),
+            },
+            _ => Err(bad_args(sig, addr, args)),
+        },
+        Kind::DawTempo => match args {
+            [OscType::Float(_) | OscType::Double(_)] => Ok(Command::DawTempo {
+                bpm: one_number(sig, addr, args)? as f32,
+            }),
+            _ => Err(bad_args(sig, addr, args)),
+        },
+        Kind::DawTime => match args {
+            [OscType::Float(_) | OscType::Double(_)] => Ok(Command::DawTime {
+                seconds: one_number(sig, addr, args)?,
+            }),
+            _ => Err(bad_args(sig, addr, args)),
+        },
+        Kind::DawBeat => Ok(Command::DawBeatString {
+            beat: one_string(sig, addr, args)?,
+        }),
+        Kind::LiveBeat => match args {
+            [OscType::Int(i)] => Ok(Command::LiveBeat { beat: *i }),
+            [OscType::Float(_)] => Ok(Command::LiveBeat {
+                beat: one_number(sig, addr, args)? as i32,
+            }),
+            _ => Err(bad_args(sig, addr, args)),
+        },
+        Kind::LiveTempo => match args {
+            [OscType::Float(_) | OscType::Int(_) | OscType::Double(_)] => Ok(Command::LiveTempo {
+                bpm: one_number(sig, addr, args)? as f32,
+            }),
+            _ => Err(bad_args(sig, addr, args)),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use OscType::*;
+
+    fn p(addr: &str, args: Vec<OscType>) -> Result<Command, CommandError> {
+        parse(&OscMessage {
+            addr: addr.into(),
+            args,
+        })
+    }
+
+    #[test]
+    fn convoy_space() {
+        assert_eq!(p("/convoy/play", vec![]), Ok(Command::Play { track: None }));
+        assert_eq!(
+            p("/convoy/play", vec![String("intro".into())]),
+            Ok(Command::Play {
+                track: Some("intro".into())
+            })
+        );
+        assert_eq!(p("/convoy/stop", vec![]), Ok(Command::Stop));
+        assert_eq!(p("/convoy/pause", vec![]), Ok(Command::Pause));
+        assert_eq!(p("/convoy/next", vec![]), Ok(Command::Next));
+        assert_eq!(
+            p("/convoy/seek", vec![Int(1500)]),
+            Ok(Command::Seek {
+                position_ms: 1500.0
+            })
+        );
+        assert_eq!(
+            p("/convoy/seek", vec![Float(2.5)]),
+            Ok(Command::Seek { position_ms: 2.5 })
+        );
+        assert_eq!(
+            p("/convoy/show/load", vec![String("night".into())]),
+            Ok(Command::ShowLoad {
+                name: "night".into()
+            })
+        );
+        assert_eq!(
+            p("/convoy/pattern", vec![String("chase".into())]),
+            Ok(Command::Pattern {
+                name: "chase".into()
+            })
+        );
+        assert_eq!(
+            p("/convoy/hue", vec![Int(-30)]),
+            Ok(Command::Hue { degrees: 330 })
+        );
+        assert_eq!(
+            p("/convoy/bright", vec![Int(255)]),
+            Ok(Command::Bright { level: 1.0 })
+        );
+        assert_eq!(
+            p("/convoy/bright", vec![Float(0.25)]),
+            Ok(Command::Bright { level: 0.25 })
+        );
+        assert_eq!(
+            p("/convoy/color", vec![Int(255), Float(0.5), Int(-3)]),
+            Ok(Command::Color {
+                r: 255,
+                g: 128,
+                b: 0
+            })
+        );
+        assert_eq!(p("/go", vec![]), Ok(Command::Go));
+        assert_eq!(
+            p("/cue/12/start", vec![]),
+            Ok(Command::CueStart { cue: "12".into() })
+        );
+        assert_eq!(
+            p("/cue/intro.b/start", vec![Float(1.0)]),
+            Ok(Command::CueStart {
+                cue: "intro.b".into()
+            })
+        );
+    }
+
+    #[test]
+    fn touchosc_buttons_and_daw_dialects() {
+        assert_eq!(p("/convoy/stop", vec![Float(1.0)]), Ok(Command::Stop));
+        assert_eq!(
+            p("/convoy/stop", vec![Float(0.0)]),
+            Ok(Command::Release {
+                address: "/convoy/stop".into()
+            })
+        );
+        assert_eq!(
+            p("/convoy/play", vec![Int(1)]),
+            Ok(Command::Play { track: None })
+        );
+        assert_eq!(
+            p("/play", vec![Float(1.0)]),
+            Ok(Command::Play { track: None })
+        );
+        assert_eq!(p("/stop", vec![]), Ok(Command::Stop));
+        assert_eq!(
+            p("/tempo/raw", vec![Float(120.0)]),
+            Ok(Command::DawTempo { bpm: 120.0 })
+        );
+        assert_eq!(
+            p("/time", vec![Float(12.5)]),
+            Ok(Command::DawTime { seconds: 12.5 })
+        );
+        assert_eq!(
+            p("/beat/str", vec![String("4.2.00".into())]),
+            Ok(Command::DawBeatString {
+                beat: "4.2.00".into()
+            })
+        );
+        assert_eq!(
+            p("/live/song/get/beat", vec![Int(17)]),
+            Ok(Command::LiveBeat { beat: 17 })
+        );
+        assert_eq!(
+            p("/live/song/get/tempo", vec![Float(128.0)]),
+            Ok(Command::LiveTempo { bpm: 128.0 })
+        );
+    }
+
+    #[test]
+    fn typed_errors_name_address_and_signature() {
+        let e = p("/convoy/seek", vec![String("x".into())]).unwrap_err();
+        assert_eq!(
+            e,
+            CommandError::BadArgs {
+                address: "/convoy/seek".into(),
+                expected: "/convoy/seek position_ms:i|f",
+                got: ",s".into()
+            }
+        );
+        assert!(e.to_string().contains("/convoy/seek position_ms:i|f"));
+        assert!(matches!(
+            p("/convoy/seek", vec![Int(-1)]),
+            Err(CommandError::BadValue { .. })
+        ));
+        assert!(matches!(
+            p("/convoy/seek", vec![Float(f32::NAN)]),
+            Err(CommandError::BadValue { .. })
+        ));
+        assert!(matches!(
+            p("/convoy/hue", vec![Float(1.0)]),
+            Err(CommandError::BadArgs { .. })
+        ));
+        assert!(matches!(
+            p("/convoy/show/load", vec![]),
+            Err(CommandError::BadArgs { .. })
+        ));
+        assert!(matches!(
+            p("/convoy/color", vec![Int(1), Int(2)]),
+            Err(CommandError::BadArgs { .. })
+        ));
+        assert!(matches!(
+            p("/convoy/stop", vec![String("x".into())]),
+            Err(CommandError::BadArgs { .. })
+        ));
+        assert!(matches!(
+            p("/tempo/raw", vec![Int(120)]),
+            Err(CommandError::BadArgs { .. })
+        ));
+        assert_eq!(
+            p("/nope", vec![]),
+            Err(CommandError::UnknownAddress("/nope".into()))
+        );
+        assert!(matches!(
+            p("/cue//start", vec![]),
+            Err(CommandError::UnknownAddress(_))
+        ));
+        assert!(matches!(
+            p("/convoy/*", vec![]),
+            Err(CommandError::PatternAddress(_))
+        ));
+    }
+
+    #[test]
+    fn pattern_dispatch_and_reply() {
+        let parser = CommandParser::new();
+        let mut m = parser.matching_methods("/convoy/{play,stop}").unwrap();
+        m.sort();
+        assert_eq!(m, vec!["/convoy/play", "/convoy/stop"]);
+        assert_eq!(
+            parser.matching_methods("/live/song/get/*").unwrap().len(),
+            2
+        );
+        let r = reply("/convoy/status", r#"{"status":"ok"}"#);
+        assert_eq!(r.addr, "/reply/convoy/status");
+        assert_eq!(r.args, vec![String(r#"{"status":"ok"}"#.into())]);
+        assert_eq!(reply("go", "{}").addr, "/reply/go");
+    }
+}
