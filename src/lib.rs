@@ -15,6 +15,9 @@
 //!   is heard when, and takes speed/seek decisions from a controller.
 //! - [`analysis`] — pure DSP: FFT bands, onsets, tempo, Ellis DP beat tracking, downbeats,
 //!   sections, the streaming live tracker and the versioned beatmap format.
+//! - [`sync`] — fleet time (SNTP server + sntpc client, offset/frequency filter), the OSC
+//!   timeline, the playback PLL and the UDP impairment relay used by the tests.
+//! - [`node`] — the `convoy node` daemon: wires player, clock, sync sockets and status.
 //! - [`led`] — the Arduino LED protocol (pure codec), the reconnecting serial transport and a
 //!   simulated strip; the firmware lives in `tools/arduino/`.
 //! - [`security`] — HMAC-SHA256 envelopes on every fleet datagram, replay windows, rate
@@ -30,4 +33,6 @@ pub mod clock;
 pub mod config;
 pub mod led;
 pub mod osc;
+pub mod node;
 pub mod security;
+pub mod sync;

@@ -11,3 +11,4 @@ mod osc_robustness;
 mod playback;
 mod pulse;
 mod security_guard;
+mod sync;

@@ -1,7 +1,9 @@
 //! The command line: one file per subcommand, `anyhow` context at this edge only. Errors
 //! print as one line naming the cause and exit non-zero.
 
+mod node;
 mod play;
+mod scenario;
 mod tool;
 
 use std::path::PathBuf;
@@ -33,6 +35,8 @@ pub struct Cli {
 pub enum Command {
     /// Play one track (a file, or `demo`, the built-in song) on this node.
     Play(play::PlayArgs),
+    /// Run this vehicle's daemon: player plus fleet sync (leader, follower or solo).
+    Node(node::NodeArgs),
     /// Print the effective configuration (defaults + file + overrides) as TOML.
     Config,
     /// Utilities: generate test signals.
@@ -90,6 +94,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let config = || Config::load(cli.config.as_deref(), &cli.set);
     match &cli.command {
         Command::Play(args) => play::run(config()?, args),
+        Command::Node(args) => node::run(config()?, args),
         Command::Config => {
             let text = toml::to_string_pretty(&config()?)?;
             print!("{text}");

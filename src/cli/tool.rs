@@ -10,6 +10,35 @@ use crate::audio::Source;
 /// Utility subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum ToolCommand {
+    /// Run the fleet-sync rig: N node processes with skewed clocks and DACs behind an
+    /// impaired network; prints measured playback offsets.
+    Scenario(super::scenario::ScenarioArgs),
+    /// A UDP impairment relay (delay, jitter, loss, duplication, stalls) between a listen
+    /// address and an upstream.
+    Impair {
+        /// Listen address, e.g. 127.0.0.1:7000.
+        listen: std::net::SocketAddr,
+        /// Upstream address.
+        upstream: std::net::SocketAddr,
+        /// One-way delay, ms.
+        #[arg(long, default_value_t = 5.0)]
+        delay_ms: f64,
+        /// Jitter ±, ms.
+        #[arg(long, default_value_t = 3.0)]
+        jitter_ms: f64,
+        /// Loss probability.
+        #[arg(long, default_value_t = 0.0)]
+        loss: f64,
+        /// Duplication probability.
+        #[arg(long, default_value_t = 0.0)]
+        duplicate: f64,
+        /// Stall every N s (0 = never).
+        #[arg(long, default_value_t = 0.0)]
+        stall_every_s: f64,
+        /// Stall length, ms.
+        #[arg(long, default_value_t = 100.0)]
+        stall_ms: f64,
+    },
     /// Write a generated signal to a WAV file (32-bit float, or 16-bit with `--pcm16`).
     Gen {
         /// `demo`, `pilot` or `sine:HZ`.
@@ -55,6 +84,33 @@ pub fn parse_signal(s: &str) -> anyhow::Result<Signal> {
 /// Run a tool subcommand.
 pub fn run(cmd: &ToolCommand) -> anyhow::Result<()> {
     match cmd {
+        ToolCommand::Scenario(args) => super::scenario::run(args).map(|_| ()),
+        ToolCommand::Impair {
+            listen,
+            upstream,
+            delay_ms,
+            jitter_ms,
+            loss,
+            duplicate,
+            stall_every_s,
+            stall_ms,
+        } => {
+            let cfg = crate::sync::impair::ImpairConfig {
+                delay_ms: *delay_ms,
+                jitter_ms: *jitter_ms,
+                loss: *loss,
+                duplicate: *duplicate,
+                stall_every_s: *stall_every_s,
+                stall_ms: *stall_ms,
+                seed: 1,
+            };
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(async {
+                let sock = tokio::net::UdpSocket::bind(listen).await.with_context(|| format!("cannot bind {listen}"))?;
+                crate::sync::impair::relay(sock, *upstream, cfg, Default::default()).await?;
+                Ok(())
+            })
+        }
         ToolCommand::Gen {
             signal,
             out,

@@ -36,15 +36,37 @@ pub fn sleep_until_mono(deadline_ns: u64) {
     }
 }
 
+/// Nanoseconds of `CLOCK_REALTIME` (Unix time).
+pub fn realtime_ns() -> i64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: as in `mono_ns`; CLOCK_REALTIME always exists.
+    unsafe {
+        libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts);
+    }
+    ts.tv_sec as i64 * 1_000_000_000 + ts.tv_nsec as i64
+}
+
 /// A node's local clock: the monotonic clock seen through an injected offset and frequency
 /// error, `local = mono * (1 + ppm/1e6) + offset`. Real nodes run with zero skew; the test
-/// rig gives each simulated bike its own, so the sync layer has real work to do.
+/// rig gives each simulated bike its own, so the sync layer has real work to do. Nodes use
+/// [`LocalClock::unix`], whose offset includes the Unix time of the monotonic clock's zero,
+/// so local (and fleet) time reads as wall-clock time — what NTP servers and OSC senders
+/// expect in timetags — while never stepping the way `CLOCK_REALTIME` can.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LocalClock {
     /// Constant offset added to the monotonic clock, in nanoseconds.
     pub offset_ns: i64,
     /// Frequency error of this clock relative to the monotonic clock, in parts per million.
     pub ppm: f64,
+    /// Monotonic time (ns) at which the clock is stepped by `step_ns` (`u64::MAX`: never).
+    /// Simulates a leader whose clock gets set while the fleet plays; a pure function of
+    /// monotonic time, so every copy of the clock agrees without shared state.
+    pub step_at_mono_ns: u64,
+    /// Size of that step, ns.
+    pub step_ns: i64,
 }
 
 impl Default for LocalClock {
@@ -58,18 +80,46 @@ impl LocalClock {
     pub const IDEAL: LocalClock = LocalClock {
         offset_ns: 0,
         ppm: 0.0,
+        step_at_mono_ns: u64::MAX,
+        step_ns: 0,
     };
+
+    /// A Unix-time clock driven by the monotonic clock, with an injected extra offset and
+    /// frequency error (both zero on a real bike).
+    pub fn unix(extra_offset_ns: i64, ppm: f64) -> Self {
+        let base = realtime_ns() - mono_ns() as i64;
+        LocalClock {
+            offset_ns: base + extra_offset_ns,
+            ppm,
+            ..Self::IDEAL
+        }
+    }
+
+    /// This clock, stepped by `step_ns` at monotonic time `at_mono_ns`.
+    pub fn with_step(self, at_mono_ns: u64, step_ns: i64) -> Self {
+        LocalClock {
+            step_at_mono_ns: at_mono_ns,
+            step_ns,
+            ..self
+        }
+    }
 
     /// Local time at the given monotonic time.
     pub fn from_mono(&self, mono_ns: u64) -> i64 {
         let skew = (mono_ns as f64 * self.ppm * 1e-6).round() as i64;
-        mono_ns as i64 + skew + self.offset_ns
+        let step = if mono_ns >= self.step_at_mono_ns { self.step_ns } else { 0 };
+        mono_ns as i64 + skew + self.offset_ns + step
     }
 
     /// Monotonic time at which this clock reads `local_ns` (inverse of [`Self::from_mono`]).
     pub fn to_mono(&self, local_ns: i64) -> u64 {
-        let x = (local_ns - self.offset_ns) as f64 / (1.0 + self.ppm * 1e-6);
-        x.max(0.0) as u64
+        let unstep = |l: i64| ((l - self.offset_ns) as f64 / (1.0 + self.ppm * 1e-6)).max(0.0) as u64;
+        let m = unstep(local_ns);
+        if m >= self.step_at_mono_ns {
+            unstep(local_ns - self.step_ns).max(self.step_at_mono_ns)
+        } else {
+            m
+        }
     }
 
     /// Local time now.
@@ -95,6 +145,7 @@ mod tests {
         let c = LocalClock {
             offset_ns: -3_000_000_000,
             ppm: 187.5,
+            ..LocalClock::IDEAL
         };
         for mono in [5_000_000_000u64, 123_456_789_012, 9_000_000_000_000] {
             let local = c.from_mono(mono);

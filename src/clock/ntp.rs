@@ -9,8 +9,8 @@
 pub struct NtpTime(pub u64);
 
 impl NtpTime {
-    /// NTP seconds at which fleet time 0 lies (2000-01-01T00:00:00Z).
-    pub const FLEET_EPOCH_SECS: u64 = 3_155_673_600;
+    /// NTP seconds at which fleet time 0 lies (the Unix epoch, 1970-01-01T00:00:00Z).
+    pub const FLEET_EPOCH_SECS: u64 = 2_208_988_800;
     /// The OSC timetag meaning "immediately".
     pub const IMMEDIATELY: NtpTime = NtpTime(1);
 

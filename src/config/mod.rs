@@ -82,6 +82,80 @@ pub struct Config {
     pub node: NodeConfig,
     /// Decoding, resampling and output.
     pub audio: AudioConfig,
+    /// Injected clock error (tests).
+    pub clock: ClockConfig,
+    /// Fleet sync.
+    pub sync: SyncConfig,
+}
+
+/// `[clock]`: injected error for the test rig.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClockConfig {
+    /// Offset, ms.
+    pub offset_ms: f64,
+    /// Frequency error, ppm.
+    pub ppm: f64,
+    /// Step time after start, s (0 = none).
+    pub step_at_s: f64,
+    /// Step size, ms.
+    pub step_ms: f64,
+}
+
+/// A node's role in the fleet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Alone, on its own clock.
+    Solo,
+    /// Serves time and publishes the timeline.
+    Leader,
+    /// Locks to a leader.
+    Follower,
+}
+
+/// `[sync]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SyncConfig {
+    /// Role.
+    pub role: Role,
+    /// Bind address.
+    pub bind: String,
+    /// Timeline port (leader).
+    pub osc_port: u16,
+    /// SNTP port (leader; 0 = off).
+    pub sntp_port: u16,
+    /// Leader timeline address (follower).
+    pub leader: String,
+    /// SNTP server (follower; empty = leader host).
+    pub sntp_server: String,
+    /// Timeline publications per second.
+    pub publish_hz: f64,
+    /// SNTP exchanges per second.
+    pub poll_hz: f64,
+    /// Filter window, s.
+    pub filter_window_s: f64,
+    /// Filter bucket, s.
+    pub filter_bucket_s: f64,
+    /// Step threshold, ms.
+    pub step_threshold_ms: f64,
+    /// Exchanges making a step.
+    pub step_count: u32,
+    /// PI proportional gain, 1/s.
+    pub kp: f64,
+    /// PI integral gain, 1/s².
+    pub ki: f64,
+    /// Speed clamp, ppm.
+    pub max_ppm: f64,
+    /// Hard-seek threshold, ms.
+    pub hard_seek_ms: f64,
+    /// Updates above threshold before seeking.
+    pub hard_seek_updates: u32,
+    /// Lock threshold, ms.
+    pub lock_ms: f64,
+    /// PLL update interval, ms.
+    pub update_ms: f64,
 }
 
 /// `[node]`.
@@ -239,6 +313,36 @@ impl Config {
                 "audio.virtual.latency_ms",
                 format!("{} is outside 0..=10000", v.latency_ms),
             ));
+        }
+        let y = &self.sync;
+        for (key, v, lo, hi) in [
+            ("sync.publish_hz", y.publish_hz, 0.1, 100.0),
+            ("sync.poll_hz", y.poll_hz, 0.05, 100.0),
+            ("sync.filter_window_s", y.filter_window_s, 1.0, 3600.0),
+            ("sync.filter_bucket_s", y.filter_bucket_s, 0.05, 600.0),
+            ("sync.step_threshold_ms", y.step_threshold_ms, 0.1, 1e6),
+            ("sync.kp", y.kp, 0.0, 100.0),
+            ("sync.ki", y.ki, 0.0, 100.0),
+            ("sync.hard_seek_ms", y.hard_seek_ms, 1.0, 1e6),
+            ("sync.lock_ms", y.lock_ms, 0.001, 1e4),
+            ("sync.update_ms", y.update_ms, 1.0, 10_000.0),
+            ("clock.ppm", self.clock.ppm, -10_000.0, 10_000.0),
+        ] {
+            if !(v.is_finite() && (lo..=hi).contains(&v)) {
+                return Err(range(key, format!("{v} is outside {lo}..={hi}")));
+            }
+        }
+        if !(y.max_ppm.is_finite() && y.max_ppm > 0.0 && y.max_ppm <= a.max_rate_ppm) {
+            return Err(range("sync.max_ppm", format!("{} must be in (0, audio.max_rate_ppm = {}]", y.max_ppm, a.max_rate_ppm)));
+        }
+        if y.role == Role::Follower && y.leader.parse::<std::net::SocketAddr>().is_err() {
+            return Err(range("sync.leader", format!("{:?} is not an address like 192.168.4.1:9123", y.leader)));
+        }
+        if !y.sntp_server.is_empty() && y.sntp_server.parse::<std::net::SocketAddr>().is_err() {
+            return Err(range("sync.sntp_server", format!("{:?} is not an address like 192.168.4.1:123", y.sntp_server)));
+        }
+        if y.bind.parse::<std::net::IpAddr>().is_err() {
+            return Err(range("sync.bind", format!("{:?} is not an IP address", y.bind)));
         }
         let n = &self.node;
         if !(n.output_latency_ms.is_finite() && (-1000.0..=10_000.0).contains(&n.output_latency_ms))

@@ -1,0 +1,47 @@
+//! `convoy node`: run this vehicle's daemon (player + fleet sync).
+
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::config::{Config, Role};
+use crate::node::{self, NodeOptions};
+
+/// Arguments of `convoy node`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NodeArgs {
+    /// Role (overrides `sync.role`).
+    #[arg(long)]
+    pub role: Option<Role>,
+    /// Track to play as leader or solo: a file, `demo` or `pilot`.
+    #[arg(long, default_value = "demo")]
+    pub track: String,
+    /// Stop after this many seconds.
+    #[arg(long)]
+    pub seconds: Option<f64>,
+    /// Status line interval, seconds.
+    #[arg(long, default_value_t = 1.0)]
+    pub status_every: f64,
+}
+
+/// Run `convoy node`.
+pub fn run(mut config: Config, args: &NodeArgs) -> anyhow::Result<()> {
+    if let Some(role) = args.role {
+        config.sync.role = role;
+        config.validate("--role")?;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(node::run(
+        config,
+        NodeOptions {
+            track: args.track.clone(),
+            duration: args.seconds.map(Duration::from_secs_f64),
+            status_every: Duration::from_secs_f64(args.status_every.max(0.05)),
+        },
+    ))?;
+    Ok(())
+}

@@ -1,0 +1,406 @@
+//! `convoy tool scenario`: the sync test rig. Starts a leader and N−1 followers as separate
+//! `convoy node` processes on loopback, each with its own injected clock offset and drift
+//! and a virtual sink with its own crystal error that records what it played (decoded from
+//! the position pilot); puts a userspace impairment relay (delay, jitter, loss, duplication,
+//! stalls) between every follower and the leader; then compares the recordings on the
+//! shared monotonic clock and prints the true inter-node playback offsets.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::sync::impair::{self, ImpairConfig, ImpairStats};
+use crate::sync::measure::{lock_time, offsets, quantile, Trace};
+
+/// Scenario parameters.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ScenarioArgs {
+    /// Nodes including the leader.
+    #[arg(long, default_value_t = 5)]
+    pub nodes: usize,
+    /// Run time, seconds.
+    #[arg(long, default_value_t = 60.0)]
+    pub seconds: f64,
+    /// One-way delay, ms.
+    #[arg(long, default_value_t = 5.0)]
+    pub delay_ms: f64,
+    /// Uniform jitter ±, ms.
+    #[arg(long, default_value_t = 3.0)]
+    pub jitter_ms: f64,
+    /// Loss probability per datagram and direction.
+    #[arg(long, default_value_t = 0.02)]
+    pub loss: f64,
+    /// Duplication probability.
+    #[arg(long, default_value_t = 0.0)]
+    pub duplicate: f64,
+    /// Network stall every N seconds (0: none).
+    #[arg(long, default_value_t = 0.0)]
+    pub stall_every_s: f64,
+    /// Stall length, ms.
+    #[arg(long, default_value_t = 100.0)]
+    pub stall_ms: f64,
+    /// Largest injected clock drift, ±ppm (spread over the nodes).
+    #[arg(long, default_value_t = 200.0)]
+    pub clock_ppm: f64,
+    /// Largest injected clock offset, ±seconds.
+    #[arg(long, default_value_t = 3.0)]
+    pub clock_offset_s: f64,
+    /// Largest DAC rate error, ±ppm.
+    #[arg(long, default_value_t = 150.0)]
+    pub dac_ppm: f64,
+    /// Step the leader's clock at this time (s; 0: never).
+    #[arg(long, default_value_t = 0.0)]
+    pub leader_step_at_s: f64,
+    /// Leader clock step size, ms.
+    #[arg(long, default_value_t = 2000.0)]
+    pub leader_step_ms: f64,
+    /// Followers start this many seconds after the leader.
+    #[arg(long, default_value_t = 2.0)]
+    pub join_after_s: f64,
+    /// Output directory (recordings, logs, offsets.csv, summary.json, offsets.png).
+    #[arg(long, default_value = "target/scenario")]
+    pub out: PathBuf,
+    /// First UDP port used.
+    #[arg(long, default_value_t = 19_100)]
+    pub base_port: u16,
+    /// Random seed for the impairments.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Extra `--set KEY=VALUE` for every node (repeatable).
+    #[arg(long = "node-set", value_name = "KEY=VALUE")]
+    pub node_set: Vec<String>,
+}
+
+/// Per-follower results.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NodeResult {
+    /// Node name.
+    pub node: String,
+    /// Injected clock offset (s), drift (ppm), DAC error (ppm).
+    pub clock_offset_s: f64,
+    /// Injected drift.
+    pub clock_ppm: f64,
+    /// Injected DAC error.
+    pub dac_ppm: f64,
+    /// Seconds from process start to lock (|offset| < 1 ms held 2 s).
+    pub join_to_lock_s: Option<f64>,
+    /// |offset| after lock, ms: p50, p99, max.
+    pub p50_ms: f64,
+    /// p99.
+    pub p99_ms: f64,
+    /// Max.
+    pub max_ms: f64,
+    /// Samples after lock.
+    pub samples: usize,
+    /// Hard seeks after lock (from the node's status).
+    pub seeks_after_lock: u64,
+    /// Largest |speed| the PLL applied, ppm.
+    pub max_speed_ppm: f64,
+    /// SNTP estimate error vs injected truth, µs: p50 and max of |error|.
+    pub sntp_err_p50_us: f64,
+    /// Max.
+    pub sntp_err_max_us: f64,
+}
+
+/// Whole-scenario summary.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Summary {
+    /// Per follower.
+    pub nodes: Vec<NodeResult>,
+    /// All followers after lock: p50/p99/max |offset| ms.
+    pub p50_ms: f64,
+    /// p99.
+    pub p99_ms: f64,
+    /// Max.
+    pub max_ms: f64,
+    /// Worst join-to-lock, s.
+    pub worst_lock_s: Option<f64>,
+    /// Hard seeks after lock, all followers.
+    pub seeks_after_lock: u64,
+    /// Largest |speed|, ppm.
+    pub max_speed_ppm: f64,
+    /// Datagrams dropped / received by the relays.
+    pub relay_dropped: u64,
+    /// Received.
+    pub relay_received: u64,
+}
+
+fn spread(k: usize, n: usize) -> f64 {
+    // Deterministic, distinct values in [-1, 1] per node.
+    if n <= 1 {
+        return 0.0;
+    }
+    let x = ((k * 7 + 3) % n) as f64 / (n - 1) as f64;
+    2.0 * x - 1.0
+}
+
+struct Node {
+    name: String,
+    child: Child,
+    log: PathBuf,
+    rec: PathBuf,
+    clock_offset_s: f64,
+    clock_ppm: f64,
+    dac_ppm: f64,
+    start_mono: u64,
+}
+
+/// Run a scenario and return its summary (also written to `out/summary.json`).
+pub fn run(args: &ScenarioArgs) -> anyhow::Result<Summary> {
+    anyhow::ensure!(args.nodes >= 2, "--nodes must be at least 2");
+    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
+    let exe = std::env::current_exe().context("cannot find the convoy binary")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("runtime")?;
+    let stats = Arc::new(ImpairStats::default());
+    let leader_osc = args.base_port;
+    let leader_sntp = args.base_port + 1;
+    let mut nodes = Vec::new();
+    let spawn = |k: usize, extra: Vec<String>| -> anyhow::Result<Node> {
+        let name = if k == 0 { "leader".to_string() } else { format!("bike-{k}") };
+        let clock_offset_s = args.clock_offset_s * spread(k, args.nodes);
+        let clock_ppm = args.clock_ppm * spread(k + 1, args.nodes);
+        let dac_ppm = args.dac_ppm * spread(k + 2, args.nodes);
+        let rec = args.out.join(format!("{name}.csv"));
+        let log = args.out.join(format!("{name}.log"));
+        let mut sets = vec![
+            format!("node.id={name}"),
+            "audio.sink=virtual".into(),
+            format!("audio.virtual.record={}", rec.display()),
+            "audio.virtual.pilot=true".into(),
+            format!("audio.virtual.rate_error_ppm={dac_ppm}"),
+            format!("clock.offset_ms={}", clock_offset_s * 1e3),
+            format!("clock.ppm={clock_ppm}"),
+            "sync.bind=127.0.0.1".into(),
+        ];
+        sets.extend(extra);
+        sets.extend(args.node_set.iter().cloned());
+        let mut cmd = Command::new(&exe);
+        for s in &sets {
+            cmd.arg("--set").arg(s);
+        }
+        cmd.args(["--log", "warn", "node", "--track", "pilot", "--status-every", "0.5"]);
+        let child = cmd
+            .stdout(Stdio::from(std::fs::File::create(&log)?))
+            .stderr(Stdio::from(std::fs::File::create(args.out.join(format!("{name}.err")))?))
+            .spawn()
+            .with_context(|| format!("cannot start {name}"))?;
+        Ok(Node {
+            name,
+            child,
+            log,
+            rec,
+            clock_offset_s,
+            clock_ppm,
+            dac_ppm,
+            start_mono: crate::clock::mono_ns(),
+        })
+    };
+    let total = args.seconds + args.join_after_s;
+    let mut leader_sets = vec![
+        "sync.role=leader".to_string(),
+        format!("sync.osc_port={leader_osc}"),
+        format!("sync.sntp_port={leader_sntp}"),
+    ];
+    if args.leader_step_at_s > 0.0 {
+        leader_sets.push(format!("clock.step_at_s={}", args.leader_step_at_s + args.join_after_s));
+        leader_sets.push(format!("clock.step_ms={}", args.leader_step_ms));
+    }
+    let mut leader = spawn(0, leader_sets)?;
+    let _ = leader.child.id();
+    // Relays: one timeline and one SNTP relay per follower, each with its own seed.
+    let mut relay_ports = Vec::new();
+    for k in 1..args.nodes {
+        let osc = args.base_port + 10 + 2 * k as u16;
+        let sntp = osc + 1;
+        for (listen, upstream, salt) in [(osc, leader_osc, 0u64), (sntp, leader_sntp, 1)] {
+            let cfg = ImpairConfig {
+                delay_ms: args.delay_ms,
+                jitter_ms: args.jitter_ms,
+                loss: args.loss,
+                duplicate: args.duplicate,
+                stall_every_s: args.stall_every_s,
+                stall_ms: args.stall_ms,
+                seed: args.seed.wrapping_mul(1000) + 2 * k as u64 + salt,
+            };
+            let listen_addr: SocketAddr = ([127, 0, 0, 1], listen).into();
+            let up: SocketAddr = ([127, 0, 0, 1], upstream).into();
+            let sock = rt.block_on(tokio::net::UdpSocket::bind(listen_addr)).with_context(|| format!("cannot bind relay {listen_addr}"))?;
+            rt.spawn(impair::relay(sock, up, cfg, stats.clone()));
+        }
+        relay_ports.push((osc, sntp));
+    }
+    std::thread::sleep(Duration::from_secs_f64(args.join_after_s));
+    for (k, (osc, sntp)) in relay_ports.iter().enumerate() {
+        nodes.push(spawn(
+            k + 1,
+            vec![
+                "sync.role=follower".into(),
+                format!("sync.leader=127.0.0.1:{osc}"),
+                format!("sync.sntp_server=127.0.0.1:{sntp}"),
+            ],
+        )?);
+    }
+    eprintln!(
+        "scenario: leader + {} followers for {:.0} s (delay {} ± {} ms, loss {:.1} %, clocks ±{} ppm / ±{} s, DACs ±{} ppm)",
+        args.nodes - 1,
+        args.seconds,
+        args.delay_ms,
+        args.jitter_ms,
+        args.loss * 100.0,
+        args.clock_ppm,
+        args.clock_offset_s,
+        args.dac_ppm
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs_f64(args.seconds);
+    while std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // SIGTERM: nodes flush their recordings and exit.
+    for n in nodes.iter().chain(std::iter::once(&leader)) {
+        // SAFETY: sending a signal to our own child process id.
+        unsafe {
+            libc::kill(n.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+    }
+    for n in nodes.iter_mut().chain(std::iter::once(&mut leader)) {
+        let _ = n.child.wait();
+    }
+    drop(rt);
+    let _ = total;
+    analyse(args, &leader, &nodes, &stats)
+}
+
+fn last_status(log: &Path) -> Option<serde_json::Value> {
+    let text = std::fs::read_to_string(log).ok()?;
+    text.lines().rev().find_map(|l| serde_json::from_str(l).ok())
+}
+
+fn statuses(log: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(log)
+        .map(|t| t.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
+        .unwrap_or_default()
+}
+
+fn analyse(args: &ScenarioArgs, leader: &Node, nodes: &[Node], stats: &ImpairStats) -> anyhow::Result<Summary> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let rate = 44_100.0;
+    let lead = Trace::load(&leader.rec, rate)?;
+    // Leader clock (mono → local), from its status lines, to check SNTP estimates.
+    let leader_clock: Vec<(f64, f64)> = statuses(&leader.log)
+        .iter()
+        .filter_map(|s| Some((s["mono_ns"].as_f64()?, s["local_ns"].as_f64()?)))
+        .collect();
+    let leader_local_at = |mono: f64| -> Option<f64> {
+        let i = leader_clock.partition_point(|p| p.0 <= mono);
+        let (a, b) = (leader_clock.get(i.checked_sub(1)?)?, leader_clock.get(i)?);
+        if b.1 - a.1 > (b.0 - a.0) * 1.01 + 1e7 || b.1 < a.1 {
+            return None; // across the leader's clock step
+        }
+        Some(a.1 + (b.1 - a.1) * (mono - a.0) / (b.0 - a.0))
+    };
+    let mut csv = std::fs::File::create(args.out.join("offsets.csv"))?;
+    writeln!(csv, "t_s,node,offset_ms")?;
+    let t_origin = lead.span().map_or(0, |s| s.0);
+    let mut results = Vec::new();
+    let mut all_after = Vec::new();
+    for n in nodes {
+        let trace = Trace::load(&n.rec, rate)?;
+        let series = offsets(&lead, &trace, 100_000_000);
+        for (t, off) in &series {
+            writeln!(csv, "{:.3},{},{:.6}", (*t as f64 - t_origin as f64) * 1e-9, n.name, off * 1e3)?;
+        }
+        let lock = lock_time(&series, 1e-3, 2_000_000_000);
+        let after: Vec<f64> = series
+            .iter()
+            .filter(|(t, _)| lock.is_some_and(|l| *t >= l))
+            .map(|(_, o)| o.abs() * 1e3)
+            .collect();
+        all_after.extend(after.iter().copied());
+        let status = last_status(&n.log);
+        let sntp_errs: Vec<f64> = statuses(&n.log)
+            .iter()
+            .filter(|s| s["lock"]["locked"].as_bool() == Some(true))
+            .filter_map(|s| {
+                let truth = leader_local_at(s["mono_ns"].as_f64()?)?;
+                Some((s["fleet_ns"].as_f64()? - truth).abs() / 1e3)
+            })
+            .collect();
+        results.push(NodeResult {
+            node: n.name.clone(),
+            clock_offset_s: n.clock_offset_s,
+            clock_ppm: n.clock_ppm,
+            dac_ppm: n.dac_ppm,
+            join_to_lock_s: lock.map(|l| (l.saturating_sub(n.start_mono)) as f64 * 1e-9),
+            p50_ms: quantile(&after, 0.5),
+            p99_ms: quantile(&after, 0.99),
+            max_ms: after.iter().copied().fold(f64::NAN, f64::max),
+            samples: after.len(),
+            seeks_after_lock: status.as_ref().and_then(|s| s["lock"]["seeks_after_lock"].as_u64()).unwrap_or(0),
+            max_speed_ppm: status.as_ref().and_then(|s| s["lock"]["max_abs_speed_ppm"].as_f64()).unwrap_or(0.0),
+            sntp_err_p50_us: quantile(&sntp_errs, 0.5),
+            sntp_err_max_us: sntp_errs.iter().copied().fold(f64::NAN, f64::max),
+        });
+    }
+    let summary = Summary {
+        p50_ms: quantile(&all_after, 0.5),
+        p99_ms: quantile(&all_after, 0.99),
+        max_ms: all_after.iter().copied().fold(f64::NAN, f64::max),
+        worst_lock_s: results.iter().map(|r| r.join_to_lock_s).try_fold(0.0f64, |m, v| v.map(|v| m.max(v))),
+        seeks_after_lock: results.iter().map(|r| r.seeks_after_lock).sum(),
+        max_speed_ppm: results.iter().map(|r| r.max_speed_ppm).fold(0.0, f64::max),
+        relay_dropped: stats.dropped.load(Relaxed),
+        relay_received: stats.received.load(Relaxed),
+        nodes: results,
+    };
+    std::fs::write(args.out.join("summary.json"), serde_json::to_string_pretty(&summary)?)?;
+    print_summary(&summary);
+    let plot = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/plot-offsets.py");
+    if plot.exists() {
+        let _ = Command::new("python3").arg(plot).arg(args.out.join("offsets.csv")).arg(args.out.join("offsets.png")).status();
+    }
+    Ok(summary)
+}
+
+fn print_summary(s: &Summary) {
+    println!(
+        "{:<8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>9} {:>10}",
+        "node", "clock s", "clk ppm", "dac ppm", "lock s", "p50 ms", "p99 ms", "max ms", "seeks", "max|ppm|", "sntp err us"
+    );
+    for r in &s.nodes {
+        println!(
+            "{:<8} {:>+9.3} {:>+8.1} {:>+8.1} {:>8} {:>8.4} {:>8.4} {:>8.4} {:>6} {:>9.1} {:>5.0}/{:<5.0}",
+            r.node,
+            r.clock_offset_s,
+            r.clock_ppm,
+            r.dac_ppm,
+            r.join_to_lock_s.map_or("never".into(), |l| format!("{l:.2}")),
+            r.p50_ms,
+            r.p99_ms,
+            r.max_ms,
+            r.seeks_after_lock,
+            r.max_speed_ppm,
+            r.sntp_err_p50_us,
+            r.sntp_err_max_us
+        );
+    }
+    println!(
+        "ALL      after lock: p50 {:.4} ms  p99 {:.4} ms  max {:.4} ms; worst join→lock {}; hard seeks after lock {}; max |speed| {:.0} ppm; relays dropped {}/{} datagrams",
+        s.p50_ms,
+        s.p99_ms,
+        s.max_ms,
+        s.worst_lock_s.map_or("never".into(), |l| format!("{l:.2} s")),
+        s.seeks_after_lock,
+        s.max_speed_ppm,
+        s.relay_dropped,
+        s.relay_received
+    );
+}

@@ -1,0 +1,346 @@
+//! The network clock filter: turns noisy SNTP exchanges into an estimate of the leader's
+//! clock as a function of ours — offset *and* frequency. Exchanges are grouped in buckets of
+//! a few seconds; each bucket keeps only its lowest-delay exchange (the one least disturbed
+//! by queueing and asymmetric jitter); a weighted line through the bucket minima gives offset
+//! and ppm; residual outliers are dropped and the line refitted. A persistent disagreement of
+//! several consecutive good exchanges is a clock *step* (the leader's clock was set): the
+//! window restarts at once instead of dragging a median along for minutes. Pure: no I/O.
+
+use std::collections::VecDeque;
+
+/// One SNTP exchange, in nanoseconds of the local clock.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Exchange {
+    /// Local time the reply arrived (T4).
+    pub local_ns: i64,
+    /// Server minus local clock, `((T2−T1)+(T3−T4))/2`.
+    pub offset_ns: i64,
+    /// Round-trip network delay, `(T4−T1)−(T3−T2)`.
+    pub delay_ns: i64,
+}
+
+/// Filter settings (all from `[sync]` config).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FilterConfig {
+    /// History kept, seconds.
+    pub window_s: f64,
+    /// Bucket length, seconds (one best exchange each).
+    pub bucket_s: f64,
+    /// Disagreement that counts towards a step, ns.
+    pub step_threshold_ns: i64,
+    /// Consecutive disagreeing exchanges that make a step.
+    pub step_count: usize,
+}
+
+impl Default for FilterConfig {
+    fn default() -> Self {
+        FilterConfig {
+            window_s: 60.0,
+            bucket_s: 1.0,
+            step_threshold_ns: 50_000_000,
+            step_count: 4,
+        }
+    }
+}
+
+/// The filter's current belief about the leader's clock.
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
+pub struct ClockEstimate {
+    /// Local time the estimate is referenced to.
+    pub ref_local_ns: i64,
+    /// Leader minus local clock at `ref_local_ns`.
+    pub offset_ns: f64,
+    /// Leader clock rate relative to ours, ppm.
+    pub ppm: f64,
+    /// RMS residual of the exchanges used, ns (a dispersion figure).
+    pub dispersion_ns: f64,
+    /// Lowest round-trip delay in the window, ns.
+    pub min_delay_ns: i64,
+    /// Exchanges in the window.
+    pub samples: usize,
+    /// Clock steps detected so far.
+    pub steps: u64,
+}
+
+impl ClockEstimate {
+    /// Fleet (leader) time at local time `local_ns`.
+    pub fn fleet_at(&self, local_ns: i64) -> i64 {
+        let dt = (local_ns - self.ref_local_ns) as f64;
+        local_ns + (self.offset_ns + dt * self.ppm * 1e-6).round() as i64
+    }
+}
+
+/// Offset/frequency estimator.
+#[derive(Debug, Clone)]
+pub struct ClockFilter {
+    cfg: FilterConfig,
+    history: VecDeque<Exchange>,
+    estimate: Option<ClockEstimate>,
+    disagreeing: Vec<Exchange>,
+    steps: u64,
+}
+
+/// Spread of clock frequency differences expected a priori, ppm (crystals are ±100 ppm;
+/// two of them ±200; margin for the test rig's injected skews).
+const PRIOR_PPM: f64 = 300.0;
+
+/// Exchanges kept at most, whatever the window (bounded memory under a flood).
+const MAX_HISTORY: usize = 4096;
+
+impl ClockFilter {
+    /// An empty filter.
+    pub fn new(cfg: FilterConfig) -> Self {
+        ClockFilter {
+            cfg,
+            history: VecDeque::new(),
+            estimate: None,
+            disagreeing: Vec::new(),
+            steps: 0,
+        }
+    }
+
+    /// The current estimate, once there is one.
+    pub fn estimate(&self) -> Option<ClockEstimate> {
+        self.estimate
+    }
+
+    /// Feed one exchange; returns the updated estimate.
+    pub fn add(&mut self, ex: Exchange) -> Option<ClockEstimate> {
+        if ex.delay_ns < 0 {
+            return self.estimate;
+        }
+        if let Some(est) = self.estimate {
+            let predicted = est.fleet_at(ex.local_ns) - ex.local_ns;
+            let residual = ex.offset_ns - predicted;
+            let good = ex.delay_ns <= est.min_delay_ns.saturating_mul(2) + 10_000_000;
+            if good && residual.abs() > self.cfg.step_threshold_ns {
+                let same_side = self
+                    .disagreeing
+                    .last()
+                    .is_none_or(|d| (d.offset_ns - predicted).signum() == residual.signum());
+                if !same_side {
+                    self.disagreeing.clear();
+                }
+                self.disagreeing.push(ex);
+                if self.disagreeing.len() >= self.cfg.step_count {
+                    // A step: restart the window from the disagreeing exchanges, keep the ppm.
+                    self.steps += 1;
+                    self.history = self.disagreeing.drain(..).collect();
+                    let keep_ppm = est.ppm;
+                    self.estimate = self.fit().map(|mut e| {
+                        if e.samples < 3 {
+                            e.ppm = keep_ppm;
+                        }
+                        e
+                    });
+                    return self.estimate;
+                }
+                // Not (yet) believed: an outlier, kept out of the history.
+                return self.estimate;
+            }
+            if good {
+                self.disagreeing.clear();
+            }
+        }
+        self.history.push_back(ex);
+        let horizon = ex.local_ns - (self.cfg.window_s * 1e9) as i64;
+        while self.history.len() > MAX_HISTORY || self.history.front().is_some_and(|e| e.local_ns < horizon) {
+            self.history.pop_front();
+        }
+        let keep_ppm = self.estimate.map(|e| e.ppm);
+        self.estimate = self.fit().map(|mut e| {
+            if let (Some(ppm), true) = (keep_ppm, e.samples < 3) {
+                e.ppm = ppm;
+            }
+            e
+        });
+        self.estimate
+    }
+
+    /// Best exchange per bucket, then a weighted line through them.
+    fn fit(&self) -> Option<ClockEstimate> {
+        let last = *self.history.back()?;
+        let min_delay = self.history.iter().map(|e| e.delay_ns).min()?;
+        let bucket_ns = (self.cfg.bucket_s * 1e9).max(1.0) as i64;
+        let mut best: Vec<Exchange> = Vec::new();
+        for ex in &self.history {
+            let b = (last.local_ns - ex.local_ns) / bucket_ns;
+            match best.last_mut() {
+                Some(cur) if (last.local_ns - cur.local_ns) / bucket_ns == b => {
+                    if ex.delay_ns < cur.delay_ns {
+                        *cur = *ex;
+                    }
+                }
+                _ => best.push(*ex),
+            }
+        }
+        let ref_ns = last.local_ns;
+        let weight = |e: &Exchange| {
+            let excess = (e.delay_ns - min_delay) as f64 + 200_000.0;
+            1.0 / (excess * excess)
+        };
+        let line = |pts: &[Exchange]| -> (f64, f64) {
+            let span = pts.last().map_or(0, |l| l.local_ns) - pts.first().map_or(0, |f| f.local_ns);
+            let (mut sw, mut sx, mut sy) = (0.0, 0.0, 0.0);
+            for e in pts {
+                let w = weight(e);
+                sw += w;
+                sx += w * (e.local_ns - ref_ns) as f64;
+                sy += w * e.offset_ns as f64;
+            }
+            let (mx, my) = (sx / sw, sy / sw);
+            if pts.len() < 3 || span < 3 * bucket_ns / 2 {
+                // Too short to tell frequency: lowest-delay exchange's offset.
+                let b = pts.iter().min_by_key(|e| e.delay_ns).map_or(my, |e| e.offset_ns as f64);
+                return (b, f64::NAN);
+            }
+            let (mut sxx, mut sxy) = (0.0, 0.0);
+            for e in pts {
+                let w = weight(e);
+                let dx = (e.local_ns - ref_ns) as f64 - mx;
+                sxx += w * dx * dx;
+                sxy += w * dx * (e.offset_ns as f64 - my);
+            }
+            let slope = if sxx > 0.0 { sxy / sxx } else { 0.0 };
+            // Shrink the slope towards 0 by its own uncertainty (a ridge / Bayesian prior of
+            // ±`prior_ppm`): a short, noisy window cannot fling the frequency around, a long
+            // one is believed. var(slope) ≈ σ² / Σw·dx² with σ² the weighted residual variance.
+            let res: f64 = pts
+                .iter()
+                .map(|e| {
+                    let dx = (e.local_ns - ref_ns) as f64 - mx;
+                    weight(e) * (e.offset_ns as f64 - my - slope * dx).powi(2)
+                })
+                .sum::<f64>()
+                / sw;
+            // With weights normalised to mean 1: σ² = N·res/(N−2), Σŵdx² = N·sxx/sw.
+            let dof = (pts.len() as f64 - 2.0).max(1.0);
+            let var_slope = res * sw / (dof * sxx.max(f64::MIN_POSITIVE));
+            let prior = (PRIOR_PPM * 1e-6).powi(2);
+            let slope = slope * prior / (prior + var_slope);
+            (my - slope * mx, slope)
+        };
+        let (mut a, mut b) = line(&best);
+        let residual = |e: &Exchange, a: f64, b: f64| {
+            let b = if b.is_nan() { 0.0 } else { b };
+            e.offset_ns as f64 - (a + b * (e.local_ns - ref_ns) as f64)
+        };
+        // Drop outliers (beyond 3× the median absolute residual) and refit.
+        if best.len() >= 5 {
+            let mut abs: Vec<f64> = best.iter().map(|e| residual(e, a, b).abs()).collect();
+            abs.sort_by(f64::total_cmp);
+            let mad = abs[abs.len() / 2].max(20_000.0);
+            let kept: Vec<Exchange> = best.iter().copied().filter(|e| residual(e, a, b).abs() <= 3.0 * mad).collect();
+            if kept.len() >= 3 && kept.len() < best.len() {
+                (a, b) = line(&kept);
+                best = kept;
+            }
+        }
+        let dispersion = (best.iter().map(|e| residual(e, a, b).powi(2)).sum::<f64>() / best.len() as f64).sqrt();
+        Some(ClockEstimate {
+            ref_local_ns: ref_ns,
+            offset_ns: a,
+            ppm: if b.is_nan() { 0.0 } else { b * 1e6 },
+            dispersion_ns: dispersion,
+            min_delay_ns: min_delay,
+            samples: self.history.len(),
+            steps: self.steps,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic uniform noise in [0, 1).
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> f64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 >> 11) as f64 / (1u64 << 53) as f64
+        }
+    }
+
+    /// Simulate exchanges with a leader `offset0 + ppm` away, one-way delays `base ± jitter`
+    /// drawn independently each way; returns the worst offset error after `settle_s`.
+    fn run(offset0_ns: f64, ppm: f64, base_ms: f64, jitter_ms: f64, seconds: f64, settle_s: f64) -> (f64, f64) {
+        let mut f = ClockFilter::new(FilterConfig::default());
+        let mut rng = Rng(0x1234_5678_9abc_def1);
+        let mut worst: f64 = 0.0;
+        let mut worst_ppm: f64 = 0.0;
+        let mut t = 1_000_000_000.0f64;
+        while t < seconds * 1e9 {
+            let d_up = (base_ms + jitter_ms * (2.0 * rng.next() - 1.0)) * 1e6;
+            let d_down = (base_ms + jitter_ms * (2.0 * rng.next() - 1.0)) * 1e6;
+            let leader = |local: f64| local + offset0_ns + local * ppm * 1e-6;
+            let t1 = t;
+            let t2 = leader(t1 + d_up);
+            let t4 = t1 + d_up + d_down + 50_000.0;
+            let t3 = leader(t4 - d_down);
+            let ex = Exchange {
+                local_ns: t4 as i64,
+                offset_ns: (((t2 - t1) + (t3 - t4)) / 2.0) as i64,
+                delay_ns: ((t4 - t1) - (t3 - t2)) as i64,
+            };
+            if rng.next() < 0.02 {
+                t += 250e6;
+                continue; // lost
+            }
+            let est = f.add(ex).expect("estimate");
+            if t > settle_s * 1e9 {
+                let now = t4 as i64;
+                let truth = leader(now as f64) - now as f64;
+                worst = worst.max((est.fleet_at(now) - now) as f64 - truth).max(truth - (est.fleet_at(now) - now) as f64);
+                worst_ppm = worst_ppm.max((est.ppm - ppm).abs());
+            }
+            t += 250e6;
+        }
+        (worst, worst_ppm)
+    }
+
+    #[test]
+    fn tracks_offset_and_frequency_through_jitter() {
+        let (err, ppm_err) = run(2.5e9, 187.0, 5.0, 3.0, 120.0, 15.0);
+        eprintln!("worst offset error {:.1} us, ppm error {ppm_err:.2}", err / 1e3);
+        assert!(err < 250_000.0, "offset error {err} ns");
+        assert!(ppm_err < 10.0, "ppm error {ppm_err}");
+    }
+
+    #[test]
+    fn a_step_is_followed_at_once() {
+        let mut f = ClockFilter::new(FilterConfig::default());
+        let mut t = 1_000_000_000i64;
+        for _ in 0..80 {
+            f.add(Exchange { local_ns: t, offset_ns: 1_000_000, delay_ns: 4_000_000 });
+            t += 250_000_000;
+        }
+        // The leader's clock jumps by +2 s.
+        for i in 0..6 {
+            let est = f.add(Exchange { local_ns: t, offset_ns: 2_001_000_000, delay_ns: 4_000_000 }).expect("est");
+            if i < 3 {
+                assert!((est.fleet_at(t) - t - 1_000_000).abs() < 1_000, "believed an outlier");
+            }
+            t += 250_000_000;
+        }
+        let est = f.estimate().expect("est");
+        assert_eq!(est.steps, 1);
+        assert!((est.fleet_at(t) - t - 2_001_000_000).abs() < 100_000);
+    }
+
+    #[test]
+    fn a_single_wild_exchange_is_ignored() {
+        let mut f = ClockFilter::new(FilterConfig::default());
+        let mut t = 1_000_000_000i64;
+        for i in 0..80 {
+            let off = if i == 50 { 900_000_000 } else { 1_000_000 };
+            f.add(Exchange { local_ns: t, offset_ns: off, delay_ns: 4_000_000 });
+            t += 250_000_000;
+        }
+        let est = f.estimate().expect("est");
+        assert!((est.fleet_at(t) - t - 1_000_000).abs() < 10_000);
+        assert_eq!(est.steps, 0);
+    }
+}

@@ -1,0 +1,347 @@
+//! The playback lock. A follower's error is `(where the timeline says the track is at the
+//! fleet time a frame is heard) − (the frame the device is playing then)`; a PI controller
+//! turns it into a playback speed in ppm (clamped), which the player applies as a ramped
+//! resampling ratio. A hard seek happens only on join or when the error stays above the
+//! configured threshold. The leader runs the other half: it measures its own playback
+//! against its clock and publishes the timeline. Both are [`Controller`]s running on the
+//! player thread; they read the network state through a short-held mutex (never in the
+//! audio callback).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use crate::audio::{Control, Controller, PlaybackReport};
+use crate::clock::LocalClock;
+use crate::sync::filter::ClockEstimate;
+use crate::sync::timeline::Timeline;
+
+/// Loop settings (all from `[sync]`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PllConfig {
+    /// Proportional gain, ppm per µs of error … expressed as 1/s (ppm = kp · err_s · 1e6).
+    pub kp: f64,
+    /// Integral gain, 1/s² (ppm += ki · err_s · dt · 1e6).
+    pub ki: f64,
+    /// Speed clamp, ppm.
+    pub max_ppm: f64,
+    /// Error above which a hard seek is considered, ns.
+    pub hard_seek_ns: i64,
+    /// Updates in a row above the threshold before seeking (debounce).
+    pub hard_seek_updates: u32,
+    /// |error| below which playback counts as locked, ns.
+    pub lock_ns: i64,
+    /// Controller update interval, ns.
+    pub update_ns: i64,
+}
+
+impl Default for PllConfig {
+    fn default() -> Self {
+        PllConfig {
+            kp: 1.0,
+            ki: 0.25,
+            max_ppm: 500.0,
+            hard_seek_ns: 50_000_000,
+            hard_seek_updates: 5,
+            lock_ns: 1_000_000,
+            update_ns: 50_000_000,
+        }
+    }
+}
+
+/// A PI controller with clamping and anti-windup.
+#[derive(Debug, Clone, Default)]
+pub struct Pi {
+    integral_ppm: f64,
+}
+
+impl Pi {
+    /// One update: `err_s` (positive = behind), `dt_s` since the last update; returns ppm.
+    pub fn update(&mut self, cfg: &PllConfig, err_s: f64, dt_s: f64) -> f64 {
+        let p = cfg.kp * err_s * 1e6;
+        let candidate = self.integral_ppm + cfg.ki * err_s * dt_s * 1e6;
+        let out = p + candidate;
+        // Anti-windup: integrate only while the output is not pinned at the clamp.
+        if out.abs() <= cfg.max_ppm || out.signum() != err_s.signum() {
+            self.integral_ppm = candidate.clamp(-cfg.max_ppm, cfg.max_ppm);
+        }
+        (p + self.integral_ppm).clamp(-cfg.max_ppm, cfg.max_ppm)
+    }
+
+    /// The integrator, ppm (the learned frequency difference).
+    pub fn integral(&self) -> f64 {
+        self.integral_ppm
+    }
+}
+
+/// What the network side has learned, shared with the controller.
+#[derive(Debug, Clone, Default)]
+pub struct NetState {
+    /// Leader clock estimate (followers).
+    pub estimate: Option<ClockEstimate>,
+    /// Latest timeline.
+    pub timeline: Option<Timeline>,
+}
+
+/// Follower loop figures, for status and the scenario tool.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct LockStatus {
+    /// Last error, ns (positive = behind).
+    pub error_ns: i64,
+    /// Speed applied, ppm.
+    pub speed_ppm: f64,
+    /// Integrator, ppm.
+    pub integral_ppm: f64,
+    /// Hard seeks so far.
+    pub seeks: u64,
+    /// Hard seeks after the first lock.
+    pub seeks_after_lock: u64,
+    /// Locked now.
+    pub locked: bool,
+    /// Monotonic ns of the first lock.
+    pub first_lock_mono_ns: Option<u64>,
+    /// Largest |speed| applied, ppm.
+    pub max_abs_speed_ppm: f64,
+}
+
+/// The follower's PLL.
+pub struct FollowerController {
+    cfg: PllConfig,
+    clock: LocalClock,
+    output_latency_ns: i64,
+    net: Arc<Mutex<NetState>>,
+    status: Arc<Mutex<LockStatus>>,
+    pi: Pi,
+    last_update: Option<u64>,
+    holdoff_until: u64,
+    over_threshold: u32,
+    in_lock_since: Option<u64>,
+    joined: bool,
+    seq_track: Option<String>,
+}
+
+impl FollowerController {
+    /// A controller reading `net` and publishing into `status`.
+    pub fn new(
+        cfg: PllConfig,
+        clock: LocalClock,
+        output_latency_ns: i64,
+        net: Arc<Mutex<NetState>>,
+        status: Arc<Mutex<LockStatus>>,
+    ) -> Self {
+        FollowerController {
+            cfg,
+            clock,
+            output_latency_ns,
+            net,
+            status,
+            pi: Pi::default(),
+            last_update: None,
+            holdoff_until: 0,
+            over_threshold: 0,
+            in_lock_since: None,
+            joined: false,
+            seq_track: None,
+        }
+    }
+
+    fn fleet_at_mono(&self, est: &ClockEstimate, mono_ns: u64) -> i64 {
+        let local = self.clock.from_mono(mono_ns.saturating_add_signed(self.output_latency_ns));
+        est.fleet_at(local)
+    }
+
+    fn publish(&self, f: impl FnOnce(&mut LockStatus)) {
+        if let Ok(mut s) = self.status.lock() {
+            f(&mut s);
+        }
+    }
+}
+
+impl Controller for FollowerController {
+    fn on_report(&mut self, r: &PlaybackReport) -> Control {
+        let now = r.heard_at_ns;
+        if self.last_update.is_some_and(|t| (now.saturating_sub(t) as i64) < self.cfg.update_ns) || now < self.holdoff_until {
+            return Control::Keep;
+        }
+        let (Some(est), Some(tl)) = (|| {
+            let n = self.net.lock().ok()?;
+            Some((n.estimate, n.timeline.clone()))
+        })()
+        .unwrap_or((None, None)) else {
+            return Control::Keep;
+        };
+        let Some(frame) = r.track_frame else { return Control::Keep };
+        if self.seq_track.as_deref() != Some(tl.track.as_str()) {
+            // A new track: join it afresh.
+            self.seq_track = Some(tl.track.clone());
+            self.joined = false;
+        }
+        let dt = self.last_update.map_or(0.0, |t| (now.saturating_sub(t)) as f64 * 1e-9);
+        self.last_update = Some(now);
+        let expected = tl.frame_at(self.fleet_at_mono(&est, now));
+        let err_s = (expected - frame) / tl.track_rate as f64;
+        let err_ns = (err_s * 1e9) as i64;
+        let over = err_ns.abs() > self.cfg.hard_seek_ns;
+        self.over_threshold = if over { self.over_threshold + 1 } else { 0 };
+        if !self.joined || self.over_threshold >= self.cfg.hard_seek_updates {
+            let target = tl.frame_at(self.fleet_at_mono(&est, r.write_heard_at_ns));
+            if target < 0.0 {
+                return Control::Keep; // scheduled start still ahead
+            }
+            let after_lock = self.in_lock_since.is_some() || self.status.lock().is_ok_and(|s| s.first_lock_mono_ns.is_some());
+            self.joined = true;
+            self.over_threshold = 0;
+            self.in_lock_since = None;
+            // Reports describe the ring's old contents until the new audio is heard.
+            self.holdoff_until = r.write_heard_at_ns + 10_000_000;
+            self.publish(|s| {
+                s.seeks += 1;
+                if after_lock {
+                    s.seeks_after_lock += 1;
+                }
+                s.locked = false;
+                s.error_ns = err_ns;
+            });
+            return Control::Seek(target.round().max(0.0) as u64);
+        }
+        if over {
+            // Waiting out the debounce: hold the speed, don't wind the integrator up.
+            return Control::Keep;
+        }
+        let ppm = self.pi.update(&self.cfg, err_s, dt);
+        let locked = err_ns.abs() < self.cfg.lock_ns;
+        if locked {
+            self.in_lock_since.get_or_insert(now);
+        } else {
+            self.in_lock_since = None;
+        }
+        let stable = self.in_lock_since.is_some_and(|t| now - t >= 1_000_000_000);
+        let integral = self.pi.integral();
+        self.publish(|s| {
+            s.error_ns = err_ns;
+            s.speed_ppm = ppm;
+            s.integral_ppm = integral;
+            s.locked = stable;
+            s.max_abs_speed_ppm = s.max_abs_speed_ppm.max(ppm.abs());
+            if stable && s.first_lock_mono_ns.is_none() {
+                s.first_lock_mono_ns = Some(now);
+            }
+        });
+        Control::Speed(ppm)
+    }
+}
+
+/// The leader's half: measures "frame F heard at fleet time X" from its own playback and
+/// keeps the timeline to publish (anchor + rate from a regression over recent reports).
+pub struct LeaderController {
+    clock: LocalClock,
+    output_latency_ns: i64,
+    leader_id: String,
+    track: String,
+    points: VecDeque<(i64, f64)>,
+    last_point: Option<u64>,
+    seq: i64,
+    timeline: Arc<Mutex<NetState>>,
+}
+
+impl LeaderController {
+    /// Publish into `timeline` (its `timeline` field) for track `track`.
+    pub fn new(clock: LocalClock, output_latency_ns: i64, leader_id: String, track: String, timeline: Arc<Mutex<NetState>>) -> Self {
+        LeaderController {
+            clock,
+            output_latency_ns,
+            leader_id,
+            track,
+            points: VecDeque::new(),
+            last_point: None,
+            seq: 0,
+            timeline,
+        }
+    }
+}
+
+impl Controller for LeaderController {
+    fn on_report(&mut self, r: &PlaybackReport) -> Control {
+        let Some(frame) = r.track_frame else { return Control::Keep };
+        if self.last_point.is_some_and(|t| r.heard_at_ns.saturating_sub(t) < 20_000_000) {
+            return Control::Keep;
+        }
+        self.last_point = Some(r.heard_at_ns);
+        let fleet = self.clock.from_mono(r.heard_at_ns.saturating_add_signed(self.output_latency_ns));
+        // A jump in position or fleet time (seek, clock step) starts a new segment.
+        if let Some(&(t, f)) = self.points.back() {
+            let expect = f + (fleet - t) as f64 * 1e-9 * r.track_rate as f64;
+            if (expect - frame).abs() > r.track_rate as f64 * 0.01 {
+                self.points.clear();
+            }
+        }
+        self.points.push_back((fleet, frame));
+        while self.points.len() > 500 {
+            self.points.pop_front();
+        }
+        // Rate and anchor from a least-squares line (smooths report granularity).
+        let n = self.points.len() as f64;
+        let (t0, _) = self.points[0];
+        let mx = self.points.iter().map(|p| (p.0 - t0) as f64).sum::<f64>() / n;
+        let my = self.points.iter().map(|p| p.1).sum::<f64>() / n;
+        let sxx: f64 = self.points.iter().map(|p| ((p.0 - t0) as f64 - mx).powi(2)).sum();
+        let sxy: f64 = self.points.iter().map(|p| ((p.0 - t0) as f64 - mx) * (p.1 - my)).sum();
+        let span_s = (fleet - t0) as f64 * 1e-9;
+        let slope_ns = if self.points.len() >= 20 && span_s >= 2.0 && sxx > 0.0 {
+            sxy / sxx
+        } else {
+            r.track_rate as f64 * 1e-9
+        };
+        let anchor_frame = if self.points.len() >= 20 && span_s >= 2.0 {
+            my + slope_ns * ((fleet - t0) as f64 - mx)
+        } else {
+            frame
+        };
+        self.seq += 1;
+        let tl = Timeline {
+            leader: self.leader_id.clone(),
+            seq: self.seq,
+            track: self.track.clone(),
+            track_rate: r.track_rate,
+            anchor_frame,
+            anchor_fleet_ns: fleet,
+            frames_per_sec: slope_ns * 1e9,
+            playing: true,
+            tempo_bpm: 0.0,
+        };
+        if let Ok(mut n) = self.timeline.lock() {
+            n.timeline = Some(tl);
+        }
+        Control::Keep
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Simulated plant: a follower whose natural rate is `ppm_off` away from the leader's,
+    /// starting `err0` behind. The PI loop must settle without hitting the clamp for long and
+    /// with zero steady-state error.
+    #[test]
+    fn pi_settles_a_frequency_offset_to_zero_error() {
+        let cfg = PllConfig::default();
+        let mut pi = Pi::default();
+        let ppm_off = -300.0; // follower runs 300 ppm slow
+        let mut err_s = 0.4e-3;
+        let dt = 0.05;
+        let mut settled_at = None;
+        for k in 0..2000 {
+            let ppm = pi.update(&cfg, err_s, dt);
+            assert!(ppm.abs() <= cfg.max_ppm + 1e-9);
+            // Error grows by the rate difference between leader and follower.
+            err_s -= (ppm + ppm_off) * 1e-6 * dt;
+            if err_s.abs() < 20e-6 && settled_at.is_none() {
+                settled_at = Some(k as f64 * dt);
+            }
+        }
+        assert!(err_s.abs() < 1e-6, "steady-state error {err_s}");
+        assert!((pi.integral() + ppm_off).abs() < 1.0, "integrator {}", pi.integral());
+        let t = settled_at.expect("settles");
+        assert!(t < 10.0, "took {t} s");
+    }
+}

@@ -1,0 +1,184 @@
+//! SNTP (RFC 4330 / RFC 5905 packet format). The leader serves time from its local clock
+//! with a small, correct server: it answers client-mode (3) requests of version 3 or 4 with
+//! a server-mode (4) reply carrying the request's transmit time as originate, the receive
+//! time taken on arrival and the transmit time taken just before sending. Followers query it
+//! (or any NTP server, e.g. chrony) with the sntpc client, timestamped by their own local
+//! clock, and feed each exchange to the [`ClockFilter`](super::filter::ClockFilter).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+
+use crate::clock::{LocalClock, NtpTime};
+use crate::sync::filter::Exchange;
+
+/// NTP packet length without extensions.
+pub const PACKET_LEN: usize = 48;
+
+/// Why an SNTP exchange failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SntpError {
+    /// Socket error.
+    #[error("SNTP socket: {0}")]
+    Io(#[from] std::io::Error),
+    /// No (valid) answer in time.
+    #[error("SNTP request to {0} timed out")]
+    Timeout(SocketAddr),
+    /// The answer was rejected by sntpc (wrong originate time, kiss-o'-death, bad mode…).
+    #[error("SNTP reply from {server} rejected: {reason}")]
+    Rejected {
+        /// The server.
+        server: SocketAddr,
+        /// sntpc's reason.
+        reason: String,
+    },
+}
+
+/// Build the server's reply to `request` (or `None` if it is not a valid client request).
+/// `t2`/`t3`: receive and transmit times in NTP format.
+pub fn reply(request: &[u8], t2: NtpTime, t3: NtpTime) -> Option<[u8; PACKET_LEN]> {
+    if request.len() < PACKET_LEN {
+        return None;
+    }
+    let version = (request[0] >> 3) & 0x7;
+    let mode = request[0] & 0x7;
+    if mode != 3 || !(1..=4).contains(&version) {
+        return None;
+    }
+    let mut out = [0u8; PACKET_LEN];
+    out[0] = (version << 3) | 4; // LI = 0, VN = request's, mode = server
+    out[1] = 1; // stratum 1: we are the fleet's reference
+    out[2] = request[2]; // poll
+    out[3] = (-20i8) as u8; // precision ~1 µs
+    // Root delay 0, root dispersion ~1 ms (16.16 fixed point).
+    out[8..12].copy_from_slice(&(65u32).to_be_bytes());
+    out[12..16].copy_from_slice(b"CNVY");
+    out[16..24].copy_from_slice(&t2.0.to_be_bytes()); // reference time
+    out[24..32].copy_from_slice(&request[40..48]); // originate = client's transmit
+    out[32..40].copy_from_slice(&t2.0.to_be_bytes());
+    out[40..48].copy_from_slice(&t3.0.to_be_bytes());
+    Some(out)
+}
+
+/// Serve SNTP on `socket` from `clock` until the task is dropped. Malformed datagrams are
+/// counted in `rejected` and ignored.
+pub async fn serve(socket: UdpSocket, clock: LocalClock, rejected: std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    let mut buf = [0u8; 512];
+    loop {
+        let Ok((n, peer)) = socket.recv_from(&mut buf).await else {
+            continue;
+        };
+        let t2 = NtpTime::from_fleet_ns(clock.now());
+        let t3 = NtpTime::from_fleet_ns(clock.now());
+        match reply(&buf[..n], t2, t3) {
+            Some(out) => {
+                let _ = socket.send_to(&out, peer).await;
+            }
+            None => {
+                rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// sntpc timestamp source reading a node's local clock (Unix time).
+#[derive(Debug, Clone, Copy)]
+struct LocalTimestamps {
+    clock: LocalClock,
+    now_ns: i64,
+}
+
+impl sntpc::NtpTimestampGenerator for LocalTimestamps {
+    fn init(&mut self) {
+        self.now_ns = self.clock.now();
+    }
+
+    fn timestamp_sec(&self) -> u64 {
+        (self.now_ns.max(0) / 1_000_000_000) as u64
+    }
+
+    fn timestamp_subsec_micros(&self) -> u32 {
+        ((self.now_ns.max(0) % 1_000_000_000) / 1_000) as u32
+    }
+}
+
+/// An SNTP client bound to one socket, timestamping with `clock`.
+pub struct SntpClient {
+    socket: sntpc_net_tokio::UdpSocketWrapper,
+    clock: LocalClock,
+    timeout: Duration,
+}
+
+impl SntpClient {
+    /// A client on `socket` (bind it to port 0).
+    pub fn new(socket: UdpSocket, clock: LocalClock, timeout: Duration) -> Self {
+        SntpClient {
+            socket: socket.into(),
+            clock,
+            timeout,
+        }
+    }
+
+    /// One exchange with `server`.
+    pub async fn exchange(&self, server: SocketAddr) -> Result<Exchange, SntpError> {
+        let ctx = sntpc::NtpContext::new(LocalTimestamps {
+            clock: self.clock,
+            now_ns: 0,
+        });
+        let result = tokio::time::timeout(self.timeout, sntpc::get_time(server, &self.socket, ctx))
+            .await
+            .map_err(|_| SntpError::Timeout(server))?
+            .map_err(|e| SntpError::Rejected {
+                server,
+                reason: format!("{e:?}"),
+            })?;
+        let t4 = self.clock.now();
+        Ok(Exchange {
+            local_ns: t4,
+            offset_ns: result.offset() * 1_000,
+            delay_ns: result.roundtrip() as i64 * 1_000,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reply_mirrors_the_request_and_rejects_non_clients() {
+        let mut req = [0u8; 48];
+        req[0] = (4 << 3) | 3;
+        req[40..48].copy_from_slice(&0x1122_3344_5566_7788u64.to_be_bytes());
+        let r = reply(&req, NtpTime(10), NtpTime(11)).expect("reply");
+        assert_eq!(r[0] & 7, 4);
+        assert_eq!((r[0] >> 3) & 7, 4);
+        assert_eq!(&r[24..32], &req[40..48]);
+        assert_eq!(u64::from_be_bytes(r[32..40].try_into().expect("8")), 10);
+        assert_eq!(u64::from_be_bytes(r[40..48].try_into().expect("8")), 11);
+        let mut server_mode = req;
+        server_mode[0] = (4 << 3) | 4;
+        assert!(reply(&server_mode, NtpTime(1), NtpTime(1)).is_none());
+        assert!(reply(&req[..47], NtpTime(1), NtpTime(1)).is_none());
+    }
+
+    /// Our client against our server over loopback, the server's clock 1.5 s ahead and
+    /// running 250 ppm fast: the measured offset is right to well under a millisecond.
+    #[tokio::test]
+    async fn client_measures_the_servers_offset() {
+        let server_clock = LocalClock::unix(1_500_000_000, 250.0);
+        let client_clock = LocalClock::unix(0, 0.0);
+        let srv = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let addr = srv.local_addr().expect("addr");
+        let task = tokio::spawn(serve(srv, server_clock, Default::default()));
+        let client = SntpClient::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind"), client_clock, Duration::from_secs(1));
+        for _ in 0..5 {
+            let ex = client.exchange(addr).await.expect("exchange");
+            let truth = server_clock.now() - client_clock.now();
+            assert!((ex.offset_ns - truth).abs() < 500_000, "offset {} vs truth {truth}", ex.offset_ns);
+            assert!(ex.delay_ns >= 0 && ex.delay_ns < 50_000_000);
+        }
+        task.abort();
+    }
+}

@@ -1,0 +1,182 @@
+//! The fleet timeline: "track T, frame S is heard at fleet time X, advancing R frames per
+//! fleet second". The leader measures it from its own playback and publishes it over OSC
+//! (UDP) several times a second as a bundle whose timetag is X (OSC timetags share the NTP
+//! format); followers compute where they should be at any fleet time from it. A timetag in
+//! the future is a scheduled start.
+
+use rosc::{OscBundle, OscMessage, OscPacket, OscTime, OscType};
+
+use crate::clock::NtpTime;
+
+/// OSC address of timeline messages.
+pub const TIMELINE_ADDR: &str = "/convoy/sync/timeline";
+/// OSC address followers use to ask the leader for the timeline.
+pub const SUBSCRIBE_ADDR: &str = "/convoy/sync/subscribe";
+
+/// One published timeline point.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timeline {
+    /// Leader's vehicle id.
+    pub leader: String,
+    /// Publication counter (newer wins).
+    pub seq: i64,
+    /// Track identifier (what every node opens).
+    pub track: String,
+    /// Track sample rate.
+    pub track_rate: u32,
+    /// Track frame heard at `anchor_fleet_ns`.
+    pub anchor_frame: f64,
+    /// Fleet time (ns) of the anchor.
+    pub anchor_fleet_ns: i64,
+    /// Track frames per fleet second.
+    pub frames_per_sec: f64,
+    /// Playing (false: paused/stopped at `anchor_frame`).
+    pub playing: bool,
+    /// Tempo, BPM (0 if unknown).
+    pub tempo_bpm: f32,
+}
+
+/// Why a datagram is not a timeline message.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum TimelineError {
+    /// Not OSC.
+    #[error("not an OSC packet: {0}")]
+    Osc(String),
+    /// OSC, but not a timeline bundle.
+    #[error("not a timeline message")]
+    NotTimeline,
+    /// A timeline message with missing or mistyped arguments.
+    #[error("malformed timeline message: {0}")]
+    Malformed(&'static str),
+}
+
+impl Timeline {
+    /// Where the track is at fleet time `fleet_ns` (frames; may be negative before a
+    /// scheduled start).
+    pub fn frame_at(&self, fleet_ns: i64) -> f64 {
+        if !self.playing {
+            return self.anchor_frame;
+        }
+        self.anchor_frame + (fleet_ns - self.anchor_fleet_ns) as f64 * 1e-9 * self.frames_per_sec
+    }
+
+    /// Encode as an OSC bundle timetagged with the anchor's fleet time.
+    pub fn to_osc(&self) -> Result<Vec<u8>, TimelineError> {
+        let t = NtpTime::from_fleet_ns(self.anchor_fleet_ns);
+        let msg = OscMessage {
+            addr: TIMELINE_ADDR.to_string(),
+            args: vec![
+                OscType::String(self.leader.clone()),
+                OscType::Long(self.seq),
+                OscType::String(self.track.clone()),
+                OscType::Int(self.track_rate as i32),
+                OscType::Double(self.anchor_frame),
+                OscType::Double(self.frames_per_sec),
+                OscType::Bool(self.playing),
+                OscType::Float(self.tempo_bpm),
+            ],
+        };
+        let bundle = OscPacket::Bundle(OscBundle {
+            timetag: OscTime {
+                seconds: t.seconds(),
+                fractional: t.fraction(),
+            },
+            content: vec![OscPacket::Message(msg)],
+        });
+        rosc::encoder::encode(&bundle).map_err(|e| TimelineError::Osc(e.to_string()))
+    }
+
+    /// Decode a timeline bundle.
+    pub fn from_osc(bytes: &[u8]) -> Result<Timeline, TimelineError> {
+        let (_, packet) = rosc::decoder::decode_udp(bytes).map_err(|e| TimelineError::Osc(e.to_string()))?;
+        let OscPacket::Bundle(bundle) = packet else {
+            return Err(TimelineError::NotTimeline);
+        };
+        let Some(OscPacket::Message(msg)) = bundle.content.first() else {
+            return Err(TimelineError::NotTimeline);
+        };
+        if msg.addr != TIMELINE_ADDR {
+            return Err(TimelineError::NotTimeline);
+        }
+        let a = &msg.args;
+        let (
+            Some(OscType::String(leader)),
+            Some(OscType::Long(seq)),
+            Some(OscType::String(track)),
+            Some(OscType::Int(rate)),
+            Some(OscType::Double(frame)),
+            Some(OscType::Double(fps)),
+            Some(OscType::Bool(playing)),
+            Some(OscType::Float(tempo)),
+        ) = (a.first(), a.get(1), a.get(2), a.get(3), a.get(4), a.get(5), a.get(6), a.get(7))
+        else {
+            return Err(TimelineError::Malformed("expected s h s i d d T/F f"));
+        };
+        if *rate <= 0 || !frame.is_finite() || !fps.is_finite() || *fps < 0.0 {
+            return Err(TimelineError::Malformed("rate, frame or speed out of range"));
+        }
+        let t = NtpTime::from_parts(bundle.timetag.seconds, bundle.timetag.fractional);
+        Ok(Timeline {
+            leader: leader.clone(),
+            seq: *seq,
+            track: track.clone(),
+            track_rate: *rate as u32,
+            anchor_frame: *frame,
+            anchor_fleet_ns: t.to_fleet_ns(),
+            frames_per_sec: *fps,
+            playing: *playing,
+            tempo_bpm: *tempo,
+        })
+    }
+}
+
+/// A follower's subscription request: `/convoy/sync/subscribe <vehicle id>`.
+pub fn subscribe_message(vehicle: &str) -> Result<Vec<u8>, TimelineError> {
+    rosc::encoder::encode(&OscPacket::Message(OscMessage {
+        addr: SUBSCRIBE_ADDR.to_string(),
+        args: vec![OscType::String(vehicle.to_string())],
+    }))
+    .map_err(|e| TimelineError::Osc(e.to_string()))
+}
+
+/// The vehicle id in a subscription request, if `bytes` is one.
+pub fn parse_subscribe(bytes: &[u8]) -> Option<String> {
+    match rosc::decoder::decode_udp(bytes).ok()?.1 {
+        OscPacket::Message(m) if m.addr == SUBSCRIBE_ADDR => match m.args.first() {
+            Some(OscType::String(s)) if s.len() <= 64 => Some(s.clone()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_through_osc_with_a_nanosecond_timetag() {
+        let t = Timeline {
+            leader: "bike-1".into(),
+            seq: 42,
+            track: "pilot".into(),
+            track_rate: 44_100,
+            anchor_frame: 1_234_567.25,
+            anchor_fleet_ns: 1_764_000_000_123_456_789,
+            frames_per_sec: 44_100.0 * (1.0 + 37e-6),
+            playing: true,
+            tempo_bpm: 124.0,
+        };
+        let back = Timeline::from_osc(&t.to_osc().expect("encode")).expect("decode");
+        assert!((back.anchor_fleet_ns - t.anchor_fleet_ns).abs() <= 1);
+        assert_eq!(Timeline { anchor_fleet_ns: t.anchor_fleet_ns, ..back }, t);
+        assert!((t.frame_at(t.anchor_fleet_ns + 1_000_000_000) - t.anchor_frame - t.frames_per_sec).abs() < 1e-6);
+    }
+
+    #[test]
+    fn garbage_is_rejected_not_panicked_on() {
+        assert!(Timeline::from_osc(b"\x00\x01garbage").is_err());
+        assert!(Timeline::from_osc(&subscribe_message("x").expect("enc")).is_err());
+        assert_eq!(parse_subscribe(&subscribe_message("bike-7").expect("enc")).as_deref(), Some("bike-7"));
+    }
+}

@@ -1,0 +1,56 @@
+//! Fleet sync through the real rig: separate `convoy node` processes on loopback, skewed
+//! clocks and DACs, an impaired network, offsets measured from the virtual sinks' pilot
+//! recordings. Short run and looser bounds than the scenario figures (noisy 2-core CI).
+
+use std::process::Command;
+
+use crate::util::convoy_bin;
+
+fn scenario(name: &str, port: u16, extra: &[&str]) -> serde_json::Value {
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = dir.path().join(name);
+    let status = Command::new(convoy_bin())
+        .args(["tool", "scenario", "--out"])
+        .arg(&out)
+        .args(["--base-port", &port.to_string()])
+        .args(extra)
+        .status()
+        .expect("scenario runs");
+    assert!(status.success(), "scenario {name} failed");
+    let text = std::fs::read_to_string(out.join("summary.json")).expect("summary");
+    serde_json::from_str(&text).expect("json")
+}
+
+fn port_base(slot: u16) -> u16 {
+    20_000 + (std::process::id() % 200) as u16 * 100 + slot * 50
+}
+
+#[test]
+fn three_bikes_lock_within_a_millisecond_through_an_impaired_network() {
+    let s = scenario("basic", port_base(0), &["--nodes", "3", "--seconds", "25"]);
+    let nodes = s["nodes"].as_array().expect("nodes");
+    assert_eq!(nodes.len(), 2);
+    for n in nodes {
+        let lock = n["join_to_lock_s"].as_f64().unwrap_or(f64::INFINITY);
+        assert!(lock < 10.0, "{} locked after {lock} s", n["node"]);
+        assert_eq!(n["seeks_after_lock"].as_u64(), Some(0), "{}: hard seek after lock", n["node"]);
+        assert!(n["max_speed_ppm"].as_f64().unwrap_or(1e9) <= 500.0 + 1e-6, "speed beyond clamp");
+    }
+    let (p50, p99, max) = (s["p50_ms"].as_f64().expect("p50"), s["p99_ms"].as_f64().expect("p99"), s["max_ms"].as_f64().expect("max"));
+    eprintln!("3 bikes: p50 {p50:.3} ms, p99 {p99:.3} ms, max {max:.3} ms");
+    assert!(p50 < 0.5 && p99 < 2.0 && max < 4.0, "offsets p50 {p50} p99 {p99} max {max} ms");
+}
+
+#[test]
+fn a_leader_clock_step_does_not_make_followers_jump() {
+    let s = scenario(
+        "step",
+        port_base(1),
+        &["--nodes", "2", "--seconds", "30", "--leader-step-at-s", "12", "--leader-step-ms", "2000", "--loss", "0", "--jitter-ms", "1"],
+    );
+    let n = &s["nodes"][0];
+    assert_eq!(n["seeks_after_lock"].as_u64(), Some(0), "follower seeked on the leader's clock step");
+    let max = s["max_ms"].as_f64().expect("max");
+    eprintln!("after a +2 s leader clock step: max offset {max:.3} ms");
+    assert!(max < 4.0, "max offset {max} ms");
+}
