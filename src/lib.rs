@@ -32,7 +32,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod led;
-pub mod osc;
 pub mod node;
+pub mod osc;
 pub mod security;
 pub mod sync;

@@ -82,7 +82,10 @@ pub async fn run(config: Config, opts: NodeOptions) -> Result<(), NodeError> {
     let c = &config.clock;
     let mut clock = LocalClock::unix((c.offset_ms * 1e6) as i64, c.ppm);
     if c.step_at_s > 0.0 {
-        clock = clock.with_step(mono_ns() + (c.step_at_s * 1e9) as u64, (c.step_ms * 1e6) as i64);
+        clock = clock.with_step(
+            mono_ns() + (c.step_at_s * 1e9) as u64,
+            (c.step_ms * 1e6) as i64,
+        );
     }
     let y = config.sync.clone();
     let latency_ns = (config.node.output_latency_ms * 1e6) as i64;
@@ -100,14 +103,29 @@ pub async fn run(config: Config, opts: NodeOptions) -> Result<(), NodeError> {
         update_ns: (y.update_ms * 1e6) as i64,
     };
     let controller: Box<dyn audio::Controller> = match y.role {
-        Role::Follower => Box::new(FollowerController::new(pll, clock, latency_ns, net.clone(), lock.clone())),
-        Role::Leader | Role::Solo => Box::new(LeaderController::new(clock, latency_ns, id.clone(), opts.track.clone(), net.clone())),
+        Role::Follower => Box::new(FollowerController::new(
+            pll,
+            clock,
+            latency_ns,
+            net.clone(),
+            lock.clone(),
+        )),
+        Role::Leader | Role::Solo => Box::new(LeaderController::new(
+            clock,
+            latency_ns,
+            id.clone(),
+            opts.track.clone(),
+            net.clone(),
+        )),
     };
     let player = Arc::new(Player::start(sink, engine, controller)?);
     if y.role != Role::Follower {
         player.load(audio::open_track(&opts.track)?, 0)?;
     }
-    let bind_ip: std::net::IpAddr = y.bind.parse().map_err(|_| NodeError::Address(y.bind.clone()))?;
+    let bind_ip: std::net::IpAddr = y
+        .bind
+        .parse()
+        .map_err(|_| NodeError::Address(y.bind.clone()))?;
     let counters = Arc::new(Counters::default());
     let mut tasks = Vec::new();
     match y.role {
@@ -118,14 +136,23 @@ pub async fn run(config: Config, opts: NodeOptions) -> Result<(), NodeError> {
                 tasks.push(tokio::spawn(sntp::serve(sock, clock, Default::default())));
             }
             let sock = bind("timeline", SocketAddr::new(bind_ip, y.osc_port)).await?;
-            tasks.push(tokio::spawn(publish_timeline(sock, net.clone(), y.publish_hz)));
+            tasks.push(tokio::spawn(publish_timeline(
+                sock,
+                net.clone(),
+                y.publish_hz,
+            )));
         }
         Role::Follower => {
-            let leader: SocketAddr = y.leader.parse().map_err(|_| NodeError::Address(y.leader.clone()))?;
+            let leader: SocketAddr = y
+                .leader
+                .parse()
+                .map_err(|_| NodeError::Address(y.leader.clone()))?;
             let sntp_server = if y.sntp_server.is_empty() {
                 SocketAddr::new(leader.ip(), y.sntp_port)
             } else {
-                y.sntp_server.parse().map_err(|_| NodeError::Address(y.sntp_server.clone()))?
+                y.sntp_server
+                    .parse()
+                    .map_err(|_| NodeError::Address(y.sntp_server.clone()))?
             };
             let filter = FilterConfig {
                 window_s: y.filter_window_s,
@@ -135,9 +162,23 @@ pub async fn run(config: Config, opts: NodeOptions) -> Result<(), NodeError> {
             };
             let sock = bind("SNTP client", SocketAddr::new(bind_ip, 0)).await?;
             let client = SntpClient::new(sock, clock, Duration::from_millis(500));
-            tasks.push(tokio::spawn(discipline(client, sntp_server, filter, y.poll_hz, net.clone(), counters.clone())));
+            tasks.push(tokio::spawn(discipline(
+                client,
+                sntp_server,
+                filter,
+                y.poll_hz,
+                net.clone(),
+                counters.clone(),
+            )));
             let sock = bind("timeline", SocketAddr::new(bind_ip, 0)).await?;
-            tasks.push(tokio::spawn(follow_timeline(sock, leader, id.clone(), net.clone(), player.clone(), counters.clone())));
+            tasks.push(tokio::spawn(follow_timeline(
+                sock,
+                leader,
+                id.clone(),
+                net.clone(),
+                player.clone(),
+                counters.clone(),
+            )));
         }
         Role::Solo => {}
     }
@@ -176,14 +217,24 @@ struct Counters {
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<UdpSocket, NodeError> {
-    UdpSocket::bind(addr).await.map_err(|source| NodeError::Bind {
-        what,
-        addr: addr.to_string(),
-        source,
-    })
+    UdpSocket::bind(addr)
+        .await
+        .map_err(|source| NodeError::Bind {
+            what,
+            addr: addr.to_string(),
+            source,
+        })
 }
 
-fn print_status(id: &str, role: Role, clock: &LocalClock, player: &Player, net: &Mutex<NetState>, lock: &Mutex<LockStatus>, c: &Counters) {
+fn print_status(
+    id: &str,
+    role: Role,
+    clock: &LocalClock,
+    player: &Player,
+    net: &Mutex<NetState>,
+    lock: &Mutex<LockStatus>,
+    c: &Counters,
+) {
     use std::sync::atomic::Ordering::Relaxed;
     let est = net.lock().ok().and_then(|n| n.estimate);
     let st = player.status();
@@ -295,7 +346,9 @@ async fn follow_timeline(
     c: Arc<Counters>,
 ) {
     use std::sync::atomic::Ordering::Relaxed;
-    let Ok(hello) = timeline::subscribe_message(&id) else { return };
+    let Ok(hello) = timeline::subscribe_message(&id) else {
+        return;
+    };
     let mut resubscribe = tokio::time::interval(Duration::from_secs(1));
     let mut buf = [0u8; 1500];
     let mut loaded: Option<String> = None;

@@ -33,12 +33,27 @@ fn three_bikes_lock_within_a_millisecond_through_an_impaired_network() {
     for n in nodes {
         let lock = n["join_to_lock_s"].as_f64().unwrap_or(f64::INFINITY);
         assert!(lock < 10.0, "{} locked after {lock} s", n["node"]);
-        assert_eq!(n["seeks_after_lock"].as_u64(), Some(0), "{}: hard seek after lock", n["node"]);
-        assert!(n["max_speed_ppm"].as_f64().unwrap_or(1e9) <= 500.0 + 1e-6, "speed beyond clamp");
+        assert_eq!(
+            n["seeks_after_lock"].as_u64(),
+            Some(0),
+            "{}: hard seek after lock",
+            n["node"]
+        );
+        assert!(
+            n["max_speed_ppm"].as_f64().unwrap_or(1e9) <= 500.0 + 1e-6,
+            "speed beyond clamp"
+        );
     }
-    let (p50, p99, max) = (s["p50_ms"].as_f64().expect("p50"), s["p99_ms"].as_f64().expect("p99"), s["max_ms"].as_f64().expect("max"));
+    let (p50, p99, max) = (
+        s["p50_ms"].as_f64().expect("p50"),
+        s["p99_ms"].as_f64().expect("p99"),
+        s["max_ms"].as_f64().expect("max"),
+    );
     eprintln!("3 bikes: p50 {p50:.3} ms, p99 {p99:.3} ms, max {max:.3} ms");
-    assert!(p50 < 0.5 && p99 < 2.0 && max < 4.0, "offsets p50 {p50} p99 {p99} max {max} ms");
+    assert!(
+        p50 < 0.5 && p99 < 2.0 && max < 4.0,
+        "offsets p50 {p50} p99 {p99} max {max} ms"
+    );
 }
 
 #[test]
@@ -46,10 +61,27 @@ fn a_leader_clock_step_does_not_make_followers_jump() {
     let s = scenario(
         "step",
         port_base(1),
-        &["--nodes", "2", "--seconds", "30", "--leader-step-at-s", "12", "--leader-step-ms", "2000", "--loss", "0", "--jitter-ms", "1"],
+        &[
+            "--nodes",
+            "2",
+            "--seconds",
+            "30",
+            "--leader-step-at-s",
+            "12",
+            "--leader-step-ms",
+            "2000",
+            "--loss",
+            "0",
+            "--jitter-ms",
+            "1",
+        ],
     );
     let n = &s["nodes"][0];
-    assert_eq!(n["seeks_after_lock"].as_u64(), Some(0), "follower seeked on the leader's clock step");
+    assert_eq!(
+        n["seeks_after_lock"].as_u64(),
+        Some(0),
+        "follower seeked on the leader's clock step"
+    );
     let max = s["max_ms"].as_f64().expect("max");
     eprintln!("after a +2 s leader clock step: max offset {max:.3} ms");
     assert!(max < 4.0, "max offset {max} ms");

@@ -11,4 +11,5 @@ mod osc_robustness;
 mod playback;
 mod pulse;
 mod security_guard;
+mod sntp_interop;
 mod sync;

@@ -153,7 +153,8 @@ struct Node {
 /// Run a scenario and return its summary (also written to `out/summary.json`).
 pub fn run(args: &ScenarioArgs) -> anyhow::Result<Summary> {
     anyhow::ensure!(args.nodes >= 2, "--nodes must be at least 2");
-    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
     let exe = std::env::current_exe().context("cannot find the convoy binary")?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -165,7 +166,11 @@ pub fn run(args: &ScenarioArgs) -> anyhow::Result<Summary> {
     let leader_sntp = args.base_port + 1;
     let mut nodes = Vec::new();
     let spawn = |k: usize, extra: Vec<String>| -> anyhow::Result<Node> {
-        let name = if k == 0 { "leader".to_string() } else { format!("bike-{k}") };
+        let name = if k == 0 {
+            "leader".to_string()
+        } else {
+            format!("bike-{k}")
+        };
         let clock_offset_s = args.clock_offset_s * spread(k, args.nodes);
         let clock_ppm = args.clock_ppm * spread(k + 1, args.nodes);
         let dac_ppm = args.dac_ppm * spread(k + 2, args.nodes);
@@ -187,10 +192,20 @@ pub fn run(args: &ScenarioArgs) -> anyhow::Result<Summary> {
         for s in &sets {
             cmd.arg("--set").arg(s);
         }
-        cmd.args(["--log", "warn", "node", "--track", "pilot", "--status-every", "0.5"]);
+        cmd.args([
+            "--log",
+            "warn",
+            "node",
+            "--track",
+            "pilot",
+            "--status-every",
+            "0.5",
+        ]);
         let child = cmd
             .stdout(Stdio::from(std::fs::File::create(&log)?))
-            .stderr(Stdio::from(std::fs::File::create(args.out.join(format!("{name}.err")))?))
+            .stderr(Stdio::from(std::fs::File::create(
+                args.out.join(format!("{name}.err")),
+            )?))
             .spawn()
             .with_context(|| format!("cannot start {name}"))?;
         Ok(Node {
@@ -211,7 +226,10 @@ pub fn run(args: &ScenarioArgs) -> anyhow::Result<Summary> {
         format!("sync.sntp_port={leader_sntp}"),
     ];
     if args.leader_step_at_s > 0.0 {
-        leader_sets.push(format!("clock.step_at_s={}", args.leader_step_at_s + args.join_after_s));
+        leader_sets.push(format!(
+            "clock.step_at_s={}",
+            args.leader_step_at_s + args.join_after_s
+        ));
         leader_sets.push(format!("clock.step_ms={}", args.leader_step_ms));
     }
     let mut leader = spawn(0, leader_sets)?;
@@ -233,7 +251,9 @@ pub fn run(args: &ScenarioArgs) -> anyhow::Result<Summary> {
             };
             let listen_addr: SocketAddr = ([127, 0, 0, 1], listen).into();
             let up: SocketAddr = ([127, 0, 0, 1], upstream).into();
-            let sock = rt.block_on(tokio::net::UdpSocket::bind(listen_addr)).with_context(|| format!("cannot bind relay {listen_addr}"))?;
+            let sock = rt
+                .block_on(tokio::net::UdpSocket::bind(listen_addr))
+                .with_context(|| format!("cannot bind relay {listen_addr}"))?;
             rt.spawn(impair::relay(sock, up, cfg, stats.clone()));
         }
         relay_ports.push((osc, sntp));
@@ -281,16 +301,27 @@ pub fn run(args: &ScenarioArgs) -> anyhow::Result<Summary> {
 
 fn last_status(log: &Path) -> Option<serde_json::Value> {
     let text = std::fs::read_to_string(log).ok()?;
-    text.lines().rev().find_map(|l| serde_json::from_str(l).ok())
+    text.lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
 }
 
 fn statuses(log: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(log)
-        .map(|t| t.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
+        .map(|t| {
+            t.lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
-fn analyse(args: &ScenarioArgs, leader: &Node, nodes: &[Node], stats: &ImpairStats) -> anyhow::Result<Summary> {
+fn analyse(
+    args: &ScenarioArgs,
+    leader: &Node,
+    nodes: &[Node],
+    stats: &ImpairStats,
+) -> anyhow::Result<Summary> {
     use std::sync::atomic::Ordering::Relaxed;
     let rate = 44_100.0;
     let lead = Trace::load(&leader.rec, rate)?;
@@ -316,7 +347,13 @@ fn analyse(args: &ScenarioArgs, leader: &Node, nodes: &[Node], stats: &ImpairSta
         let trace = Trace::load(&n.rec, rate)?;
         let series = offsets(&lead, &trace, 100_000_000);
         for (t, off) in &series {
-            writeln!(csv, "{:.3},{},{:.6}", (*t as f64 - t_origin as f64) * 1e-9, n.name, off * 1e3)?;
+            writeln!(
+                csv,
+                "{:.3},{},{:.6}",
+                (*t as f64 - t_origin as f64) * 1e-9,
+                n.name,
+                off * 1e3
+            )?;
         }
         let lock = lock_time(&series, 1e-3, 2_000_000_000);
         let after: Vec<f64> = series
@@ -344,8 +381,14 @@ fn analyse(args: &ScenarioArgs, leader: &Node, nodes: &[Node], stats: &ImpairSta
             p99_ms: quantile(&after, 0.99),
             max_ms: after.iter().copied().fold(f64::NAN, f64::max),
             samples: after.len(),
-            seeks_after_lock: status.as_ref().and_then(|s| s["lock"]["seeks_after_lock"].as_u64()).unwrap_or(0),
-            max_speed_ppm: status.as_ref().and_then(|s| s["lock"]["max_abs_speed_ppm"].as_f64()).unwrap_or(0.0),
+            seeks_after_lock: status
+                .as_ref()
+                .and_then(|s| s["lock"]["seeks_after_lock"].as_u64())
+                .unwrap_or(0),
+            max_speed_ppm: status
+                .as_ref()
+                .and_then(|s| s["lock"]["max_abs_speed_ppm"].as_f64())
+                .unwrap_or(0.0),
             sntp_err_p50_us: quantile(&sntp_errs, 0.5),
             sntp_err_max_us: sntp_errs.iter().copied().fold(f64::NAN, f64::max),
         });
@@ -354,18 +397,28 @@ fn analyse(args: &ScenarioArgs, leader: &Node, nodes: &[Node], stats: &ImpairSta
         p50_ms: quantile(&all_after, 0.5),
         p99_ms: quantile(&all_after, 0.99),
         max_ms: all_after.iter().copied().fold(f64::NAN, f64::max),
-        worst_lock_s: results.iter().map(|r| r.join_to_lock_s).try_fold(0.0f64, |m, v| v.map(|v| m.max(v))),
+        worst_lock_s: results
+            .iter()
+            .map(|r| r.join_to_lock_s)
+            .try_fold(0.0f64, |m, v| v.map(|v| m.max(v))),
         seeks_after_lock: results.iter().map(|r| r.seeks_after_lock).sum(),
         max_speed_ppm: results.iter().map(|r| r.max_speed_ppm).fold(0.0, f64::max),
         relay_dropped: stats.dropped.load(Relaxed),
         relay_received: stats.received.load(Relaxed),
         nodes: results,
     };
-    std::fs::write(args.out.join("summary.json"), serde_json::to_string_pretty(&summary)?)?;
+    std::fs::write(
+        args.out.join("summary.json"),
+        serde_json::to_string_pretty(&summary)?,
+    )?;
     print_summary(&summary);
     let plot = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/plot-offsets.py");
     if plot.exists() {
-        let _ = Command::new("python3").arg(plot).arg(args.out.join("offsets.csv")).arg(args.out.join("offsets.png")).status();
+        let _ = Command::new("python3")
+            .arg(plot)
+            .arg(args.out.join("offsets.csv"))
+            .arg(args.out.join("offsets.png"))
+            .status();
     }
     Ok(summary)
 }
@@ -373,7 +426,17 @@ fn analyse(args: &ScenarioArgs, leader: &Node, nodes: &[Node], stats: &ImpairSta
 fn print_summary(s: &Summary) {
     println!(
         "{:<8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>9} {:>10}",
-        "node", "clock s", "clk ppm", "dac ppm", "lock s", "p50 ms", "p99 ms", "max ms", "seeks", "max|ppm|", "sntp err us"
+        "node",
+        "clock s",
+        "clk ppm",
+        "dac ppm",
+        "lock s",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "seeks",
+        "max|ppm|",
+        "sntp err us"
     );
     for r in &s.nodes {
         println!(

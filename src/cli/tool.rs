@@ -106,7 +106,9 @@ pub fn run(cmd: &ToolCommand) -> anyhow::Result<()> {
             };
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(async {
-                let sock = tokio::net::UdpSocket::bind(listen).await.with_context(|| format!("cannot bind {listen}"))?;
+                let sock = tokio::net::UdpSocket::bind(listen)
+                    .await
+                    .with_context(|| format!("cannot bind {listen}"))?;
                 crate::sync::impair::relay(sock, *upstream, cfg, Default::default()).await?;
                 Ok(())
             })

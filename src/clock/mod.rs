@@ -46,7 +46,10 @@ pub fn realtime_ns() -> i64 {
     unsafe {
         libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts);
     }
-    ts.tv_sec as i64 * 1_000_000_000 + ts.tv_nsec as i64
+    // time_t and c_long are 32-bit on armv7: widen explicitly (a no-op on 64-bit targets).
+    #[allow(clippy::useless_conversion)]
+    let (sec, nsec) = (i64::from(ts.tv_sec), i64::from(ts.tv_nsec));
+    sec * 1_000_000_000 + nsec
 }
 
 /// A node's local clock: the monotonic clock seen through an injected offset and frequency
@@ -107,13 +110,18 @@ impl LocalClock {
     /// Local time at the given monotonic time.
     pub fn from_mono(&self, mono_ns: u64) -> i64 {
         let skew = (mono_ns as f64 * self.ppm * 1e-6).round() as i64;
-        let step = if mono_ns >= self.step_at_mono_ns { self.step_ns } else { 0 };
+        let step = if mono_ns >= self.step_at_mono_ns {
+            self.step_ns
+        } else {
+            0
+        };
         mono_ns as i64 + skew + self.offset_ns + step
     }
 
     /// Monotonic time at which this clock reads `local_ns` (inverse of [`Self::from_mono`]).
     pub fn to_mono(&self, local_ns: i64) -> u64 {
-        let unstep = |l: i64| ((l - self.offset_ns) as f64 / (1.0 + self.ppm * 1e-6)).max(0.0) as u64;
+        let unstep =
+            |l: i64| ((l - self.offset_ns) as f64 / (1.0 + self.ppm * 1e-6)).max(0.0) as u64;
         let m = unstep(local_ns);
         if m >= self.step_at_mono_ns {
             unstep(local_ns - self.step_ns).max(self.step_at_mono_ns)

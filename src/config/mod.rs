@@ -333,16 +333,31 @@ impl Config {
             }
         }
         if !(y.max_ppm.is_finite() && y.max_ppm > 0.0 && y.max_ppm <= a.max_rate_ppm) {
-            return Err(range("sync.max_ppm", format!("{} must be in (0, audio.max_rate_ppm = {}]", y.max_ppm, a.max_rate_ppm)));
+            return Err(range(
+                "sync.max_ppm",
+                format!(
+                    "{} must be in (0, audio.max_rate_ppm = {}]",
+                    y.max_ppm, a.max_rate_ppm
+                ),
+            ));
         }
         if y.role == Role::Follower && y.leader.parse::<std::net::SocketAddr>().is_err() {
-            return Err(range("sync.leader", format!("{:?} is not an address like 192.168.4.1:9123", y.leader)));
+            return Err(range(
+                "sync.leader",
+                format!("{:?} is not an address like 192.168.4.1:9123", y.leader),
+            ));
         }
         if !y.sntp_server.is_empty() && y.sntp_server.parse::<std::net::SocketAddr>().is_err() {
-            return Err(range("sync.sntp_server", format!("{:?} is not an address like 192.168.4.1:123", y.sntp_server)));
+            return Err(range(
+                "sync.sntp_server",
+                format!("{:?} is not an address like 192.168.4.1:123", y.sntp_server),
+            ));
         }
         if y.bind.parse::<std::net::IpAddr>().is_err() {
-            return Err(range("sync.bind", format!("{:?} is not an IP address", y.bind)));
+            return Err(range(
+                "sync.bind",
+                format!("{:?} is not an IP address", y.bind),
+            ));
         }
         let n = &self.node;
         if !(n.output_latency_ms.is_finite() && (-1000.0..=10_000.0).contains(&n.output_latency_ms))

@@ -144,7 +144,9 @@ impl ClockFilter {
         }
         self.history.push_back(ex);
         let horizon = ex.local_ns - (self.cfg.window_s * 1e9) as i64;
-        while self.history.len() > MAX_HISTORY || self.history.front().is_some_and(|e| e.local_ns < horizon) {
+        while self.history.len() > MAX_HISTORY
+            || self.history.front().is_some_and(|e| e.local_ns < horizon)
+        {
             self.history.pop_front();
         }
         let keep_ppm = self.estimate.map(|e| e.ppm);
@@ -191,7 +193,10 @@ impl ClockFilter {
             let (mx, my) = (sx / sw, sy / sw);
             if pts.len() < 3 || span < 3 * bucket_ns / 2 {
                 // Too short to tell frequency: lowest-delay exchange's offset.
-                let b = pts.iter().min_by_key(|e| e.delay_ns).map_or(my, |e| e.offset_ns as f64);
+                let b = pts
+                    .iter()
+                    .min_by_key(|e| e.delay_ns)
+                    .map_or(my, |e| e.offset_ns as f64);
                 return (b, f64::NAN);
             }
             let (mut sxx, mut sxy) = (0.0, 0.0);
@@ -230,13 +235,19 @@ impl ClockFilter {
             let mut abs: Vec<f64> = best.iter().map(|e| residual(e, a, b).abs()).collect();
             abs.sort_by(f64::total_cmp);
             let mad = abs[abs.len() / 2].max(20_000.0);
-            let kept: Vec<Exchange> = best.iter().copied().filter(|e| residual(e, a, b).abs() <= 3.0 * mad).collect();
+            let kept: Vec<Exchange> = best
+                .iter()
+                .copied()
+                .filter(|e| residual(e, a, b).abs() <= 3.0 * mad)
+                .collect();
             if kept.len() >= 3 && kept.len() < best.len() {
                 (a, b) = line(&kept);
                 best = kept;
             }
         }
-        let dispersion = (best.iter().map(|e| residual(e, a, b).powi(2)).sum::<f64>() / best.len() as f64).sqrt();
+        let dispersion = (best.iter().map(|e| residual(e, a, b).powi(2)).sum::<f64>()
+            / best.len() as f64)
+            .sqrt();
         Some(ClockEstimate {
             ref_local_ns: ref_ns,
             offset_ns: a,
@@ -266,7 +277,14 @@ mod tests {
 
     /// Simulate exchanges with a leader `offset0 + ppm` away, one-way delays `base ± jitter`
     /// drawn independently each way; returns the worst offset error after `settle_s`.
-    fn run(offset0_ns: f64, ppm: f64, base_ms: f64, jitter_ms: f64, seconds: f64, settle_s: f64) -> (f64, f64) {
+    fn run(
+        offset0_ns: f64,
+        ppm: f64,
+        base_ms: f64,
+        jitter_ms: f64,
+        seconds: f64,
+        settle_s: f64,
+    ) -> (f64, f64) {
         let mut f = ClockFilter::new(FilterConfig::default());
         let mut rng = Rng(0x1234_5678_9abc_def1);
         let mut worst: f64 = 0.0;
@@ -293,7 +311,9 @@ mod tests {
             if t > settle_s * 1e9 {
                 let now = t4 as i64;
                 let truth = leader(now as f64) - now as f64;
-                worst = worst.max((est.fleet_at(now) - now) as f64 - truth).max(truth - (est.fleet_at(now) - now) as f64);
+                worst = worst
+                    .max((est.fleet_at(now) - now) as f64 - truth)
+                    .max(truth - (est.fleet_at(now) - now) as f64);
                 worst_ppm = worst_ppm.max((est.ppm - ppm).abs());
             }
             t += 250e6;
@@ -304,7 +324,10 @@ mod tests {
     #[test]
     fn tracks_offset_and_frequency_through_jitter() {
         let (err, ppm_err) = run(2.5e9, 187.0, 5.0, 3.0, 120.0, 15.0);
-        eprintln!("worst offset error {:.1} us, ppm error {ppm_err:.2}", err / 1e3);
+        eprintln!(
+            "worst offset error {:.1} us, ppm error {ppm_err:.2}",
+            err / 1e3
+        );
         assert!(err < 250_000.0, "offset error {err} ns");
         assert!(ppm_err < 10.0, "ppm error {ppm_err}");
     }
@@ -314,14 +337,27 @@ mod tests {
         let mut f = ClockFilter::new(FilterConfig::default());
         let mut t = 1_000_000_000i64;
         for _ in 0..80 {
-            f.add(Exchange { local_ns: t, offset_ns: 1_000_000, delay_ns: 4_000_000 });
+            f.add(Exchange {
+                local_ns: t,
+                offset_ns: 1_000_000,
+                delay_ns: 4_000_000,
+            });
             t += 250_000_000;
         }
         // The leader's clock jumps by +2 s.
         for i in 0..6 {
-            let est = f.add(Exchange { local_ns: t, offset_ns: 2_001_000_000, delay_ns: 4_000_000 }).expect("est");
+            let est = f
+                .add(Exchange {
+                    local_ns: t,
+                    offset_ns: 2_001_000_000,
+                    delay_ns: 4_000_000,
+                })
+                .expect("est");
             if i < 3 {
-                assert!((est.fleet_at(t) - t - 1_000_000).abs() < 1_000, "believed an outlier");
+                assert!(
+                    (est.fleet_at(t) - t - 1_000_000).abs() < 1_000,
+                    "believed an outlier"
+                );
             }
             t += 250_000_000;
         }
@@ -336,7 +372,11 @@ mod tests {
         let mut t = 1_000_000_000i64;
         for i in 0..80 {
             let off = if i == 50 { 900_000_000 } else { 1_000_000 };
-            f.add(Exchange { local_ns: t, offset_ns: off, delay_ns: 4_000_000 });
+            f.add(Exchange {
+                local_ns: t,
+                offset_ns: off,
+                delay_ns: 4_000_000,
+            });
             t += 250_000_000;
         }
         let est = f.estimate().expect("est");

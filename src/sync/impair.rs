@@ -99,7 +99,8 @@ impl Shaper {
         };
         (0..copies)
             .map(|_| {
-                let d = (self.cfg.delay_ms + self.cfg.jitter_ms * (2.0 * rng.next() - 1.0)).max(0.0);
+                let d =
+                    (self.cfg.delay_ms + self.cfg.jitter_ms * (2.0 * rng.next() - 1.0)).max(0.0);
                 let mut at = now + Duration::from_secs_f64(d / 1e3);
                 if self.cfg.stall_every_s > 0.0 && self.cfg.stall_ms > 0.0 {
                     let t = (at - self.start).as_secs_f64();
@@ -145,40 +146,55 @@ impl Ord for Pending {
 /// granularity, which would add its own jitter on top of the configured one.
 fn spawn_courier() -> std::sync::mpsc::Sender<Pending> {
     let (tx, rx) = std::sync::mpsc::channel::<Pending>();
-    let _ = std::thread::Builder::new().name("convoy-impair".into()).spawn(move || {
-        let mut heap = std::collections::BinaryHeap::new();
-        loop {
-            let wait = heap.peek().map(|p: &Pending| p.at.saturating_duration_since(std::time::Instant::now()));
-            let next = match wait {
-                Some(d) if d.is_zero() => None,
-                Some(d) => match rx.recv_timeout(d.min(Duration::from_millis(2))) {
-                    Ok(p) => Some(p),
-                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
-                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) if heap.is_empty() => return,
-                    Err(_) => None,
-                },
-                None => match rx.recv() {
-                    Ok(p) => Some(p),
-                    Err(_) => return,
-                },
-            };
-            if let Some(p) = next {
-                heap.push(p);
-            }
-            while heap.peek().is_some_and(|p| p.at <= std::time::Instant::now()) {
-                if let Some(p) = heap.pop() {
-                    let _ = match p.to {
-                        Some(addr) => p.socket.send_to(&p.data, addr),
-                        None => p.socket.send(&p.data),
-                    };
+    let _ = std::thread::Builder::new()
+        .name("convoy-impair".into())
+        .spawn(move || {
+            let mut heap = std::collections::BinaryHeap::new();
+            loop {
+                let wait = heap
+                    .peek()
+                    .map(|p: &Pending| p.at.saturating_duration_since(std::time::Instant::now()));
+                let next = match wait {
+                    Some(d) if d.is_zero() => None,
+                    Some(d) => match rx.recv_timeout(d.min(Duration::from_millis(2))) {
+                        Ok(p) => Some(p),
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+                        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) if heap.is_empty() => {
+                            return
+                        }
+                        Err(_) => None,
+                    },
+                    None => match rx.recv() {
+                        Ok(p) => Some(p),
+                        Err(_) => return,
+                    },
+                };
+                if let Some(p) = next {
+                    heap.push(p);
+                }
+                while heap
+                    .peek()
+                    .is_some_and(|p| p.at <= std::time::Instant::now())
+                {
+                    if let Some(p) = heap.pop() {
+                        let _ = match p.to {
+                            Some(addr) => p.socket.send_to(&p.data, addr),
+                            None => p.socket.send(&p.data),
+                        };
+                    }
                 }
             }
-        }
-    });
+        });
     tx
 }
 
-fn send_later(shaper: &Shaper, courier: &std::sync::mpsc::Sender<Pending>, socket: &Arc<std::net::UdpSocket>, to: Option<SocketAddr>, data: &[u8]) {
+fn send_later(
+    shaper: &Shaper,
+    courier: &std::sync::mpsc::Sender<Pending>,
+    socket: &Arc<std::net::UdpSocket>,
+    to: Option<SocketAddr>,
+    data: &[u8],
+) {
     for at in shaper.schedule() {
         let _ = courier.send(Pending {
             at: at.into_std(),
@@ -196,7 +212,12 @@ fn std_clone(s: &UdpSocket) -> std::io::Result<Arc<std::net::UdpSocket>> {
 }
 
 /// Relay datagrams arriving on `listen` to `upstream` and back, impaired, until dropped.
-pub async fn relay(listen: UdpSocket, upstream: SocketAddr, cfg: ImpairConfig, stats: Arc<ImpairStats>) -> std::io::Result<()> {
+pub async fn relay(
+    listen: UdpSocket,
+    upstream: SocketAddr,
+    cfg: ImpairConfig,
+    stats: Arc<ImpairStats>,
+) -> std::io::Result<()> {
     let listen_std = std_clone(&listen)?;
     let courier = spawn_courier();
     let shaper = Arc::new(Shaper {
@@ -206,9 +227,13 @@ pub async fn relay(listen: UdpSocket, upstream: SocketAddr, cfg: ImpairConfig, s
         stats,
     });
     let mut clients: HashMap<SocketAddr, Arc<std::net::UdpSocket>> = HashMap::new();
-    let bind_ip: SocketAddr = if upstream.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }
-        .parse()
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{e}")))?;
+    let bind_ip: SocketAddr = if upstream.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    }
+    .parse()
+    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{e}")))?;
     let mut buf = vec![0u8; 65_536];
     loop {
         let (n, client) = listen.recv_from(&mut buf).await?;
@@ -270,7 +295,9 @@ mod tests {
             let t = Instant::now();
             client.send_to(&[i], relay_addr).await.expect("send");
             let mut b = [0u8; 8];
-            if let Ok(Ok((1, _))) = tokio::time::timeout(Duration::from_millis(200), client.recv_from(&mut b)).await {
+            if let Ok(Ok((1, _))) =
+                tokio::time::timeout(Duration::from_millis(200), client.recv_from(&mut b)).await
+            {
                 got += 1;
                 min_rtt = min_rtt.min(t.elapsed());
             }

@@ -147,7 +147,14 @@ mod tests {
         let rate = 48_000.0;
         let mk = |shift_frames: f64| {
             Trace::from_points(
-                (0..1000u64).map(|i| (1_000_000_000 + i * 5_333_333, 10_000.0 + shift_frames + i as f64 * 256.0)).collect(),
+                (0..1000u64)
+                    .map(|i| {
+                        (
+                            1_000_000_000 + i * 5_333_333,
+                            10_000.0 + shift_frames + i as f64 * 256.0,
+                        )
+                    })
+                    .collect(),
                 rate,
             )
         };

@@ -145,7 +145,9 @@ impl FollowerController {
     }
 
     fn fleet_at_mono(&self, est: &ClockEstimate, mono_ns: u64) -> i64 {
-        let local = self.clock.from_mono(mono_ns.saturating_add_signed(self.output_latency_ns));
+        let local = self
+            .clock
+            .from_mono(mono_ns.saturating_add_signed(self.output_latency_ns));
         est.fleet_at(local)
     }
 
@@ -159,7 +161,11 @@ impl FollowerController {
 impl Controller for FollowerController {
     fn on_report(&mut self, r: &PlaybackReport) -> Control {
         let now = r.heard_at_ns;
-        if self.last_update.is_some_and(|t| (now.saturating_sub(t) as i64) < self.cfg.update_ns) || now < self.holdoff_until {
+        if self
+            .last_update
+            .is_some_and(|t| (now.saturating_sub(t) as i64) < self.cfg.update_ns)
+            || now < self.holdoff_until
+        {
             return Control::Keep;
         }
         let (Some(est), Some(tl)) = (|| {
@@ -169,13 +175,17 @@ impl Controller for FollowerController {
         .unwrap_or((None, None)) else {
             return Control::Keep;
         };
-        let Some(frame) = r.track_frame else { return Control::Keep };
+        let Some(frame) = r.track_frame else {
+            return Control::Keep;
+        };
         if self.seq_track.as_deref() != Some(tl.track.as_str()) {
             // A new track: join it afresh.
             self.seq_track = Some(tl.track.clone());
             self.joined = false;
         }
-        let dt = self.last_update.map_or(0.0, |t| (now.saturating_sub(t)) as f64 * 1e-9);
+        let dt = self
+            .last_update
+            .map_or(0.0, |t| (now.saturating_sub(t)) as f64 * 1e-9);
         self.last_update = Some(now);
         let expected = tl.frame_at(self.fleet_at_mono(&est, now));
         let err_s = (expected - frame) / tl.track_rate as f64;
@@ -187,7 +197,11 @@ impl Controller for FollowerController {
             if target < 0.0 {
                 return Control::Keep; // scheduled start still ahead
             }
-            let after_lock = self.in_lock_since.is_some() || self.status.lock().is_ok_and(|s| s.first_lock_mono_ns.is_some());
+            let after_lock = self.in_lock_since.is_some()
+                || self
+                    .status
+                    .lock()
+                    .is_ok_and(|s| s.first_lock_mono_ns.is_some());
             self.joined = true;
             self.over_threshold = 0;
             self.in_lock_since = None;
@@ -245,7 +259,13 @@ pub struct LeaderController {
 
 impl LeaderController {
     /// Publish into `timeline` (its `timeline` field) for track `track`.
-    pub fn new(clock: LocalClock, output_latency_ns: i64, leader_id: String, track: String, timeline: Arc<Mutex<NetState>>) -> Self {
+    pub fn new(
+        clock: LocalClock,
+        output_latency_ns: i64,
+        leader_id: String,
+        track: String,
+        timeline: Arc<Mutex<NetState>>,
+    ) -> Self {
         LeaderController {
             clock,
             output_latency_ns,
@@ -261,12 +281,19 @@ impl LeaderController {
 
 impl Controller for LeaderController {
     fn on_report(&mut self, r: &PlaybackReport) -> Control {
-        let Some(frame) = r.track_frame else { return Control::Keep };
-        if self.last_point.is_some_and(|t| r.heard_at_ns.saturating_sub(t) < 20_000_000) {
+        let Some(frame) = r.track_frame else {
+            return Control::Keep;
+        };
+        if self
+            .last_point
+            .is_some_and(|t| r.heard_at_ns.saturating_sub(t) < 20_000_000)
+        {
             return Control::Keep;
         }
         self.last_point = Some(r.heard_at_ns);
-        let fleet = self.clock.from_mono(r.heard_at_ns.saturating_add_signed(self.output_latency_ns));
+        let fleet = self
+            .clock
+            .from_mono(r.heard_at_ns.saturating_add_signed(self.output_latency_ns));
         // A jump in position or fleet time (seek, clock step) starts a new segment.
         if let Some(&(t, f)) = self.points.back() {
             let expect = f + (fleet - t) as f64 * 1e-9 * r.track_rate as f64;
@@ -283,8 +310,16 @@ impl Controller for LeaderController {
         let (t0, _) = self.points[0];
         let mx = self.points.iter().map(|p| (p.0 - t0) as f64).sum::<f64>() / n;
         let my = self.points.iter().map(|p| p.1).sum::<f64>() / n;
-        let sxx: f64 = self.points.iter().map(|p| ((p.0 - t0) as f64 - mx).powi(2)).sum();
-        let sxy: f64 = self.points.iter().map(|p| ((p.0 - t0) as f64 - mx) * (p.1 - my)).sum();
+        let sxx: f64 = self
+            .points
+            .iter()
+            .map(|p| ((p.0 - t0) as f64 - mx).powi(2))
+            .sum();
+        let sxy: f64 = self
+            .points
+            .iter()
+            .map(|p| ((p.0 - t0) as f64 - mx) * (p.1 - my))
+            .sum();
         let span_s = (fleet - t0) as f64 * 1e-9;
         let slope_ns = if self.points.len() >= 20 && span_s >= 2.0 && sxx > 0.0 {
             sxy / sxx
@@ -340,7 +375,11 @@ mod tests {
             }
         }
         assert!(err_s.abs() < 1e-6, "steady-state error {err_s}");
-        assert!((pi.integral() + ppm_off).abs() < 1.0, "integrator {}", pi.integral());
+        assert!(
+            (pi.integral() + ppm_off).abs() < 1.0,
+            "integrator {}",
+            pi.integral()
+        );
         let t = settled_at.expect("settles");
         assert!(t < 10.0, "took {t} s");
     }

@@ -51,7 +51,7 @@ pub fn reply(request: &[u8], t2: NtpTime, t3: NtpTime) -> Option<[u8; PACKET_LEN
     out[1] = 1; // stratum 1: we are the fleet's reference
     out[2] = request[2]; // poll
     out[3] = (-20i8) as u8; // precision ~1 µs
-    // Root delay 0, root dispersion ~1 ms (16.16 fixed point).
+                            // Root delay 0, root dispersion ~1 ms (16.16 fixed point).
     out[8..12].copy_from_slice(&(65u32).to_be_bytes());
     out[12..16].copy_from_slice(b"CNVY");
     out[16..24].copy_from_slice(&t2.0.to_be_bytes()); // reference time
@@ -63,7 +63,11 @@ pub fn reply(request: &[u8], t2: NtpTime, t3: NtpTime) -> Option<[u8; PACKET_LEN
 
 /// Serve SNTP on `socket` from `clock` until the task is dropped. Malformed datagrams are
 /// counted in `rejected` and ignored.
-pub async fn serve(socket: UdpSocket, clock: LocalClock, rejected: std::sync::Arc<std::sync::atomic::AtomicU64>) {
+pub async fn serve(
+    socket: UdpSocket,
+    clock: LocalClock,
+    rejected: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
     let mut buf = [0u8; 512];
     loop {
         let Ok((n, peer)) = socket.recv_from(&mut buf).await else {
@@ -172,11 +176,19 @@ mod tests {
         let srv = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
         let addr = srv.local_addr().expect("addr");
         let task = tokio::spawn(serve(srv, server_clock, Default::default()));
-        let client = SntpClient::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind"), client_clock, Duration::from_secs(1));
+        let client = SntpClient::new(
+            UdpSocket::bind("127.0.0.1:0").await.expect("bind"),
+            client_clock,
+            Duration::from_secs(1),
+        );
         for _ in 0..5 {
             let ex = client.exchange(addr).await.expect("exchange");
             let truth = server_clock.now() - client_clock.now();
-            assert!((ex.offset_ns - truth).abs() < 500_000, "offset {} vs truth {truth}", ex.offset_ns);
+            assert!(
+                (ex.offset_ns - truth).abs() < 500_000,
+                "offset {} vs truth {truth}",
+                ex.offset_ns
+            );
             assert!(ex.delay_ns >= 0 && ex.delay_ns < 50_000_000);
         }
         task.abort();

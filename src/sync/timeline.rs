@@ -88,7 +88,8 @@ impl Timeline {
 
     /// Decode a timeline bundle.
     pub fn from_osc(bytes: &[u8]) -> Result<Timeline, TimelineError> {
-        let (_, packet) = rosc::decoder::decode_udp(bytes).map_err(|e| TimelineError::Osc(e.to_string()))?;
+        let (_, packet) =
+            rosc::decoder::decode_udp(bytes).map_err(|e| TimelineError::Osc(e.to_string()))?;
         let OscPacket::Bundle(bundle) = packet else {
             return Err(TimelineError::NotTimeline);
         };
@@ -108,12 +109,23 @@ impl Timeline {
             Some(OscType::Double(fps)),
             Some(OscType::Bool(playing)),
             Some(OscType::Float(tempo)),
-        ) = (a.first(), a.get(1), a.get(2), a.get(3), a.get(4), a.get(5), a.get(6), a.get(7))
+        ) = (
+            a.first(),
+            a.get(1),
+            a.get(2),
+            a.get(3),
+            a.get(4),
+            a.get(5),
+            a.get(6),
+            a.get(7),
+        )
         else {
             return Err(TimelineError::Malformed("expected s h s i d d T/F f"));
         };
         if *rate <= 0 || !frame.is_finite() || !fps.is_finite() || *fps < 0.0 {
-            return Err(TimelineError::Malformed("rate, frame or speed out of range"));
+            return Err(TimelineError::Malformed(
+                "rate, frame or speed out of range",
+            ));
         }
         let t = NtpTime::from_parts(bundle.timetag.seconds, bundle.timetag.fractional);
         Ok(Timeline {
@@ -169,14 +181,27 @@ mod tests {
         };
         let back = Timeline::from_osc(&t.to_osc().expect("encode")).expect("decode");
         assert!((back.anchor_fleet_ns - t.anchor_fleet_ns).abs() <= 1);
-        assert_eq!(Timeline { anchor_fleet_ns: t.anchor_fleet_ns, ..back }, t);
-        assert!((t.frame_at(t.anchor_fleet_ns + 1_000_000_000) - t.anchor_frame - t.frames_per_sec).abs() < 1e-6);
+        assert_eq!(
+            Timeline {
+                anchor_fleet_ns: t.anchor_fleet_ns,
+                ..back
+            },
+            t
+        );
+        assert!(
+            (t.frame_at(t.anchor_fleet_ns + 1_000_000_000) - t.anchor_frame - t.frames_per_sec)
+                .abs()
+                < 1e-6
+        );
     }
 
     #[test]
     fn garbage_is_rejected_not_panicked_on() {
         assert!(Timeline::from_osc(b"\x00\x01garbage").is_err());
         assert!(Timeline::from_osc(&subscribe_message("x").expect("enc")).is_err());
-        assert_eq!(parse_subscribe(&subscribe_message("bike-7").expect("enc")).as_deref(), Some("bike-7"));
+        assert_eq!(
+            parse_subscribe(&subscribe_message("bike-7").expect("enc")).as_deref(),
+            Some("bike-7")
+        );
     }
 }
