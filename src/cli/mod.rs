@@ -1,6 +1,7 @@
 //! The command line: one file per subcommand, `anyhow` context at this edge only. Errors
 //! print as one line naming the cause and exit non-zero.
 
+mod analyze;
 mod play;
 mod tool;
 
@@ -33,6 +34,8 @@ pub struct Cli {
 pub enum Command {
     /// Play one track (a file, or `demo`, the built-in song) on this node.
     Play(play::PlayArgs),
+    /// Analyse tracks offline (tempo, beats, bars, sections, envelopes) into beatmaps.
+    Analyze(analyze::AnalyzeArgs),
     /// Print the effective configuration (defaults + file + overrides) as TOML.
     Config,
     /// Utilities: generate test signals.
@@ -90,6 +93,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let config = || Config::load(cli.config.as_deref(), &cli.set);
     match &cli.command {
         Command::Play(args) => play::run(config()?, args),
+        Command::Analyze(args) => analyze::run(args),
         Command::Config => {
             let text = toml::to_string_pretty(&config()?)?;
             print!("{text}");
