@@ -2,6 +2,7 @@
 
 mod util;
 
+mod analyze;
 mod cli;
 mod decode;
 mod led_firmware;

@@ -16,7 +16,7 @@ pub mod synth;
 pub use engine::{
     Control, Controller, EngineOptions, FreeRun, PlaybackReport, Player, PlayerStatus,
 };
-pub use source::{AudioError, Source, TrackSpec};
+pub use source::{read_mono, AudioError, Source, TrackSpec};
 
 use std::path::Path;
 

@@ -90,3 +90,36 @@ pub trait Source: Send {
     /// A short human name (file name, "demo").
     fn name(&self) -> String;
 }
+
+/// Frames decoded per [`read_mono`] block.
+const MONO_BLOCK_FRAMES: usize = 8192;
+
+/// Decodes a whole source, mixing every frame to mono (the mean of its channels) at the
+/// source's own rate. Streams in blocks: apart from one block of interleaved frames only
+/// the mono samples are held. `on_progress` is called after every block with the frames
+/// decoded so far (compare with [`TrackSpec::frames`] for a percentage).
+pub fn read_mono(
+    src: &mut dyn Source,
+    on_progress: &mut dyn FnMut(u64),
+) -> Result<Vec<f32>, AudioError> {
+    let spec = src.spec();
+    let ch = spec.channels.max(1);
+    // Trust the container's length only as a capacity hint, and not beyond an hour at 48 kHz.
+    let hint = spec.frames.unwrap_or(0).min(3600 * 48_000) as usize;
+    let mut mono = Vec::with_capacity(hint);
+    let mut block = Vec::with_capacity(MONO_BLOCK_FRAMES * ch);
+    let scale = 1.0 / ch as f32;
+    loop {
+        block.clear();
+        if src.read(&mut block, MONO_BLOCK_FRAMES)? == 0 {
+            break;
+        }
+        mono.extend(
+            block
+                .chunks_exact(ch)
+                .map(|frame| frame.iter().sum::<f32>() * scale),
+        );
+        on_progress(mono.len() as u64);
+    }
+    Ok(mono)
+}

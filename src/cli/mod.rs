@@ -1,6 +1,7 @@
 //! The command line: one file per subcommand, `anyhow` context at this edge only. Errors
 //! print as one line naming the cause and exit non-zero.
 
+mod analyze;
 mod node;
 mod play;
 mod scenario;
@@ -37,6 +38,8 @@ pub enum Command {
     Play(play::PlayArgs),
     /// Run this vehicle's daemon: player plus fleet sync (leader, follower or solo).
     Node(node::NodeArgs),
+    /// Analyse tracks offline (tempo, beats, bars, sections, envelopes) into beatmaps.
+    Analyze(analyze::AnalyzeArgs),
     /// Print the effective configuration (defaults + file + overrides) as TOML.
     Config,
     /// Utilities: generate test signals.
@@ -95,6 +98,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Play(args) => play::run(config()?, args),
         Command::Node(args) => node::run(config()?, args),
+        Command::Analyze(args) => analyze::run(args),
         Command::Config => {
             let text = toml::to_string_pretty(&config()?)?;
             print!("{text}");
