@@ -41,7 +41,7 @@ impl Default for PllConfig {
             ki: 0.25,
             max_ppm: 500.0,
             hard_seek_ns: 50_000_000,
-            hard_seek_updates: 5,
+            hard_seek_updates: 30,
             lock_ns: 1_000_000,
             update_ns: 50_000_000,
         }
@@ -117,6 +117,7 @@ pub struct FollowerController {
     in_lock_since: Option<u64>,
     joined: bool,
     seq_track: Option<String>,
+    epoch: Option<i32>,
 }
 
 impl FollowerController {
@@ -141,6 +142,7 @@ impl FollowerController {
             in_lock_since: None,
             joined: false,
             seq_track: None,
+            epoch: None,
         }
     }
 
@@ -178,9 +180,10 @@ impl Controller for FollowerController {
         let Some(frame) = r.track_frame else {
             return Control::Keep;
         };
-        if self.seq_track.as_deref() != Some(tl.track.as_str()) {
-            // A new track: join it afresh.
+        if self.seq_track.as_deref() != Some(tl.track.as_str()) || self.epoch != Some(tl.epoch) {
+            // A new track, or the leader jumped (seek): join afresh, no debounce.
             self.seq_track = Some(tl.track.clone());
+            self.epoch = Some(tl.epoch);
             self.joined = false;
         }
         let dt = self
@@ -253,6 +256,10 @@ pub struct LeaderController {
     track: String,
     points: VecDeque<(i64, f64)>,
     last_point: Option<u64>,
+    /// Last report: (heard_at mono ns, frame), to tell a seek (the frame jumps against the
+    /// monotonic clock) from a clock step (fleet time jumps, the frame does not).
+    last_report: Option<(u64, f64)>,
+    epoch: i32,
     seq: i64,
     timeline: Arc<Mutex<NetState>>,
 }
@@ -273,6 +280,8 @@ impl LeaderController {
             track,
             points: VecDeque::new(),
             last_point: None,
+            last_report: None,
+            epoch: 0,
             seq: 0,
             timeline,
         }
@@ -291,6 +300,13 @@ impl Controller for LeaderController {
             return Control::Keep;
         }
         self.last_point = Some(r.heard_at_ns);
+        if let Some((t, f)) = self.last_report {
+            let expect = f + r.heard_at_ns.saturating_sub(t) as f64 * 1e-9 * r.track_rate as f64;
+            if (expect - frame).abs() > r.track_rate as f64 * 0.01 {
+                self.epoch = self.epoch.wrapping_add(1);
+            }
+        }
+        self.last_report = Some((r.heard_at_ns, frame));
         let fleet = self
             .clock
             .from_mono(r.heard_at_ns.saturating_add_signed(self.output_latency_ns));
@@ -342,6 +358,7 @@ impl Controller for LeaderController {
             frames_per_sec: slope_ns * 1e9,
             playing: true,
             tempo_bpm: 0.0,
+            epoch: self.epoch,
         };
         if let Ok(mut n) = self.timeline.lock() {
             n.timeline = Some(tl);

@@ -34,6 +34,10 @@ pub struct Timeline {
     pub playing: bool,
     /// Tempo, BPM (0 if unknown).
     pub tempo_bpm: f32,
+    /// Playback epoch: the leader bumps it whenever its position jumps (track start, seek).
+    /// A follower seeing a new epoch re-joins at once; any other large disagreement (for
+    /// instance a leader clock step not yet seen through SNTP) is waited out first.
+    pub epoch: i32,
 }
 
 /// Why a datagram is not a timeline message.
@@ -74,6 +78,7 @@ impl Timeline {
                 OscType::Double(self.frames_per_sec),
                 OscType::Bool(self.playing),
                 OscType::Float(self.tempo_bpm),
+                OscType::Int(self.epoch),
             ],
         };
         let bundle = OscPacket::Bundle(OscBundle {
@@ -109,6 +114,7 @@ impl Timeline {
             Some(OscType::Double(fps)),
             Some(OscType::Bool(playing)),
             Some(OscType::Float(tempo)),
+            Some(OscType::Int(epoch)),
         ) = (
             a.first(),
             a.get(1),
@@ -118,9 +124,10 @@ impl Timeline {
             a.get(5),
             a.get(6),
             a.get(7),
+            a.get(8),
         )
         else {
-            return Err(TimelineError::Malformed("expected s h s i d d T/F f"));
+            return Err(TimelineError::Malformed("expected s h s i d d T/F f i"));
         };
         if *rate <= 0 || !frame.is_finite() || !fps.is_finite() || *fps < 0.0 {
             return Err(TimelineError::Malformed(
@@ -138,6 +145,7 @@ impl Timeline {
             frames_per_sec: *fps,
             playing: *playing,
             tempo_bpm: *tempo,
+            epoch: *epoch,
         })
     }
 }
@@ -178,6 +186,7 @@ mod tests {
             frames_per_sec: 44_100.0 * (1.0 + 37e-6),
             playing: true,
             tempo_bpm: 124.0,
+            epoch: 3,
         };
         let back = Timeline::from_osc(&t.to_osc().expect("encode")).expect("decode");
         assert!((back.anchor_fleet_ns - t.anchor_fleet_ns).abs() <= 1);
