@@ -9,17 +9,9 @@ use convoy::analysis::{eval, Beatmap};
 use crate::util::{convoy_bin, fixture};
 
 fn analyze(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(convoy_bin())
-        .arg("analyze")
-        .args(args)
-        .env("CONVOY_LOG", "warn")
-        .output()
-        .expect("runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let mut all = vec!["analyze"];
+    all.extend_from_slice(args);
+    crate::util::run_convoy(&all)
 }
 
 fn s(p: &Path) -> &str {

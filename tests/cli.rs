@@ -1,21 +1,6 @@
 //! The binary's front door: help, errors, config handling.
 
-use std::process::Command;
-
-use crate::util::convoy_bin;
-
-fn run(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(convoy_bin())
-        .args(args)
-        .env("CONVOY_LOG", "warn")
-        .output()
-        .expect("runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use crate::util::run_convoy as run;
 
 #[test]
 fn help_lists_the_commands() {

@@ -19,6 +19,20 @@ pub fn convoy_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_convoy"))
 }
 
+/// Run the `convoy` binary with `args` (quiet logs): (success, stdout, stderr).
+pub fn run_convoy(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(convoy_bin())
+        .args(args)
+        .env("CONVOY_LOG", "warn")
+        .output()
+        .expect("convoy runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// A controller that only records what the engine reports.
 #[derive(Clone, Default)]
 pub struct Recording(pub Arc<Mutex<Vec<PlaybackReport>>>);
