@@ -50,6 +50,9 @@ pub struct NodeOptions {
     pub duration: Option<Duration>,
     /// Status line interval.
     pub status_every: Duration,
+    /// Leader/solo: start the track this long after startup, announced to followers in
+    /// advance, so every bike starts on the same sample (a scheduled start).
+    pub start_in: Duration,
 }
 
 /// One status line.
@@ -120,7 +123,27 @@ pub async fn run(config: Config, opts: NodeOptions) -> Result<(), NodeError> {
     };
     let player = Arc::new(Player::start(sink, engine, controller)?);
     if y.role != Role::Follower {
-        player.load(audio::open_track(&opts.track)?, 0)?;
+        let source = audio::open_track(&opts.track)?;
+        let rate = source.spec().sample_rate;
+        // Scheduled start: frame 0 is heard at `start`; the plan is published at once so
+        // followers can start on the same sample. Measured timelines replace it as soon as
+        // the leader plays.
+        let start = mono_ns() + opts.start_in.as_nanos() as u64;
+        player.load_at(source, 0, start)?;
+        if let Ok(mut n) = net.lock() {
+            n.timeline = Some(Timeline {
+                leader: id.clone(),
+                seq: 0,
+                track: opts.track.clone(),
+                track_rate: rate,
+                anchor_frame: 0.0,
+                anchor_fleet_ns: clock.from_mono(start.saturating_add_signed(latency_ns)),
+                frames_per_sec: rate as f64,
+                playing: true,
+                tempo_bpm: 0.0,
+                epoch: 0,
+            });
+        }
     }
     let bind_ip: std::net::IpAddr = y
         .bind
@@ -171,10 +194,12 @@ pub async fn run(config: Config, opts: NodeOptions) -> Result<(), NodeError> {
                 counters.clone(),
             )));
             let sock = bind("timeline", SocketAddr::new(bind_ip, 0)).await?;
+            let local = LocalTime { clock, latency_ns };
             tasks.push(tokio::spawn(follow_timeline(
                 sock,
                 leader,
                 id.clone(),
+                local,
                 net.clone(),
                 player.clone(),
                 counters.clone(),
@@ -336,11 +361,21 @@ async fn discipline(
     }
 }
 
-/// Follower: subscribe to the leader, take its timeline, open its track.
+/// A node's clock plus its output latency: turns fleet time into the monotonic instant at
+/// which the DAC must play.
+#[derive(Debug, Clone, Copy)]
+struct LocalTime {
+    clock: LocalClock,
+    latency_ns: i64,
+}
+
+/// Follower: subscribe to the leader, take its timeline, open its track — at the scheduled
+/// sample when the timeline's anchor lies in the future.
 async fn follow_timeline(
     sock: UdpSocket,
     leader: SocketAddr,
     id: String,
+    local: LocalTime,
     net: Arc<Mutex<NetState>>,
     player: Arc<Player>,
     c: Arc<Counters>,
@@ -373,9 +408,20 @@ async fn follow_timeline(
                     newer
                 };
                 if newer && loaded.as_deref() != Some(tl.track.as_str()) {
+                    let est = net.lock().ok().and_then(|n| n.estimate);
+                    // When (monotonic) the anchor must be heard, if that is still ahead.
+                    let scheduled = est.and_then(|e| {
+                        let mono = local.clock.to_mono(e.local_at(tl.anchor_fleet_ns)).saturating_add_signed(-local.latency_ns);
+                        (mono > mono_ns() + 50_000_000).then_some(mono)
+                    });
                     match audio::open_track(&tl.track) {
                         Ok(src) => {
-                            if player.load(src, 0).is_ok() {
+                            let start = tl.anchor_frame.max(0.0).round() as u64;
+                            let sent = match scheduled {
+                                Some(at) => player.load_at(src, start, at),
+                                None => player.load(src, 0),
+                            };
+                            if sent.is_ok() {
                                 loaded = Some(tl.track.clone());
                             }
                         }

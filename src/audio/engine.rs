@@ -105,6 +105,9 @@ pub enum Command {
         start_frame: u64,
         /// Start paused.
         paused: bool,
+        /// Start so that `start_frame` is heard exactly at this monotonic time (ns); silence
+        /// until then. `None`: as soon as possible.
+        at_heard_ns: Option<u64>,
     },
     /// Jump to a track frame.
     Seek(u64),
@@ -183,6 +186,7 @@ impl Player {
             scratch: Vec::new(),
             mapped: Vec::new(),
             seeks: 0,
+            last_timing: None,
         };
         // Prime the ring with silence so the sink does not start on an underrun.
         worker.fill()?;
@@ -217,6 +221,23 @@ impl Player {
             source,
             start_frame,
             paused: false,
+            at_heard_ns: None,
+        })
+    }
+
+    /// Load a track so that `start_frame` is heard exactly at monotonic time `at_heard_ns`
+    /// (a scheduled start; to within one frame once the sink has reported its timing).
+    pub fn load_at(
+        &self,
+        source: Box<dyn Source>,
+        start_frame: u64,
+        at_heard_ns: u64,
+    ) -> Result<(), AudioError> {
+        self.send(Command::Load {
+            source,
+            start_frame,
+            paused: false,
+            at_heard_ns: Some(at_heard_ns),
         })
     }
 
@@ -294,6 +315,8 @@ struct Track {
     end_ring_frame: Option<u64>,
     /// Track position where the next paused/silent segment sits.
     hold_pos: f64,
+    /// Scheduled start: monotonic ns at which the first frame must be heard.
+    start_at: Option<u64>,
 }
 
 struct Worker {
@@ -311,6 +334,8 @@ struct Worker {
     scratch: Vec<f32>,
     mapped: Vec<f32>,
     seeks: u64,
+    /// Latest timing sample from the sink (for scheduled starts).
+    last_timing: Option<TimingSample>,
 }
 
 impl Worker {
@@ -343,7 +368,8 @@ impl Worker {
                 source,
                 start_frame,
                 paused,
-            } => self.load(source, start_frame, paused),
+                at_heard_ns,
+            } => self.load(source, start_frame, paused, at_heard_ns),
             Command::Seek(frame) => self.seek(frame),
             Command::Speed(ppm) => {
                 if let Some(t) = self.track.as_mut() {
@@ -390,6 +416,7 @@ impl Worker {
         mut source: Box<dyn Source>,
         start_frame: u64,
         paused: bool,
+        start_at: Option<u64>,
     ) -> Result<(), AudioError> {
         let spec = source.spec();
         let mut converter = RateConverter::new(
@@ -417,6 +444,7 @@ impl Worker {
             paused,
             end_ring_frame: None,
             hold_pos: start_frame as f64,
+            start_at,
         });
         self.set_status(|s| {
             *s = PlayerStatus {
@@ -462,6 +490,7 @@ impl Worker {
             latest = Some(t);
         }
         let Some(t) = latest else { return };
+        self.last_timing = Some(t);
         // Forget segments that have been played entirely.
         while self.segments.len() > 1
             && self.segments[0].ring_start + self.segments[0].frames <= t.ring_frame
@@ -528,6 +557,18 @@ impl Worker {
         let mut budget = self.opts.ring_frames;
         while self.ring.slots() >= chunk * ch && budget >= chunk {
             budget -= chunk;
+            if let Some(wait) = self.frames_until_start() {
+                // Scheduled start: silence up to the exact frame, then the track.
+                let n = wait.min(chunk as u64) as usize;
+                if n > 0 {
+                    self.push_silence(n, None);
+                    budget = budget.saturating_sub(n);
+                    continue;
+                }
+                if let Some(t) = self.track.as_mut() {
+                    t.start_at = None;
+                }
+            }
             let produced = match self.track.as_ref() {
                 Some(t) if !t.paused && !t.written_out => self.produce_track_chunk()?,
                 _ => false,
@@ -538,6 +579,20 @@ impl Worker {
             }
         }
         Ok(())
+    }
+
+    /// For a scheduled start: ring frames of silence still to write before the track's
+    /// first frame (`Some(0)`: start now); `None` when no start is pending. Until the sink
+    /// has reported its timing, a whole chunk of silence at a time.
+    fn frames_until_start(&self) -> Option<u64> {
+        let at = self.track.as_ref()?.start_at?;
+        let Some(t) = self.last_timing else {
+            return Some(self.opts.chunk_frames as u64);
+        };
+        let ns_per_frame = 1e9 / self.out_rate as f64;
+        let write_heard =
+            t.heard_at_ns as f64 + self.written.saturating_sub(t.ring_frame) as f64 * ns_per_frame;
+        Some(((at as f64 - write_heard) / ns_per_frame).round().max(0.0) as u64)
     }
 
     fn push_silence(&mut self, frames: usize, hold: Option<f64>) {

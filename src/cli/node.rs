@@ -22,6 +22,10 @@ pub struct NodeArgs {
     /// Status line interval, seconds.
     #[arg(long, default_value_t = 1.0)]
     pub status_every: f64,
+    /// Leader/solo: start the track this many seconds from now, announced to the fleet
+    /// beforehand so every bike starts on the same sample.
+    #[arg(long, default_value_t = 0.5)]
+    pub start_in: f64,
 }
 
 /// Run `convoy node`.
@@ -41,6 +45,7 @@ pub fn run(mut config: Config, args: &NodeArgs) -> anyhow::Result<()> {
             track: args.track.clone(),
             duration: args.seconds.map(Duration::from_secs_f64),
             status_every: Duration::from_secs_f64(args.status_every.max(0.05)),
+            start_in: Duration::from_secs_f64(args.start_in.clamp(0.0, 3600.0)),
         },
     ))?;
     Ok(())

@@ -63,6 +63,14 @@ pub struct ClockEstimate {
 }
 
 impl ClockEstimate {
+    /// Local time at which fleet time reads `fleet_ns` (inverse of [`Self::fleet_at`]).
+    pub fn local_at(&self, fleet_ns: i64) -> i64 {
+        // One fixed-point step is exact to well under a nanosecond for |ppm| ≪ 1e6.
+        let mut local = fleet_ns - self.offset_ns.round() as i64;
+        local -= self.fleet_at(local) - fleet_ns;
+        local
+    }
+
     /// Fleet (leader) time at local time `local_ns`.
     pub fn fleet_at(&self, local_ns: i64) -> i64 {
         let dt = (local_ns - self.ref_local_ns) as f64;

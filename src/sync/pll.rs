@@ -195,6 +195,10 @@ impl Controller for FollowerController {
         let err_ns = (err_s * 1e9) as i64;
         let over = err_ns.abs() > self.cfg.hard_seek_ns;
         self.over_threshold = if over { self.over_threshold + 1 } else { 0 };
+        if !self.joined && err_ns.abs() < self.cfg.hard_seek_ns / 10 {
+            // Already where the timeline says (a scheduled start): join without a seek.
+            self.joined = true;
+        }
         if !self.joined || self.over_threshold >= self.cfg.hard_seek_updates {
             let target = tl.frame_at(self.fleet_at_mono(&est, r.write_heard_at_ns));
             if target < 0.0 {
