@@ -128,7 +128,7 @@ build_target() {
     [[ -f $f ]] || continue
     "$gnu-strip" -o "$f.stripped" "$f"
   done
-  "$qemu" -L "/usr/$gnu" "$dist/convoy-$name-nocpal" --version
+  "$qemu" -L "/usr/$gnu" -E "LD_LIBRARY_PATH=/usr/$gnu/lib" "$dist/convoy-$name-nocpal" --version
 
   if ((run_tests)); then
     # The runner (qemu-user with the target's libc) is set in .cargo/config.toml.
