@@ -408,7 +408,10 @@ async fn follow_timeline(
                     newer
                 };
                 if newer && loaded.as_deref() != Some(tl.track.as_str()) {
-                    let est = net.lock().ok().and_then(|n| n.estimate);
+                    // Without a clock estimate we cannot tell whether the start is still
+                    // ahead: wait for SNTP (the next timeline retries).
+                    let Some(est) = net.lock().ok().and_then(|n| n.estimate) else { continue };
+                    let est = Some(est);
                     // When (monotonic) the anchor must be heard, if that is still ahead.
                     let scheduled = est.and_then(|e| {
                         let mono = local.clock.to_mono(e.local_at(tl.anchor_fleet_ns)).saturating_add_signed(-local.latency_ns);

@@ -86,3 +86,27 @@ fn a_leader_clock_step_does_not_make_followers_jump() {
     eprintln!("after a +2 s leader clock step: max offset {max:.3} ms");
     assert!(max < 4.0, "max offset {max} ms");
 }
+
+#[test]
+fn a_scheduled_start_is_played_on_the_same_sample_by_every_bike() {
+    // The leader announces its start 5 s ahead; followers (running from 2 s) start with it.
+    let s = scenario(
+        "scheduled",
+        port_base(2),
+        &["--nodes", "3", "--seconds", "15", "--start-in-s", "5"],
+    );
+    for n in s["nodes"].as_array().expect("nodes") {
+        assert_eq!(
+            n["seeks"].as_u64(),
+            Some(0),
+            "{} needed a seek: it did not start on schedule",
+            n["node"]
+        );
+        let first = n["first_second_max_ms"].as_f64().unwrap_or(f64::INFINITY);
+        eprintln!(
+            "{}: worst offset in the first second {first:.3} ms",
+            n["node"]
+        );
+        assert!(first < 3.0, "{}: {first} ms off at the start", n["node"]);
+    }
+}

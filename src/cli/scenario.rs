@@ -59,6 +59,10 @@ pub struct ScenarioArgs {
     /// Leader clock step size, ms.
     #[arg(long, default_value_t = 2000.0)]
     pub leader_step_ms: f64,
+    /// The leader starts its track this many seconds after it starts (a scheduled start
+    /// announced to followers that are already running, when larger than --join-after-s).
+    #[arg(long, default_value_t = 0.5)]
+    pub start_in_s: f64,
     /// Followers start this many seconds after the leader.
     #[arg(long, default_value_t = 2.0)]
     pub join_after_s: f64,
@@ -99,6 +103,10 @@ pub struct NodeResult {
     pub samples: usize,
     /// Hard seeks after lock (from the node's status).
     pub seeks_after_lock: u64,
+    /// Hard seeks in all (the join seek included).
+    pub seeks: u64,
+    /// |offset| over the first second of playback, ms (max): how well a start lined up.
+    pub first_second_max_ms: f64,
     /// Largest |speed| the PLL applied, ppm.
     pub max_speed_ppm: f64,
     /// SNTP estimate error vs injected truth, µs: p50 and max of |error|.
@@ -201,6 +209,9 @@ pub fn run(args: &ScenarioArgs) -> anyhow::Result<Summary> {
             "--status-every",
             "0.5",
         ]);
+        if k == 0 {
+            cmd.args(["--start-in", &args.start_in_s.to_string()]);
+        }
         let child = cmd
             .stdout(Stdio::from(std::fs::File::create(&log)?))
             .stderr(Stdio::from(std::fs::File::create(
@@ -385,6 +396,15 @@ fn analyse(
                 .as_ref()
                 .and_then(|s| s["lock"]["seeks_after_lock"].as_u64())
                 .unwrap_or(0),
+            seeks: status
+                .as_ref()
+                .and_then(|s| s["lock"]["seeks"].as_u64())
+                .unwrap_or(0),
+            first_second_max_ms: series
+                .iter()
+                .take_while(|(t, _)| series.first().is_some_and(|f| *t < f.0 + 1_000_000_000))
+                .map(|(_, o)| o.abs() * 1e3)
+                .fold(f64::NAN, f64::max),
             max_speed_ppm: status
                 .as_ref()
                 .and_then(|s| s["lock"]["max_abs_speed_ppm"].as_f64())
