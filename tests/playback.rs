@@ -155,9 +155,14 @@ fn latency_shifts_heard_time_and_speed_changes_are_followed() {
         .iter()
         .find(|r| r.track_frame.is_some())
         .expect("played");
-    // Started 3 s in (the resampler's first frames ramp in from silence).
+    // Started 3 s in. The first period whose first sample carries a readable pilot can be up
+    // to one period (256 output = 235 track frames) after the start, plus the resampler's
+    // ramp-in from silence.
     let f = first.track_frame.unwrap_or(0.0);
-    assert!((f - 132_300.0).abs() < 200.0, "first frame {f}");
+    assert!(
+        (132_300.0 - 1.0..132_300.0 + 300.0).contains(&f),
+        "first frame {f}"
+    );
     // Speed: +800 ppm over a DAC running −150 ppm.
     let t0 = rows[0].heard_at_ns as f64;
     let track: Vec<(f64, f64)> = rows
@@ -173,4 +178,47 @@ fn latency_shifts_heard_time_and_speed_changes_are_followed() {
     let want = ((1.0 + 800e-6) * (1.0 - 150e-6) - 1.0) * 1e6;
     eprintln!("track clock {ppm:+.3} ppm, want {want:+.3}");
     assert!((ppm - want).abs() < 1.0);
+}
+
+/// A scheduled start: frame 44 100 of the track is heard at the requested monotonic instant
+/// (through the DAC's 25 ms latency), to a fraction of a millisecond.
+#[test]
+fn a_scheduled_start_is_heard_at_the_requested_instant() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let rec = dir.path().join("rec.csv");
+    let cfg = Config::builtin().expect("defaults");
+    let player = Player::start(
+        virtual_sink(90.0, 25.0, &rec, false),
+        EngineOptions::from_config(&cfg.audio),
+        Box::new(Recording::default()),
+    )
+    .expect("player");
+    let at = convoy::clock::mono_ns() + 400_000_000;
+    player
+        .load_at(
+            Box::new(GeneratedSource::new(Signal::Pilot, 44_100, 2.0)),
+            44_100,
+            at,
+        )
+        .expect("load");
+    play_to_end(&player, Duration::from_secs(10));
+    player.stop().expect("stop");
+    let rows = read_recording(&rec);
+    // Fit the first second of decoded positions and find when frame 44 100 was heard.
+    let pts: Vec<(f64, f64)> = rows
+        .iter()
+        .filter_map(|r| r.track_frame.map(|f| (r.heard_at_ns as f64 - at as f64, f)))
+        .filter(|(_, f)| *f > 44_100.0 + 100.0 && *f < 44_100.0 * 1.8)
+        .collect();
+    assert!(pts.len() > 50, "{} pilot rows", pts.len());
+    let (slope, intercept) = fit(&pts);
+    let heard_ns = (44_100.0 - intercept) / slope;
+    eprintln!(
+        "frame 44100 heard {:+.1} us from the requested instant",
+        heard_ns / 1e3
+    );
+    assert!(
+        heard_ns.abs() < 200_000.0,
+        "started {heard_ns} ns off schedule"
+    );
 }

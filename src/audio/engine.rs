@@ -585,14 +585,20 @@ impl Worker {
     /// first frame (`Some(0)`: start now); `None` when no start is pending. Until the sink
     /// has reported its timing, a whole chunk of silence at a time.
     fn frames_until_start(&self) -> Option<u64> {
-        let at = self.track.as_ref()?.start_at?;
+        let track = self.track.as_ref()?;
+        let at = track.start_at?;
+        let lead = track.converter.output_lead();
         let Some(t) = self.last_timing else {
             return Some(self.opts.chunk_frames as u64);
         };
         let ns_per_frame = 1e9 / self.out_rate as f64;
         let write_heard =
             t.heard_at_ns as f64 + self.written.saturating_sub(t.ring_frame) as f64 * ns_per_frame;
-        Some(((at as f64 - write_heard) / ns_per_frame).round().max(0.0) as u64)
+        Some(
+            ((at as f64 - write_heard) / ns_per_frame - lead)
+                .round()
+                .max(0.0) as u64,
+        )
     }
 
     fn push_silence(&mut self, frames: usize, hold: Option<f64>) {

@@ -161,6 +161,13 @@ impl RateConverter {
         self.index = track_frame as f64 - self.kernel_lead;
     }
 
+    /// Output frames between the first frame after a [`Self::reset`] and the frame that
+    /// carries the reset's track frame (the interpolation kernel's lead): a scheduled start
+    /// begins this much earlier so the requested frame lands on time.
+    pub fn output_lead(&self) -> f64 {
+        (self.kernel_lead - self.t_ratio) / self.t_ratio
+    }
+
     /// Current speed adjustment, ppm.
     pub fn speed_ppm(&self) -> f64 {
         self.speed_ppm
