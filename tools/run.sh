@@ -6,4 +6,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/setup.sh
 cargo build --release --locked
-exec target/release/convoy play "${@:-demo}"
+exec "${CARGO_TARGET_DIR:-target}/release/convoy" play "${@:-demo}"
