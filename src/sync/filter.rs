@@ -272,17 +272,7 @@ impl ClockFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Deterministic uniform noise in [0, 1).
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> f64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            (self.0 >> 11) as f64 / (1u64 << 53) as f64
-        }
-    }
+    use crate::sync::impair::Rng;
 
     /// Exchange interval of the simulation: the default `sync.poll_hz` of 10.
     const POLL_NS: f64 = 100e6;

@@ -60,10 +60,12 @@ pub struct ImpairStats {
     pub stalled: AtomicU64,
 }
 
-struct Rng(u64);
+/// Deterministic xorshift noise, uniform in [0, 1): the relay's dice, also used by the
+/// sync simulations in tests. Seed must be non-zero.
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> f64 {
+    pub(crate) fn next(&mut self) -> f64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
