@@ -230,7 +230,6 @@ pub fn run(args: &ScenarioArgs) -> anyhow::Result<Summary> {
             start_mono: crate::clock::mono_ns(),
         })
     };
-    let total = args.seconds + args.join_after_s;
     let mut leader_sets = vec![
         "sync.role=leader".to_string(),
         format!("sync.osc_port={leader_osc}"),
@@ -244,7 +243,6 @@ pub fn run(args: &ScenarioArgs) -> anyhow::Result<Summary> {
         leader_sets.push(format!("clock.step_ms={}", args.leader_step_ms));
     }
     let mut leader = spawn(0, leader_sets)?;
-    let _ = leader.child.id();
     // Relays: one timeline and one SNTP relay per follower, each with its own seed.
     let mut relay_ports = Vec::new();
     for k in 1..args.nodes {
@@ -306,7 +304,6 @@ pub fn run(args: &ScenarioArgs) -> anyhow::Result<Summary> {
         let _ = n.child.wait();
     }
     drop(rt);
-    let _ = total;
     analyse(args, &leader, &nodes, &stats)
 }
 

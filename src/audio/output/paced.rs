@@ -148,7 +148,7 @@ fn run_dac(
             sleep_until_mono(consume_at);
         }
         let heard_at = consume_at + opts.latency_ns;
-        let ring_before = core_ring_frames(&core);
+        let ring_before = core.shared_ring_frames();
         core.render(&mut buf, heard_at);
         if let Some(rec) = recorder.as_mut() {
             rec.record(heard_at, consumed, ring_before, &buf, ch)?;
@@ -159,10 +159,6 @@ fn run_dac(
         rec.finish()?;
     }
     Ok(())
-}
-
-fn core_ring_frames(core: &RenderCore) -> u64 {
-    core.shared_ring_frames()
 }
 
 /// CSV writer for the virtual sink's timeline.
