@@ -12,6 +12,10 @@ use std::time::Duration;
 
 use tokio::net::UdpSocket;
 
+pub mod handle;
+
+pub use handle::{Command as NodeCommand, HandleError, NodeHandle, Origin, Snapshot};
+
 use crate::audio::{self, output, EngineOptions, Player};
 use crate::clock::{mono_ns, LocalClock};
 use crate::config::{Config, Role};

@@ -1,0 +1,281 @@
+//! The node's control surface: one command channel in, one state snapshot out.
+//!
+//! Every front end — the OSC control port, the phone web app, the EchoFlux-style HTTP API,
+//! a DAW follower — translates its protocol into a [`Command`] (the typed control set of
+//! [`crate::osc::command`]) and sends it through a cloneable [`NodeHandle`]; the node
+//! answers each with accepted or an error message, and publishes what it is doing as a
+//! [`Snapshot`] on a `watch` channel. Front ends never touch the player, the sockets or
+//! the LED link, so each can be tested against a detached handle ([`NodeHandle::channel`])
+//! whose other end the test plays.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub use crate::osc::command::Command;
+
+/// Who asked (for logs, per-origin policy and feedback).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// The OSC control port; the sender's address.
+    Osc(String),
+    /// The web app or HTTP API; the client's address.
+    Web(String),
+    /// The show runner or another part of the node itself.
+    Internal,
+    /// Another fleet node (a command relayed over the fleet channel); its id.
+    Fleet(String),
+}
+
+/// One command with its origin and, optionally, where to send the verdict.
+#[derive(Debug)]
+pub struct Request {
+    /// What to do.
+    pub command: Command,
+    /// Who asked.
+    pub origin: Origin,
+    /// Answered with `Ok` when the node accepted the command, or why not.
+    pub reply: Option<oneshot::Sender<Result<(), String>>>,
+}
+
+/// Why a command did not reach the node or was refused by it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HandleError {
+    /// The node has stopped.
+    #[error("the node is not running")]
+    Closed,
+    /// The command queue is full (a flood); the command was dropped.
+    #[error("the node is busy; command dropped")]
+    Busy,
+    /// The node refused the command.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Light state as the node last commanded it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LightState {
+    /// Pattern name (`rainbow`, `chase`, …).
+    pub pattern: String,
+    /// Hue, degrees.
+    pub hue: u16,
+    /// Brightness 0..=1.
+    pub bright: f32,
+    /// Solid colour, RGB.
+    pub color: [u8; 3],
+    /// LED link: `sim`, `connected`, `disconnected`, `none`.
+    pub link: String,
+}
+
+/// Sync quality of this node.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SyncState {
+    /// Estimated offset of the fleet clock from ours, ms.
+    pub offset_ms: Option<f64>,
+    /// Our clock's frequency error against the fleet, ppm.
+    pub clock_ppm: Option<f64>,
+    /// Last playback error against the timeline, ms.
+    pub playback_error_ms: Option<f64>,
+    /// Playback locked to the timeline.
+    pub locked: bool,
+}
+
+/// A fleet peer as seen by this node.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PeerState {
+    /// Vehicle id.
+    pub id: String,
+    /// Address it was heard from.
+    pub addr: String,
+    /// `leader`, `follower`, `solo`.
+    pub role: String,
+    /// Milliseconds since it was last heard.
+    pub last_heard_ms: u64,
+    /// Its playback error against the timeline (from its heartbeat), ms.
+    pub playback_error_ms: Option<f64>,
+    /// Software/protocol version.
+    pub version: String,
+}
+
+/// Live music meters (beat counter and band levels) for lights and UIs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Meters {
+    /// Beats seen since the track started.
+    pub beat: u64,
+    /// Beat within the bar (1-based), when known.
+    pub beat_in_bar: Option<u8>,
+    /// Band levels 0..=1, low to high.
+    pub bands: Vec<f32>,
+}
+
+/// What a node is doing, published after every change and at the status interval.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// This node's vehicle id.
+    pub id: String,
+    /// `leader`, `follower` or `solo`.
+    pub role: String,
+    /// The current leader's id, if any.
+    pub leader: Option<String>,
+    /// Track playing or loaded.
+    pub track: Option<String>,
+    /// Playing (not paused or stopped).
+    pub playing: bool,
+    /// Position heard now, ms.
+    pub position_ms: Option<f64>,
+    /// Track length, ms.
+    pub duration_ms: Option<f64>,
+    /// Tempo, when known.
+    pub tempo_bpm: Option<f64>,
+    /// Show loaded, if any.
+    pub show: Option<String>,
+    /// Last cue fired.
+    pub cue: Option<String>,
+    /// Lights.
+    pub light: LightState,
+    /// Sync quality.
+    pub sync: SyncState,
+    /// Known peers.
+    pub peers: Vec<PeerState>,
+    /// Meters.
+    pub meters: Meters,
+    /// Rejected-input counters by reason (security).
+    pub rejected: BTreeMap<String, u64>,
+}
+
+/// Cloneable front-end side of a node.
+#[derive(Debug, Clone)]
+pub struct NodeHandle {
+    tx: mpsc::Sender<Request>,
+    state: watch::Receiver<Snapshot>,
+}
+
+/// The node side of a [`NodeHandle`]: requests to serve and the snapshot to publish.
+#[derive(Debug)]
+pub struct NodeInbox {
+    /// Incoming requests.
+    pub requests: mpsc::Receiver<Request>,
+    /// Publish state here.
+    pub state: watch::Sender<Snapshot>,
+}
+
+/// Requests queued before senders see [`HandleError::Busy`].
+const QUEUE: usize = 256;
+
+impl NodeHandle {
+    /// A handle and the inbox the node (or a test) serves.
+    pub fn channel(initial: Snapshot) -> (NodeHandle, NodeInbox) {
+        let (tx, requests) = mpsc::channel(QUEUE);
+        let (state_tx, state) = watch::channel(initial);
+        (
+            NodeHandle { tx, state },
+            NodeInbox {
+                requests,
+                state: state_tx,
+            },
+        )
+    }
+
+    /// Send a command and wait for the node's verdict.
+    pub async fn execute(&self, command: Command, origin: Origin) -> Result<(), HandleError> {
+        let (reply, verdict) = oneshot::channel();
+        self.tx
+            .try_send(Request {
+                command,
+                origin,
+                reply: Some(reply),
+            })
+            .map_err(send_error)?;
+        match verdict.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(why)) => Err(HandleError::Refused(why)),
+            Err(_) => Err(HandleError::Closed),
+        }
+    }
+
+    /// Send a command without waiting for the verdict; never blocks.
+    pub fn submit(&self, command: Command, origin: Origin) -> Result<(), HandleError> {
+        self.tx
+            .try_send(Request {
+                command,
+                origin,
+                reply: None,
+            })
+            .map_err(send_error)
+    }
+
+    /// The latest snapshot.
+    pub fn snapshot(&self) -> Snapshot {
+        self.state.borrow().clone()
+    }
+
+    /// A receiver that wakes on every published change.
+    pub fn watch(&self) -> watch::Receiver<Snapshot> {
+        self.state.clone()
+    }
+}
+
+fn send_error<T>(e: mpsc::error::TrySendError<T>) -> HandleError {
+    match e {
+        mpsc::error::TrySendError::Full(_) => HandleError::Busy,
+        mpsc::error::TrySendError::Closed(_) => HandleError::Closed,
+    }
+}
+
+impl Request {
+    /// Answer the sender, if it waits.
+    pub fn answer(self, verdict: Result<(), String>) {
+        if let Some(r) = self.reply {
+            let _ = r.send(verdict);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn commands_round_trip_with_verdicts() {
+        let (handle, mut inbox) = NodeHandle::channel(Snapshot::default());
+        let node = tokio::spawn(async move {
+            while let Some(req) = inbox.requests.recv().await {
+                let verdict = match &req.command {
+                    Command::Stop => {
+                        inbox.state.send_modify(|s| s.playing = false);
+                        Ok(())
+                    }
+                    other => Err(format!("cannot {other:?}")),
+                };
+                req.answer(verdict);
+            }
+        });
+        let h = handle.clone();
+        assert_eq!(h.execute(Command::Stop, Origin::Internal).await, Ok(()));
+        assert!(matches!(
+            h.execute(Command::Go, Origin::Internal).await,
+            Err(HandleError::Refused(m)) if m.contains("Go")
+        ));
+        drop((h, handle));
+        node.await.ok();
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_is_busy_not_blocking() {
+        let (handle, inbox) = NodeHandle::channel(Snapshot::default());
+        for _ in 0..QUEUE {
+            handle.submit(Command::Go, Origin::Internal).ok();
+        }
+        assert_eq!(
+            handle.submit(Command::Go, Origin::Internal),
+            Err(HandleError::Busy)
+        );
+        drop(inbox);
+        assert_eq!(
+            handle.submit(Command::Go, Origin::Internal),
+            Err(HandleError::Closed)
+        );
+    }
+}
