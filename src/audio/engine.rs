@@ -132,6 +132,9 @@ pub struct PlayerStatus {
     pub track_frames: Option<u64>,
     /// Last heard track frame.
     pub position: Option<f64>,
+    /// Monotonic time (ns) at which `position` was heard: with `track_rate` and
+    /// `speed_ppm` it maps any track frame to the instant it will be heard.
+    pub heard_at_ns: u64,
     /// Paused.
     pub paused: bool,
     /// The track has played to its end (all of it heard).
@@ -515,7 +518,10 @@ impl Worker {
         let finished = track.end_ring_frame.is_some_and(|end| t.ring_frame >= end);
         let speed = report.speed_ppm;
         self.set_status(|s| {
-            s.position = heard.or(s.position);
+            if heard.is_some() {
+                s.position = heard;
+                s.heard_at_ns = t.heard_at_ns;
+            }
             s.corrupt_packets = corrupt;
             s.finished = finished;
             s.speed_ppm = speed;
