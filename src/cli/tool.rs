@@ -39,6 +39,12 @@ pub enum ToolCommand {
         #[arg(long, default_value_t = 100.0)]
         stall_ms: f64,
     },
+    /// Make a fleet key: 32 random bytes as hex in a new file readable only by its owner.
+    /// Copy the same file to every bike (`security.key_file`).
+    Keygen {
+        /// Key file to create (never overwritten).
+        out: PathBuf,
+    },
     /// Write a generated signal to a WAV file (32-bit float, or 16-bit with `--pcm16`).
     Gen {
         /// `demo`, `pilot` or `sine:HZ`.
@@ -113,6 +119,7 @@ pub fn run(cmd: &ToolCommand) -> anyhow::Result<()> {
                 Ok(())
             })
         }
+        ToolCommand::Keygen { out } => keygen(out),
         ToolCommand::Gen {
             signal,
             out,
@@ -158,4 +165,33 @@ pub fn run(cmd: &ToolCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn keygen(out: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("cannot read /dev/urandom")?;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(out)
+        .with_context(|| {
+            format!(
+                "cannot create key file {} (it must not exist yet)",
+                out.display()
+            )
+        })?;
+    writeln!(f, "{hex}").with_context(|| format!("cannot write {}", out.display()))?;
+    let key = crate::security::FleetKey::from_text(1, &hex)?;
+    println!(
+        "wrote {} (fingerprint {})",
+        out.display(),
+        key.fingerprint()
+    );
+    Ok(())
 }

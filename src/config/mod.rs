@@ -86,6 +86,8 @@ pub struct Config {
     pub clock: ClockConfig,
     /// Fleet sync.
     pub sync: SyncConfig,
+    /// Fleet authentication and the control-port policy.
+    pub security: crate::security::fleet::SecurityConfig,
 }
 
 /// `[clock]`: injected error for the test rig.
@@ -358,6 +360,9 @@ impl Config {
                 "sync.bind",
                 format!("{:?} is not an IP address", y.bind),
             ));
+        }
+        if let Err((key, message)) = self.security.check() {
+            return Err(range(&key, message));
         }
         let n = &self.node;
         if !(n.output_latency_ms.is_finite() && (-1000.0..=10_000.0).contains(&n.output_latency_ms))

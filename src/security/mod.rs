@@ -10,6 +10,7 @@
 //! call. See `SECURITY.md` for what this does and does not protect.
 
 pub mod envelope;
+pub mod fleet;
 pub mod guard;
 pub mod key;
 pub mod policy;
@@ -18,6 +19,7 @@ pub mod replay;
 pub mod stats;
 
 pub use envelope::{open, seal, EnvelopeError, Opened, Sealer, SenderId};
+pub use fleet::{sender_id, FleetSecurity, SecurityConfig, SecurityError};
 pub use guard::{Accepted, Guard, GuardConfig, Rejection};
 pub use key::{FleetKey, KeyError, KeyId, Keyring};
 pub use ratelimit::TrafficClass;
