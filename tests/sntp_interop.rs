@@ -90,6 +90,7 @@ fn chrony_client_reads_convoys_server() {
     let server = rt.spawn(sntp::serve(
         sock,
         LocalClock::unix(250_000_000, 0.0),
+        None,
         Default::default(),
     ));
     let out = Command::new("chronyd")

@@ -14,7 +14,8 @@ pub mod source;
 pub mod synth;
 
 pub use engine::{
-    Control, Controller, EngineOptions, FreeRun, PlaybackReport, Player, PlayerStatus,
+    Command as PlayerCommand, Control, Controller, EngineOptions, FreeRun, PlaybackReport, Player,
+    PlayerStatus,
 };
 pub use source::{read_mono, AudioError, Source, TrackSpec};
 

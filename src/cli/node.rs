@@ -13,9 +13,13 @@ pub struct NodeArgs {
     /// Role (overrides `sync.role`).
     #[arg(long)]
     pub role: Option<Role>,
-    /// Track to play as leader or solo: a file, `demo` or `pilot`.
-    #[arg(long, default_value = "demo")]
-    pub track: String,
+    /// Tracks to play in order as leader or solo (repeat the flag): a file, `demo` or
+    /// `pilot`. Without one the node starts idle and waits for commands.
+    #[arg(long = "track")]
+    pub tracks: Vec<String>,
+    /// Leader/solo: exit when the playlist has played to its end.
+    #[arg(long)]
+    pub exit_at_end: bool,
     /// Stop after this many seconds.
     #[arg(long)]
     pub seconds: Option<f64>,
@@ -42,7 +46,8 @@ pub fn run(mut config: Config, args: &NodeArgs) -> anyhow::Result<()> {
     rt.block_on(node::run(
         config,
         NodeOptions {
-            track: args.track.clone(),
+            playlist: args.tracks.clone(),
+            exit_at_end: args.exit_at_end,
             duration: args.seconds.map(Duration::from_secs_f64),
             status_every: Duration::from_secs_f64(args.status_every.max(0.05)),
             start_in: Duration::from_secs_f64(args.start_in.clamp(0.0, 3600.0)),

@@ -173,6 +173,15 @@ pub fn run(args: &ScenarioArgs) -> anyhow::Result<Summary> {
     let leader_osc = args.base_port;
     let leader_sntp = args.base_port + 1;
     let mut nodes = Vec::new();
+    // One fleet key for the run, handed to every node in its environment.
+    let key: String = {
+        use std::io::Read;
+        let mut b = [0u8; 32];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut b))
+            .context("cannot read /dev/urandom")?;
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    };
     let spawn = |k: usize, extra: Vec<String>| -> anyhow::Result<Node> {
         let name = if k == 0 {
             "leader".to_string()
@@ -197,6 +206,7 @@ pub fn run(args: &ScenarioArgs) -> anyhow::Result<Summary> {
         sets.extend(extra);
         sets.extend(args.node_set.iter().cloned());
         let mut cmd = Command::new(&exe);
+        cmd.env("CONVOY_KEY", &key);
         for s in &sets {
             cmd.arg("--set").arg(s);
         }
@@ -275,6 +285,7 @@ pub fn run(args: &ScenarioArgs) -> anyhow::Result<Summary> {
                 "sync.role=follower".into(),
                 format!("sync.leader=127.0.0.1:{osc}"),
                 format!("sync.sntp_server=127.0.0.1:{sntp}"),
+                "sync.sntp_server_signed=true".into(),
             ],
         )?);
     }

@@ -124,6 +124,10 @@ pub struct SyncConfig {
     pub role: Role,
     /// Bind address.
     pub bind: String,
+    /// `sntp_server` is a Convoy node (sealed SNTP).
+    pub sntp_server_signed: bool,
+    /// Leader: scheduling lead of transport commands, ms.
+    pub start_lead_ms: f64,
     /// Timeline port (leader).
     pub osc_port: u16,
     /// SNTP port (leader; 0 = off).
@@ -328,6 +332,7 @@ impl Config {
             ("sync.hard_seek_ms", y.hard_seek_ms, 1.0, 1e6),
             ("sync.lock_ms", y.lock_ms, 0.001, 1e4),
             ("sync.update_ms", y.update_ms, 1.0, 10_000.0),
+            ("sync.start_lead_ms", y.start_lead_ms, 0.0, 10_000.0),
             ("clock.ppm", self.clock.ppm, -10_000.0, 10_000.0),
         ] {
             if !(v.is_finite() && (lo..=hi).contains(&v)) {

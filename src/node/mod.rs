@@ -1,28 +1,42 @@
-//! The `convoy node` daemon: one player, one clock, and the fleet-sync sockets, wired
-//! together. The leader plays on its own clock, serves SNTP and publishes the timeline to
-//! every follower that subscribed; a follower disciplines its view of the leader's clock
-//! with SNTP, receives the timeline, opens the same track and lets the PLL steer its
-//! playback. Status goes to stdout as one JSON line per interval (the scenario tool reads
-//! it). Network code takes already-bound sockets, so tests can bind port 0.
+//! The `convoy node` daemon: one player, one clock, the fleet-sync sockets and the control
+//! surface, wired together. The leader (or a solo node) owns what the fleet plays: every
+//! transport command becomes a scheduled plan on the timeline ([`leader`]); it serves SNTP
+//! and publishes the timeline to every follower that subscribed. A follower disciplines
+//! its view of the leader's clock with SNTP, follows the timeline — start, join, pause,
+//! stop, seek — and lets the PLL steer its playback ([`follower`]); commands given to a
+//! follower are relayed to the leader ([`relay`]). Every fleet datagram is sealed and
+//! checked by [`FleetSecurity`]. Front ends reach the node through a [`NodeHandle`]; status
+//! goes to stdout as one JSON line per interval (the scenario tool reads it). Network code
+//! takes already-bound sockets, so tests can bind port 0.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, Notify};
 
+mod follower;
 pub mod handle;
+mod leader;
+pub mod relay;
 
 pub use handle::{Command as NodeCommand, HandleError, NodeHandle, Origin, Snapshot};
 
 use crate::audio::{self, output, EngineOptions, Player};
 use crate::clock::{mono_ns, LocalClock};
 use crate::config::{Config, Role};
-use crate::sync::filter::{ClockFilter, FilterConfig};
+use crate::osc::command::CommandParser;
+use crate::security::{FleetSecurity, SecurityError, SecurityStats, TrafficClass};
+use crate::sync::filter::FilterConfig;
 use crate::sync::pll::{FollowerController, LeaderController, LockStatus, NetState, PllConfig};
 use crate::sync::sntp::{self, SntpClient};
-use crate::sync::timeline::{self, Timeline};
+use crate::sync::timeline;
+use follower::{Link, LocalTime};
+use handle::{NodeInbox, Request};
+use leader::Transport;
 
 /// Errors that stop the daemon.
 #[derive(Debug, thiserror::Error)]
@@ -43,20 +57,34 @@ pub enum NodeError {
     /// A configured address is invalid.
     #[error("bad address {0:?}")]
     Address(String),
+    /// Fleet security could not be set up (no key, unreadable key, bad policy).
+    #[error(transparent)]
+    Security(#[from] SecurityError),
+    /// The first track could not be started.
+    #[error("cannot play {track}: {why}")]
+    Track {
+        /// The track.
+        track: String,
+        /// Why.
+        why: String,
+    },
 }
 
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct NodeOptions {
-    /// Track the leader (or a solo node) plays.
-    pub track: String,
+    /// Tracks the leader (or a solo node) plays in order; empty: start idle and wait for
+    /// commands.
+    pub playlist: Vec<String>,
     /// Stop after this long (None: until signalled).
     pub duration: Option<Duration>,
     /// Status line interval.
     pub status_every: Duration,
-    /// Leader/solo: start the track this long after startup, announced to followers in
-    /// advance, so every bike starts on the same sample (a scheduled start).
+    /// Leader/solo: start the first track this long after startup, announced to followers
+    /// in advance, so every bike starts on the same sample (a scheduled start).
     pub start_in: Duration,
+    /// Leader/solo: exit when the playlist has played to its end.
+    pub exit_at_end: bool,
 }
 
 /// One status line.
@@ -70,6 +98,8 @@ struct Status<'a> {
     node: &'a str,
     role: Role,
     track: Option<String>,
+    playing: bool,
+    epoch: Option<i32>,
     position_s: Option<f64>,
     offset_ns: Option<f64>,
     clock_ppm: Option<f64>,
@@ -79,12 +109,33 @@ struct Status<'a> {
     sntp_ok: u64,
     sntp_failed: u64,
     timelines: u64,
+    rejected: u64,
     lock: LockStatus,
     underruns: u64,
 }
 
+/// Network counters shared by the node's tasks.
+#[derive(Debug, Default)]
+pub struct Counters {
+    sntp_ok: AtomicU64,
+    sntp_failed: AtomicU64,
+    timelines: AtomicU64,
+    relayed: AtomicU64,
+}
+
 /// Run a node until the duration passes or SIGINT/SIGTERM arrives.
 pub async fn run(config: Config, opts: NodeOptions) -> Result<(), NodeError> {
+    let (handle, inbox) = NodeHandle::channel(Snapshot::default());
+    run_with(config, opts, handle, inbox).await
+}
+
+/// [`run`] with the node's handle made by the caller (front ends and tests keep a clone).
+pub async fn run_with(
+    config: Config,
+    opts: NodeOptions,
+    handle: NodeHandle,
+    mut inbox: NodeInbox,
+) -> Result<(), NodeError> {
     let id = config.node_id();
     let c = &config.clock;
     let mut clock = LocalClock::unix((c.offset_ms * 1e6) as i64, c.ppm);
@@ -95,6 +146,18 @@ pub async fn run(config: Config, opts: NodeOptions) -> Result<(), NodeError> {
         );
     }
     let y = config.sync.clone();
+    let stats = Arc::new(SecurityStats::new());
+    let security = match y.role {
+        Role::Solo => None,
+        _ => Some(Arc::new(FleetSecurity::from_config(
+            &config.security,
+            &id,
+            stats.clone(),
+        )?)),
+    };
+    if let Some(sec) = &security {
+        tracing::info!("fleet key fingerprint {}", sec.fingerprint());
+    }
     let latency_ns = (config.node.output_latency_ms * 1e6) as i64;
     let net = Arc::new(Mutex::new(NetState::default()));
     let lock = Arc::new(Mutex::new(LockStatus::default()));
@@ -117,37 +180,32 @@ pub async fn run(config: Config, opts: NodeOptions) -> Result<(), NodeError> {
             net.clone(),
             lock.clone(),
         )),
-        Role::Leader | Role::Solo => Box::new(LeaderController::new(
+        Role::Leader | Role::Solo => {
+            Box::new(LeaderController::new(clock, latency_ns, net.clone()))
+        }
+    };
+    let player = Arc::new(Player::start(sink, engine, controller)?);
+    let wake = Arc::new(Notify::new());
+    let mut transport = (y.role != Role::Follower).then(|| {
+        Transport::new(
+            player.clone(),
+            net.clone(),
             clock,
             latency_ns,
             id.clone(),
-            opts.track.clone(),
-            net.clone(),
-        )),
-    };
-    let player = Arc::new(Player::start(sink, engine, controller)?);
-    if y.role != Role::Follower {
-        let source = audio::open_track(&opts.track)?;
-        let rate = source.spec().sample_rate;
-        // Scheduled start: frame 0 is heard at `start`; the plan is published at once so
-        // followers can start on the same sample. Measured timelines replace it as soon as
-        // the leader plays.
-        let start = mono_ns() + opts.start_in.as_nanos() as u64;
-        player.load_at(source, 0, start)?;
-        if let Ok(mut n) = net.lock() {
-            n.timeline = Some(Timeline {
-                leader: id.clone(),
-                seq: 0,
-                track: opts.track.clone(),
-                track_rate: rate,
-                anchor_frame: 0.0,
-                anchor_fleet_ns: clock.from_mono(start.saturating_add_signed(latency_ns)),
-                frames_per_sec: rate as f64,
-                playing: true,
-                tempo_bpm: 0.0,
-                epoch: 0,
-            });
-        }
+            (y.start_lead_ms * 1e6) as u64,
+            opts.playlist.clone(),
+            wake.clone(),
+        )
+    });
+    if let (Some(t), Some(first)) = (transport.as_mut(), opts.playlist.first()) {
+        // Scheduled start: frame 0 is heard `start_in` from now; the plan is published at
+        // once so followers can start on the same sample.
+        t.schedule(first, 0, opts.start_in.as_nanos() as u64)
+            .map_err(|why| NodeError::Track {
+                track: first.clone(),
+                why,
+            })?;
     }
     let bind_ip: std::net::IpAddr = y
         .bind
@@ -155,31 +213,52 @@ pub async fn run(config: Config, opts: NodeOptions) -> Result<(), NodeError> {
         .map_err(|_| NodeError::Address(y.bind.clone()))?;
     let counters = Arc::new(Counters::default());
     let mut tasks = Vec::new();
-    match y.role {
-        Role::Leader => {
+    let (relay_tx, relay_rx) = mpsc::channel(64);
+    match (y.role, &security) {
+        (Role::Leader, Some(sec)) => {
             if y.sntp_port != 0 {
                 let addr = SocketAddr::new(bind_ip, y.sntp_port);
                 let sock = bind("SNTP server", addr).await?;
-                tasks.push(tokio::spawn(sntp::serve(sock, clock, Default::default())));
+                tasks.push(tokio::spawn(sntp::serve(
+                    sock,
+                    clock,
+                    Some(sec.clone()),
+                    Default::default(),
+                )));
             }
             let sock = bind("timeline", SocketAddr::new(bind_ip, y.osc_port)).await?;
-            tasks.push(tokio::spawn(publish_timeline(
+            tasks.push(tokio::spawn(publish_timeline(Publisher {
                 sock,
-                net.clone(),
-                y.publish_hz,
-            )));
+                net: net.clone(),
+                hz: y.publish_hz,
+                clock,
+                security: sec.clone(),
+                wake: wake.clone(),
+                handle: handle.clone(),
+                counters: counters.clone(),
+            })));
         }
-        Role::Follower => {
+        (Role::Follower, Some(sec)) => {
             let leader: SocketAddr = y
                 .leader
                 .parse()
                 .map_err(|_| NodeError::Address(y.leader.clone()))?;
-            let sntp_server = if y.sntp_server.is_empty() {
-                SocketAddr::new(leader.ip(), y.sntp_port)
+            // The leader's own SNTP server is sealed; a named third-party NTP server
+            // (chrony, ntpd) cannot sign, so it is queried in plain NTP.
+            let (sntp_server, sntp_security) = if y.sntp_server.is_empty() {
+                (SocketAddr::new(leader.ip(), y.sntp_port), Some(sec.clone()))
             } else {
-                y.sntp_server
+                let addr = y
+                    .sntp_server
                     .parse()
-                    .map_err(|_| NodeError::Address(y.sntp_server.clone()))?
+                    .map_err(|_| NodeError::Address(y.sntp_server.clone()))?;
+                let signed = if y.sntp_server_signed {
+                    Some(sec.clone())
+                } else {
+                    tracing::warn!("time from {addr} is not authenticated (sync.sntp_server)");
+                    None
+                };
+                (addr, signed)
             };
             let filter = FilterConfig {
                 window_s: y.filter_window_s,
@@ -188,8 +267,9 @@ pub async fn run(config: Config, opts: NodeOptions) -> Result<(), NodeError> {
                 step_count: y.step_count.max(2) as usize,
             };
             let sock = bind("SNTP client", SocketAddr::new(bind_ip, 0)).await?;
-            let client = SntpClient::new(sock, clock, Duration::from_millis(500));
-            tasks.push(tokio::spawn(discipline(
+            let client =
+                SntpClient::with_security(sock, clock, Duration::from_millis(500), sntp_security);
+            tasks.push(tokio::spawn(follower::discipline(
                 client,
                 sntp_server,
                 filter,
@@ -198,29 +278,53 @@ pub async fn run(config: Config, opts: NodeOptions) -> Result<(), NodeError> {
                 counters.clone(),
             )));
             let sock = bind("timeline", SocketAddr::new(bind_ip, 0)).await?;
-            let local = LocalTime { clock, latency_ns };
-            tasks.push(tokio::spawn(follow_timeline(
+            tasks.push(tokio::spawn(follower::follow_timeline(Link {
                 sock,
                 leader,
-                id.clone(),
-                local,
-                net.clone(),
-                player.clone(),
-                counters.clone(),
-            )));
+                id: id.clone(),
+                local: LocalTime { clock, latency_ns },
+                net: net.clone(),
+                player: player.clone(),
+                counters: counters.clone(),
+                security: sec.clone(),
+                relay: relay_rx,
+            })));
         }
-        Role::Solo => {}
+        _ => {}
     }
+    let view = View {
+        id: &id,
+        role: y.role,
+        clock: &clock,
+        player: &player,
+        net: &net,
+        lock: &lock,
+        counters: &counters,
+        stats: &stats,
+    };
     let deadline = opts.duration.map(|d| tokio::time::Instant::now() + d);
     let mut ticker = tokio::time::interval(opts.status_every);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     loop {
         tokio::select! {
             _ = ticker.tick() => {
-                print_status(&id, y.role, &clock, &player, &net, &lock, &counters);
-                if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) || player.status().finished {
+                if let Some(t) = transport.as_mut() {
+                    t.tick();
+                }
+                view.print_status();
+                inbox.state.send_replace(view.snapshot());
+                let at_end = opts.exit_at_end && transport.as_ref().is_some_and(Transport::finished);
+                if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) || at_end {
                     break;
                 }
+            }
+            Some(req) = inbox.requests.recv() => {
+                let verdict = execute(&req, transport.as_mut(), &relay_tx, &counters);
+                if let Err(e) = &verdict {
+                    tracing::warn!("{:?} from {:?} refused: {e}", req.command, req.origin);
+                }
+                req.answer(verdict);
+                inbox.state.send_replace(view.snapshot());
             }
             _ = tokio::signal::ctrl_c() => break,
             _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => break,
@@ -229,7 +333,8 @@ pub async fn run(config: Config, opts: NodeOptions) -> Result<(), NodeError> {
     for t in tasks {
         t.abort();
     }
-    print_status(&id, y.role, &clock, &player, &net, &lock, &counters);
+    view.print_status();
+    drop(transport);
     // Stop the sink cleanly (flushes a virtual sink's recording).
     match Arc::try_unwrap(player) {
         Ok(p) => p.stop()?,
@@ -238,11 +343,27 @@ pub async fn run(config: Config, opts: NodeOptions) -> Result<(), NodeError> {
     Ok(())
 }
 
-#[derive(Debug, Default)]
-struct Counters {
-    sntp_ok: std::sync::atomic::AtomicU64,
-    sntp_failed: std::sync::atomic::AtomicU64,
-    timelines: std::sync::atomic::AtomicU64,
+/// Carry out one request: the leader applies transport commands itself, a follower relays
+/// them to the leader.
+fn execute(
+    req: &Request,
+    transport: Option<&mut Transport>,
+    relay_tx: &mpsc::Sender<NodeCommand>,
+    counters: &Counters,
+) -> Result<(), String> {
+    match transport {
+        Some(t) => t.apply(&req.command),
+        None => {
+            if relay::to_osc(&req.command).is_none() {
+                return Err(format!("{:?} cannot be relayed to the leader", req.command));
+            }
+            relay_tx
+                .try_send(req.command.clone())
+                .map_err(|_| "the link to the leader is busy".to_string())?;
+            counters.relayed.fetch_add(1, Relaxed);
+            Ok(())
+        }
+    }
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<UdpSocket, NodeError> {
@@ -255,187 +376,157 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<UdpSocket, NodeErr
         })
 }
 
-fn print_status(
-    id: &str,
+/// Everything status and snapshots are made of.
+struct View<'a> {
+    id: &'a str,
     role: Role,
-    clock: &LocalClock,
-    player: &Player,
-    net: &Mutex<NetState>,
-    lock: &Mutex<LockStatus>,
-    c: &Counters,
-) {
-    use std::sync::atomic::Ordering::Relaxed;
-    let est = net.lock().ok().and_then(|n| n.estimate);
-    let st = player.status();
-    let mono = mono_ns();
-    let local = clock.from_mono(mono);
-    let line = Status {
-        mono_ns: mono,
-        local_ns: local,
-        fleet_ns: match role {
-            Role::Follower => est.map(|e| e.fleet_at(local)),
-            _ => Some(local),
-        },
-        node: id,
-        role,
-        position_s: st.position.map(|p| p / st.track_rate.max(1) as f64),
-        track: st.track,
-        offset_ns: est.map(|e| e.offset_ns),
-        clock_ppm: est.map(|e| e.ppm),
-        dispersion_ns: est.map(|e| e.dispersion_ns),
-        min_delay_ns: est.map(|e| e.min_delay_ns),
-        clock_steps: est.map(|e| e.steps),
-        sntp_ok: c.sntp_ok.load(Relaxed),
-        sntp_failed: c.sntp_failed.load(Relaxed),
-        timelines: c.timelines.load(Relaxed),
-        lock: lock.lock().map(|l| l.clone()).unwrap_or_default(),
-        underruns: player.underruns(),
-    };
-    if let Ok(text) = serde_json::to_string(&line) {
-        println!("{text}");
+    clock: &'a LocalClock,
+    player: &'a Player,
+    net: &'a Mutex<NetState>,
+    lock: &'a Mutex<LockStatus>,
+    counters: &'a Counters,
+    stats: &'a SecurityStats,
+}
+
+impl View<'_> {
+    fn print_status(&self) {
+        let (est, tl) = self
+            .net
+            .lock()
+            .map(|n| (n.estimate, n.timeline.clone()))
+            .unwrap_or_default();
+        let st = self.player.status();
+        let mono = mono_ns();
+        let local = self.clock.from_mono(mono);
+        let c = self.counters;
+        let line = Status {
+            mono_ns: mono,
+            local_ns: local,
+            fleet_ns: match self.role {
+                Role::Follower => est.map(|e| e.fleet_at(local)),
+                _ => Some(local),
+            },
+            node: self.id,
+            role: self.role,
+            position_s: st.position.map(|p| p / st.track_rate.max(1) as f64),
+            track: st.track,
+            playing: tl.as_ref().is_some_and(|t| t.playing) && !st.paused,
+            epoch: tl.as_ref().map(|t| t.epoch),
+            offset_ns: est.map(|e| e.offset_ns),
+            clock_ppm: est.map(|e| e.ppm),
+            dispersion_ns: est.map(|e| e.dispersion_ns),
+            min_delay_ns: est.map(|e| e.min_delay_ns),
+            clock_steps: est.map(|e| e.steps),
+            sntp_ok: c.sntp_ok.load(Relaxed),
+            sntp_failed: c.sntp_failed.load(Relaxed),
+            timelines: c.timelines.load(Relaxed),
+            rejected: self.stats.snapshot().total_rejected(),
+            lock: self.lock.lock().map(|l| l.clone()).unwrap_or_default(),
+            underruns: self.player.underruns(),
+        };
+        if let Ok(text) = serde_json::to_string(&line) {
+            println!("{text}");
+        }
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let (est, tl) = self
+            .net
+            .lock()
+            .map(|n| (n.estimate, n.timeline.clone()))
+            .unwrap_or_default();
+        let st = self.player.status();
+        let lock = self.lock.lock().map(|l| l.clone()).unwrap_or_default();
+        let rate = f64::from(st.track_rate.max(1));
+        let stats = self.stats.snapshot();
+        Snapshot {
+            id: self.id.to_string(),
+            role: format!("{:?}", self.role).to_lowercase(),
+            leader: tl.as_ref().map(|t| t.leader.clone()),
+            playing: tl.as_ref().is_some_and(|t| t.playing) && !st.paused && st.track.is_some(),
+            position_ms: st.position.map(|p| p / rate * 1e3),
+            duration_ms: st.track_frames.map(|f| f as f64 / rate * 1e3),
+            tempo_bpm: tl
+                .as_ref()
+                .map(|t| f64::from(t.tempo_bpm))
+                .filter(|&b| b > 0.0),
+            track: st.track,
+            sync: handle::SyncState {
+                offset_ms: est.map(|e| e.offset_ns / 1e6),
+                clock_ppm: est.map(|e| e.ppm),
+                playback_error_ms: (self.role == Role::Follower)
+                    .then_some(lock.error_ns as f64 / 1e6),
+                locked: self.role != Role::Follower || lock.locked,
+            },
+            rejected: stats.by_reason(),
+            ..Snapshot::default()
+        }
     }
 }
 
-/// Leader: answer subscriptions and send the timeline to every live subscriber.
-async fn publish_timeline(sock: UdpSocket, net: Arc<Mutex<NetState>>, hz: f64) {
+/// The leader's timeline socket and what it serves.
+struct Publisher {
+    sock: UdpSocket,
+    net: Arc<Mutex<NetState>>,
+    hz: f64,
+    clock: LocalClock,
+    security: Arc<FleetSecurity>,
+    wake: Arc<Notify>,
+    handle: NodeHandle,
+    counters: Arc<Counters>,
+}
+
+/// Leader: answer subscriptions, take relayed commands, and send the timeline to every
+/// live subscriber at `hz` and at once after every change.
+async fn publish_timeline(p: Publisher) {
     let mut subscribers: HashMap<SocketAddr, tokio::time::Instant> = HashMap::new();
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / hz.max(0.1)));
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / p.hz.max(0.1)));
+    let parser = CommandParser::new();
     let mut buf = [0u8; 1500];
     loop {
         tokio::select! {
-            r = sock.recv_from(&mut buf) => {
-                if let Ok((n, peer)) = r {
-                    if timeline::parse_subscribe(&buf[..n]).is_some() {
-                        if subscribers.len() < 1024 || subscribers.contains_key(&peer) {
-                            subscribers.insert(peer, tokio::time::Instant::now());
-                        }
-                        // Answer at once, so a joiner need not wait for the next tick.
-                        if let Some(bytes) = current(&net) {
-                            let _ = sock.send_to(&bytes, peer).await;
-                        }
+            r = p.sock.recv_from(&mut buf) => {
+                let Ok((n, peer)) = r else { continue };
+                let bytes = &buf[..n];
+                let payload = bytes.get(crate::security::envelope::HEADER_LEN..).unwrap_or_default();
+                let class = if relay::is_relay(payload) { TrafficClass::Control } else { TrafficClass::Timing };
+                let now = p.clock.now().max(0) as u64;
+                let Ok(v) = p.security.open(peer, bytes, class, Some(now)) else { continue };
+                if let Some(cmd) = relay::decode(&parser, v.payload) {
+                    p.counters.relayed.fetch_add(1, Relaxed);
+                    if let Err(e) = p.handle.submit(cmd, Origin::Fleet(format!("{:08x}@{peer}", v.sender))) {
+                        tracing::warn!("relayed command from {peer} dropped: {e}");
+                    }
+                } else if timeline::parse_subscribe(v.payload).is_some() {
+                    if subscribers.len() < 1024 || subscribers.contains_key(&peer) {
+                        subscribers.insert(peer, tokio::time::Instant::now());
+                    }
+                    // Answer at once, so a joiner need not wait for the next tick.
+                    if let Some(bytes) = sealed_timeline(&p) {
+                        let _ = p.sock.send_to(&bytes, peer).await;
                     }
                 }
             }
             _ = tick.tick() => {
                 let now = tokio::time::Instant::now();
                 subscribers.retain(|_, seen| now.duration_since(*seen) < Duration::from_secs(5));
-                if let Some(bytes) = current(&net) {
-                    for peer in subscribers.keys() {
-                        let _ = sock.send_to(&bytes, peer).await;
-                    }
-                }
+                send_all(&p, &subscribers).await;
             }
+            _ = p.wake.notified() => send_all(&p, &subscribers).await,
         }
     }
 }
 
-fn current(net: &Mutex<NetState>) -> Option<Vec<u8>> {
-    let tl = net.lock().ok()?.timeline.clone()?;
-    tl.to_osc().ok()
-}
-
-/// Follower: SNTP exchanges at `hz`, into the clock filter.
-async fn discipline(
-    client: SntpClient,
-    server: SocketAddr,
-    cfg: FilterConfig,
-    hz: f64,
-    net: Arc<Mutex<NetState>>,
-    c: Arc<Counters>,
-) {
-    use std::sync::atomic::Ordering::Relaxed;
-    let mut filter = ClockFilter::new(cfg);
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / hz.max(0.05)));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        match client.exchange(server).await {
-            Ok(ex) => {
-                c.sntp_ok.fetch_add(1, Relaxed);
-                let est = filter.add(ex);
-                if let Ok(mut n) = net.lock() {
-                    n.estimate = est;
-                }
-            }
-            Err(e) => {
-                c.sntp_failed.fetch_add(1, Relaxed);
-                tracing::debug!("{e}");
-            }
+async fn send_all(p: &Publisher, subscribers: &HashMap<SocketAddr, tokio::time::Instant>) {
+    if let Some(bytes) = sealed_timeline(p) {
+        for peer in subscribers.keys() {
+            let _ = p.sock.send_to(&bytes, peer).await;
         }
     }
 }
 
-/// A node's clock plus its output latency: turns fleet time into the monotonic instant at
-/// which the DAC must play.
-#[derive(Debug, Clone, Copy)]
-struct LocalTime {
-    clock: LocalClock,
-    latency_ns: i64,
-}
-
-/// Follower: subscribe to the leader, take its timeline, open its track — at the scheduled
-/// sample when the timeline's anchor lies in the future.
-async fn follow_timeline(
-    sock: UdpSocket,
-    leader: SocketAddr,
-    id: String,
-    local: LocalTime,
-    net: Arc<Mutex<NetState>>,
-    player: Arc<Player>,
-    c: Arc<Counters>,
-) {
-    use std::sync::atomic::Ordering::Relaxed;
-    let Ok(hello) = timeline::subscribe_message(&id) else {
-        return;
-    };
-    let mut resubscribe = tokio::time::interval(Duration::from_secs(1));
-    let mut buf = [0u8; 1500];
-    let mut loaded: Option<String> = None;
-    loop {
-        tokio::select! {
-            _ = resubscribe.tick() => {
-                let _ = sock.send_to(&hello, leader).await;
-            }
-            r = sock.recv_from(&mut buf) => {
-                let Ok((n, _)) = r else { continue };
-                let Ok(tl) = Timeline::from_osc(&buf[..n]) else {
-                    tracing::debug!("ignoring a datagram that is not a timeline");
-                    continue;
-                };
-                c.timelines.fetch_add(1, Relaxed);
-                let newer = {
-                    let Ok(mut state) = net.lock() else { continue };
-                    let newer = state.timeline.as_ref().is_none_or(|old| old.leader != tl.leader || tl.seq > old.seq);
-                    if newer {
-                        state.timeline = Some(tl.clone());
-                    }
-                    newer
-                };
-                if newer && loaded.as_deref() != Some(tl.track.as_str()) {
-                    // Without a clock estimate we cannot tell whether the start is still
-                    // ahead: wait for SNTP (the next timeline retries).
-                    let Some(est) = net.lock().ok().and_then(|n| n.estimate) else { continue };
-                    let est = Some(est);
-                    // When (monotonic) the anchor must be heard, if that is still ahead.
-                    let scheduled = est.and_then(|e| {
-                        let mono = local.clock.to_mono(e.local_at(tl.anchor_fleet_ns)).saturating_add_signed(-local.latency_ns);
-                        (mono > mono_ns() + 50_000_000).then_some(mono)
-                    });
-                    match audio::open_track(&tl.track) {
-                        Ok(src) => {
-                            let start = tl.anchor_frame.max(0.0).round() as u64;
-                            let sent = match scheduled {
-                                Some(at) => player.load_at(src, start, at),
-                                None => player.load(src, 0),
-                            };
-                            if sent.is_ok() {
-                                loaded = Some(tl.track.clone());
-                            }
-                        }
-                        Err(e) => tracing::error!("cannot open the fleet's track {}: {e}", tl.track),
-                    }
-                }
-            }
-        }
-    }
+fn sealed_timeline(p: &Publisher) -> Option<Vec<u8>> {
+    let tl = p.net.lock().ok()?.timeline.clone()?;
+    let osc = tl.to_osc().ok()?;
+    p.security.seal(&osc, p.clock.now().max(0) as u64).ok()
 }

@@ -190,14 +190,27 @@ impl FleetSecurity {
         Ok(out)
     }
 
-    /// Authenticate a datagram of a known class; every rejection is counted.
+    /// Authenticate a datagram of a known class; every rejection is counted. `now_ns` is
+    /// our fleet time for the freshness check, or `None` when we do not know fleet time
+    /// yet (then only the signature and the per-sender sequence window protect). SNTP is
+    /// never checked for freshness: a node's clock is not yet disciplined when it asks for
+    /// time, and the NTP originate timestamp, echoed by the server and matched by the
+    /// client, already makes a replayed reply useless.
     pub fn open<'a>(
         &self,
         src: SocketAddr,
         bytes: &'a [u8],
         class: TrafficClass,
-        now_ns: u64,
+        now_ns: Option<u64>,
     ) -> Result<Verified<'a>, Rejection> {
+        let stamped = bytes
+            .get(18..26)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u64::from_be_bytes);
+        let now_ns = match now_ns {
+            Some(now) if class != TrafficClass::Sntp => now,
+            _ => stamped,
+        };
         let a = lock(&self.guard).check_class(src, bytes, class, now_ns)?;
         Ok(Verified {
             sender: a.envelope.sender,
@@ -251,14 +264,18 @@ mod tests {
         let now = 1_700_000_000_000_000_000;
         let bytes = a.seal(b"/convoy/sync/timeline", now).expect("seal");
         let v = b
-            .open(src, &bytes, TrafficClass::Timing, now)
+            .open(src, &bytes, TrafficClass::Timing, Some(now))
             .expect("verifies");
         assert_eq!(v.payload, b"/convoy/sync/timeline");
         assert_eq!(v.sender, sender_id("lead"));
-        assert!(b.open(src, &bytes, TrafficClass::Timing, now).is_err());
+        assert!(b
+            .open(src, &bytes, TrafficClass::Timing, Some(now))
+            .is_err());
         let stranger = sec("lead", &[9u8; 32]);
         let forged = stranger.seal(b"x", now).expect("seal");
-        assert!(b.open(src, &forged, TrafficClass::Timing, now).is_err());
+        assert!(b
+            .open(src, &forged, TrafficClass::Timing, Some(now))
+            .is_err());
         assert_eq!(b.stats().total_rejected(), 2);
     }
 

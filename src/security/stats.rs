@@ -129,6 +129,22 @@ pub struct StatsSnapshot {
 }
 
 impl StatsSnapshot {
+    /// The rejection counters by reason name (`bad_tag`, `replay`, …), non-zero ones only.
+    pub fn by_reason(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut m = std::collections::BTreeMap::new();
+        if let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(self) {
+            for (k, v) in fields {
+                match v.as_u64() {
+                    Some(n) if n > 0 && !k.starts_with("accepted") => {
+                        m.insert(k, n);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        m
+    }
+
     /// Sum of all rejection counters.
     pub fn total_rejected(&self) -> u64 {
         self.bad_magic

@@ -80,6 +80,9 @@ pub struct NetState {
     pub estimate: Option<ClockEstimate>,
     /// Latest timeline.
     pub timeline: Option<Timeline>,
+    /// Leader: ignore playback reports heard before this monotonic instant (the old audio
+    /// still draining before a scheduled start).
+    pub hold_until_ns: u64,
 }
 
 /// Follower loop figures, for status and the scenario tool.
@@ -252,42 +255,34 @@ impl Controller for FollowerController {
 }
 
 /// The leader's half: measures "frame F heard at fleet time X" from its own playback and
-/// keeps the timeline to publish (anchor + rate from a regression over recent reports).
+/// keeps the published timeline's anchor and rate current (a regression over recent
+/// reports). What the fleet plays — track, playing, epoch — is the node's decision, written
+/// into [`NetState::timeline`]; this controller only measures. An unannounced jump of the
+/// heard frame against the monotonic clock (an underrun gap) bumps the epoch, so followers
+/// rejoin at once instead of slewing.
 pub struct LeaderController {
     clock: LocalClock,
     output_latency_ns: i64,
-    leader_id: String,
-    track: String,
     points: VecDeque<(i64, f64)>,
     last_point: Option<u64>,
-    /// Last report: (heard_at mono ns, frame), to tell a seek (the frame jumps against the
-    /// monotonic clock) from a clock step (fleet time jumps, the frame does not).
+    /// Last report: (heard_at mono ns, frame), to tell a jump of the frame (it moves against
+    /// the monotonic clock) from a clock step (fleet time jumps, the frame does not).
     last_report: Option<(u64, f64)>,
-    epoch: i32,
-    seq: i64,
-    timeline: Arc<Mutex<NetState>>,
+    epoch_seen: Option<i32>,
+    net: Arc<Mutex<NetState>>,
 }
 
 impl LeaderController {
-    /// Publish into `timeline` (its `timeline` field) for track `track`.
-    pub fn new(
-        clock: LocalClock,
-        output_latency_ns: i64,
-        leader_id: String,
-        track: String,
-        timeline: Arc<Mutex<NetState>>,
-    ) -> Self {
+    /// Measure into `net.timeline` (when there is one and it is playing).
+    pub fn new(clock: LocalClock, output_latency_ns: i64, net: Arc<Mutex<NetState>>) -> Self {
         LeaderController {
             clock,
             output_latency_ns,
-            leader_id,
-            track,
             points: VecDeque::new(),
             last_point: None,
             last_report: None,
-            epoch: 0,
-            seq: 0,
-            timeline,
+            epoch_seen: None,
+            net,
         }
     }
 }
@@ -303,11 +298,27 @@ impl Controller for LeaderController {
         {
             return Control::Keep;
         }
+        let Ok(mut net) = self.net.lock() else {
+            return Control::Keep;
+        };
+        if r.heard_at_ns < net.hold_until_ns {
+            return Control::Keep; // old audio before a scheduled start
+        }
+        let Some(tl) = net.timeline.as_mut().filter(|t| t.playing) else {
+            return Control::Keep;
+        };
         self.last_point = Some(r.heard_at_ns);
+        if self.epoch_seen != Some(tl.epoch) {
+            // The node announced a new plan: measure afresh.
+            self.epoch_seen = Some(tl.epoch);
+            self.points.clear();
+            self.last_report = None;
+        }
         if let Some((t, f)) = self.last_report {
             let expect = f + r.heard_at_ns.saturating_sub(t) as f64 * 1e-9 * r.track_rate as f64;
             if (expect - frame).abs() > r.track_rate as f64 * 0.01 {
-                self.epoch = self.epoch.wrapping_add(1);
+                tl.epoch = tl.epoch.wrapping_add(1);
+                self.epoch_seen = Some(tl.epoch);
             }
         }
         self.last_report = Some((r.heard_at_ns, frame));
@@ -341,32 +352,21 @@ impl Controller for LeaderController {
             .map(|p| ((p.0 - t0) as f64 - mx) * (p.1 - my))
             .sum();
         let span_s = (fleet - t0) as f64 * 1e-9;
-        let slope_ns = if self.points.len() >= 20 && span_s >= 2.0 && sxx > 0.0 {
+        let fitted = self.points.len() >= 20 && span_s >= 2.0 && sxx > 0.0;
+        let slope_ns = if fitted {
             sxy / sxx
         } else {
             r.track_rate as f64 * 1e-9
         };
-        let anchor_frame = if self.points.len() >= 20 && span_s >= 2.0 {
+        tl.seq += 1;
+        tl.track_rate = r.track_rate;
+        tl.anchor_frame = if fitted {
             my + slope_ns * ((fleet - t0) as f64 - mx)
         } else {
             frame
         };
-        self.seq += 1;
-        let tl = Timeline {
-            leader: self.leader_id.clone(),
-            seq: self.seq,
-            track: self.track.clone(),
-            track_rate: r.track_rate,
-            anchor_frame,
-            anchor_fleet_ns: fleet,
-            frames_per_sec: slope_ns * 1e9,
-            playing: true,
-            tempo_bpm: 0.0,
-            epoch: self.epoch,
-        };
-        if let Ok(mut n) = self.timeline.lock() {
-            n.timeline = Some(tl);
-        }
+        tl.anchor_fleet_ns = fleet;
+        tl.frames_per_sec = slope_ns * 1e9;
         Control::Keep
     }
 }

@@ -6,11 +6,13 @@
 //! clock, and feed each exchange to the [`ClockFilter`](super::filter::ClockFilter).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::UdpSocket;
 
 use crate::clock::{LocalClock, NtpTime};
+use crate::security::{FleetSecurity, TrafficClass};
 use crate::sync::filter::Exchange;
 
 /// NTP packet length without extensions.
@@ -61,27 +63,89 @@ pub fn reply(request: &[u8], t2: NtpTime, t3: NtpTime) -> Option<[u8; PACKET_LEN
     Some(out)
 }
 
-/// Serve SNTP on `socket` from `clock` until the task is dropped. Malformed datagrams are
-/// counted in `rejected` and ignored.
+/// Serve SNTP on `socket` from `clock` until the task is dropped. With `security`, requests
+/// must be sealed fleet envelopes and replies are sealed (plain NTP clients are then refused:
+/// fleet ports never take unsigned datagrams). Malformed or refused datagrams are counted in
+/// `rejected` (and, when sealed, in the security counters) and ignored.
 pub async fn serve(
     socket: UdpSocket,
     clock: LocalClock,
+    security: Option<Arc<FleetSecurity>>,
     rejected: std::sync::Arc<std::sync::atomic::AtomicU64>,
 ) {
-    let mut buf = [0u8; 512];
+    let mut buf = [0u8; 1500];
     loop {
         let Ok((n, peer)) = socket.recv_from(&mut buf).await else {
             continue;
         };
         let t2 = NtpTime::from_fleet_ns(clock.now());
-        let t3 = NtpTime::from_fleet_ns(clock.now());
-        match reply(&buf[..n], t2, t3) {
-            Some(out) => {
-                let _ = socket.send_to(&out, peer).await;
+        let request = match &security {
+            None => Some(&buf[..n]),
+            Some(sec) => sec
+                .open(peer, &buf[..n], TrafficClass::Sntp, None)
+                .ok()
+                .map(|v| v.payload),
+        };
+        let Some(out) = request.and_then(|req| {
+            let t3 = NtpTime::from_fleet_ns(clock.now());
+            reply(req, t2, t3)
+        }) else {
+            rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            continue;
+        };
+        let sent = match &security {
+            None => socket.send_to(&out, peer).await,
+            Some(sec) => match sec.seal(&out, clock.now().max(0) as u64) {
+                Ok(bytes) => socket.send_to(&bytes, peer).await,
+                Err(_) => continue,
+            },
+        };
+        if let Err(e) = sent {
+            tracing::debug!("SNTP reply to {peer}: {e}");
+        }
+    }
+}
+
+/// The client's socket: plain NTP, or sealed in fleet envelopes (datagrams that fail
+/// authentication are dropped and counted, and the wait goes on until the timeout).
+struct ClientSocket {
+    socket: UdpSocket,
+    security: Option<Arc<FleetSecurity>>,
+    clock: LocalClock,
+}
+
+impl sntpc::NtpUdpSocket for ClientSocket {
+    async fn send_to(&self, buf: &[u8], addr: SocketAddr) -> sntpc::Result<usize> {
+        let sent = match &self.security {
+            None => self.socket.send_to(buf, addr).await,
+            Some(sec) => {
+                let bytes = sec
+                    .seal(buf, self.clock.now().max(0) as u64)
+                    .map_err(|_| sntpc::Error::Network)?;
+                self.socket.send_to(&bytes, addr).await.map(|_| buf.len())
             }
-            None => {
-                rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
+        };
+        sent.map_err(|_| sntpc::Error::Network)
+    }
+
+    async fn recv_from(&self, buf: &mut [u8]) -> sntpc::Result<(usize, SocketAddr)> {
+        let mut raw = [0u8; 1500];
+        loop {
+            let (n, peer) = self
+                .socket
+                .recv_from(&mut raw)
+                .await
+                .map_err(|_| sntpc::Error::Network)?;
+            let payload = match &self.security {
+                None => &raw[..n],
+                Some(sec) => match sec.open(peer, &raw[..n], TrafficClass::Sntp, None) {
+                    Ok(v) => v.payload,
+                    Err(_) => continue,
+                },
+            };
+            let len = payload.len().min(buf.len());
+            buf[..len].copy_from_slice(&payload[..len]);
+            return Ok((len, peer));
         }
     }
 }
@@ -109,16 +173,31 @@ impl sntpc::NtpTimestampGenerator for LocalTimestamps {
 
 /// An SNTP client bound to one socket, timestamping with `clock`.
 pub struct SntpClient {
-    socket: sntpc_net_tokio::UdpSocketWrapper,
+    socket: ClientSocket,
     clock: LocalClock,
     timeout: Duration,
 }
 
 impl SntpClient {
-    /// A client on `socket` (bind it to port 0).
+    /// A plain (RFC 4330) client on `socket` (bind it to port 0), for any NTP server.
     pub fn new(socket: UdpSocket, clock: LocalClock, timeout: Duration) -> Self {
+        Self::with_security(socket, clock, timeout, None)
+    }
+
+    /// A client whose exchanges are sealed fleet envelopes when `security` is given (the
+    /// leader's own SNTP server), plain otherwise.
+    pub fn with_security(
+        socket: UdpSocket,
+        clock: LocalClock,
+        timeout: Duration,
+        security: Option<Arc<FleetSecurity>>,
+    ) -> Self {
         SntpClient {
-            socket: socket.into(),
+            socket: ClientSocket {
+                socket,
+                security,
+                clock,
+            },
             clock,
             timeout,
         }
@@ -175,7 +254,7 @@ mod tests {
         let client_clock = LocalClock::unix(0, 0.0);
         let srv = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
         let addr = srv.local_addr().expect("addr");
-        let task = tokio::spawn(serve(srv, server_clock, Default::default()));
+        let task = tokio::spawn(serve(srv, server_clock, None, Default::default()));
         let client = SntpClient::new(
             UdpSocket::bind("127.0.0.1:0").await.expect("bind"),
             client_clock,
@@ -191,6 +270,53 @@ mod tests {
             );
             assert!(ex.delay_ns >= 0 && ex.delay_ns < 50_000_000);
         }
+        task.abort();
+    }
+
+    fn security(me: &str, key: u8) -> Arc<FleetSecurity> {
+        use crate::security::{FleetKey, Guard, GuardConfig, Keyring};
+        let ring = Keyring::new(FleetKey::from_bytes(1, &[key; 32]).expect("key"));
+        Arc::new(FleetSecurity::with_guard(
+            Guard::new(ring, &GuardConfig::default()),
+            me,
+        ))
+    }
+
+    /// Sealed exchanges work; a plain client and a client with the wrong key get nothing
+    /// from a sealed server, and every refused request is counted.
+    #[tokio::test]
+    async fn sealed_sntp_needs_the_fleet_key() {
+        let clock = LocalClock::unix(0, 0.0);
+        let srv = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let addr = srv.local_addr().expect("addr");
+        let server_sec = security("lead", 1);
+        let rejected = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let task = tokio::spawn(serve(
+            srv,
+            clock,
+            Some(server_sec.clone()),
+            rejected.clone(),
+        ));
+        let client = |sec| async move {
+            SntpClient::with_security(
+                UdpSocket::bind("127.0.0.1:0").await.expect("bind"),
+                clock,
+                Duration::from_millis(200),
+                sec,
+            )
+        };
+        let good = client(Some(security("bike2", 1))).await;
+        let ex = good.exchange(addr).await.expect("sealed exchange");
+        assert!(ex.offset_ns.abs() < 2_000_000, "{ex:?}");
+        let plain = client(None).await;
+        assert!(matches!(
+            plain.exchange(addr).await,
+            Err(SntpError::Timeout(_))
+        ));
+        let stranger = client(Some(security("bike3", 2))).await;
+        assert!(stranger.exchange(addr).await.is_err());
+        assert_eq!(rejected.load(std::sync::atomic::Ordering::Relaxed), 2);
+        assert_eq!(server_sec.stats().total_rejected(), 2);
         task.abort();
     }
 }

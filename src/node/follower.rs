@@ -1,0 +1,260 @@
+//! A follower's two network tasks: SNTP discipline of its view of the leader's clock, and
+//! the timeline link — subscribe, take each newer timeline, and make the player do what
+//! it says (start a track at a scheduled fleet time, join one already playing, pause, stop,
+//! follow seeks) while the PLL steers the fine timing. The same socket relays control
+//! commands given to this bike to the leader.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use super::handle::Command;
+use super::{relay, Counters};
+use crate::audio::{self, Player};
+use crate::clock::{mono_ns, LocalClock};
+use crate::security::{FleetSecurity, TrafficClass};
+use crate::sync::filter::{ClockEstimate, ClockFilter, FilterConfig};
+use crate::sync::pll::NetState;
+use crate::sync::sntp::SntpClient;
+use crate::sync::timeline::{self, Timeline};
+
+/// SNTP exchanges at `hz`, into the clock filter.
+pub async fn discipline(
+    client: SntpClient,
+    server: SocketAddr,
+    cfg: FilterConfig,
+    hz: f64,
+    net: Arc<Mutex<NetState>>,
+    c: Arc<Counters>,
+) {
+    let mut filter = ClockFilter::new(cfg);
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / hz.max(0.05)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match client.exchange(server).await {
+            Ok(ex) => {
+                c.sntp_ok.fetch_add(1, Relaxed);
+                let est = filter.add(ex);
+                if let Ok(mut n) = net.lock() {
+                    n.estimate = est;
+                }
+            }
+            Err(e) => {
+                c.sntp_failed.fetch_add(1, Relaxed);
+                tracing::debug!("{e}");
+            }
+        }
+    }
+}
+
+/// A node's clock plus its output latency: turns fleet time into the monotonic instant at
+/// which the DAC must play.
+#[derive(Debug, Clone, Copy)]
+pub struct LocalTime {
+    /// This node's clock.
+    pub clock: LocalClock,
+    /// Output latency after the DAC, ns.
+    pub latency_ns: i64,
+}
+
+/// What the follower has told its player to do.
+#[derive(Debug, Default)]
+struct Applied {
+    track: Option<String>,
+    epoch: Option<i32>,
+    paused: bool,
+}
+
+/// Everything the timeline link needs.
+pub struct Link {
+    /// Socket (ephemeral port).
+    pub sock: UdpSocket,
+    /// The leader's timeline address.
+    pub leader: SocketAddr,
+    /// Our vehicle id.
+    pub id: String,
+    /// Our clock.
+    pub local: LocalTime,
+    /// Shared with the PLL.
+    pub net: Arc<Mutex<NetState>>,
+    /// The player.
+    pub player: Arc<Player>,
+    /// Counters.
+    pub counters: Arc<Counters>,
+    /// Sealing and checking.
+    pub security: Arc<FleetSecurity>,
+    /// Commands to relay to the leader.
+    pub relay: mpsc::Receiver<Command>,
+}
+
+/// Subscribe to the leader, follow its timeline, relay commands; runs until aborted.
+pub async fn follow_timeline(mut link: Link) {
+    let Ok(hello) = timeline::subscribe_message(&link.id) else {
+        return;
+    };
+    let mut resubscribe = tokio::time::interval(Duration::from_secs(1));
+    let mut buf = [0u8; 1500];
+    let mut applied = Applied::default();
+    loop {
+        tokio::select! {
+            _ = resubscribe.tick() => link.send(&hello).await,
+            Some(cmd) = link.relay.recv() => {
+                if let Some(bytes) = relay::encode(&cmd) {
+                    link.send(&bytes).await;
+                }
+            }
+            r = link.sock.recv_from(&mut buf) => {
+                let Ok((n, src)) = r else { continue };
+                let now = link.fleet_now();
+                let Ok(v) = link.security.open(src, &buf[..n], TrafficClass::Timing, now) else {
+                    continue; // refused and counted by the guard
+                };
+                let Ok(tl) = Timeline::from_osc(v.payload) else {
+                    tracing::debug!("ignoring a fleet datagram that is not a timeline");
+                    continue;
+                };
+                link.counters.timelines.fetch_add(1, Relaxed);
+                let (newer, est) = {
+                    let Ok(mut state) = link.net.lock() else { continue };
+                    let newer = state
+                        .timeline
+                        .as_ref()
+                        .is_none_or(|old| old.leader != tl.leader || tl.seq > old.seq);
+                    if newer {
+                        state.timeline = Some(tl.clone());
+                    }
+                    (newer, state.estimate)
+                };
+                if newer {
+                    link.apply(&tl, est, &mut applied);
+                }
+            }
+        }
+    }
+}
+
+impl Link {
+    /// Fleet time now, once SNTP has given an estimate.
+    fn fleet_now(&self) -> Option<u64> {
+        let est = self.net.lock().ok()?.estimate?;
+        Some(est.fleet_at(self.local.clock.now()).max(0) as u64)
+    }
+
+    async fn send(&self, payload: &[u8]) {
+        // Stamped with fleet time when known, so the leader's freshness check holds
+        // whatever this bike's own clock says.
+        let now = self
+            .fleet_now()
+            .unwrap_or(self.local.clock.now().max(0) as u64);
+        match self.security.seal(payload, now) {
+            Ok(bytes) => {
+                if let Err(e) = self.sock.send_to(&bytes, self.leader).await {
+                    tracing::debug!("to the leader {}: {e}", self.leader);
+                }
+            }
+            Err(e) => tracing::warn!("cannot seal a fleet message: {e}"),
+        }
+    }
+
+    /// Make the player do what the timeline says, if it does not already.
+    fn apply(&self, tl: &Timeline, est: Option<ClockEstimate>, applied: &mut Applied) {
+        let same_track = applied.track.as_deref() == Some(tl.track.as_str());
+        if tl.track.is_empty() {
+            if applied.track.is_some() {
+                let _ = self.player.send(audio::PlayerCommand::Unload);
+                *applied = Applied {
+                    epoch: Some(tl.epoch),
+                    ..Applied::default()
+                };
+            }
+            return;
+        }
+        if !tl.playing {
+            if same_track && applied.paused {
+                if applied.epoch != Some(tl.epoch) {
+                    let frame = tl.anchor_frame.max(0.0).round() as u64;
+                    let _ = self.player.send(audio::PlayerCommand::Seek(frame));
+                    applied.epoch = Some(tl.epoch);
+                }
+                return;
+            }
+            let sent = if same_track {
+                self.player.send(audio::PlayerCommand::Pause(true))
+            } else {
+                match audio::open_track(&tl.track) {
+                    Ok(source) => self.player.send(audio::PlayerCommand::Load {
+                        source,
+                        start_frame: tl.anchor_frame.max(0.0).round() as u64,
+                        paused: true,
+                        at_heard_ns: None,
+                    }),
+                    Err(e) => {
+                        tracing::error!("cannot open the fleet's track {}: {e}", tl.track);
+                        return;
+                    }
+                }
+            };
+            if sent.is_ok() {
+                *applied = Applied {
+                    track: Some(tl.track.clone()),
+                    epoch: Some(tl.epoch),
+                    paused: true,
+                };
+            }
+            return;
+        }
+        if same_track && applied.epoch == Some(tl.epoch) && !applied.paused {
+            return; // already following; the PLL does the rest
+        }
+        // Without a clock estimate we cannot tell whether the start is still ahead: wait
+        // for SNTP (the next timeline retries).
+        let Some(est) = est else { return };
+        let heard_mono = self
+            .local
+            .clock
+            .to_mono(est.local_at(tl.anchor_fleet_ns))
+            .saturating_add_signed(-self.local.latency_ns);
+        let now = mono_ns();
+        let sent = if heard_mono > now + 50_000_000 {
+            // A scheduled start (play, seek, resume): start on the same sample as the leader.
+            match audio::open_track(&tl.track) {
+                Ok(src) => {
+                    self.player
+                        .load_at(src, tl.anchor_frame.max(0.0).round() as u64, heard_mono)
+                }
+                Err(e) => {
+                    tracing::error!("cannot open the fleet's track {}: {e}", tl.track);
+                    return;
+                }
+            }
+        } else if same_track && applied.paused {
+            // Resume late: the PLL's join seeks to where the fleet is.
+            self.player.send(audio::PlayerCommand::Pause(false))
+        } else if same_track {
+            Ok(()) // a new epoch while playing: the PLL joins afresh (seek if needed)
+        } else {
+            // Join a track already playing: open it near where the fleet is; the PLL's join
+            // puts it on the exact frame.
+            let here = tl.frame_at(est.fleet_at(self.local.clock.now()));
+            match audio::open_track(&tl.track) {
+                Ok(src) => self.player.load(src, here.max(0.0).round() as u64),
+                Err(e) => {
+                    tracing::error!("cannot open the fleet's track {}: {e}", tl.track);
+                    return;
+                }
+            }
+        };
+        if sent.is_ok() {
+            *applied = Applied {
+                track: Some(tl.track.clone()),
+                epoch: Some(tl.epoch),
+                paused: false,
+            };
+        }
+    }
+}
