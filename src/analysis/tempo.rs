@@ -493,12 +493,13 @@ pub fn pulse_stats(env: &[f32], frame_rate: f32, bpm: f32) -> Option<PulseStats>
     })
 }
 
-/// Resolves the octave of a tempo estimate: of the pair (slow, fast = 2 x
-/// slow) containing `bpm` within the configured range, picks the fast one
-/// when its pulses are themselves subdivided (e.g. eighth-note hats under a
-/// 174 BPM beat) or evenly accented (a plain pulse), and the slow one when the
-/// fast pulses alternate strong/weak without subdivision (the fast level is
-/// then the eighth-note level). Does not allocate.
+/// Resolves the octave of a tempo estimate from the full-band envelope alone:
+/// of the pair (slow, fast = 2 x slow) containing `bpm` within the configured
+/// range, picks the fast one when its pulses are themselves subdivided (e.g.
+/// eighth-note hats under a 174 BPM beat) or evenly accented (a plain pulse),
+/// and the slow one when the fast pulses alternate strong/weak without
+/// subdivision (the fast level is then the eighth-note level). Used by
+/// [`resolve_level`] when there is no low-band evidence. Does not allocate.
 pub fn resolve_octave(env: &[f32], frame_rate: f32, bpm: f32, cfg: &TempoConfig) -> f32 {
     let cfg = cfg.sanitized();
     if !(bpm.is_finite() && bpm > 0.0) {
@@ -512,13 +513,67 @@ pub fn resolve_octave(env: &[f32], frame_rate: f32, bpm: f32, cfg: &TempoConfig)
         return bpm;
     };
     match pulse_stats(env, frame_rate, fast) {
-        Some(s) if s.subdivision > SUBDIVISION_THRESHOLD || s.evenness > EVENNESS_THRESHOLD => fast,
+        Some(s) if full_band_says_fast(s) => fast,
         Some(_) => slow,
         None => bpm,
     }
+}
+
+fn full_band_says_fast(s: PulseStats) -> bool {
+    s.subdivision > SUBDIVISION_THRESHOLD || s.evenness > EVENNESS_THRESHOLD
+}
+
+/// Chooses the metrical level a listener taps, starting from a tempo
+/// estimate `bpm` (which the autocorrelation comb and the log-Gaussian prior
+/// already put near the preferred ~120 BPM region), using the low band (kick
+/// and bass, `low`) as the evidence of where the beat is:
+///
+/// - **up**: `2 x bpm` is the beat when it is in range and the low band is
+///   evenly accented at that rate (a walking bass under a 180 BPM swing, the
+///   two-step kick and bass of drum & bass): bass and kick play the beat, and
+///   they rarely play every off-beat eighth as strongly as the beat;
+/// - **down**: `bpm / 2` is the beat when the low band alternates strong/weak
+///   at `bpm` *and* the full band has no subdivision and no even accents at
+///   `bpm` either (an eighth-note piano arpeggio over a 72 BPM ballad); both
+///   cues are required because a backbeat (kick on 1 and 3) alone also makes
+///   the low band uneven at the beat rate.
+///
+/// Hi-hats and other high, dense parts do not vote: they mark subdivisions,
+/// and swung ones sit off the straight grid. When the low band is silent the
+/// full-band rule of [`resolve_octave`] decides. Does not allocate.
+pub fn resolve_level(
+    env: &[f32],
+    low: &[f32],
+    frame_rate: f32,
+    bpm: f32,
+    cfg: &TempoConfig,
+) -> f32 {
+    let cfg = cfg.sanitized();
+    if !(bpm.is_finite() && bpm > 0.0) {
+        return bpm;
+    }
+    let low_energy: f32 = low.iter().filter(|v| v.is_finite()).sum();
+    let env_energy: f32 = env.iter().filter(|v| v.is_finite()).sum();
+    // The low band must carry a real share of the onsets to be evidence.
+    if !(low_energy > 0.05 * env_energy && low_energy > 0.0) {
+        return resolve_octave(env, frame_rate, bpm, &cfg);
+    }
+    let low_even = |b: f32| pulse_stats(low, frame_rate, b).map(|s| s.evenness);
+    if bpm * 2.0 <= cfg.max_bpm && low_even(bpm * 2.0).is_some_and(|e| e > LOW_EVENNESS_THRESHOLD) {
+        return bpm * 2.0;
+    }
+    if bpm / 2.0 >= cfg.min_bpm
+        && low_even(bpm).is_some_and(|e| e < LOW_EVENNESS_THRESHOLD)
+        && pulse_stats(env, frame_rate, bpm).is_some_and(|s| !full_band_says_fast(s))
+    {
+        return bpm / 2.0;
+    }
+    bpm
 }
 
 /// Subdivision ratio above which the fast tempo of a pair is the beat.
 pub const SUBDIVISION_THRESHOLD: f32 = 0.25;
 /// Evenness above which the fast tempo of a pair is the beat.
 pub const EVENNESS_THRESHOLD: f32 = 0.8;
+/// Low-band evenness above which a level is the beat (see [`resolve_level`]).
+pub const LOW_EVENNESS_THRESHOLD: f32 = 0.85;
