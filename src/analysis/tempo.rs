@@ -419,9 +419,16 @@ pub struct PulseStats {
     pub evenness: f32,
 }
 
-/// Fits a pulse train of `bpm` to `env` (best phase) and measures how
-/// strongly it is subdivided and how even its alternate pulses are. Returns
-/// `None` when the envelope is too short or silent. Does not allocate.
+/// Length of the segments [`pulse_stats`] fits separately, in seconds.
+pub const PULSE_SEGMENT_S: f32 = 8.0;
+
+/// Fits a pulse train of `bpm` to `env` and measures how strongly it is
+/// subdivided and how even its alternate pulses are. Long envelopes are cut
+/// into segments of [`PULSE_SEGMENT_S`] seconds, each fitted with its own best
+/// phase and weighted by its on-pulse strength, so a tempo estimate a fraction
+/// of a BPM off (or a drifting performance) does not smear the pulse train
+/// over a whole track. Returns `None` when the envelope is too short or
+/// silent. Does not allocate.
 pub fn pulse_stats(env: &[f32], frame_rate: f32, bpm: f32) -> Option<PulseStats> {
     if !(bpm.is_finite() && bpm > 0.0 && frame_rate.is_finite() && frame_rate > 0.0) {
         return None;
@@ -429,6 +436,30 @@ pub fn pulse_stats(env: &[f32], frame_rate: f32, bpm: f32) -> Option<PulseStats>
     let p = 60.0 * frame_rate / bpm;
     let n = env.len();
     if p < 2.0 || (n as f32) < 4.0 * p {
+        return None;
+    }
+    let seg = ((PULSE_SEGMENT_S * frame_rate).max(4.0 * p)) as usize;
+    let n_seg = (n / seg).max(1);
+    let (mut sub, mut even, mut weight) = (0.0f32, 0.0f32, 0.0f32);
+    for k in 0..n_seg {
+        let end = if k + 1 == n_seg { n } else { (k + 1) * seg };
+        if let Some((s, w)) = segment_pulse_stats(&env[k * seg..end], p) {
+            sub += s.subdivision * w;
+            even += s.evenness * w;
+            weight += w;
+        }
+    }
+    (weight > 0.0).then(|| PulseStats {
+        subdivision: sub / weight,
+        evenness: even / weight,
+    })
+}
+
+/// [`pulse_stats`] of one segment with period `p` frames, and its mean
+/// on-pulse strength (the segment's weight).
+fn segment_pulse_stats(env: &[f32], p: f32) -> Option<(PulseStats, f32)> {
+    let n = env.len();
+    if (n as f32) < 2.0 * p {
         return None;
     }
     let at = |x: f32| -> f32 {
@@ -487,10 +518,13 @@ pub fn pulse_stats(env: &[f32], frame_rate: f32, bpm: f32) -> Option<PulseStats>
     }
     let on = on / n_on as f32;
     let (even, odd) = (even / n_even as f32, odd / n_odd as f32);
-    Some(PulseStats {
-        subdivision: (off / n_off as f32) / on,
-        evenness: even.min(odd) / even.max(odd).max(1e-12),
-    })
+    Some((
+        PulseStats {
+            subdivision: (off / n_off as f32) / on,
+            evenness: even.min(odd) / even.max(odd).max(1e-12),
+        },
+        on,
+    ))
 }
 
 /// Resolves the octave of a tempo estimate from the full-band envelope alone:
