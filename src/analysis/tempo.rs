@@ -563,18 +563,21 @@ fn full_band_says_fast(s: PulseStats) -> bool {
 /// and bass, `low`) as the evidence of where the beat is:
 ///
 /// - **up**: `2 x bpm` is the beat when it is in range and the low band is
-///   evenly accented at that rate (a walking bass under a 180 BPM swing, the
-///   two-step kick and bass of drum & bass): bass and kick play the beat, and
-///   they rarely play every off-beat eighth as strongly as the beat;
+///   evenly accented at that rate — strongly ([`LOW_EVEN_STRONG`], a walking
+///   bass under a 180 BPM swing whose cymbals accent every other beat), or
+///   fairly ([`LOW_EVEN_SUPPORT`]) with the full band agreeing (subdivided or
+///   even at `2 x bpm`, as under a 174 BPM two-step). Kick and bass play the
+///   beat, and they rarely play every off-beat eighth as strongly;
 /// - **down**: `bpm / 2` is the beat when the low band alternates strong/weak
 ///   at `bpm` *and* the full band has no subdivision and no even accents at
 ///   `bpm` either (an eighth-note piano arpeggio over a 72 BPM ballad); both
 ///   cues are required because a backbeat (kick on 1 and 3) alone also makes
 ///   the low band uneven at the beat rate.
 ///
-/// Hi-hats and other high, dense parts do not vote: they mark subdivisions,
-/// and swung ones sit off the straight grid. When the low band is silent the
-/// full-band rule of [`resolve_octave`] decides. Does not allocate.
+/// Hi-hats and other high, dense parts do not vote on their own: they mark
+/// subdivisions, and swung ones sit off the straight grid. When the low band
+/// is silent the full-band rule of [`resolve_octave`] decides. Does not
+/// allocate.
 pub fn resolve_level(
     env: &[f32],
     low: &[f32],
@@ -592,14 +595,16 @@ pub fn resolve_level(
     if !(low_energy > 0.05 * env_energy && low_energy > 0.0) {
         return resolve_octave(env, frame_rate, bpm, &cfg);
     }
-    let low_even = |b: f32| pulse_stats(low, frame_rate, b).map(|s| s.evenness);
-    if bpm * 2.0 <= cfg.max_bpm && low_even(bpm * 2.0).is_some_and(|e| e > LOW_EVENNESS_THRESHOLD) {
-        return bpm * 2.0;
+    let low_even = |b: f32| pulse_stats(low, frame_rate, b).map_or(0.0, |s| s.evenness);
+    let full_fast = |b: f32| pulse_stats(env, frame_rate, b).is_some_and(full_band_says_fast);
+    let fast = bpm * 2.0;
+    if fast <= cfg.max_bpm {
+        let e = low_even(fast);
+        if e > LOW_EVEN_STRONG || (e > LOW_EVEN_SUPPORT && full_fast(fast)) {
+            return fast;
+        }
     }
-    if bpm / 2.0 >= cfg.min_bpm
-        && low_even(bpm).is_some_and(|e| e < LOW_EVENNESS_THRESHOLD)
-        && pulse_stats(env, frame_rate, bpm).is_some_and(|s| !full_band_says_fast(s))
-    {
+    if bpm / 2.0 >= cfg.min_bpm && low_even(bpm) < LOW_EVEN_SUPPORT && !full_fast(bpm) {
         return bpm / 2.0;
     }
     bpm
@@ -609,5 +614,9 @@ pub fn resolve_level(
 pub const SUBDIVISION_THRESHOLD: f32 = 0.25;
 /// Evenness above which the fast tempo of a pair is the beat.
 pub const EVENNESS_THRESHOLD: f32 = 0.8;
-/// Low-band evenness above which a level is the beat (see [`resolve_level`]).
-pub const LOW_EVENNESS_THRESHOLD: f32 = 0.85;
+/// Low-band evenness above which the faster level is the beat on its own
+/// (see [`resolve_level`]).
+pub const LOW_EVEN_STRONG: f32 = 0.9;
+/// Low-band evenness above which the faster level is the beat when the full
+/// band agrees, and below which the slower one may be (see [`resolve_level`]).
+pub const LOW_EVEN_SUPPORT: f32 = 0.8;
