@@ -5,7 +5,8 @@
 //! [`Event`]s (bands every hop, onsets, tempo updates, beats). The tracker keeps
 //! the onset envelope of the last `window_s` seconds in a ring buffer,
 //! re-estimates tempo every `update_s` seconds (favouring continuity with the
-//! previous estimate), and every hop re-estimates the beat phase with a
+//! previous estimate, and choosing the metrical level from the low-band onsets
+//! it keeps alongside, see [`super::tempo::resolve_level`]), and every hop re-estimates the beat phase with a
 //! decaying comb over the recent envelope; a phase-locked loop nudges the next
 //! predicted beat towards that estimate, and each beat is emitted shortly
 //! before it happens with its sample position in the track, so every bike

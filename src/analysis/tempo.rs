@@ -9,7 +9,10 @@
 //! eighth-note hi-hat) score below the true beat, which resolves most octave
 //! errors; the prior settles the rest. [`tempo_curve`] applies the same scoring
 //! to sliding windows and joins them with a Viterbi pass that penalises tempo
-//! jumps, giving a local tempo curve for tracks that change tempo.
+//! jumps, giving a local tempo curve for tracks that change tempo. The
+//! metrical level a listener taps (72 or 144, 90 or 180) is then chosen by
+//! [`resolve_level`] from where the kick and bass land (the low band), with
+//! the full band as a second opinion; both trackers, offline and live, use it.
 
 /// Tempo estimator settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
