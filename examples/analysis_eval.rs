@@ -9,8 +9,9 @@
 //! before 5 s ignored, as `mir_eval.beat.evaluate` does), the offline downbeat F-measure,
 //! the live beat-phase error after 8 s (p50/p95 to the nearest reference beat) and the
 //! time the live tracker needs to lock (first beat of a run of four correct ones). It
-//! then prints how far ahead of the audio the live beats are announced and the cost of
-//! each path per audio second. `--dump DIR` writes each clip as raw little-endian f32
+//! then prints the phase error of beats extrapolated 2 s ahead from the live beat grid
+//! (what the show scheduler uses), how far ahead of the audio the live beat events are
+//! announced, and the cost of each path per audio second. `--dump DIR` writes each clip as raw little-endian f32
 //! with its ground truth and both trackers' beats.
 
 use std::path::{Path, PathBuf};
@@ -23,6 +24,8 @@ use convoy::analysis::{analyze_offline, eval, synth, AnalysisParams, Event, Live
 const SETTLE_S: f64 = 8.0;
 /// Block size fed to the live analyser (about what the playback tap delivers).
 const LIVE_BLOCK: usize = 1024;
+/// How far ahead the show scheduler asks the live beat grid for a beat.
+const AHEAD_S: f64 = 2.0;
 
 struct Clip {
     name: String,
@@ -164,6 +167,9 @@ struct LiveRun {
     beats: Vec<f64>,
     /// For every beat: how far ahead of the audio it was announced (s).
     leads: Vec<f64>,
+    /// After every block: the first beat at least [`AHEAD_S`] ahead of the
+    /// audio, extrapolated from the live beat grid (s).
+    ahead: Vec<f64>,
     bpm: f32,
     seconds: f64,
 }
@@ -171,7 +177,7 @@ struct LiveRun {
 fn run_live(clip: &Clip, params: &AnalysisParams) -> LiveRun {
     let sr = clip.sample_rate as f64;
     let mut live = LiveAnalyzer::new(clip.sample_rate, params);
-    let (mut beats, mut leads) = (Vec::new(), Vec::new());
+    let (mut beats, mut leads, mut ahead) = (Vec::new(), Vec::new(), Vec::new());
     let t0 = Instant::now();
     for block in clip.samples.chunks(LIVE_BLOCK) {
         let consumed = live.samples_consumed() + block.len() as u64;
@@ -181,10 +187,18 @@ fn run_live(clip: &Clip, params: &AnalysisParams) -> LiveRun {
                 leads.push((b.sample_pos as f64 - consumed as f64) / sr);
             }
         }
+        if let Some(g) = live.beat_grid() {
+            let horizon = consumed as f64 + AHEAD_S * sr;
+            let k = ((horizon - g.next_beat as f64) / g.period_samples)
+                .ceil()
+                .max(0.0);
+            ahead.push(g.beat(k as u32) as f64 / sr);
+        }
     }
     LiveRun {
         beats,
         leads,
+        ahead,
         bpm: live.bpm(),
         seconds: t0.elapsed().as_secs_f64(),
     }
@@ -254,6 +268,7 @@ fn run(clips: &[Clip], params: &AnalysisParams, dump: Option<&str>) {
     );
     let (mut audio_s, mut off_s, mut live_s) = (0.0f64, 0.0f64, 0.0f64);
     let (mut all_err, mut ok_err, mut leads) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut all_ahead, mut ok_ahead) = (Vec::new(), Vec::new());
     let mut off_scores = Vec::new();
     let mut live_scores = Vec::new();
     for clip in clips {
@@ -277,8 +292,15 @@ fn run(clips: &[Clip], params: &AnalysisParams, dump: Option<&str>) {
         let after: Vec<f64> = beats.iter().copied().filter(|&b| b >= SETTLE_S).collect();
         let errs = eval::phase_errors(&clip.beats, &after);
         all_err.extend(errs.iter().copied());
+        let ahead: Vec<f64> = until_end(&clip.beats, &live.ahead)
+            .into_iter()
+            .filter(|&b| b >= SETTLE_S + AHEAD_S)
+            .collect();
+        let ahead_errs = eval::phase_errors(&clip.beats, &ahead);
+        all_ahead.extend(ahead_errs.iter().copied());
         if lv.cmlt >= 0.5 {
             ok_err.extend(errs.iter().copied());
+            ok_ahead.extend(ahead_errs.iter().copied());
         }
         let lock = lock_time(&clip.beats, &beats)
             .map(|t| format!("{t:.1}"))
@@ -335,6 +357,14 @@ fn run(clips: &[Clip], params: &AnalysisParams, dump: Option<&str>) {
         ok_err.len(),
         eval::percentile(&ok_err, 50.0) * 1000.0,
         eval::percentile(&ok_err, 95.0) * 1000.0,
+    );
+    println!(
+        "live beats extrapolated {AHEAD_S:.0} s ahead from the beat grid: all clips p50 {:.1} ms, \
+         p95 {:.1} ms; clips with live CMLt >= 0.5 p50 {:.1} ms, p95 {:.1} ms",
+        eval::percentile(&all_ahead, 50.0) * 1000.0,
+        eval::percentile(&all_ahead, 95.0) * 1000.0,
+        eval::percentile(&ok_ahead, 50.0) * 1000.0,
+        eval::percentile(&ok_ahead, 95.0) * 1000.0,
     );
     println!(
         "live beats announced ahead of the audio: min {:.1} ms, p50 {:.1} ms, max {:.1} ms \

@@ -18,6 +18,29 @@ use super::onset::{OnsetDetector, ENVELOPE_DELAY_HOPS};
 use super::tempo::{TempoConfig, TempoEstimator};
 use super::{AnalysisParams, Beat, Event, TempoUpdate};
 
+/// The live tracker's current beat grid: the next beat it will announce and
+/// the beat period, from which the show scheduler extrapolates as many future
+/// beats as it needs (a light cue must be sent before its beat is heard).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BeatGrid {
+    /// Sample position (track) of the next beat not yet announced.
+    pub next_beat: u64,
+    /// Beat period in samples.
+    pub period_samples: f64,
+    /// Tempo in BPM.
+    pub bpm: f32,
+    /// Confidence of the tempo estimate, `0..=1`.
+    pub confidence: f32,
+}
+
+impl BeatGrid {
+    /// Sample position of the `k`-th beat from [`Self::next_beat`] (`k = 0` is
+    /// the next beat itself), assuming the tempo holds.
+    pub fn beat(&self, k: u32) -> u64 {
+        (self.next_beat as f64 + k as f64 * self.period_samples).round() as u64
+    }
+}
+
 /// Live tracker settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LiveConfig {
@@ -118,6 +141,17 @@ impl LiveBeatTracker {
     /// Current tempo estimate in BPM (0 before warm-up).
     pub fn bpm(&self) -> f32 {
         self.bpm
+    }
+
+    /// The current beat grid, once the tracker has a tempo and a phase.
+    pub fn grid(&self) -> Option<BeatGrid> {
+        let (p, nb) = (self.period?, self.next_beat?);
+        Some(BeatGrid {
+            next_beat: self.frame_to_sample(nb),
+            period_samples: p * self.hop,
+            bpm: self.bpm,
+            confidence: self.confidence,
+        })
     }
 
     fn env(&self, frame: i64) -> f32 {
@@ -381,6 +415,11 @@ impl LiveAnalyzer {
     /// Current tempo estimate in BPM (0 before warm-up).
     pub fn bpm(&self) -> f32 {
         self.tracker.bpm()
+    }
+
+    /// The current beat grid (next beat and period) for scheduling ahead.
+    pub fn beat_grid(&self) -> Option<BeatGrid> {
+        self.tracker.grid()
     }
 
     /// Total samples consumed.

@@ -27,7 +27,7 @@ mod tests;
 pub use bands::{BandAnalyzer, BandConfig, BandFrame, BandLayout, StftConfig};
 pub use beat::{BeatConfig, MeterEstimate};
 pub use beatmap::{Bar, Beatmap, BeatmapError, Envelopes, Section, TrackInfo};
-pub use live::{LiveAnalyzer, LiveBeatTracker, LiveConfig};
+pub use live::{BeatGrid, LiveAnalyzer, LiveBeatTracker, LiveConfig};
 pub use onset::{Onset, OnsetConfig};
 pub use tempo::{TempoConfig, TempoEstimate};
 
