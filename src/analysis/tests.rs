@@ -484,3 +484,31 @@ fn metrical_level_keeps_a_backbeat_with_eighth_hats() {
     let bpm = tempo::resolve_level(&env, &kick, fr, 120.0, &TempoConfig::default());
     assert!((bpm - 120.0).abs() < 0.5, "{bpm}");
 }
+
+#[test]
+fn live_beat_grid_predicts_beats_two_seconds_ahead() {
+    // What the show scheduler does: ask the grid for beats it has not heard yet.
+    let clip = drum(synth::pattern_rock(), 120.0, false);
+    let mut live = LiveAnalyzer::new(SR, &AnalysisParams::default());
+    assert!(live.beat_grid().is_none());
+    let mut errs = Vec::new();
+    for block in clip.samples.chunks(1024) {
+        live.process(block).for_each(drop);
+        let now = live.samples_consumed() as f64 / SR as f64;
+        let Some(g) = live.beat_grid() else { continue };
+        assert!(g.period_samples > 0.0 && g.bpm > 0.0);
+        assert!(g.beat(1) > g.beat(0));
+        if now < 8.0 {
+            continue;
+        }
+        let k = ((2.0 * SR as f64) / g.period_samples).ceil() as u32;
+        let ahead = g.beat(k) as f64 / SR as f64;
+        assert!(ahead >= now + 1.5, "{ahead} is not ahead of {now}");
+        if ahead <= clip.beats.last().copied().unwrap_or(0.0) {
+            errs.extend(eval::phase_errors(&clip.beats, &[ahead]));
+        }
+    }
+    assert!(errs.len() > 100);
+    let p95 = eval::percentile(&errs, 95.0);
+    assert!(p95 < 0.03, "p95 {p95}");
+}
