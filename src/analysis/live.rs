@@ -5,7 +5,8 @@
 //! [`Event`]s (bands every hop, onsets, tempo updates, beats). The tracker keeps
 //! the onset envelope of the last `window_s` seconds in a ring buffer,
 //! re-estimates tempo every `update_s` seconds (favouring continuity with the
-//! previous estimate), and every hop re-estimates the beat phase with a
+//! previous estimate, and choosing the metrical level from the low-band onsets
+//! it keeps alongside, see [`super::tempo::resolve_level`]), and every hop re-estimates the beat phase with a
 //! decaying comb over the recent envelope; a phase-locked loop nudges the next
 //! predicted beat towards that estimate, and each beat is emitted shortly
 //! before it happens with its sample position in the track, so every bike
@@ -16,6 +17,29 @@ use super::bands::{BandMapper, Stft};
 use super::onset::{OnsetDetector, ENVELOPE_DELAY_HOPS};
 use super::tempo::{TempoConfig, TempoEstimator};
 use super::{AnalysisParams, Beat, Event, TempoUpdate};
+
+/// The live tracker's current beat grid: the next beat it will announce and
+/// the beat period, from which the show scheduler extrapolates as many future
+/// beats as it needs (a light cue must be sent before its beat is heard).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BeatGrid {
+    /// Sample position (track) of the next beat not yet announced.
+    pub next_beat: u64,
+    /// Beat period in samples.
+    pub period_samples: f64,
+    /// Tempo in BPM.
+    pub bpm: f32,
+    /// Confidence of the tempo estimate, `0..=1`.
+    pub confidence: f32,
+}
+
+impl BeatGrid {
+    /// Sample position of the `k`-th beat from [`Self::next_beat`] (`k = 0` is
+    /// the next beat itself), assuming the tempo holds.
+    pub fn beat(&self, k: u32) -> u64 {
+        (self.next_beat as f64 + k as f64 * self.period_samples).round() as u64
+    }
+}
 
 /// Live tracker settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -60,8 +84,12 @@ pub struct LiveBeatTracker {
     hop: f64,
     delay_samples: f64,
     ring: Vec<f32>,
+    /// Low-band (kick/bass) onset strength, same frames as `ring`: the
+    /// evidence for the metrical level.
+    low_ring: Vec<f32>,
     count: u64,
     linear: Vec<f32>,
+    low_linear: Vec<f32>,
     est: TempoEstimator,
     update_frames: u64,
     warmup_frames: u64,
@@ -91,8 +119,10 @@ impl LiveBeatTracker {
             hop: hop as f64,
             delay_samples: ENVELOPE_DELAY_HOPS as f64 * hop as f64,
             ring: vec![0.0; win],
+            low_ring: vec![0.0; win],
             count: 0,
             linear: vec![0.0; win],
+            low_linear: vec![0.0; win],
             est: TempoEstimator::new(frame_rate, &cfg.tempo, win),
             update_frames: ((cfg.update_s.clamp(0.05, 60.0) * frame_rate) as u64).max(1),
             warmup_frames: ((cfg.warmup_s.clamp(0.5, 60.0) * frame_rate) as u64).max(8),
@@ -111,6 +141,17 @@ impl LiveBeatTracker {
     /// Current tempo estimate in BPM (0 before warm-up).
     pub fn bpm(&self) -> f32 {
         self.bpm
+    }
+
+    /// The current beat grid, once the tracker has a tempo and a phase.
+    pub fn grid(&self) -> Option<BeatGrid> {
+        let (p, nb) = (self.period?, self.next_beat?);
+        Some(BeatGrid {
+            next_beat: self.frame_to_sample(nb),
+            period_samples: p * self.hop,
+            bpm: self.bpm,
+            confidence: self.confidence,
+        })
     }
 
     fn env(&self, frame: i64) -> f32 {
@@ -137,16 +178,27 @@ impl LiveBeatTracker {
         }
     }
 
-    /// Pushes the onset strength of the frame at `sample_pos`; appends tempo
-    /// updates and beats to `out`.
+    /// Pushes the onset strength of the frame at `sample_pos` without a
+    /// low-band strength (the metrical level is then chosen from the full band
+    /// alone); appends tempo updates and beats to `out`.
     pub fn push(&mut self, sample_pos: u64, strength: f32, out: &mut Vec<Event>) {
+        self.push_with_low(sample_pos, strength, 0.0, out);
+    }
+
+    /// Pushes the onset strength and the low-band (kick/bass) onset strength
+    /// of the frame at `sample_pos`; appends tempo updates and beats to `out`.
+    pub fn push_with_low(
+        &mut self,
+        sample_pos: u64,
+        strength: f32,
+        low_strength: f32,
+        out: &mut Vec<Event>,
+    ) {
         let len = self.ring.len();
         let idx = (self.count % len as u64) as usize;
-        self.ring[idx] = if strength.is_finite() {
-            strength.max(0.0)
-        } else {
-            0.0
-        };
+        let clean = |v: f32| if v.is_finite() { v.max(0.0) } else { 0.0 };
+        self.ring[idx] = clean(strength);
+        self.low_ring[idx] = clean(low_strength);
         self.count += 1;
         self.since_update += 1;
         if self.count >= self.warmup_frames
@@ -253,12 +305,14 @@ impl LiveBeatTracker {
         let fr = self.frame_rate;
         let min_period_ok = move |bpm: f32| 60.0 * fr / bpm >= 2.0;
         if e.bpm > 0.0 && min_period_ok(e.bpm) {
-            // The octave decision looks at the unweighted window.
+            // The metrical-level decision looks at the unweighted window.
             for i in 0..n {
                 self.linear[i] = self.ring[(start + i) % len];
+                self.low_linear[i] = self.low_ring[(start + i) % len];
             }
-            let mut bpm = super::tempo::resolve_octave(
+            let mut bpm = super::tempo::resolve_level(
                 &self.linear[..n],
+                &self.low_linear[..n],
                 self.frame_rate,
                 e.bpm,
                 &self.cfg.tempo,
@@ -345,7 +399,7 @@ impl LiveAnalyzer {
             if let Some(o) = of.onset {
                 out.push(Event::Onset(o));
             }
-            tracker.push(pos, of.strength, out);
+            tracker.push_with_low(pos, of.strength, of.low_strength, out);
         });
     }
 
@@ -361,6 +415,11 @@ impl LiveAnalyzer {
     /// Current tempo estimate in BPM (0 before warm-up).
     pub fn bpm(&self) -> f32 {
         self.tracker.bpm()
+    }
+
+    /// The current beat grid (next beat and period) for scheduling ahead.
+    pub fn beat_grid(&self) -> Option<BeatGrid> {
+        self.tracker.grid()
     }
 
     /// Total samples consumed.

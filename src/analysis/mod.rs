@@ -27,7 +27,7 @@ mod tests;
 pub use bands::{BandAnalyzer, BandConfig, BandFrame, BandLayout, StftConfig};
 pub use beat::{BeatConfig, MeterEstimate};
 pub use beatmap::{Bar, Beatmap, BeatmapError, Envelopes, Section, TrackInfo};
-pub use live::{LiveAnalyzer, LiveBeatTracker, LiveConfig};
+pub use live::{BeatGrid, LiveAnalyzer, LiveBeatTracker, LiveConfig};
 pub use onset::{Onset, OnsetConfig};
 pub use tempo::{TempoConfig, TempoEstimate};
 
@@ -220,8 +220,8 @@ pub fn analyze_offline(samples: &[f32], sample_rate: u32, params: &AnalysisParam
         let mut sorted = curve.clone();
         sorted.sort_by(|a, b| a.total_cmp(b));
         let med = sorted[sorted.len() / 2];
-        // Octave decision on the whole track, applied to the whole curve.
-        let resolved = tempo::resolve_octave(&fr.env, frame_rate, med, &params.tempo);
+        // Metrical-level decision on the whole track, applied to the whole curve.
+        let resolved = tempo::resolve_level(&fr.env, &fr.low, frame_rate, med, &params.tempo);
         let factor = resolved / med;
         if (factor - 1.0).abs() > 0.01 {
             curve.iter_mut().for_each(|b| *b *= factor);

@@ -9,7 +9,10 @@
 //! eighth-note hi-hat) score below the true beat, which resolves most octave
 //! errors; the prior settles the rest. [`tempo_curve`] applies the same scoring
 //! to sliding windows and joins them with a Viterbi pass that penalises tempo
-//! jumps, giving a local tempo curve for tracks that change tempo.
+//! jumps, giving a local tempo curve for tracks that change tempo. The
+//! metrical level a listener taps (72 or 144, 90 or 180) is then chosen by
+//! [`resolve_level`] from where the kick and bass land (the low band), with
+//! the full band as a second opinion; both trackers, offline and live, use it.
 
 /// Tempo estimator settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -419,9 +422,16 @@ pub struct PulseStats {
     pub evenness: f32,
 }
 
-/// Fits a pulse train of `bpm` to `env` (best phase) and measures how
-/// strongly it is subdivided and how even its alternate pulses are. Returns
-/// `None` when the envelope is too short or silent. Does not allocate.
+/// Length of the segments [`pulse_stats`] fits separately, in seconds.
+pub const PULSE_SEGMENT_S: f32 = 8.0;
+
+/// Fits a pulse train of `bpm` to `env` and measures how strongly it is
+/// subdivided and how even its alternate pulses are. Long envelopes are cut
+/// into segments of [`PULSE_SEGMENT_S`] seconds, each fitted with its own best
+/// phase and weighted by its on-pulse strength, so a tempo estimate a fraction
+/// of a BPM off (or a drifting performance) does not smear the pulse train
+/// over a whole track. Returns `None` when the envelope is too short or
+/// silent. Does not allocate.
 pub fn pulse_stats(env: &[f32], frame_rate: f32, bpm: f32) -> Option<PulseStats> {
     if !(bpm.is_finite() && bpm > 0.0 && frame_rate.is_finite() && frame_rate > 0.0) {
         return None;
@@ -429,6 +439,30 @@ pub fn pulse_stats(env: &[f32], frame_rate: f32, bpm: f32) -> Option<PulseStats>
     let p = 60.0 * frame_rate / bpm;
     let n = env.len();
     if p < 2.0 || (n as f32) < 4.0 * p {
+        return None;
+    }
+    let seg = ((PULSE_SEGMENT_S * frame_rate).max(4.0 * p)) as usize;
+    let n_seg = (n / seg).max(1);
+    let (mut sub, mut even, mut weight) = (0.0f32, 0.0f32, 0.0f32);
+    for k in 0..n_seg {
+        let end = if k + 1 == n_seg { n } else { (k + 1) * seg };
+        if let Some((s, w)) = segment_pulse_stats(&env[k * seg..end], p) {
+            sub += s.subdivision * w;
+            even += s.evenness * w;
+            weight += w;
+        }
+    }
+    (weight > 0.0).then(|| PulseStats {
+        subdivision: sub / weight,
+        evenness: even / weight,
+    })
+}
+
+/// [`pulse_stats`] of one segment with period `p` frames, and its mean
+/// on-pulse strength (the segment's weight).
+fn segment_pulse_stats(env: &[f32], p: f32) -> Option<(PulseStats, f32)> {
+    let n = env.len();
+    if (n as f32) < 2.0 * p {
         return None;
     }
     let at = |x: f32| -> f32 {
@@ -487,18 +521,22 @@ pub fn pulse_stats(env: &[f32], frame_rate: f32, bpm: f32) -> Option<PulseStats>
     }
     let on = on / n_on as f32;
     let (even, odd) = (even / n_even as f32, odd / n_odd as f32);
-    Some(PulseStats {
-        subdivision: (off / n_off as f32) / on,
-        evenness: even.min(odd) / even.max(odd).max(1e-12),
-    })
+    Some((
+        PulseStats {
+            subdivision: (off / n_off as f32) / on,
+            evenness: even.min(odd) / even.max(odd).max(1e-12),
+        },
+        on,
+    ))
 }
 
-/// Resolves the octave of a tempo estimate: of the pair (slow, fast = 2 x
-/// slow) containing `bpm` within the configured range, picks the fast one
-/// when its pulses are themselves subdivided (e.g. eighth-note hats under a
-/// 174 BPM beat) or evenly accented (a plain pulse), and the slow one when the
-/// fast pulses alternate strong/weak without subdivision (the fast level is
-/// then the eighth-note level). Does not allocate.
+/// Resolves the octave of a tempo estimate from the full-band envelope alone:
+/// of the pair (slow, fast = 2 x slow) containing `bpm` within the configured
+/// range, picks the fast one when its pulses are themselves subdivided (e.g.
+/// eighth-note hats under a 174 BPM beat) or evenly accented (a plain pulse),
+/// and the slow one when the fast pulses alternate strong/weak without
+/// subdivision (the fast level is then the eighth-note level). Used by
+/// [`resolve_level`] when there is no low-band evidence. Does not allocate.
 pub fn resolve_octave(env: &[f32], frame_rate: f32, bpm: f32, cfg: &TempoConfig) -> f32 {
     let cfg = cfg.sanitized();
     if !(bpm.is_finite() && bpm > 0.0) {
@@ -512,13 +550,76 @@ pub fn resolve_octave(env: &[f32], frame_rate: f32, bpm: f32, cfg: &TempoConfig)
         return bpm;
     };
     match pulse_stats(env, frame_rate, fast) {
-        Some(s) if s.subdivision > SUBDIVISION_THRESHOLD || s.evenness > EVENNESS_THRESHOLD => fast,
+        Some(s) if full_band_says_fast(s) => fast,
         Some(_) => slow,
         None => bpm,
     }
+}
+
+fn full_band_says_fast(s: PulseStats) -> bool {
+    s.subdivision > SUBDIVISION_THRESHOLD || s.evenness > EVENNESS_THRESHOLD
+}
+
+/// Chooses the metrical level a listener taps, starting from a tempo
+/// estimate `bpm` (which the autocorrelation comb and the log-Gaussian prior
+/// already put near the preferred ~120 BPM region), using the low band (kick
+/// and bass, `low`) as the evidence of where the beat is:
+///
+/// - **up**: `2 x bpm` is the beat when it is in range and the low band is
+///   evenly accented at that rate — strongly ([`LOW_EVEN_STRONG`], a walking
+///   bass under a 180 BPM swing whose cymbals accent every other beat), or
+///   fairly ([`LOW_EVEN_SUPPORT`]) with the full band agreeing (subdivided or
+///   even at `2 x bpm`, as under a 174 BPM two-step). Kick and bass play the
+///   beat, and they rarely play every off-beat eighth as strongly;
+/// - **down**: `bpm / 2` is the beat when the low band alternates strong/weak
+///   at `bpm` *and* the full band has no subdivision and no even accents at
+///   `bpm` either (an eighth-note piano arpeggio over a 72 BPM ballad); both
+///   cues are required because a backbeat (kick on 1 and 3) alone also makes
+///   the low band uneven at the beat rate.
+///
+/// Hi-hats and other high, dense parts do not vote on their own: they mark
+/// subdivisions, and swung ones sit off the straight grid. When the low band
+/// is silent the full-band rule of [`resolve_octave`] decides. Does not
+/// allocate.
+pub fn resolve_level(
+    env: &[f32],
+    low: &[f32],
+    frame_rate: f32,
+    bpm: f32,
+    cfg: &TempoConfig,
+) -> f32 {
+    let cfg = cfg.sanitized();
+    if !(bpm.is_finite() && bpm > 0.0) {
+        return bpm;
+    }
+    let low_energy: f32 = low.iter().filter(|v| v.is_finite()).sum();
+    let env_energy: f32 = env.iter().filter(|v| v.is_finite()).sum();
+    // The low band must carry a real share of the onsets to be evidence.
+    if !(low_energy > 0.05 * env_energy && low_energy > 0.0) {
+        return resolve_octave(env, frame_rate, bpm, &cfg);
+    }
+    let low_even = |b: f32| pulse_stats(low, frame_rate, b).map_or(0.0, |s| s.evenness);
+    let full_fast = |b: f32| pulse_stats(env, frame_rate, b).is_some_and(full_band_says_fast);
+    let fast = bpm * 2.0;
+    if fast <= cfg.max_bpm {
+        let e = low_even(fast);
+        if e > LOW_EVEN_STRONG || (e > LOW_EVEN_SUPPORT && full_fast(fast)) {
+            return fast;
+        }
+    }
+    if bpm / 2.0 >= cfg.min_bpm && low_even(bpm) < LOW_EVEN_SUPPORT && !full_fast(bpm) {
+        return bpm / 2.0;
+    }
+    bpm
 }
 
 /// Subdivision ratio above which the fast tempo of a pair is the beat.
 pub const SUBDIVISION_THRESHOLD: f32 = 0.25;
 /// Evenness above which the fast tempo of a pair is the beat.
 pub const EVENNESS_THRESHOLD: f32 = 0.8;
+/// Low-band evenness above which the faster level is the beat on its own
+/// (see [`resolve_level`]).
+pub const LOW_EVEN_STRONG: f32 = 0.9;
+/// Low-band evenness above which the faster level is the beat when the full
+/// band agrees, and below which the slower one may be (see [`resolve_level`]).
+pub const LOW_EVEN_SUPPORT: f32 = 0.8;

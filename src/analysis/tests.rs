@@ -424,3 +424,91 @@ fn degenerate_input_never_panics() {
     let mut live = LiveAnalyzer::new(SR, &odd);
     let _ = live.process(&clip.samples).count();
 }
+
+/// An onset envelope at `fr` frames/s with a pulse of height `h(k)` at every
+/// `k`-th multiple of the period of `bpm`.
+fn pulses(fr: f32, seconds: f32, bpm: f32, h: impl Fn(usize) -> f32) -> Vec<f32> {
+    let n = (fr * seconds) as usize;
+    let p = 60.0 * fr / bpm;
+    let mut v = vec![0.01f32; n];
+    let mut k = 0usize;
+    while (k as f32 * p).round() < n as f32 {
+        let i = (k as f32 * p).round() as usize;
+        v[i] += h(k);
+        k += 1;
+    }
+    v
+}
+
+fn add(a: &[f32], b: &[f32]) -> Vec<f32> {
+    a.iter().zip(b).map(|(x, y)| x + y).collect()
+}
+
+#[test]
+fn metrical_level_goes_up_to_an_even_walking_bass() {
+    // Swing at 180: the full band is accented on every other beat (ride and
+    // hi-hat on 2 and 4, at 90 BPM), the bass plays every beat evenly.
+    let fr = 44_100.0 / 512.0;
+    let accents = pulses(fr, 30.0, 90.0, |_| 1.0);
+    let bass = pulses(fr, 30.0, 180.0, |_| 0.6);
+    let env = add(&accents, &bass);
+    let cfg = TempoConfig::default();
+    let bpm = tempo::resolve_level(&env, &bass, fr, 90.0, &cfg);
+    assert!((bpm - 180.0).abs() < 0.5, "{bpm}");
+    // Without the low band, the full-band rule keeps the accented level.
+    let silent = vec![0.0f32; env.len()];
+    let bpm = tempo::resolve_level(&env, &silent, fr, 90.0, &cfg);
+    assert!((bpm - 90.0).abs() < 0.5, "{bpm}");
+}
+
+#[test]
+fn metrical_level_goes_down_when_only_the_treble_plays_eighths() {
+    // A 72 BPM ballad: piano eighths (144 BPM) alternating strong/weak, kick
+    // and bass only on the beat.
+    let fr = 44_100.0 / 512.0;
+    let piano = pulses(fr, 40.0, 144.0, |k| if k % 2 == 0 { 1.0 } else { 0.4 });
+    let bass = pulses(fr, 40.0, 72.0, |_| 0.8);
+    let env = add(&piano, &bass);
+    let bpm = tempo::resolve_level(&env, &bass, fr, 144.0, &TempoConfig::default());
+    assert!((bpm - 72.0).abs() < 0.5, "{bpm}");
+}
+
+#[test]
+fn metrical_level_keeps_a_backbeat_with_eighth_hats() {
+    // Rock at 120: kick on 1 and 3 only (uneven low band at 120), but hats
+    // subdivide every beat, so the beat stays at 120 rather than 60.
+    let fr = 44_100.0 / 512.0;
+    let kick = pulses(fr, 30.0, 120.0, |k| if k % 2 == 0 { 1.0 } else { 0.1 });
+    let hats = pulses(fr, 30.0, 240.0, |_| 0.5);
+    let env = add(&kick, &hats);
+    let bpm = tempo::resolve_level(&env, &kick, fr, 120.0, &TempoConfig::default());
+    assert!((bpm - 120.0).abs() < 0.5, "{bpm}");
+}
+
+#[test]
+fn live_beat_grid_predicts_beats_two_seconds_ahead() {
+    // What the show scheduler does: ask the grid for beats it has not heard yet.
+    let clip = drum(synth::pattern_rock(), 120.0, false);
+    let mut live = LiveAnalyzer::new(SR, &AnalysisParams::default());
+    assert!(live.beat_grid().is_none());
+    let mut errs = Vec::new();
+    for block in clip.samples.chunks(1024) {
+        live.process(block).for_each(drop);
+        let now = live.samples_consumed() as f64 / SR as f64;
+        let Some(g) = live.beat_grid() else { continue };
+        assert!(g.period_samples > 0.0 && g.bpm > 0.0);
+        assert!(g.beat(1) > g.beat(0));
+        if now < 8.0 {
+            continue;
+        }
+        let k = ((2.0 * SR as f64) / g.period_samples).ceil() as u32;
+        let ahead = g.beat(k) as f64 / SR as f64;
+        assert!(ahead >= now + 1.5, "{ahead} is not ahead of {now}");
+        if ahead <= clip.beats.last().copied().unwrap_or(0.0) {
+            errs.extend(eval::phase_errors(&clip.beats, &[ahead]));
+        }
+    }
+    assert!(errs.len() > 100);
+    let p95 = eval::percentile(&errs, 95.0);
+    assert!(p95 < 0.03, "p95 {p95}");
+}

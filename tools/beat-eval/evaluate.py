@@ -211,6 +211,10 @@ def main():
         lines.append("")
         lines += notes
         lines.append("")
+    history = os.path.join(os.path.dirname(os.path.abspath(__file__)), "history.md")
+    if os.path.exists(history):
+        lines.append(open(history).read().rstrip())
+        lines.append("")
     text = "\n".join(lines)
     print(text)
     with open(report, "w") as f:
