@@ -40,7 +40,12 @@ async fn udp_commands_patterns_and_replies() {
 
     send(&c, to, &msg("/convoy/seek", vec![OscType::Int(1500)])).await;
     let got = node.next(2.0).await;
-    assert_eq!(got.command, Command::Seek { position_ms: 1500.0 });
+    assert_eq!(
+        got.command,
+        Command::Seek {
+            position_ms: 1500.0
+        }
+    );
     assert_eq!(got.origin, Origin::Osc(me.to_string()));
     let r = recv_until(&c, 2.0, is_reply("/reply/convoy/seek")).await;
     assert_eq!(reply_json(&r)["status"], "ok");
@@ -60,10 +65,18 @@ async fn udp_commands_patterns_and_replies() {
     send(&c, to, &msg("/convoy/stop", vec![OscType::Float(0.0)])).await;
 
     // Bad input: an error reply naming the address and what was expected.
-    send(&c, to, &msg("/convoy/seek", vec![OscType::String("x".into())])).await;
+    send(
+        &c,
+        to,
+        &msg("/convoy/seek", vec![OscType::String("x".into())]),
+    )
+    .await;
     let r = reply_json(&recv_until(&c, 2.0, is_reply("/reply/convoy/seek")).await);
     assert_eq!(r["status"], "error");
-    assert!(r["message"].as_str().unwrap().contains("position_ms"), "{r}");
+    assert!(
+        r["message"].as_str().unwrap().contains("position_ms"),
+        "{r}"
+    );
     send(&c, to, &msg("/nope", vec![])).await;
     let r = reply_json(&recv_until(&c, 2.0, is_reply("/reply/nope")).await);
     assert!(r["message"].as_str().unwrap().contains("/nope"), "{r}");
@@ -101,11 +114,7 @@ async fn policy_refusals_get_no_reply_and_reach_nothing() {
 }
 
 /// Reads frames from a TCP stream until `want` messages arrived.
-async fn read_tcp(
-    s: &mut TcpStream,
-    framing: TcpFraming,
-    want: usize,
-) -> Vec<codec::OscMessage> {
+async fn read_tcp(s: &mut TcpStream, framing: TcpFraming, want: usize) -> Vec<codec::OscMessage> {
     let mut lp = LengthPrefixDecoder::new(65_536);
     let mut slip = SlipDecoder::new(65_536);
     let mut out = Vec::new();
@@ -201,7 +210,12 @@ async fn timed_bundles_fire_at_their_timetag() {
     let mut late_us = Vec::new();
     for (i, &due) in dues.iter().enumerate() {
         let g = node.next(2.0).await;
-        assert_eq!(g.command, Command::Seek { position_ms: i as f64 });
+        assert_eq!(
+            g.command,
+            Command::Seek {
+                position_ms: i as f64
+            }
+        );
         late_us.push((g.at_ns as f64 - due as f64) / 1e3);
     }
     let mut sorted = late_us.clone();
@@ -221,7 +235,10 @@ async fn timed_bundles_fire_at_their_timetag() {
     });
     send(&c, to, &b).await;
     let r = reply_json(&recv_until(&c, 2.0, is_reply("/reply/convoy/stop")).await);
-    assert!(r["message"].as_str().unwrap().contains("osc.max_future_s"), "{r}");
+    assert!(
+        r["message"].as_str().unwrap().contains("osc.max_future_s"),
+        "{r}"
+    );
     // In the past: at once.
     let past = OscPacket::Bundle(OscBundle {
         timetag: codec::timetag_from_nanos(SystemClock.now_ns() - 5_000_000_000, Epoch::UNIX)
@@ -250,7 +267,12 @@ async fn feedback_follows_the_snapshot() {
     let labels = client().await;
     let labels_port = labels.local_addr().unwrap().port();
     node.state.send_modify(|s| s.track = Some("intro".into()));
-    send(&phone, to, &msg("/convoy/subscribe", vec![OscType::Int(labels_port.into())])).await;
+    send(
+        &phone,
+        to,
+        &msg("/convoy/subscribe", vec![OscType::Int(labels_port.into())]),
+    )
+    .await;
     let m = recv_until(&labels, 2.0, |m| m.addr == "/convoy/fb/track").await;
     assert_eq!(m.args, vec![OscType::String("intro".into())]);
     // The phone itself was heard, so it gets feedback too.
@@ -265,7 +287,15 @@ async fn feedback_follows_the_snapshot() {
     })
     .await;
     assert_eq!(svc.feedback_clients(), 2);
-    send(&phone, to, &msg("/convoy/unsubscribe", vec![OscType::Int(labels_port.into())])).await;
+    send(
+        &phone,
+        to,
+        &msg(
+            "/convoy/unsubscribe",
+            vec![OscType::Int(labels_port.into())],
+        ),
+    )
+    .await;
     recv_until(&phone, 2.0, |m| m.addr == "/reply/convoy/unsubscribe").await;
     assert_eq!(svc.feedback_clients(), 1);
     svc.shutdown().await;
@@ -311,6 +341,9 @@ async fn outbound_streams_and_wled_packets() {
         }
     }
     let f = frame.expect("a frame with levels");
-    assert!(f.fft[0] > f.fft[15], "low band loud, high band quiet: {f:?}");
+    assert!(
+        f.fft[0] > f.fft[15],
+        "low band loud, high band quiet: {f:?}"
+    );
     svc.shutdown().await;
 }

@@ -45,14 +45,22 @@ async fn liblo_oscsend_over_udp_and_tcp_reaches_the_node() {
     }
     let (svc, mut node, _) = t::start(&t::config(), None).await;
     let port = svc.udp_addr().port().to_string();
-    run("oscsend", &["127.0.0.1", &port, "/convoy/seek", "i", "1500"]).await;
+    run(
+        "oscsend",
+        &["127.0.0.1", &port, "/convoy/seek", "i", "1500"],
+    )
+    .await;
     assert_eq!(
         node.next(3.0).await.command,
         Command::Seek {
             position_ms: 1500.0
         }
     );
-    run("oscsend", &["127.0.0.1", &port, "/convoy/color", "fff", "1", "0.5", "0"]).await;
+    run(
+        "oscsend",
+        &["127.0.0.1", &port, "/convoy/color", "fff", "1", "0.5", "0"],
+    )
+    .await;
     assert_eq!(
         node.next(3.0).await.command,
         Command::Color {
@@ -95,7 +103,11 @@ async fn liblo_oscdump_receives_feedback_and_outbound() {
     tokio::time::sleep(Duration::from_millis(300)).await; // let oscdump bind
     let port = svc.udp_addr().port().to_string();
     let sub = dump_port.to_string();
-    run("oscsend", &["127.0.0.1", &port, "/convoy/subscribe", "i", &sub]).await;
+    run(
+        "oscsend",
+        &["127.0.0.1", &port, "/convoy/subscribe", "i", &sub],
+    )
+    .await;
     node.state.send_modify(|s| {
         s.track = Some("intro".into());
         s.playing = true;
@@ -130,7 +142,11 @@ async fn liblo_oscdump_receives_feedback_and_outbound() {
 }
 
 /// Runs the python-osc client script; returns (timetag_ns if timed, messages received).
-async fn python_client(port: u16, transport: &str, timed_ms: Option<u32>) -> (Option<u64>, Vec<Value>) {
+async fn python_client(
+    port: u16,
+    transport: &str,
+    timed_ms: Option<u32>,
+) -> (Option<u64>, Vec<Value>) {
     let script = fixture("osc_client.py");
     let mut args = vec![
         script.display().to_string(),
@@ -154,7 +170,7 @@ async fn python_client(port: u16, transport: &str, timed_ms: Option<u32>) -> (Op
     (timetag, msgs)
 }
 
-fn reply<'a>(msgs: &'a [Value], addr: &str) -> Value {
+fn reply(msgs: &[Value], addr: &str) -> Value {
     let m = msgs
         .iter()
         .find(|m| m["addr"] == addr)
@@ -190,8 +206,16 @@ async fn python_osc_udp_and_both_tcp_framings() {
             eprintln!("python-osc timed bundle: ran {late_ms:.3} ms after its timetag");
             assert!((-0.1..2.0).contains(&late_ms), "{late_ms} ms");
         }
-        assert_eq!(reply(&msgs, "/reply/convoy/seek")["status"], "ok", "{transport}");
-        assert_eq!(reply(&msgs, "/reply/convoy/play")["status"], "ok", "{transport}");
+        assert_eq!(
+            reply(&msgs, "/reply/convoy/seek")["status"],
+            "ok",
+            "{transport}"
+        );
+        assert_eq!(
+            reply(&msgs, "/reply/convoy/play")["status"],
+            "ok",
+            "{transport}"
+        );
         let status = reply(&msgs, "/reply/convoy/status");
         assert_eq!(status["data"]["track"], "demo", "{transport}");
         // Having been heard, the client also gets feedback on the same transport.

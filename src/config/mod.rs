@@ -726,7 +726,9 @@ mod tests {
             ("osc.bind=lan", "osc.bind"),
             ("osc.tcp_framing=cobs", "cobs"),
         ] {
-            let err = Config::load(None, &[set.into()]).expect_err(set).to_string();
+            let err = Config::load(None, &[set.into()])
+                .expect_err(set)
+                .to_string();
             assert!(err.contains(key), "{set}: {err}");
         }
     }

@@ -121,13 +121,14 @@ impl Executor {
         match action {
             Action::Node(cmd) => self.node(peer, address, cmd),
             Action::Status => {
-                let data = serde_json::to_value(self.handle.snapshot())
-                    .unwrap_or(serde_json::Value::Null);
+                let data =
+                    serde_json::to_value(self.handle.snapshot()).unwrap_or(serde_json::Value::Null);
                 let body = json!({"address": address, "status": "ok", "data": data});
                 self.answer(peer, &address, body);
             }
             Action::Subscribe(port) => {
-                self.clients.subscribe(self.target(peer, port), Instant::now());
+                self.clients
+                    .subscribe(self.target(peer, port), Instant::now());
                 self.answer(peer, &address, ok_body(&address));
             }
             Action::Unsubscribe(port) => {
@@ -323,7 +324,10 @@ impl<C: FleetClock + Clone + Send + 'static> Dispatcher<C> {
                 .filter_map(|m| self.literal(m, args.clone()))
                 .collect(),
             Ok(_) => vec![fail(address, format!("no method matches {address:?}"))],
-            Err(e) => vec![fail(address, format!("bad address pattern {address:?}: {e}"))],
+            Err(e) => vec![fail(
+                address,
+                format!("bad address pattern {address:?}: {e}"),
+            )],
         }
     }
 
@@ -435,7 +439,12 @@ mod tests {
         let s = |x: u64| Some(x * 1_000_000_000);
         assert_eq!(
             got,
-            vec![(s(100), "/a"), (s(100), "/b"), (s(200), "/c"), (s(100), "/d")]
+            vec![
+                (s(100), "/a"),
+                (s(100), "/b"),
+                (s(200), "/c"),
+                (s(100), "/d")
+            ]
         );
         let mut out = Vec::new();
         flatten(

@@ -221,7 +221,9 @@ fn f(v: f64) -> Vec<OscType> {
 }
 
 fn i(v: i64) -> Vec<OscType> {
-    vec![OscType::Int(v.clamp(i32::MIN as i64, i32::MAX as i64) as i32)]
+    vec![OscType::Int(
+        v.clamp(i32::MIN as i64, i32::MAX as i64) as i32
+    )]
 }
 
 /// The feedback address space: address and the arguments it carries for a snapshot.
@@ -231,9 +233,11 @@ pub const FIELDS: &[Field] = &[
     ("/convoy/fb/position", |x| {
         f(x.position_ms.unwrap_or(0.0) / 1000.0)
     }),
-    ("/convoy/fb/progress", |x| match (x.position_ms, x.duration_ms) {
-        (Some(p), Some(d)) if d > 0.0 => f((p / d).clamp(0.0, 1.0)),
-        _ => f(0.0),
+    ("/convoy/fb/progress", |x| {
+        match (x.position_ms, x.duration_ms) {
+            (Some(p), Some(d)) if d > 0.0 => f((p / d).clamp(0.0, 1.0)),
+            _ => f(0.0),
+        }
     }),
     ("/convoy/fb/duration", |x| {
         f(x.duration_ms.unwrap_or(0.0) / 1000.0)
@@ -253,7 +257,11 @@ pub const FIELDS: &[Field] = &[
     ("/convoy/fb/bright", |x| f(x.light.bright.into())),
     ("/convoy/fb/hue", |x| f(x.light.hue.into())),
     ("/convoy/fb/color", |x| {
-        x.light.color.iter().map(|&c| OscType::Int(c.into())).collect()
+        x.light
+            .color
+            .iter()
+            .map(|&c| OscType::Int(c.into()))
+            .collect()
     }),
     ("/convoy/fb/role", |x| vec![OscType::String(x.role.clone())]),
     ("/convoy/fb/leader", |x| s(&x.leader)),

@@ -57,7 +57,10 @@ impl OutboundState {
         let mut out = Vec::new();
         if self.playing != Some(s.playing) {
             self.playing = Some(s.playing);
-            out.push(msg("/convoy/out/playing", vec![OscType::Int(s.playing.into())]));
+            out.push(msg(
+                "/convoy/out/playing",
+                vec![OscType::Int(s.playing.into())],
+            ));
         }
         if self.track.as_ref() != Some(&s.track) {
             self.track = Some(s.track.clone());
@@ -108,7 +111,10 @@ impl OutboundState {
             if position_changed {
                 self.position_ms = s.position_ms;
                 let secs = s.position_ms.unwrap_or(0.0) / 1000.0;
-                out.push(msg("/convoy/out/position", vec![OscType::Float(secs as f32)]));
+                out.push(msg(
+                    "/convoy/out/position",
+                    vec![OscType::Float(secs as f32)],
+                ));
             }
         }
         out
@@ -206,7 +212,9 @@ mod tests {
         let t1 = t0 + Duration::from_millis(150);
         assert_eq!(addrs(&st.update(&s, t1, period)), ["/convoy/out/bands"]);
         s.meters.bands = vec![0.6, 0.2];
-        assert!(st.update(&s, t1 + Duration::from_millis(50), period).is_empty());
+        assert!(st
+            .update(&s, t1 + Duration::from_millis(50), period)
+            .is_empty());
         let late = st.update(&s, t1 + Duration::from_millis(100), period);
         assert_eq!(late[0].args, vec![OscType::Float(0.6), OscType::Float(0.2)]);
         // A new track restarts the bar count.

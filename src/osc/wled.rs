@@ -38,8 +38,8 @@ pub const DEFAULT_DESTINATION: &str = "239.0.0.1:11988";
 /// Edges (Hz) of WLED's 16 GEQ channels, as its FFT code sums them (43–86 Hz sub-bass up
 /// to 7106–9259 Hz).
 const CHANNEL_EDGES_HZ: [f32; 17] = [
-    43.0, 86.0, 129.0, 216.0, 301.0, 430.0, 560.0, 818.0, 1120.0, 1421.0, 1895.0, 2412.0,
-    3015.0, 3704.0, 4479.0, 7106.0, 9259.0,
+    43.0, 86.0, 129.0, 216.0, 301.0, 430.0, 560.0, 818.0, 1120.0, 1421.0, 1895.0, 2412.0, 3015.0,
+    3704.0, 4479.0, 7106.0, 9259.0,
 ];
 
 /// Geometric centre frequency of GEQ channel `i` (0..16), Hz.
@@ -143,15 +143,16 @@ impl WledEncoder {
         let raw = if meters.bands.is_empty() {
             0.0
         } else {
-            let mean = meters.bands.iter().map(|v| level(*v)).sum::<f32>()
-                / meters.bands.len() as f32;
+            let mean =
+                meters.bands.iter().map(|v| level(*v)).sum::<f32>() / meters.bands.len() as f32;
             mean * 255.0
         };
         self.smth += 0.2 * (raw - self.smth);
-        let (peak_bin, peak) = fft
-            .iter()
-            .enumerate()
-            .fold((0, 0u8), |best, (i, &v)| if v > best.1 { (i, v) } else { best });
+        let (peak_bin, peak) =
+            fft.iter().enumerate().fold(
+                (0, 0u8),
+                |best, (i, &v)| if v > best.1 { (i, v) } else { best },
+            );
         AudioSyncFrame {
             sample_raw: raw,
             sample_smth: self.smth,
