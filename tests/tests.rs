@@ -9,6 +9,8 @@ mod led_firmware;
 mod led_reconnect;
 mod osc_interop;
 mod osc_robustness;
+mod osc_service;
+mod osc_tools;
 mod playback;
 mod pulse;
 mod security_guard;

@@ -9,6 +9,9 @@ if [[ "${1:-}" == "--test" ]]; then
          chrony liblo-tools python3-pip
          arduino-mk arduino-core-avr simavr libsimavr-dev)
 fi
+# OSC interop tests (tests/osc_tools.rs): python-osc, the reference Python OSC library.
+py_osc=0
+[[ "${1:-}" == "--test" ]] && ! python3 -c 'import pythonosc' 2>/dev/null && py_osc=1
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -19,6 +22,11 @@ if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}" >&2
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if ((py_osc)); then
+  echo "setup: installing python-osc" >&2
+  python3 -m pip install -q --break-system-packages 'python-osc>=1.9,<2' \
+    || python3 -m pip install -q 'python-osc>=1.9,<2'
 fi
 if ! command -v cargo >/dev/null; then
   echo "setup: cargo not found; install Rust with rustup (https://rustup.rs) and rerun" >&2

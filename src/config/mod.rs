@@ -88,6 +88,78 @@ pub struct Config {
     pub sync: SyncConfig,
     /// Fleet authentication and the control-port policy.
     pub security: crate::security::fleet::SecurityConfig,
+    /// The OSC control port, feedback and outbound streams.
+    pub osc: OscConfig,
+}
+
+/// How a TCP control connection delimits OSC packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TcpFraming {
+    /// Per connection, from its first byte.
+    Auto,
+    /// OSC 1.0: an int32 big-endian length before each packet.
+    Length,
+    /// OSC 1.1: double-END SLIP.
+    Slip,
+}
+
+/// `[osc]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OscConfig {
+    /// Serve the control port at all.
+    pub enabled: bool,
+    /// Bind address (UDP and TCP).
+    pub bind: String,
+    /// Port (UDP and TCP; 0 = any).
+    pub port: u16,
+    /// Also serve TCP.
+    pub tcp: bool,
+    /// TCP framing.
+    pub tcp_framing: TcpFraming,
+    /// Most TCP connections at once.
+    pub max_tcp_clients: u32,
+    /// Largest packet, bytes.
+    pub max_packet: u32,
+    /// Answer accepted messages with `/reply/...`.
+    pub reply: bool,
+    /// Wait for the node's verdict this long, ms.
+    pub reply_timeout_ms: u64,
+    /// Send feedback to recent and subscribed clients.
+    pub feedback: bool,
+    /// Most feedback updates per second.
+    pub feedback_hz: f64,
+    /// A silent client stops getting feedback after this long, s.
+    pub feedback_idle_s: f64,
+    /// A subscription lasts this long unless renewed, s.
+    pub subscribe_ttl_s: f64,
+    /// Most feedback clients.
+    pub max_clients: u32,
+    /// Furthest accepted bundle timetag ahead of now, s.
+    pub max_future_s: f64,
+    /// Most timed bundles waiting.
+    pub max_pending: u32,
+    /// Outbound destinations, `ip:port`.
+    pub outbound: Vec<String>,
+    /// Outbound band/position updates per second.
+    pub outbound_hz: f64,
+    /// `[osc.wled]`.
+    pub wled: WledConfig,
+}
+
+/// `[osc.wled]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WledConfig {
+    /// Send WLED audio-sync packets.
+    pub enabled: bool,
+    /// Destination `ip:port`.
+    pub destination: String,
+    /// Packets per second.
+    pub rate_hz: f64,
+    /// Multicast TTL.
+    pub multicast_ttl: u32,
 }
 
 /// `[clock]`: injected error for the test rig.
@@ -369,12 +441,76 @@ impl Config {
         if let Err((key, message)) = self.security.check() {
             return Err(range(&key, message));
         }
+        self.validate_osc(origin)?;
         let n = &self.node;
         if !(n.output_latency_ms.is_finite() && (-1000.0..=10_000.0).contains(&n.output_latency_ms))
         {
             return Err(range(
                 "node.output_latency_ms",
                 format!("{} is outside -1000..=10000", n.output_latency_ms),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `[osc]` ranges and addresses.
+    fn validate_osc(&self, origin: &str) -> Result<(), ConfigError> {
+        let range = |key: &str, message: String| ConfigError::Range {
+            origin: origin.to_string(),
+            key: key.to_string(),
+            message,
+        };
+        let o = &self.osc;
+        if o.bind.parse::<std::net::IpAddr>().is_err() {
+            return Err(range(
+                "osc.bind",
+                format!("{:?} is not an IP address", o.bind),
+            ));
+        }
+        for (key, v, lo, hi) in [
+            ("osc.max_tcp_clients", o.max_tcp_clients, 1, 1024),
+            ("osc.max_packet", o.max_packet, 64, 65_507),
+            ("osc.max_clients", o.max_clients, 1, 1024),
+            ("osc.max_pending", o.max_pending, 1, 65_536),
+            ("osc.wled.multicast_ttl", o.wled.multicast_ttl, 1, 255),
+        ] {
+            if !(lo..=hi).contains(&v) {
+                return Err(range(key, format!("{v} is outside {lo}..={hi}")));
+            }
+        }
+        if !(1..=60_000).contains(&o.reply_timeout_ms) {
+            return Err(range(
+                "osc.reply_timeout_ms",
+                format!("{} is outside 1..=60000", o.reply_timeout_ms),
+            ));
+        }
+        for (key, v, lo, hi) in [
+            ("osc.feedback_hz", o.feedback_hz, 0.1, 200.0),
+            ("osc.feedback_idle_s", o.feedback_idle_s, 0.1, 86_400.0),
+            ("osc.subscribe_ttl_s", o.subscribe_ttl_s, 0.1, 604_800.0),
+            ("osc.max_future_s", o.max_future_s, 0.0, 31_622_400.0),
+            ("osc.outbound_hz", o.outbound_hz, 0.1, 200.0),
+            ("osc.wled.rate_hz", o.wled.rate_hz, 0.1, 200.0),
+        ] {
+            if !(v.is_finite() && (lo..=hi).contains(&v)) {
+                return Err(range(key, format!("{v} is outside {lo}..={hi}")));
+            }
+        }
+        for d in &o.outbound {
+            if d.parse::<std::net::SocketAddr>().is_err() {
+                return Err(range(
+                    "osc.outbound",
+                    format!("{d:?} is not an address like 192.168.4.20:7000"),
+                ));
+            }
+        }
+        if o.wled.destination.parse::<std::net::SocketAddr>().is_err() {
+            return Err(range(
+                "osc.wled.destination",
+                format!(
+                    "{:?} is not an address like 239.0.0.1:11988",
+                    o.wled.destination
+                ),
             ));
         }
         Ok(())
@@ -582,6 +718,29 @@ mod tests {
             .expect_err("fail")
             .to_string();
         assert!(err.contains("audio.nope"), "{err}");
+    }
+
+    #[test]
+    fn osc_section_is_validated_by_key() {
+        let c = Config::builtin().expect("defaults");
+        assert!(!c.osc.enabled);
+        assert_eq!(c.osc.tcp_framing, TcpFraming::Auto);
+        assert_eq!(c.osc.wled.destination, "239.0.0.1:11988");
+        let c = Config::load(None, &["osc.outbound=[\"127.0.0.1:7000\"]".into()]).expect("load");
+        assert_eq!(c.osc.outbound, vec!["127.0.0.1:7000".to_string()]);
+        for (set, key) in [
+            ("osc.outbound=[\"visuals:7000\"]", "osc.outbound"),
+            ("osc.wled.destination=nowhere", "osc.wled.destination"),
+            ("osc.feedback_hz=0", "osc.feedback_hz"),
+            ("osc.max_packet=10", "osc.max_packet"),
+            ("osc.bind=lan", "osc.bind"),
+            ("osc.tcp_framing=cobs", "cobs"),
+        ] {
+            let err = Config::load(None, &[set.into()])
+                .expect_err(set)
+                .to_string();
+            assert!(err.contains(key), "{set}: {err}");
+        }
     }
 
     #[test]

@@ -195,6 +195,26 @@ impl NodeHandle {
         }
     }
 
+    /// Queue a command now and await its verdict later (or never): the request is in the
+    /// node's queue, or refused as busy/closed, before this returns, so commands sent in
+    /// order arrive in order even when their verdicts are awaited elsewhere. Never blocks;
+    /// usable from any thread (the OSC timetag scheduler fires bundles from its own).
+    pub fn send(
+        &self,
+        command: Command,
+        origin: Origin,
+    ) -> Result<oneshot::Receiver<Result<(), String>>, HandleError> {
+        let (reply, verdict) = oneshot::channel();
+        self.tx
+            .try_send(Request {
+                command,
+                origin,
+                reply: Some(reply),
+            })
+            .map_err(send_error)?;
+        Ok(verdict)
+    }
+
     /// Send a command without waiting for the verdict; never blocks.
     pub fn submit(&self, command: Command, origin: Origin) -> Result<(), HandleError> {
         self.tx

@@ -60,6 +60,9 @@ pub enum NodeError {
     /// Fleet security could not be set up (no key, unreadable key, bad policy).
     #[error(transparent)]
     Security(#[from] SecurityError),
+    /// The OSC control port could not be started.
+    #[error("OSC control port: {0}")]
+    Osc(#[from] crate::osc::ServeError),
     /// The first track could not be started.
     #[error("cannot play {track}: {why}")]
     Track {
@@ -292,6 +295,22 @@ pub async fn run_with(
         }
         _ => {}
     }
+    let osc = if config.osc.enabled {
+        let guard = match &security {
+            Some(sec) => sec.guard().clone(),
+            None => Arc::new(Mutex::new(crate::security::fleet::control_guard(
+                &config.security,
+                stats.clone(),
+            )?)),
+        };
+        let (role, net) = (y.role, net.clone());
+        let fleet_clock =
+            move || fleet_now(role, &clock, &net).unwrap_or(clock.now()).max(0) as u64;
+        let service = crate::osc::serve(&config.osc, handle.clone(), guard, fleet_clock).await?;
+        Some(service)
+    } else {
+        None
+    };
     let view = View {
         id: &id,
         role: y.role,
@@ -333,6 +352,9 @@ pub async fn run_with(
     for t in tasks {
         t.abort();
     }
+    if let Some(osc) = osc {
+        osc.shutdown().await;
+    }
     view.print_status();
     drop(transport);
     // Stop the sink cleanly (flushes a virtual sink's recording).
@@ -341,6 +363,15 @@ pub async fn run_with(
         Err(p) => drop(p),
     }
     Ok(())
+}
+
+/// Fleet time now: our own clock on the leader, the SNTP estimate on a follower.
+fn fleet_now(role: Role, clock: &LocalClock, net: &Mutex<NetState>) -> Option<i64> {
+    let local = clock.now();
+    match role {
+        Role::Follower => Some(net.lock().ok()?.estimate?.fleet_at(local)),
+        _ => Some(local),
+    }
 }
 
 /// Carry out one request: the leader applies transport commands itself, a follower relays

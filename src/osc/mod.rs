@@ -1,13 +1,26 @@
-//! OSC interop for the external control surface.
+//! OSC: the external control port, feedback, outbound streams and WLED audio sync.
 //!
-//! [`pattern`] implements OSC 1.0 address-pattern matching with bounded work,
-//! [`codec`] wraps `rosc` with size/depth/argument limits, NTP timetag helpers
-//! and incremental TCP framers (OSC 1.0 length prefix, OSC 1.1 SLIP),
-//! [`command`] turns messages into the typed Convoy command set (including
-//! Reaper and AbletonOSC dialects), and [`server`] is a small tokio UDP
-//! control listener tying them to the control-port policy.
+//! Pure parts: [`pattern`] (OSC 1.0 address patterns with bounded work), [`codec`] (`rosc`
+//! behind size/depth/argument limits, NTP timetags, incremental OSC 1.0 length-prefix and
+//! OSC 1.1 SLIP stream framers), [`command`] (the typed Convoy command set, with QLab, Reaper
+//! and AbletonOSC dialects), the feedback and outbound message builders and the WLED packet
+//! encoder. Adapters: [`serve`] ([`service`]) binds UDP and TCP on one port and feeds every
+//! packet to the [`dispatch::Dispatcher`] (security policy, pattern dispatch, QLab-style
+//! replies, bundles held by [`schedule`] until their timetag on the fleet clock), which talks
+//! to the node only through a [`crate::node::handle::NodeHandle`]; [`feedback`] pushes state
+//! changes to control surfaces, [`outbound`] streams beats, bars, levels and position to
+//! configured destinations, and [`wled`] sends the WLED audio-sync V2 packet. The whole
+//! address space is documented in `docs/osc.md`.
 
 pub mod codec;
 pub mod command;
+pub mod dispatch;
+pub mod feedback;
+pub mod outbound;
 pub mod pattern;
-pub mod server;
+pub mod schedule;
+pub mod service;
+pub mod wled;
+
+pub use crate::config::{OscConfig, TcpFraming, WledConfig};
+pub use service::{serve, OscService, ServeError};

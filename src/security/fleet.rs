@@ -125,6 +125,27 @@ pub enum SecurityError {
     Policy(#[from] super::policy::PolicyError),
 }
 
+/// A guard for the external control port of a node that has no fleet key (a solo bike):
+/// it applies the control policy and rate limits; it can verify no fleet datagram (its
+/// key is random and never leaves the process).
+pub fn control_guard(
+    cfg: &SecurityConfig,
+    stats: Arc<SecurityStats>,
+) -> Result<Guard, SecurityError> {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|source| KeyError::Io {
+            path: "/dev/urandom".into(),
+            source,
+        })?;
+    let ring = Keyring::new(FleetKey::from_bytes(0, &bytes)?);
+    Ok(Guard::new(ring, &GuardConfig::default())
+        .with_control_policy(cfg.control.policy()?)
+        .with_stats(stats))
+}
+
 /// The 32-bit envelope sender id of a vehicle id (FNV-1a).
 pub fn sender_id(vehicle: &str) -> SenderId {
     vehicle.bytes().fold(0x811c_9dc5u32, |h, b| {

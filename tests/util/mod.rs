@@ -7,6 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use convoy::audio::{Control, Controller, PlaybackReport};
 
+pub mod osc;
+
 /// Path of a committed fixture.
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

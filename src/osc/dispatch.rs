@@ -1,0 +1,463 @@
+//! From a decoded packet to node commands, scheduled bundles and QLab-style replies.
+//!
+//! [`Dispatcher::packet`] is called by every transport (UDP datagram, TCP frame of either
+//! framing) with the sender as a [`Peer`]. For each message, in order, it asks
+//! [`Guard::check_control`] (rate limit, source subnets, secret prefix; refusals are counted
+//! there and get no reply, so a stranger learns nothing and floods are not amplified),
+//! registers the sender for feedback, and resolves the address — a pattern such as
+//! `/convoy/{play,stop}` selects every literal method it matches — into [`Call`]s. Messages
+//! of a bundle whose timetag lies ahead go to the [`Scheduler`] as one job per timetag
+//! (within `max_future`); everything else runs at once. Errors (unknown address, bad
+//! arguments, a timetag too far ahead, a full scheduler) are answered at once.
+//!
+//! [`Executor::run`] performs calls: node commands go to [`NodeHandle::send`] with
+//! [`Origin::Osc`], in order, without blocking (the scheduler thread calls it too); the
+//! verdict is awaited on the runtime (up to `reply_timeout`) and answered as
+//! `/reply/<address> {"address":…,"status":"ok"|"error",…}`. The server's own methods —
+//! `/convoy/status` (the node's snapshot as `data`), `/convoy/subscribe [port:i]`,
+//! `/convoy/unsubscribe [port:i]` — are handled here without the node.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rosc::{OscMessage, OscPacket, OscType};
+use serde_json::json;
+use tokio::net::UdpSocket;
+
+use super::codec::{self, Epoch};
+use super::command::{self, Command, CommandParser};
+use super::feedback::{Clients, Peer};
+use super::pattern::{has_wildcards, Pattern};
+use super::schedule::Scheduler;
+use crate::node::handle::{NodeHandle, Origin};
+use crate::security::guard::Guard;
+use crate::security::replay::FleetClock;
+
+/// The server's own methods (handled without the node).
+pub const LOCAL_METHODS: &[&str] = &[STATUS, SUBSCRIBE, UNSUBSCRIBE];
+const STATUS: &str = "/convoy/status";
+const SUBSCRIBE: &str = "/convoy/subscribe";
+const UNSUBSCRIBE: &str = "/convoy/unsubscribe";
+
+/// What one resolved message asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// A node command.
+    Node(Command),
+    /// Reply with the node's snapshot.
+    Status,
+    /// Feedback to the sender, or to its host at this UDP port.
+    Subscribe(Option<u16>),
+    /// Stop feedback to the sender, or to its host at this UDP port.
+    Unsubscribe(Option<u16>),
+    /// Answer this error.
+    Fail(String),
+}
+
+/// One method call: the literal address it answers to and what it does.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call {
+    /// Address for the reply (secret prefix stripped; the method, not the pattern).
+    pub address: String,
+    /// What to do.
+    pub action: Action,
+}
+
+/// Calls from one sender to run together (one packet, or one timetag of a bundle).
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// Who sent them; replies go here.
+    pub peer: Peer,
+    /// In order.
+    pub calls: Vec<Call>,
+}
+
+/// Performs calls; shared by the transports and the timetag scheduler.
+#[derive(Debug)]
+pub struct Executor {
+    /// The node.
+    pub handle: NodeHandle,
+    /// Feedback clients.
+    pub clients: Arc<Clients>,
+    /// The control UDP socket (subscriptions to another port are sent from it).
+    pub udp: Arc<UdpSocket>,
+    /// Where verdicts are awaited.
+    pub rt: tokio::runtime::Handle,
+    /// Answer accepted commands (`osc.reply`).
+    pub reply: bool,
+    /// Longest wait for a verdict.
+    pub reply_timeout: Duration,
+}
+
+fn reply_msg(address: &str, body: serde_json::Value) -> OscMessage {
+    command::reply(address, &body.to_string())
+}
+
+fn ok_body(address: &str) -> serde_json::Value {
+    json!({"address": address, "status": "ok"})
+}
+
+fn error_body(address: &str, message: &str) -> serde_json::Value {
+    json!({"address": address, "status": "error", "message": message})
+}
+
+impl Executor {
+    /// Runs a job's calls in order.
+    pub fn run(&self, job: Job) {
+        for call in job.calls {
+            self.call(&job.peer, call);
+        }
+    }
+
+    fn answer(&self, peer: &Peer, address: &str, body: serde_json::Value) {
+        if !peer.send(reply_msg(address, body)) {
+            tracing::debug!(peer = %peer.addr(), address, "reply dropped (queue full)");
+        }
+    }
+
+    fn call(&self, peer: &Peer, call: Call) {
+        let Call { address, action } = call;
+        match action {
+            Action::Node(cmd) => self.node(peer, address, cmd),
+            Action::Status => {
+                let data =
+                    serde_json::to_value(self.handle.snapshot()).unwrap_or(serde_json::Value::Null);
+                let body = json!({"address": address, "status": "ok", "data": data});
+                self.answer(peer, &address, body);
+            }
+            Action::Subscribe(port) => {
+                self.clients
+                    .subscribe(self.target(peer, port), Instant::now());
+                self.answer(peer, &address, ok_body(&address));
+            }
+            Action::Unsubscribe(port) => {
+                self.clients.remove(&self.target(peer, port).key());
+                self.answer(peer, &address, ok_body(&address));
+            }
+            Action::Fail(message) => self.answer(peer, &address, error_body(&address, &message)),
+        }
+    }
+
+    /// The sender, or its host at `port` over UDP.
+    fn target(&self, peer: &Peer, port: Option<u16>) -> Peer {
+        match port {
+            None => peer.clone(),
+            Some(p) => Peer::Udp {
+                socket: self.udp.clone(),
+                addr: SocketAddr::new(peer.addr().ip(), p),
+            },
+        }
+    }
+
+    fn node(&self, peer: &Peer, address: String, cmd: Command) {
+        let origin = Origin::Osc(peer.addr().to_string());
+        if !self.reply {
+            if let Err(e) = self.handle.submit(cmd, origin) {
+                tracing::warn!(peer = %peer.addr(), %address, error = %e, "OSC command dropped");
+            }
+            return;
+        }
+        match self.handle.send(cmd, origin) {
+            Err(e) => self.answer(peer, &address, error_body(&address, &e.to_string())),
+            Ok(verdict) => {
+                let peer = peer.clone();
+                let wait = self.reply_timeout;
+                self.rt.spawn(async move {
+                    let body = match tokio::time::timeout(wait, verdict).await {
+                        Ok(Ok(Ok(()))) => ok_body(&address),
+                        Ok(Ok(Err(why))) => error_body(&address, &why),
+                        Ok(Err(_)) => error_body(&address, "the node is not running"),
+                        Err(_) => error_body(
+                            &address,
+                            &format!("no verdict from the node within {} ms", wait.as_millis()),
+                        ),
+                    };
+                    peer.send(reply_msg(&address, body));
+                });
+            }
+        }
+    }
+}
+
+/// Receives packets from every transport; see the module docs.
+pub struct Dispatcher<C> {
+    parser: CommandParser,
+    guard: Arc<Mutex<Guard>>,
+    clock: C,
+    exec: Arc<Executor>,
+    scheduler: Scheduler<Job>,
+    max_future_ns: u64,
+}
+
+impl<C> std::fmt::Debug for Dispatcher<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("scheduler", &self.scheduler)
+            .field("max_future_ns", &self.max_future_ns)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: FleetClock + Clone + Send + 'static> Dispatcher<C> {
+    /// A dispatcher with its timetag scheduler thread running.
+    pub fn new(
+        guard: Arc<Mutex<Guard>>,
+        clock: C,
+        exec: Arc<Executor>,
+        max_pending: usize,
+        max_future: Duration,
+    ) -> std::io::Result<Self> {
+        let runner = exec.clone();
+        let scheduler = Scheduler::spawn(clock.clone(), max_pending, move |job: Job, late| {
+            if late > 2_000_000 {
+                tracing::warn!(late_ms = late as f64 / 1e6, "timed OSC bundle ran late");
+            }
+            runner.run(job);
+        })?;
+        Ok(Self {
+            parser: CommandParser::new(),
+            guard,
+            clock,
+            exec,
+            scheduler,
+            max_future_ns: u64::try_from(max_future.as_nanos()).unwrap_or(u64::MAX),
+        })
+    }
+
+    /// Stops the scheduler; returns how many timed bundles were dropped.
+    pub fn stop(&self) -> usize {
+        self.scheduler.stop()
+    }
+
+    /// Handles one decoded packet from `peer`.
+    pub fn packet(&self, packet: OscPacket, peer: &Peer) {
+        let now = self.clock.now_ns();
+        let mut timed = Vec::new();
+        flatten(packet, None, &mut timed);
+        let mut immediate = Vec::new();
+        let mut later: Vec<(u64, Vec<Call>)> = Vec::new();
+        for (due, msg) in timed {
+            let checked = lock(&self.guard)
+                .check_control(peer.addr(), &msg.addr, now)
+                .map(str::to_owned);
+            let address = match checked {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::debug!(error = %e, "control message refused");
+                    continue;
+                }
+            };
+            self.exec.clients.touch(peer, Instant::now());
+            let calls = self.resolve(&address, msg.args);
+            match due.filter(|&d| d > now) {
+                None => immediate.extend(calls),
+                Some(d) if d - now > self.max_future_ns => {
+                    let ahead = (d - now) as f64 / 1e9;
+                    let why = format!(
+                        "timetag {ahead:.1} s ahead exceeds osc.max_future_s = {:.1}",
+                        self.max_future_ns as f64 / 1e9
+                    );
+                    immediate.extend(calls.into_iter().map(|c| Call {
+                        action: Action::Fail(why.clone()),
+                        address: c.address,
+                    }));
+                }
+                Some(d) => {
+                    let (fails, ok): (Vec<Call>, Vec<Call>) = calls
+                        .into_iter()
+                        .partition(|c| matches!(c.action, Action::Fail(_)));
+                    immediate.extend(fails);
+                    match later.iter_mut().find(|(t, _)| *t == d) {
+                        Some((_, v)) => v.extend(ok),
+                        None => later.push((d, ok)),
+                    }
+                }
+            }
+        }
+        if !immediate.is_empty() {
+            self.exec.run(Job {
+                peer: peer.clone(),
+                calls: immediate,
+            });
+        }
+        for (due, calls) in later.into_iter().filter(|(_, c)| !c.is_empty()) {
+            let job = Job {
+                peer: peer.clone(),
+                calls,
+            };
+            if let Err(job) = self.scheduler.schedule(due, job) {
+                let why = "too many timed bundles pending (osc.max_pending)";
+                let calls = job
+                    .calls
+                    .into_iter()
+                    .map(|c| Call {
+                        action: Action::Fail(why.into()),
+                        address: c.address,
+                    })
+                    .collect();
+                self.exec.run(Job {
+                    peer: peer.clone(),
+                    calls,
+                });
+            }
+        }
+    }
+
+    /// The calls an address selects (a pattern may select several, or none: an error).
+    pub fn resolve(&self, address: &str, args: Vec<OscType>) -> Vec<Call> {
+        if !has_wildcards(address) {
+            return self.literal(address, args).into_iter().collect();
+        }
+        let methods = Pattern::compile(address).and_then(|p| {
+            let mut m: Vec<&str> = LOCAL_METHODS
+                .iter()
+                .copied()
+                .filter(|l| p.matches(l))
+                .collect();
+            m.extend(self.parser.matching_methods(address)?);
+            Ok(m)
+        });
+        match methods {
+            Ok(m) if !m.is_empty() => m
+                .into_iter()
+                .filter_map(|m| self.literal(m, args.clone()))
+                .collect(),
+            Ok(_) => vec![fail(address, format!("no method matches {address:?}"))],
+            Err(e) => vec![fail(
+                address,
+                format!("bad address pattern {address:?}: {e}"),
+            )],
+        }
+    }
+
+    /// One literal method; `None` for a button release (nothing to do, no reply).
+    fn literal(&self, address: &str, args: Vec<OscType>) -> Option<Call> {
+        let action = match address {
+            STATUS => Action::Status,
+            SUBSCRIBE | UNSUBSCRIBE => {
+                let port = match args.as_slice() {
+                    [] => None,
+                    [OscType::Int(p)] if (1..=65_535).contains(p) => Some(*p as u16),
+                    [OscType::Float(v)] if *v == 0.0 => return None,
+                    [OscType::Float(_)] => None,
+                    _ => {
+                        return Some(fail(
+                            address,
+                            format!("{address}: expected [port:i] with port 1..=65535"),
+                        ))
+                    }
+                };
+                if address == SUBSCRIBE {
+                    Action::Subscribe(port)
+                } else {
+                    Action::Unsubscribe(port)
+                }
+            }
+            _ => match self.parser.parse(&OscMessage {
+                addr: address.to_string(),
+                args,
+            }) {
+                Ok(Command::Release { .. }) => return None,
+                Ok(cmd) => Action::Node(cmd),
+                Err(e) => Action::Fail(e.to_string()),
+            },
+        };
+        Some(Call {
+            address: address.to_string(),
+            action,
+        })
+    }
+}
+
+fn fail(address: &str, message: String) -> Call {
+    Call {
+        address: address.to_string(),
+        action: Action::Fail(message),
+    }
+}
+
+fn lock(g: &Mutex<Guard>) -> std::sync::MutexGuard<'_, Guard> {
+    g.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Messages in order with their due fleet time (`None`: immediately). A nested bundle runs
+/// no earlier than the one containing it (OSC 1.0).
+fn flatten(p: OscPacket, due: Option<u64>, out: &mut Vec<(Option<u64>, OscMessage)>) {
+    match p {
+        OscPacket::Message(m) => out.push((due, m)),
+        OscPacket::Bundle(b) => {
+            let own = codec::nanos_from_timetag(b.timetag, Epoch::UNIX);
+            let due = match (due, own) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
+            for c in b.content {
+                flatten(c, due, out);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::osc::codec::{OscBundle, OscTime, IMMEDIATE};
+
+    fn m(addr: &str) -> OscPacket {
+        OscPacket::Message(OscMessage {
+            addr: addr.into(),
+            args: vec![],
+        })
+    }
+
+    #[test]
+    fn nested_bundles_never_run_before_their_parent() {
+        let at = |s: u64| codec::timetag_from_nanos(s * 1_000_000_000, Epoch::UNIX).unwrap();
+        let p = OscPacket::Bundle(OscBundle {
+            timetag: at(100),
+            content: vec![
+                m("/a"),
+                OscPacket::Bundle(OscBundle {
+                    timetag: at(50),
+                    content: vec![m("/b")],
+                }),
+                OscPacket::Bundle(OscBundle {
+                    timetag: at(200),
+                    content: vec![m("/c")],
+                }),
+                OscPacket::Bundle(OscBundle {
+                    timetag: IMMEDIATE,
+                    content: vec![m("/d")],
+                }),
+            ],
+        });
+        let mut out = Vec::new();
+        flatten(p, None, &mut out);
+        let got: Vec<(Option<u64>, &str)> =
+            out.iter().map(|(d, m)| (*d, m.addr.as_str())).collect();
+        let s = |x: u64| Some(x * 1_000_000_000);
+        assert_eq!(
+            got,
+            vec![
+                (s(100), "/a"),
+                (s(100), "/b"),
+                (s(200), "/c"),
+                (s(100), "/d")
+            ]
+        );
+        let mut out = Vec::new();
+        flatten(
+            OscPacket::Bundle(OscBundle {
+                timetag: OscTime {
+                    seconds: 0,
+                    fractional: 1,
+                },
+                content: vec![m("/e")],
+            }),
+            None,
+            &mut out,
+        );
+        assert_eq!(out[0].0, None);
+    }
+}
