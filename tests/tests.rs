@@ -12,5 +12,6 @@ mod osc_robustness;
 mod playback;
 mod pulse;
 mod security_guard;
+mod show;
 mod sntp_interop;
 mod sync;

@@ -641,7 +641,7 @@ mod tests {
         let p = s.poll(&clock(650.0, 100 * MS), 100 * MS, &mut due);
         assert_eq!(p.jumped, Some(650.0));
         assert!(due.is_empty());
-        assert_eq!(p.next_due_ns, Some(195 * MS));
+        assert_eq!(p.next_due_ns, Some(145 * MS)); // 700 heard at 150 ms
         // A late event (heard 30 ms ago) is marked late.
         let mut s = Scheduler::new(vec![beat(100.0, 0)], 5 * MS, 20 * MS, 0.05);
         s.poll(&clock(0.0, 0), 0, &mut due);
