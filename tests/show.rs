@@ -37,8 +37,15 @@ fn check_accepts_the_shipped_shows_and_names_lines_of_problems() {
         assert!(ok, "{show}: {err}");
         assert!(out.contains(": ok"), "{out}");
     }
-    let (_, out, _) = run_convoy(&["show", "--check", repo("shows/demo.toml").to_str().unwrap_or("")]);
-    assert!(out.contains("cue drop") && out.contains("beatmap, 124.1 BPM"), "{out}");
+    let (_, out, _) = run_convoy(&[
+        "show",
+        "--check",
+        repo("shows/demo.toml").to_str().unwrap_or(""),
+    ]);
+    assert!(
+        out.contains("cue drop") && out.contains("beatmap, 124.1 BPM"),
+        "{out}"
+    );
 
     let dir = tempfile::tempdir().expect("tempdir");
     let bad = dir.path().join("bad.toml");
@@ -54,8 +61,14 @@ fn check_accepts_the_shipped_shows_and_names_lines_of_problems() {
     let (ok, _, err) = run_convoy(&["show", "--check", bad.to_str().unwrap_or("")]);
     assert!(!ok);
     let name = bad.display().to_string();
-    assert!(err.contains(&format!("{name}:7: bar 40 is beyond the end")), "{err}");
-    assert!(err.contains(&format!("{name}:8: unknown pattern \"lava\"")), "{err}");
+    assert!(
+        err.contains(&format!("{name}:7: bar 40 is beyond the end")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{name}:8: unknown pattern \"lava\"")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -78,7 +91,7 @@ fn the_demo_show_plays_on_the_simulated_strip() {
         .lines()
         .find(|l| l.contains("cue drop"))
         .unwrap_or_else(|| panic!("no drop cue in {out}"));
-    assert!(drop.contains("beatflash"), "{drop}");
+    assert!(drop.contains("BeatFlash"), "{drop}");
     assert!(err.contains("light commands sent"), "{err}");
 }
 
@@ -92,7 +105,9 @@ impl Socat {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot run socat ({e}); install it: apt-get install socat"));
+            .unwrap_or_else(|e| {
+                panic!("cannot run socat ({e}); install it: apt-get install socat")
+            });
         let deadline = Instant::now() + Duration::from_secs(5);
         while !(host.exists() && device.exists()) {
             assert!(Instant::now() < deadline, "socat made no pty links");
@@ -117,7 +132,8 @@ fn fake_controller(path: PathBuf, log: Arc<Mutex<Vec<Arrival>>>) -> Arc<Mutex<Si
     let dev = Arc::new(Mutex::new(SimDevice::new(30, "fake-show")));
     let shared = dev.clone();
     tokio::spawn(async move {
-        let Ok(mut port) = tokio_serial::new(path.display().to_string(), 115_200).open_native_async()
+        let Ok(mut port) =
+            tokio_serial::new(path.display().to_string(), 115_200).open_native_async()
         else {
             return;
         };
@@ -167,7 +183,9 @@ fn arrival_errors(fired: &[Fired], arrivals: &[Arrival]) -> Vec<f64> {
             !used[*i]
                 && *at + 1_000_000 >= f.sent_ns
                 && *at < f.sent_ns + 100_000_000
-                && (*c == f.command || matches!((c, f.command), (Command::State(_), Command::State(_))))
+                && (*c == f.command
+                    // State changes travel as STATE frames in binary mode.
+                    || (!f.command.is_stream() && matches!(c, Command::State(_))))
         });
         if let Some((i, (at, _))) = hit {
             used[i] = true;
@@ -195,16 +213,23 @@ async fn a_show_on_a_serial_controller_lands_on_the_beat_and_survives_a_3s_unplu
     };
     let (led, _task) = spawn_serial(sc);
     let mut link = led.status();
-    tokio::time::timeout(Duration::from_secs(5), link.wait_for(|s| s.link == LinkState::Connected))
-        .await
-        .expect("connect")
-        .expect("status");
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        link.wait_for(|s| s.link == LinkState::Connected),
+    )
+    .await
+    .expect("connect")
+    .expect("status");
 
     let config = Config::builtin().expect("config");
     let sink = output::open_sink(&config.audio, SinkKind::Null).expect("null sink");
     let player = Arc::new(
-        Player::start(sink, EngineOptions::from_config(&config.audio), Box::new(FreeRun))
-            .expect("player"),
+        Player::start(
+            sink,
+            EngineOptions::from_config(&config.audio),
+            Box::new(FreeRun),
+        )
+        .expect("player"),
     );
     let show = Arc::new(Show::load(&repo("shows/demo.toml")).expect("demo show"));
     let (trace_tx, trace_rx) = std::sync::mpsc::channel();
@@ -232,21 +257,29 @@ async fn a_show_on_a_serial_controller_lands_on_the_beat_and_survives_a_3s_unplu
     let before_unplug: Vec<Fired> = trace_rx.try_iter().collect();
     let pos_before = player.status().position.unwrap_or(0.0);
     drop(socat);
-    tokio::time::timeout(Duration::from_secs(2), link.wait_for(|s| s.link == LinkState::Disconnected))
-        .await
-        .expect("the unplug is noticed")
-        .expect("status");
+    tokio::time::timeout(
+        Duration::from_secs(2),
+        link.wait_for(|s| s.link == LinkState::Disconnected),
+    )
+    .await
+    .expect("the unplug is noticed")
+    .expect("status");
     tokio::time::sleep(Duration::from_secs(3)).await;
     let pos_unplugged = player.status().position.unwrap_or(0.0);
     let arrivals2 = Arc::new(Mutex::new(Vec::new()));
     let socat = Socat::start(&host, &device);
     let dev2 = fake_controller(device.clone(), arrivals2.clone());
     let replug = Instant::now();
-    tokio::time::timeout(Duration::from_secs(5), link.wait_for(|s| s.link == LinkState::Connected && s.connects >= 2))
-        .await
-        .expect("reconnect")
-        .expect("status");
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        link.wait_for(|s| s.link == LinkState::Connected && s.connects >= 2),
+    )
+    .await
+    .expect("reconnect")
+    .expect("status");
     let reconnect_s = replug.elapsed().as_secs_f64();
+    // Commands fired while unplugged never reached a controller.
+    let unplugged = trace_rx.try_iter().count();
     tokio::time::sleep(Duration::from_secs(6)).await;
     let after: Vec<Fired> = trace_rx.try_iter().collect();
 
@@ -254,7 +287,10 @@ async fn a_show_on_a_serial_controller_lands_on_the_beat_and_survives_a_3s_unplu
     let rate = f64::from(player.status().track_rate.max(1));
     let advanced = (pos_unplugged - pos_before) / rate;
     assert_eq!(player.underruns(), 0, "player underran during the unplug");
-    assert!(advanced > 2.9, "position advanced only {advanced:.2} s while unplugged");
+    assert!(
+        advanced > 2.9,
+        "position advanced only {advanced:.2} s while unplugged"
+    );
 
     // Lights resume on the right cue: the new controller holds the look the show has now.
     let st = player.status();
@@ -264,9 +300,18 @@ async fn a_show_on_a_serial_controller_lands_on_the_beat_and_survives_a_3s_unplu
     let (expected, cue) = look_at(&show, track, &events, now_frame, &vehicle);
     let want: LedState = expected.to_led(&show.vehicle_override(&vehicle));
     let got = dev2.lock().map(|d| d.strip().state()).expect("device");
-    assert_eq!(got.pattern, want.pattern, "pattern after reconnect (cue {cue:?})");
-    assert_eq!(handle.status().cue.as_deref(), cue.and_then(|i| track.cues.get(i)).map(|c| c.name.as_str()));
-    assert!(dev1.lock().map(|d| !d.received().is_empty()).unwrap_or(false));
+    assert_eq!(
+        got.pattern, want.pattern,
+        "pattern after reconnect (cue {cue:?})"
+    );
+    assert_eq!(
+        handle.status().cue.as_deref(),
+        cue.and_then(|i| track.cues.get(i)).map(|c| c.name.as_str())
+    );
+    assert!(dev1
+        .lock()
+        .map(|d| !d.received().is_empty())
+        .unwrap_or(false));
 
     // Timing, both connections: arrival at the controller minus the instant heard.
     let a1 = arrivals.lock().map(|v| v.clone()).unwrap_or_default();
@@ -275,14 +320,18 @@ async fn a_show_on_a_serial_controller_lands_on_the_beat_and_survives_a_3s_unplu
     errs.extend(arrival_errors(&after, &a2));
     errs.sort_by(f64::total_cmp);
     let fired = before_unplug.len() + after.len();
-    assert!(errs.len() * 10 >= fired * 8, "matched only {} of {fired} commands", errs.len());
+    assert!(
+        errs.len() * 10 >= fired * 8,
+        "matched only {} of {fired} commands ({unplugged} more fired while unplugged)",
+        errs.len()
+    );
     let abs: Vec<f64> = {
         let mut v: Vec<f64> = errs.iter().map(|e| e.abs()).collect();
         v.sort_by(f64::total_cmp);
         v
     };
     println!(
-        "show timing (pty, latency 1 ms): n={} arrival-heard p50 {:+.2} ms, min {:+.2}, max {:+.2}; |err| p99 {:.2} ms; reconnect {reconnect_s:.2} s",
+        "show timing (pty, latency 1 ms): n={} of {fired} arrival-heard p50 {:+.2} ms, min {:+.2}, max {:+.2}; |err| p99 {:.2} ms; reconnect {reconnect_s:.2} s",
         errs.len(),
         percentile(&errs, 0.5),
         errs[0],

@@ -85,20 +85,21 @@ pub fn run(config: Config, args: &ShowArgs) -> anyhow::Result<()> {
         .thread_name("convoy-show")
         .build()
         .context("cannot start the async runtime")?;
-    let _guard = rt.enter();
+    let guard = rt.enter();
     let led = crate::led::open_output(&config.led);
     let vehicle = VehicleInfo {
         id: config.node_id(),
         leader: !args.follower,
     };
     let show = Arc::new(show);
-    let handle = ShowRunner::spawn(
-        show.clone(),
-        player.clone(),
-        led.clone(),
-        vehicle,
-        RunnerOptions::from_config(&config),
-    );
+    // Without a terminal to draw on, every cue is printed as a line instead.
+    let drawn = led_is_drawn(&led);
+    let (trace_tx, trace) = std::sync::mpsc::channel();
+    let mut opts = RunnerOptions::from_config(&config);
+    if !drawn {
+        opts.trace = Some(trace_tx);
+    }
+    let handle = ShowRunner::spawn(show.clone(), player.clone(), led.clone(), vehicle, opts);
     let status_rx = handle.watch();
     let p = player.clone();
     let term = TerminalStrip::spawn(&led, config.led.fps, move || {
@@ -120,7 +121,6 @@ pub fn run(config: Config, args: &ShowArgs) -> anyhow::Result<()> {
         let _ = super::play::ctrlc_handler(move || stop.store(true, Ordering::Release));
     }
     let began = Instant::now();
-    let mut watch = handle.watch();
     let mut result = Ok(());
     'playlist: for (i, track) in show.tracks.iter().enumerate().skip(first) {
         let source = audio::open_track(&track.source)
@@ -131,7 +131,12 @@ pub fn run(config: Config, args: &ShowArgs) -> anyhow::Result<()> {
             0
         };
         player.load(source, start)?;
-        eprintln!("show {}: track {} — {}", show.name, i + 1, track.player_name);
+        eprintln!(
+            "show {}: track {} — {}",
+            show.name,
+            i + 1,
+            track.player_name
+        );
         // Wait for the player to report the new track before watching for its end.
         let loaded = Instant::now();
         loop {
@@ -141,15 +146,12 @@ pub fn run(config: Config, args: &ShowArgs) -> anyhow::Result<()> {
                 result = Err(anyhow::anyhow!("{err}"));
                 break 'playlist;
             }
-            if term.is_none() && watch.has_changed().unwrap_or(false) {
-                let s = watch.borrow_and_update().clone();
-                if let Some(cue) = &s.cue {
+            for f in trace.try_iter() {
+                if let Some(cue) = &f.cue {
                     println!(
-                        "{:8.3} s  cue {cue}  {} hue {} bright {:.2}",
+                        "{:8.3} s  cue {cue}  {:?}",
                         st.position.unwrap_or(0.0) / f64::from(st.track_rate.max(1)),
-                        s.light.pattern,
-                        s.light.hue,
-                        s.light.bright
+                        f.command
                     );
                 }
             }
@@ -172,6 +174,7 @@ pub fn run(config: Config, args: &ShowArgs) -> anyhow::Result<()> {
     }
     let status = handle.status();
     handle.stop();
+    drop(guard);
     rt.shutdown_timeout(Duration::from_secs(1));
     let underruns = player.underruns();
     if let Ok(p) = Arc::try_unwrap(player) {
@@ -182,6 +185,12 @@ pub fn run(config: Config, args: &ShowArgs) -> anyhow::Result<()> {
         show.name, status.sent, status.late
     );
     result
+}
+
+/// Whether the terminal strip will draw `led` (a simulated strip on a terminal).
+fn led_is_drawn(led: &crate::led::LedOutput) -> bool {
+    use std::io::IsTerminal;
+    matches!(led, crate::led::LedOutput::Sim { .. }) && std::io::stdout().is_terminal()
 }
 
 /// What `--check` prints: the show, its tracks and what each cue is tied to.
@@ -213,7 +222,10 @@ fn summary(show: &Show) -> String {
                 When::Section(l) => format!("section {l}"),
                 When::Every { unit, .. } => format!("every {unit:?}").to_lowercase(),
             };
-            s.push_str(&format!("     cue {:<10} line {:<4} {when}\n", c.name, c.line));
+            s.push_str(&format!(
+                "     cue {:<10} line {:<4} {when}\n",
+                c.name, c.line
+            ));
         }
     }
     s

@@ -654,9 +654,15 @@ mod tests {
         let c = Config::builtin().expect("defaults");
         assert_eq!(c.led.output, LedOutputKind::Sim);
         assert_eq!(c.led.baud, 115_200);
-        let c = Config::load(None, &["led.output=serial".into(), "led.latency_ms=7".into()])
-            .expect("load");
-        assert_eq!((c.led.output, c.led.latency_ms), (LedOutputKind::Serial, 7.0));
+        let c = Config::load(
+            None,
+            &["led.output=serial".into(), "led.latency_ms=7".into()],
+        )
+        .expect("load");
+        assert_eq!(
+            (c.led.output, c.led.latency_ms),
+            (LedOutputKind::Serial, 7.0)
+        );
         let err = Config::load(None, &["led.num_leds=0".into()])
             .expect_err("fail")
             .to_string();

@@ -12,8 +12,8 @@ use std::time::Instant;
 
 use super::protocol::Command;
 use super::serial::{spawn_serial, Delivery, LedError, LedHandle, LinkState, SerialConfig};
-use crate::config::{LedConfig, LedOutputKind};
 use super::sim::SimStrip;
+use crate::config::{LedConfig, LedOutputKind};
 
 /// Where LED commands go.
 #[derive(Debug, Clone)]

@@ -103,7 +103,11 @@ mod tests {
         };
         let line = frame_line(strip, epoch, "bar 1");
         assert!(line.starts_with("\r\x1b[2K"));
-        assert_eq!(line.matches("\x1b[38;2;255;0;0m\u{2588}").count(), 4, "{line:?}");
+        assert_eq!(
+            line.matches("\x1b[38;2;255;0;0m\u{2588}").count(),
+            4,
+            "{line:?}"
+        );
         assert!(line.ends_with("\x1b[0m bar 1"));
         assert!(!line.contains('\n'));
     }

@@ -165,7 +165,10 @@ mod tests {
             }
         }
         assert!(beats.len() >= 8, "only {} beats", beats.len());
-        assert!(*beats.last().unwrap_or(&0) <= 13 * rate, "read past the horizon");
+        assert!(
+            *beats.last().unwrap_or(&0) <= 13 * rate,
+            "read past the horizon"
+        );
         let tail = &beats[beats.len() - 6..];
         let period = (tail[5] - tail[0]) as f64 / 5.0 / rate as f64;
         let bpm = 60.0 / period;

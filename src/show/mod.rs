@@ -14,4 +14,6 @@ pub mod runner;
 pub mod schedule;
 
 pub use model::{Show, ShowError, VehicleInfo};
-pub use runner::{ControlError, Fired, PlayerClock, RunnerOptions, ShowHandle, ShowRunner, ShowStatus};
+pub use runner::{
+    ControlError, Fired, PlayerClock, RunnerOptions, ShowHandle, ShowRunner, ShowStatus,
+};

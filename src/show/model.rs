@@ -393,7 +393,11 @@ struct Lines<'a>(&'a str);
 impl Lines<'_> {
     fn of(&self, offset: usize) -> usize {
         let end = offset.min(self.0.len());
-        self.0.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+        self.0.as_bytes()[..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
     }
     fn at<T>(&self, s: &Spanned<T>) -> usize {
         self.of(s.span().start)
@@ -859,7 +863,10 @@ impl Loader<'_> {
                 if let Some(s) = &c.section {
                     self.section(s, track, map_missing);
                 }
-                let from = c.from.as_ref().and_then(|p| self.pos(p, track, map_missing));
+                let from = c
+                    .from
+                    .as_ref()
+                    .and_then(|p| self.pos(p, track, map_missing));
                 let until = c
                     .until
                     .as_ref()
@@ -964,8 +971,14 @@ impl Loader<'_> {
         if !(r.min.is_finite() && r.max.is_finite()) {
             self.problem(line, "min and max must be numbers");
         }
-        let from = r.from.as_ref().and_then(|p| self.pos(p, track, map_missing));
-        let until = r.until.as_ref().and_then(|p| self.pos(p, track, map_missing));
+        let from = r
+            .from
+            .as_ref()
+            .and_then(|p| self.pos(p, track, map_missing));
+        let until = r
+            .until
+            .as_ref()
+            .and_then(|p| self.pos(p, track, map_missing));
         Some(Reaction {
             band,
             target,
@@ -1006,7 +1019,10 @@ mod tests {
 
     #[test]
     fn positions_parse() {
-        assert_eq!(parse_pos("bar 17 beat 3"), Ok(Pos::Bar { bar: 17, beat: 3 }));
+        assert_eq!(
+            parse_pos("bar 17 beat 3"),
+            Ok(Pos::Bar { bar: 17, beat: 3 })
+        );
         assert_eq!(parse_pos("Bar 2"), Ok(Pos::Bar { bar: 2, beat: 1 }));
         assert_eq!(parse_pos("1:23.500"), Ok(Pos::Time(83.5)));
         assert_eq!(parse_pos("12.25s"), Ok(Pos::Time(12.25)));
@@ -1065,7 +1081,7 @@ mod tests {
         assert_eq!(line_of("bar 99 is beyond the end"), 7);
         assert_eq!(line_of("unknown pattern \"disco\""), 8);
         assert!(p.iter().any(|p| p.message.contains("beatflash")), "{p:?}");
-        assert_eq!(line_of("beyond the end of the track ("), 10);
+        assert_eq!(line_of("cue at 0:45.000 is beyond the end"), 10);
         // Range problems of plain numbers name the cue's `[[track.cue]]` line.
         assert_eq!(line_of("bright 2 is outside"), 9);
         assert_eq!(line_of("has 4 beats, not 7"), 13);
@@ -1078,13 +1094,27 @@ mod tests {
         let err = Show::parse(text, Path::new("/tmp/x.toml"))
             .expect_err("missing")
             .to_string();
-        assert!(err.starts_with("/tmp/x.toml:5: missing beatmap /tmp/nope.json"), "{err}");
-        let text = "format = \"convoy-show\"\nversion = 1\n[[track]]\nfile = \"demo\"\ncolour = 1\n";
-        let err = Show::parse(text, Path::new("x.toml")).expect_err("unknown").to_string();
-        assert!(err.starts_with("x.toml:5:") && err.contains("colour"), "{err}");
+        assert!(
+            err.starts_with("/tmp/x.toml:5: missing beatmap /tmp/nope.json"),
+            "{err}"
+        );
+        let text =
+            "format = \"convoy-show\"\nversion = 1\n[[track]]\nfile = \"demo\"\ncolour = 1\n";
+        let err = Show::parse(text, Path::new("x.toml"))
+            .expect_err("unknown")
+            .to_string();
+        assert!(
+            err.starts_with("x.toml:5:") && err.contains("colour"),
+            "{err}"
+        );
         let text = "format = \"convoy-show\"\nversion = 2\n[[track]]\nfile = \"demo\"\n";
-        let err = Show::parse(text, Path::new("x.toml")).expect_err("version").to_string();
-        assert!(err.starts_with("x.toml:2:") && err.contains("version 2"), "{err}");
+        let err = Show::parse(text, Path::new("x.toml"))
+            .expect_err("version")
+            .to_string();
+        assert!(
+            err.starts_with("x.toml:2:") && err.contains("version 2"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -1095,8 +1125,13 @@ mod tests {
         assert!(s.tracks[0].beatmap.is_none());
         let text = "format = \"convoy-show\"\nversion = 1\n[[track]]\nfile = \"demo\"\n\
                     [[track.cue]]\nsection = \"A\"\npattern = \"strobe\"\n";
-        let err = Show::parse(text, Path::new("x.toml")).expect_err("section").to_string();
-        assert!(err.contains("x.toml:6:") && err.contains("needs a beatmap"), "{err}");
+        let err = Show::parse(text, Path::new("x.toml"))
+            .expect_err("section")
+            .to_string();
+        assert!(
+            err.contains("x.toml:6:") && err.contains("needs a beatmap"),
+            "{err}"
+        );
     }
 
     #[test]

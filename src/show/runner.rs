@@ -166,7 +166,8 @@ impl ShowHandle {
     pub fn control(&self, cmd: &Command) -> Result<bool, ControlError> {
         let c = match cmd {
             Command::Pattern { name } => Control::Pattern(
-                Pattern::from_name(name).ok_or_else(|| ControlError::UnknownPattern(name.clone()))?,
+                Pattern::from_name(name)
+                    .ok_or_else(|| ControlError::UnknownPattern(name.clone()))?,
             ),
             Command::Hue { degrees } => Control::Hue(f64::from(*degrees)),
             Command::Bright { level } => Control::Bright(f64::from(level.clamp(0.0, 1.0))),
@@ -398,7 +399,9 @@ impl<P: PlayerClock> Runner<P> {
     /// Playback is at `frame` and did not get there by playing: restore the look there.
     fn jumped(&mut self, frame: f64) {
         let show = self.show.clone();
-        let Some(a) = self.active.as_mut() else { return };
+        let Some(a) = self.active.as_mut() else {
+            return;
+        };
         let Some(track) = show.tracks.get(a.index) else {
             return;
         };
@@ -435,7 +438,9 @@ impl<P: PlayerClock> Runner<P> {
     /// Move live-analysis results into the scheduler.
     fn drain_live(&mut self, clock: &PlayClock, now: u64) {
         let show = self.show.clone();
-        let Some(a) = self.active.as_mut() else { return };
+        let Some(a) = self.active.as_mut() else {
+            return;
+        };
         let Some(track) = show.tracks.get(a.index) else {
             return;
         };
@@ -494,7 +499,9 @@ impl<P: PlayerClock> Runner<P> {
 
     fn fire(&mut self, d: &Due) {
         let show = self.show.clone();
-        let Some(a) = self.active.as_mut() else { return };
+        let Some(a) = self.active.as_mut() else {
+            return;
+        };
         let Some(track) = show.tracks.get(a.index) else {
             return;
         };
@@ -583,9 +590,10 @@ impl<P: PlayerClock> Runner<P> {
         for r in &track.react {
             let time_of = |p: &super::model::Pos| match p {
                 super::model::Pos::Time(t) => Some(*t),
-                super::model::Pos::Bar { bar, beat } => {
-                    track.beatmap.as_ref().and_then(|m| m.beat_time(*bar, *beat))
-                }
+                super::model::Pos::Bar { bar, beat } => track
+                    .beatmap
+                    .as_ref()
+                    .and_then(|m| m.beat_time(*bar, *beat)),
             };
             let after = r.from.as_ref().and_then(time_of).is_none_or(|lo| t >= lo);
             let before = r.until.as_ref().and_then(time_of).is_none_or(|hi| t < hi);
@@ -628,7 +636,8 @@ impl<P: PlayerClock> Runner<P> {
         };
         if ok {
             self.sent = Some(target);
-            self.status.send_modify(|s| s.light = light_state(&target, &self.led));
+            self.status
+                .send_modify(|s| s.light = light_state(&target, &self.led));
         }
     }
 
@@ -645,7 +654,9 @@ impl<P: PlayerClock> Runner<P> {
         }
         let frame = (t * f64::from(track.sample_rate)) as u64;
         let i = a.live_bands.partition_point(|(f, _)| *f <= frame);
-        i.checked_sub(1).and_then(|i| a.live_bands.get(i)).map(|(_, b)| *b)
+        i.checked_sub(1)
+            .and_then(|i| a.live_bands.get(i))
+            .map(|(_, b)| *b)
     }
 
     /// Stream band levels for the moment heard `lead` from now; returns the next time.
@@ -672,7 +683,8 @@ impl<P: PlayerClock> Runner<P> {
                 let _ = self.led.try_send(Led::Bands3(q));
             }
         }
-        self.status.send_modify(|s| s.meters.bands = levels.to_vec());
+        self.status
+            .send_modify(|s| s.meters.bands = levels.to_vec());
         if self.track().is_some_and(|tr| !tr.react.is_empty()) && self.hold.is_none() {
             self.send_lights(None, true);
         }
@@ -783,7 +795,10 @@ mod tests {
     fn diff_sends_one_field_or_the_whole_state() {
         let a = LedState::default();
         assert_eq!(diff(&a, &a, false), None);
-        let b = LedState { hue: a.hue.wrapping_add(2), ..a };
+        let b = LedState {
+            hue: a.hue.wrapping_add(2),
+            ..a
+        };
         assert_eq!(diff(&a, &b, false), Some(Led::Hue(b.hue)));
         assert_eq!(diff(&a, &b, true), None);
         let c = LedState {

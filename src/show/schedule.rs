@@ -9,7 +9,7 @@
 //! and track jumps from the clock itself and reports them, so the runner can re-resolve
 //! the look at the new position ([`look_at`]).
 
-use super::model::{Cue, Look, Pos, ShowTrack, Show, Unit, VehicleInfo, VehicleOverride, When};
+use super::model::{Cue, Look, Pos, Show, ShowTrack, Unit, VehicleInfo, VehicleOverride, When};
 use crate::led::protocol::{LedState, Pattern, Rgb};
 
 /// What happens at an event.
@@ -241,7 +241,10 @@ pub fn onset_events(track: &ShowTrack, frame: f64, count: u32, out: &mut Vec<Eve
             if after && before && in_section {
                 out.push(Event {
                     frame,
-                    action: Action::Cue { cue: ci, rep: count },
+                    action: Action::Cue {
+                        cue: ci,
+                        rep: count,
+                    },
                 });
             }
         }
@@ -445,8 +448,7 @@ impl Scheduler {
         {
             return;
         }
-        let i = self.next
-            + self.events[self.next..].partition_point(|e| e.frame <= event.frame);
+        let i = self.next + self.events[self.next..].partition_point(|e| e.frame <= event.frame);
         self.events.insert(i, event);
     }
 
@@ -466,7 +468,8 @@ impl Scheduler {
         let jump_frames = self.jump_s * f64::from(clock.rate);
         match self.last {
             Some((then, frame_then)) => {
-                let expected = frame_then + (now_ns.saturating_sub(then)) as f64 * clock.frames_per_ns();
+                let expected =
+                    frame_then + (now_ns.saturating_sub(then)) as f64 * clock.frames_per_ns();
                 if (heard_now - expected).abs() > jump_frames {
                     result.jumped = Some(heard_now);
                 }
@@ -533,7 +536,9 @@ mod tests {
         let rate = f64::from(t.sample_rate);
         let ev = resolve_beatmap(t);
         assert_eq!(
-            ev.iter().filter(|e| matches!(e.action, Action::Beat { .. })).count(),
+            ev.iter()
+                .filter(|e| matches!(e.action, Action::Beat { .. }))
+                .count(),
             map.beats.len()
         );
         let cues = cue_events(&ev);
@@ -559,15 +564,28 @@ mod tests {
         let ev = resolve_beatmap(t);
         let map = t.beatmap.as_ref().expect("map");
         let f3 = map.beat_time(3, 1).expect("bar 3") * f64::from(t.sample_rate);
-        let b1 = VehicleInfo { id: "b1".into(), leader: true };
-        let b2 = VehicleInfo { id: "b2".into(), leader: false };
+        let b1 = VehicleInfo {
+            id: "b1".into(),
+            leader: true,
+        };
+        let b2 = VehicleInfo {
+            id: "b2".into(),
+            leader: false,
+        };
         let (l1, last) = look_at(&show, t, &ev, f3, &b1);
-        assert_eq!((l1.pattern, l1.hue, l1.bright, last), (Pattern::Chase, 120.0, 0.5, Some(1)));
+        assert_eq!(
+            (l1.pattern, l1.hue, l1.bright, last),
+            (Pattern::Chase, 120.0, 0.5, Some(1))
+        );
         let (l2, _) = look_at(&show, t, &ev, f3, &b2);
         assert_eq!(l2.hue, 220.0);
         let (before, last) = look_at(&show, t, &ev, f3 - 1.0, &b1);
         assert_eq!((before.hue, last), (100.0, Some(0)));
-        let led = l2.to_led(&VehicleOverride { hue_offset: 180.0, bright_scale: 0.5, pattern: None });
+        let led = l2.to_led(&VehicleOverride {
+            hue_offset: 180.0,
+            bright_scale: 0.5,
+            pattern: None,
+        });
         assert_eq!((led.hue, led.bright), (28, 64)); // 400° → 40° → 28/256; 0.25 → 64
     }
 
@@ -579,26 +597,49 @@ mod tests {
                     [[track.cue]]\nat = \"0:01.000\"\npattern = \"vu\"\n";
         let show = Show::parse(text, Path::new("t.toml")).expect("valid");
         let t = &show.tracks[0];
-        assert_eq!(cue_events(&resolve_static(t)), vec![(f64::from(t.sample_rate), 2, 0)]);
+        assert_eq!(
+            cue_events(&resolve_static(t)),
+            vec![(f64::from(t.sample_rate), 2, 0)]
+        );
         let mut out = Vec::new();
         live_beat_events(t, 6, 1000.0, &mut out); // bar 2 beat 3
-        assert!(out.iter().any(|e| e.action == Action::Cue { cue: 0, rep: 0 }));
-        assert!(!out.iter().any(|e| matches!(e.action, Action::Cue { cue: 1, .. })));
+        assert!(out
+            .iter()
+            .any(|e| e.action == Action::Cue { cue: 0, rep: 0 }));
+        assert!(!out
+            .iter()
+            .any(|e| matches!(e.action, Action::Cue { cue: 1, .. })));
         out.clear();
         live_beat_events(t, 8, 2000.0, &mut out); // bar 3 beat 1
-        assert_eq!(out[0].action, Action::Beat { index: 8, in_bar: 0 });
-        assert!(out.iter().any(|e| e.action == Action::Cue { cue: 1, rep: 2 }));
+        assert_eq!(
+            out[0].action,
+            Action::Beat {
+                index: 8,
+                in_bar: 0
+            }
+        );
+        assert!(out
+            .iter()
+            .any(|e| e.action == Action::Cue { cue: 1, rep: 2 }));
         out.clear();
         live_beat_events(t, 0, 0.0, &mut out); // bar 1: before `from`
         assert_eq!(out.len(), 1);
     }
 
     fn clock(position: f64, heard_at_ns: u64) -> PlayClock {
-        PlayClock { position, heard_at_ns, rate: 1000, speed_ppm: 0.0 }
+        PlayClock {
+            position,
+            heard_at_ns,
+            rate: 1000,
+            speed_ppm: 0.0,
+        }
     }
 
     fn beat(frame: f64, index: u64) -> Event {
-        Event { frame, action: Action::Beat { index, in_bar: 0 } }
+        Event {
+            frame,
+            action: Action::Beat { index, in_bar: 0 },
+        }
     }
 
     #[test]
@@ -619,7 +660,10 @@ mod tests {
         assert_eq!(due[0].heard_ns, (1_100 * MS) as f64);
         assert!(!due[0].late);
         // With speed +1e5 ppm (10 % fast) frame 200 is heard at 1 s + 200/1.1 ms.
-        let fast = PlayClock { speed_ppm: 1e5, ..c };
+        let fast = PlayClock {
+            speed_ppm: 1e5,
+            ..c
+        };
         let heard = fast.heard_ns(200.0);
         assert!((heard - (1_000 * MS) as f64 - 200.0 / 1.1 * MS as f64).abs() < 1.0);
         assert!((fast.frame_at(heard as u64) - 200.0).abs() < 1e-3);
@@ -642,7 +686,7 @@ mod tests {
         assert_eq!(p.jumped, Some(650.0));
         assert!(due.is_empty());
         assert_eq!(p.next_due_ns, Some(145 * MS)); // 700 heard at 150 ms
-        // A late event (heard 30 ms ago) is marked late.
+                                                   // A late event (heard 30 ms ago) is marked late.
         let mut s = Scheduler::new(vec![beat(100.0, 0)], 5 * MS, 20 * MS, 0.05);
         s.poll(&clock(0.0, 0), 0, &mut due);
         let p = s.poll(&clock(0.0, 0), 130 * MS, &mut due);
