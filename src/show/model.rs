@@ -451,7 +451,7 @@ impl Show {
             || self
                 .groups
                 .get(target)
-                .is_some_and(|ids| ids.iter().any(|id| *id == vehicle.id))
+                .is_some_and(|ids| ids.contains(&vehicle.id))
     }
 
     /// The whole-show adjustment for this vehicle: every matching `[vehicle.X]` table, in
