@@ -19,7 +19,10 @@
 //!   timeline, the playback PLL and the UDP impairment relay used by the tests.
 //! - [`node`] — the `convoy node` daemon: wires player, clock, sync sockets and status.
 //! - [`led`] — the Arduino LED protocol (pure codec), the reconnecting serial transport and a
-//!   simulated strip; the firmware lives in `tools/arduino/`.
+//!   simulated strip (drawn in the terminal); the firmware lives in `tools/arduino/`.
+//! - [`show`] — show files (playlist, cues at bars/beats/sections/times, audio-reactive
+//!   mappings, per-vehicle overrides), the pure cue scheduler and the runner that sends
+//!   each light command ahead of its beat.
 //! - [`security`] — HMAC-SHA256 envelopes on every fleet datagram, replay windows, rate
 //!   limits, vehicle whitelist and the external control-port policy.
 //! - [`osc`] — OSC address patterns, size-capped codec and TCP framings, the typed control
@@ -35,4 +38,5 @@ pub mod led;
 pub mod node;
 pub mod osc;
 pub mod security;
+pub mod show;
 pub mod sync;

@@ -14,5 +14,6 @@ mod osc_tools;
 mod playback;
 mod pulse;
 mod security_guard;
+mod show;
 mod sntp_interop;
 mod sync;

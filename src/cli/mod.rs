@@ -5,6 +5,7 @@ mod analyze;
 mod node;
 mod play;
 mod scenario;
+mod show;
 mod tool;
 
 use std::path::PathBuf;
@@ -38,6 +39,8 @@ pub enum Command {
     Play(play::PlayArgs),
     /// Run this vehicle's daemon: player plus fleet sync (leader, follower or solo).
     Node(node::NodeArgs),
+    /// Play a show (tracks plus lighting cues) solo on this machine, or `--check` it.
+    Show(show::ShowArgs),
     /// Analyse tracks offline (tempo, beats, bars, sections, envelopes) into beatmaps.
     Analyze(analyze::AnalyzeArgs),
     /// Print the effective configuration (defaults + file + overrides) as TOML.
@@ -98,6 +101,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Play(args) => play::run(config()?, args),
         Command::Node(args) => node::run(config()?, args),
+        Command::Show(args) => show::run(config()?, args),
         Command::Analyze(args) => analyze::run(args),
         Command::Config => {
             let text = toml::to_string_pretty(&config()?)?;

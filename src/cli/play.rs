@@ -100,7 +100,7 @@ pub fn run(config: Config, args: &PlayArgs) -> anyhow::Result<()> {
 
 /// Install a SIGINT/SIGTERM handler that calls `f` once (no extra crate: a watcher thread
 /// on a self-pipe would be overkill for a flag).
-fn ctrlc_handler(f: impl Fn() + Send + 'static) -> std::io::Result<()> {
+pub(super) fn ctrlc_handler(f: impl Fn() + Send + 'static) -> std::io::Result<()> {
     static FLAG: AtomicBool = AtomicBool::new(false);
     extern "C" fn on_signal(_: libc::c_int) {
         FLAG.store(true, Ordering::Release);

@@ -90,6 +90,10 @@ pub struct Config {
     pub security: crate::security::fleet::SecurityConfig,
     /// The OSC control port, feedback and outbound streams.
     pub osc: OscConfig,
+    /// LED output.
+    pub led: LedConfig,
+    /// Show runner.
+    pub show: ShowConfig,
 }
 
 /// How a TCP control connection delimits OSC packets.
@@ -160,6 +164,52 @@ pub struct WledConfig {
     pub rate_hz: f64,
     /// Multicast TTL.
     pub multicast_ttl: u32,
+}
+
+/// Which LED output lights are sent to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LedOutputKind {
+    /// An in-process simulated strip.
+    Sim,
+    /// The Arduino controller on a serial port.
+    Serial,
+    /// No lights.
+    None,
+}
+
+/// `[led]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LedConfig {
+    /// Output kind.
+    pub output: LedOutputKind,
+    /// Serial port path.
+    pub port: String,
+    /// Baud rate.
+    pub baud: u32,
+    /// Stream beats and bands as binary frames.
+    pub binary_stream: bool,
+    /// LEDs on the simulated strip.
+    pub num_leds: u16,
+    /// Command-to-light latency the scheduler compensates, ms.
+    pub latency_ms: f64,
+    /// Terminal frames per second for the simulated strip.
+    pub fps: f64,
+}
+
+/// `[show]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ShowConfig {
+    /// Beat/band stream updates per second.
+    pub bands_hz: f64,
+    /// Live analysis read-ahead, s.
+    pub live_ahead_s: f64,
+    /// Lateness after which a cue's flash is skipped, ms.
+    pub late_ms: f64,
+    /// Position error counted as a seek, ms.
+    pub jump_ms: f64,
 }
 
 /// `[clock]`: injected error for the test rig.
@@ -406,6 +456,12 @@ impl Config {
             ("sync.update_ms", y.update_ms, 1.0, 10_000.0),
             ("sync.start_lead_ms", y.start_lead_ms, 0.0, 10_000.0),
             ("clock.ppm", self.clock.ppm, -10_000.0, 10_000.0),
+            ("led.latency_ms", self.led.latency_ms, 0.0, 2_000.0),
+            ("led.fps", self.led.fps, 1.0, 120.0),
+            ("show.bands_hz", self.show.bands_hz, 1.0, 200.0),
+            ("show.live_ahead_s", self.show.live_ahead_s, 0.5, 30.0),
+            ("show.late_ms", self.show.late_ms, 1.0, 10_000.0),
+            ("show.jump_ms", self.show.jump_ms, 5.0, 60_000.0),
         ] {
             if !(v.is_finite() && (lo..=hi).contains(&v)) {
                 return Err(range(key, format!("{v} is outside {lo}..={hi}")));
@@ -442,6 +498,25 @@ impl Config {
             return Err(range(&key, message));
         }
         self.validate_osc(origin)?;
+        let l = &self.led;
+        if !(1..=1024).contains(&l.num_leds) {
+            return Err(range(
+                "led.num_leds",
+                format!("{} is outside 1..=1024", l.num_leds),
+            ));
+        }
+        if !(1_200..=4_000_000).contains(&l.baud) {
+            return Err(range(
+                "led.baud",
+                format!("{} is outside 1200..=4000000", l.baud),
+            ));
+        }
+        if l.output == LedOutputKind::Serial && l.port.trim().is_empty() {
+            return Err(range(
+                "led.port",
+                "is empty but led.output is \"serial\"".to_string(),
+            ));
+        }
         let n = &self.node;
         if !(n.output_latency_ms.is_finite() && (-1000.0..=10_000.0).contains(&n.output_latency_ms))
         {
@@ -741,6 +816,30 @@ mod tests {
                 .to_string();
             assert!(err.contains(key), "{set}: {err}");
         }
+    }
+
+    #[test]
+    fn led_and_show_sections_load_and_validate() {
+        let c = Config::builtin().expect("defaults");
+        assert_eq!(c.led.output, LedOutputKind::Sim);
+        assert_eq!(c.led.baud, 115_200);
+        let c = Config::load(
+            None,
+            &["led.output=serial".into(), "led.latency_ms=7".into()],
+        )
+        .expect("load");
+        assert_eq!(
+            (c.led.output, c.led.latency_ms),
+            (LedOutputKind::Serial, 7.0)
+        );
+        let err = Config::load(None, &["led.num_leds=0".into()])
+            .expect_err("fail")
+            .to_string();
+        assert!(err.contains("led.num_leds"), "{err}");
+        let err = Config::load(None, &["show.bands_hz=0".into()])
+            .expect_err("fail")
+            .to_string();
+        assert!(err.contains("show.bands_hz"), "{err}");
     }
 
     #[test]

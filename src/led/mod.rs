@@ -6,7 +6,8 @@
 //! `tools/arduino/convoy_led/`, [`serial`] the reconnecting async transport,
 //! [`sim`] an in-memory strip and firmware model, [`patterns`] the pattern
 //! maths both the simulator and the firmware implement, and [`output`] a
-//! single front ([`LedOutput`]) over the serial and simulated targets.
+//! single front ([`LedOutput`], opened from `[led]` by [`open_output`]) over the serial
+//! and simulated targets; [`term`] draws a simulated strip in the terminal.
 //! The protocol is specified in `docs/led-protocol.md`.
 
 pub mod output;
@@ -14,5 +15,6 @@ pub mod patterns;
 pub mod protocol;
 pub mod serial;
 pub mod sim;
+pub mod term;
 
-pub use output::LedOutput;
+pub use output::{open_output, LedOutput};

@@ -11,8 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::protocol::Command;
-use super::serial::{Delivery, LedError, LedHandle};
+use super::serial::{spawn_serial, Delivery, LedError, LedHandle, LinkState, SerialConfig};
 use super::sim::SimStrip;
+use crate::config::{LedConfig, LedOutputKind};
 
 /// Where LED commands go.
 #[derive(Debug, Clone)]
@@ -26,6 +27,8 @@ pub enum LedOutput {
         /// Start of the strip's millisecond clock.
         epoch: Instant,
     },
+    /// No LED hardware: commands are accepted and discarded.
+    Off,
 }
 
 impl LedOutput {
@@ -41,7 +44,7 @@ impl LedOutput {
     pub async fn send(&self, cmd: Command) -> Result<Delivery, LedError> {
         match self {
             LedOutput::Serial(h) => h.send(cmd).await,
-            LedOutput::Sim { .. } => self.try_send(cmd),
+            LedOutput::Sim { .. } | LedOutput::Off => self.try_send(cmd),
         }
     }
 
@@ -57,6 +60,38 @@ impl LedOutput {
                     .apply(&cmd, now);
                 Ok(Delivery::Queued)
             }
+            LedOutput::Off => Ok(Delivery::Queued),
+        }
+    }
+
+    /// The link as the node's snapshot names it: `sim`, `none`, `connected`,
+    /// `connecting` or `disconnected`.
+    pub fn link_label(&self) -> &'static str {
+        match self {
+            LedOutput::Sim { .. } => "sim",
+            LedOutput::Off => "none",
+            LedOutput::Serial(h) => match h.current_status().link {
+                LinkState::Connected => "connected",
+                LinkState::Connecting => "connecting",
+                LinkState::Disconnected | LinkState::Stopped => "disconnected",
+            },
+        }
+    }
+}
+
+/// Open the output `[led]` selects. A serial output starts its reconnecting task on the
+/// current tokio runtime (it must be called inside one) and never fails: a missing port
+/// is reported as `disconnected` and retried.
+pub fn open_output(config: &LedConfig) -> LedOutput {
+    match config.output {
+        LedOutputKind::Sim => LedOutput::sim(config.num_leds),
+        LedOutputKind::None => LedOutput::Off,
+        LedOutputKind::Serial => {
+            let mut sc = SerialConfig::new(&config.port);
+            sc.baud = config.baud;
+            sc.binary_stream = config.binary_stream;
+            let (handle, _task) = spawn_serial(sc);
+            LedOutput::Serial(handle)
         }
     }
 }

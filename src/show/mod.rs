@@ -1,0 +1,19 @@
+//! Shows: playlists of tracks with lighting cues tagged to musical positions, and the
+//! runner that plays them on the lights in time with the local player.
+//!
+//! [`model`] reads and validates `shows/*.toml` (errors name file, line and problem),
+//! [`schedule`] is the pure cue resolution and scheduling logic (beatmap or live beats →
+//! track frames → monotonic send times, with seek detection), [`live`] follows tracks
+//! without a beatmap by analysing them a little ahead of playback, and [`runner`] is the
+//! tokio task that ties player, schedule and [`crate::led::LedOutput`] together. The
+//! format and the measured timing are documented in `docs/shows.md`.
+
+pub mod live;
+pub mod model;
+pub mod runner;
+pub mod schedule;
+
+pub use model::{Show, ShowError, VehicleInfo};
+pub use runner::{
+    ControlError, Fired, PlayerClock, RunnerOptions, ShowHandle, ShowRunner, ShowStatus,
+};

@@ -1,0 +1,811 @@
+//! The show runner: a tokio task that follows the local player and drives the lights.
+//!
+//! It reads the player's (position, heard_at_ns, rate, speed) mapping, resolves the cues
+//! of whichever show track is playing ([`super::schedule`]), and sends each LED command
+//! `[led] latency_ms` before its beat is heard. Beats are streamed to the controller,
+//! band levels at `[show] bands_hz` (and through the track's audio-reactive mappings), and
+//! a seek, restart or track change re-resolves the look at the new position. Because
+//! cues are resolved against the local player, which the sync PLL keeps on the fleet
+//! timeline, leader and followers fire on the same beat. Control-surface light commands
+//! (pattern, hue, bright, colour) hold a manual look until `Go`; `CueStart` fires a cue
+//! by name. The current cue and meters are published in a [`ShowStatus`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::live::{LiveFeed, LiveMsg};
+use super::model::{ReactTarget, Show, ShowTrack, VehicleInfo, VehicleOverride};
+use super::schedule::{
+    live_beat_events, look_at, onset_events, resolve_beatmap, Action, Due, Lights, PlayClock,
+    Scheduler,
+};
+use crate::audio::{Player, PlayerStatus};
+use crate::clock::mono_ns;
+use crate::config::Config;
+use crate::led::protocol::{Command as Led, LedState, Pattern, Rgb};
+use crate::led::serial::LedError;
+use crate::led::LedOutput;
+use crate::node::handle::{Command, LightState, Meters, Snapshot};
+
+/// Anything that reports what the player hears when (the [`Player`], or a test double).
+pub trait PlayerClock: Send + Sync + 'static {
+    /// The player's current status.
+    fn status(&self) -> PlayerStatus;
+}
+
+impl PlayerClock for Player {
+    fn status(&self) -> PlayerStatus {
+        Player::status(self)
+    }
+}
+
+/// One LED command the runner sent for a beat or cue (for tools and tests measuring timing).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fired {
+    /// The command.
+    pub command: Led,
+    /// The cue, for cue commands.
+    pub cue: Option<String>,
+    /// When the beat or cue is heard, monotonic ns.
+    pub heard_ns: f64,
+    /// When the command was handed to the LED output, monotonic ns.
+    pub sent_ns: u64,
+    /// Handed out later than `[show] late_ms`.
+    pub late: bool,
+}
+
+/// Runner settings (from `[led]` and `[show]`).
+#[derive(Debug, Clone)]
+pub struct RunnerOptions {
+    /// Commands are sent this early.
+    pub led_latency: Duration,
+    /// Band/reactive updates per second.
+    pub bands_hz: f64,
+    /// Live-analysis read-ahead, seconds.
+    pub live_ahead_s: f64,
+    /// Lateness after which flashes are skipped.
+    pub late: Duration,
+    /// Position error treated as a seek.
+    pub jump: Duration,
+    /// Every beat/cue command sent, if someone listens.
+    pub trace: Option<std::sync::mpsc::Sender<Fired>>,
+}
+
+impl RunnerOptions {
+    /// Settings from the configuration.
+    pub fn from_config(c: &Config) -> RunnerOptions {
+        RunnerOptions {
+            led_latency: Duration::from_secs_f64(c.led.latency_ms / 1000.0),
+            bands_hz: c.show.bands_hz,
+            live_ahead_s: c.show.live_ahead_s,
+            late: Duration::from_secs_f64(c.show.late_ms / 1000.0),
+            jump: Duration::from_secs_f64(c.show.jump_ms / 1000.0),
+            trace: None,
+        }
+    }
+}
+
+/// What the show is doing, for the node's snapshot and the CLI.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ShowStatus {
+    /// Show name.
+    pub show: String,
+    /// Index of the playlist track playing, if the player plays one of the show's.
+    pub track: Option<usize>,
+    /// Last cue fired (or restored after a seek).
+    pub cue: Option<String>,
+    /// Beat counter, beat in bar, band levels.
+    pub meters: Meters,
+    /// Tempo of the track at the heard position (beatmap), or the live estimate.
+    pub tempo_bpm: Option<f64>,
+    /// The lights as last sent.
+    pub light: LightState,
+    /// A manual look from the control surface is held (until `Go`).
+    pub hold: bool,
+    /// Beat and cue commands sent.
+    pub sent: u64,
+    /// Of which handed out late.
+    pub late: u64,
+    /// LED commands refused by a full queue (re-sent as a whole state).
+    pub led_queue_full: u64,
+}
+
+impl ShowStatus {
+    /// Copy the show's fields into a node snapshot (`show`, `cue`, `meters`, `light`,
+    /// `tempo_bpm` when the show knows it).
+    pub fn apply_to(&self, snap: &mut Snapshot) {
+        snap.show = Some(self.show.clone());
+        snap.cue = self.cue.clone();
+        snap.meters = self.meters.clone();
+        snap.light = self.light.clone();
+        if self.tempo_bpm.is_some() {
+            snap.tempo_bpm = self.tempo_bpm;
+        }
+    }
+}
+
+/// Why a control command was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ControlError {
+    /// Not a pattern the firmware knows.
+    #[error("unknown pattern {0:?}")]
+    UnknownPattern(String),
+    /// The show has stopped.
+    #[error("the show is not running")]
+    Stopped,
+    /// Too many commands queued.
+    #[error("the show is busy; command dropped")]
+    Busy,
+}
+
+#[derive(Debug, Clone)]
+enum Control {
+    Pattern(Pattern),
+    Hue(f64),
+    Bright(f64),
+    Color(Rgb),
+    Go,
+    CueStart(String),
+}
+
+/// Handle to a running show.
+#[derive(Debug)]
+pub struct ShowHandle {
+    control: mpsc::Sender<Control>,
+    status: watch::Receiver<ShowStatus>,
+    task: JoinHandle<()>,
+}
+
+impl ShowHandle {
+    /// Offer a control-surface command. `Ok(true)`: the show took it (`Pattern`, `Hue`,
+    /// `Bright`, `Color`, `Go`, `CueStart`); `Ok(false)`: not a show command, the node
+    /// handles it.
+    pub fn control(&self, cmd: &Command) -> Result<bool, ControlError> {
+        let c = match cmd {
+            Command::Pattern { name } => Control::Pattern(
+                Pattern::from_name(name)
+                    .ok_or_else(|| ControlError::UnknownPattern(name.clone()))?,
+            ),
+            Command::Hue { degrees } => Control::Hue(f64::from(*degrees)),
+            Command::Bright { level } => Control::Bright(f64::from(level.clamp(0.0, 1.0))),
+            Command::Color { r, g, b } => Control::Color(Rgb::new(*r, *g, *b)),
+            Command::Go => Control::Go,
+            Command::CueStart { cue } => Control::CueStart(cue.clone()),
+            _ => return Ok(false),
+        };
+        self.control.try_send(c).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => ControlError::Busy,
+            mpsc::error::TrySendError::Closed(_) => ControlError::Stopped,
+        })?;
+        Ok(true)
+    }
+
+    /// The latest status.
+    pub fn status(&self) -> ShowStatus {
+        self.status.borrow().clone()
+    }
+
+    /// A receiver that wakes on status changes.
+    pub fn watch(&self) -> watch::Receiver<ShowStatus> {
+        self.status.clone()
+    }
+
+    /// Stop the show (the lights keep their last state).
+    pub fn stop(self) {
+        self.task.abort();
+    }
+}
+
+/// Spawns show runners.
+#[derive(Debug)]
+pub struct ShowRunner;
+
+impl ShowRunner {
+    /// Run `show` against `player` on the current tokio runtime, sending to `led` as
+    /// `vehicle`. The runner follows whatever the player plays: it acts when the player's
+    /// track is one of the show's (by the name the player reports).
+    pub fn spawn<P: PlayerClock>(
+        show: Arc<Show>,
+        player: Arc<P>,
+        led: LedOutput,
+        vehicle: VehicleInfo,
+        opts: RunnerOptions,
+    ) -> ShowHandle {
+        let (control_tx, control_rx) = mpsc::channel(32);
+        let (status_tx, status) = watch::channel(ShowStatus {
+            show: show.name.clone(),
+            ..ShowStatus::default()
+        });
+        let vo = show.vehicle_override(&vehicle);
+        let runner = Runner {
+            show,
+            player,
+            led,
+            vehicle,
+            vo,
+            opts,
+            status: status_tx,
+            active: None,
+            sent: None,
+            hold: None,
+            due: Vec::new(),
+            live_events: Vec::new(),
+        };
+        let task = tokio::spawn(runner.run(control_rx));
+        ShowHandle {
+            control: control_tx,
+            status,
+            task,
+        }
+    }
+}
+
+/// Idle poll period (track changes, pause, status).
+const IDLE: Duration = Duration::from_millis(20);
+
+struct Active {
+    index: usize,
+    name: String,
+    sched: Scheduler,
+    /// The show's look (what cues made it), whatever is held.
+    lights: Lights,
+    live: Option<LiveFeed>,
+    /// Recent live band levels: (frame, levels).
+    live_bands: std::collections::VecDeque<(u64, [f32; 3])>,
+    /// Live beats seen: (reference frame, index) of the last, and the beat period in frames.
+    live_ref: Option<(f64, u64)>,
+    live_period: Option<f64>,
+    onsets: u32,
+    last_bands: Option<[u8; 3]>,
+    next_bands_ns: u64,
+    /// Band levels for the moment being lit and that moment (s), for reactive mappings.
+    levels: Option<([f32; 3], f64)>,
+}
+
+struct Runner<P> {
+    show: Arc<Show>,
+    player: Arc<P>,
+    led: LedOutput,
+    vehicle: VehicleInfo,
+    vo: VehicleOverride,
+    opts: RunnerOptions,
+    status: watch::Sender<ShowStatus>,
+    active: Option<Active>,
+    /// The controller state last handed over successfully.
+    sent: Option<LedState>,
+    /// A manual look from the control surface.
+    hold: Option<Lights>,
+    due: Vec<Due>,
+    live_events: Vec<super::schedule::Event>,
+}
+
+impl<P: PlayerClock> Runner<P> {
+    async fn run(mut self, mut control: mpsc::Receiver<Control>) {
+        let mut wake = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                c = control.recv() => match c {
+                    Some(c) => self.on_control(c),
+                    None => return,
+                },
+                _ = tokio::time::sleep_until(wake) => {}
+            }
+            let now = mono_ns();
+            let next = self.step(now);
+            let after = Duration::from_nanos(next.saturating_sub(mono_ns()));
+            wake = tokio::time::Instant::now() + after.min(IDLE);
+        }
+    }
+
+    /// One pass: follow the player, hand out due events, stream bands. Returns when to
+    /// run again (monotonic ns).
+    fn step(&mut self, now: u64) -> u64 {
+        let st = self.player.status();
+        self.follow_track(&st);
+        let lead = self.opts.led_latency.as_nanos() as u64;
+        let (Some(position), false, false) = (st.position, st.paused, st.finished) else {
+            return now + IDLE.as_nanos() as u64;
+        };
+        if self.active.is_none() {
+            return now + IDLE.as_nanos() as u64;
+        }
+        let clock = PlayClock {
+            position,
+            heard_at_ns: st.heard_at_ns,
+            rate: st.track_rate.max(1),
+            speed_ppm: st.speed_ppm,
+        };
+        self.drain_live(&clock, now);
+        let mut due = std::mem::take(&mut self.due);
+        due.clear();
+        let poll = match self.active.as_mut() {
+            Some(a) => a.sched.poll(&clock, now, &mut due),
+            None => return now + IDLE.as_nanos() as u64,
+        };
+        if let Some(frame) = poll.jumped {
+            self.jumped(frame);
+        }
+        for d in &due {
+            self.fire(d);
+        }
+        self.due = due;
+        let bands_at = self.stream_bands(&clock, now, lead);
+        if let Some(a) = self.active.as_mut() {
+            a.sched.compact(64);
+        }
+        self.publish(&clock, now);
+        poll.next_due_ns.unwrap_or(u64::MAX).min(bands_at)
+    }
+
+    fn follow_track(&mut self, st: &PlayerStatus) {
+        let name = st.track.as_deref();
+        if self.active.as_ref().map(|a| a.name.as_str()) == name {
+            return;
+        }
+        self.active = None;
+        let show = self.show.clone();
+        let Some((index, track)) = name.and_then(|n| show.track_by_player_name(n)) else {
+            self.status.send_modify(|s| s.track = None);
+            return;
+        };
+        let lead = self.opts.led_latency.as_nanos() as u64;
+        let events = resolve_beatmap(track);
+        tracing::info!(
+            track = %track.player_name,
+            events = events.len(),
+            live = track.beatmap.is_none(),
+            "show track"
+        );
+        let sched = Scheduler::new(
+            events,
+            lead,
+            self.opts.late.as_nanos() as u64,
+            self.opts.jump.as_secs_f64(),
+        );
+        let mut lights = Lights::default();
+        lights.apply(&track.look);
+        self.active = Some(Active {
+            index,
+            name: track.player_name.clone(),
+            sched,
+            lights,
+            live: None,
+            live_bands: Default::default(),
+            live_ref: None,
+            live_period: None,
+            onsets: 0,
+            last_bands: None,
+            next_bands_ns: 0,
+            levels: None,
+        });
+        self.status.send_modify(|s| {
+            s.track = Some(index);
+            s.cue = None;
+            s.meters = Meters::default();
+        });
+        // The scheduler's first poll reports a jump, which sends the look and starts the
+        // live feed at the heard position.
+    }
+
+    fn track(&self) -> Option<&ShowTrack> {
+        self.active
+            .as_ref()
+            .and_then(|a| self.show.tracks.get(a.index))
+    }
+
+    /// Playback is at `frame` and did not get there by playing: restore the look there.
+    fn jumped(&mut self, frame: f64) {
+        let show = self.show.clone();
+        let Some(a) = self.active.as_mut() else {
+            return;
+        };
+        let Some(track) = show.tracks.get(a.index) else {
+            return;
+        };
+        let (lights, last) = look_at(&show, track, a.sched.events(), frame, &self.vehicle);
+        a.lights = lights;
+        let beats = a
+            .sched
+            .events()
+            .iter()
+            .take_while(|e| e.frame <= frame)
+            .filter(|e| matches!(e.action, Action::Beat { .. }))
+            .count() as u64;
+        let needs_live = track.beatmap.is_none() || track.needs_onsets();
+        if needs_live {
+            let ahead = (self.opts.live_ahead_s * f64::from(track.sample_rate)) as u64;
+            a.live = LiveFeed::start(&track.source, frame.max(0.0) as u64, ahead)
+                .map_err(|e| tracing::warn!(error = %e, "cannot start live analysis"))
+                .ok();
+            a.live_bands.clear();
+        }
+        let cue = last.and_then(|i| track.cues.get(i)).map(|c| c.name.clone());
+        tracing::debug!(frame, ?cue, "show position jumped; look restored");
+        self.status.send_modify(|s| {
+            s.cue = cue;
+            if track.beatmap.is_some() {
+                s.meters.beat = beats;
+            }
+        });
+        if self.hold.is_none() {
+            self.send_lights(None, false);
+        }
+    }
+
+    /// Move live-analysis results into the scheduler.
+    fn drain_live(&mut self, clock: &PlayClock, now: u64) {
+        let show = self.show.clone();
+        let Some(a) = self.active.as_mut() else {
+            return;
+        };
+        let Some(track) = show.tracks.get(a.index) else {
+            return;
+        };
+        let Some(feed) = a.live.as_ref() else { return };
+        feed.horizon.store(
+            clock.frame_at(now).max(0.0) as u64,
+            std::sync::atomic::Ordering::Release,
+        );
+        let live_beats = track.beatmap.is_none();
+        let mut failed = false;
+        self.live_events.clear();
+        while let Ok(msg) = feed.rx.try_recv() {
+            match msg {
+                LiveMsg::Beat(f) if live_beats => {
+                    let f = f as f64;
+                    let index = match (a.live_ref, a.live_period) {
+                        (Some((rf, ri)), Some(p)) if p > 0.0 => {
+                            ri + ((f - rf) / p).round().max(1.0) as u64
+                        }
+                        (Some((_, ri)), _) => ri + 1,
+                        (None, _) => 0,
+                    };
+                    if let Some((rf, _)) = a.live_ref {
+                        a.live_period = Some(f - rf);
+                    }
+                    a.live_ref = Some((f, index));
+                    live_beat_events(track, index, f, &mut self.live_events);
+                }
+                LiveMsg::Beat(_) => {}
+                LiveMsg::Onset(f) => {
+                    onset_events(track, f as f64, a.onsets, &mut self.live_events);
+                    a.onsets += 1;
+                }
+                LiveMsg::Bands(f, b) => {
+                    if a.live_bands.len() >= 256 {
+                        a.live_bands.pop_front();
+                    }
+                    a.live_bands.push_back((f, b));
+                }
+                LiveMsg::Tempo(bpm) => {
+                    if live_beats {
+                        self.status
+                            .send_modify(|s| s.tempo_bpm = Some(f64::from(bpm)));
+                    }
+                }
+                LiveMsg::Failed => failed = true,
+            }
+        }
+        for e in self.live_events.drain(..) {
+            a.sched.insert(e);
+        }
+        if failed {
+            a.live = None;
+        }
+    }
+
+    fn fire(&mut self, d: &Due) {
+        let show = self.show.clone();
+        let Some(a) = self.active.as_mut() else {
+            return;
+        };
+        let Some(track) = show.tracks.get(a.index) else {
+            return;
+        };
+        match d.event.action {
+            Action::Beat { index, in_bar } => {
+                self.status.send_modify(|s| {
+                    s.meters.beat = index + 1;
+                    s.meters.beat_in_bar = Some(in_bar.saturating_add(1));
+                });
+                if !d.late {
+                    let cmd = Led::Beat {
+                        beat_in_bar: in_bar,
+                        strength: if in_bar == 0 { 255 } else { 160 },
+                    };
+                    self.send_traced(cmd, None, d);
+                }
+            }
+            Action::Cue { cue, .. } => {
+                let Some(c) = track.cues.get(cue) else { return };
+                a.lights.fire(&show, c, &self.vehicle);
+                let name = c.name.clone();
+                self.status.send_modify(|s| s.cue = Some(name.clone()));
+                if self.hold.is_none() {
+                    self.send_lights(Some((name.clone(), d)), false);
+                }
+                if c.flash && !d.late {
+                    let cmd = Led::Beat {
+                        beat_in_bar: 0,
+                        strength: 255,
+                    };
+                    self.send_traced(cmd, Some(name), d);
+                }
+            }
+        }
+    }
+
+    fn send_traced(&mut self, cmd: Led, cue: Option<String>, d: &Due) {
+        let ok = self.send(cmd);
+        if ok {
+            self.status.send_modify(|s| {
+                s.sent += 1;
+                s.late += u64::from(d.late);
+            });
+            if let Some(t) = &self.opts.trace {
+                let _ = t.send(Fired {
+                    command: cmd,
+                    cue,
+                    heard_ns: d.heard_ns,
+                    sent_ns: mono_ns(),
+                    late: d.late,
+                });
+            }
+        }
+    }
+
+    /// Hand one command to the LED output without waiting.
+    fn send(&mut self, cmd: Led) -> bool {
+        match self.led.try_send(cmd) {
+            Ok(_) => true,
+            Err(LedError::QueueFull { .. }) => {
+                // A state command found the queue full: forget what was sent so the whole
+                // state goes out with the next update.
+                self.sent = None;
+                self.status.send_modify(|s| s.led_queue_full += 1);
+                false
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "LED output refused a command");
+                false
+            }
+        }
+    }
+
+    /// The state the controller should show now: the held or show look, the vehicle's
+    /// adjustment, then the audio-reactive mappings with `bands` at `t` seconds.
+    fn target_state(&self, bands: Option<([f32; 3], f64)>) -> Option<LedState> {
+        let lights = self
+            .hold
+            .or_else(|| self.active.as_ref().map(|a| a.lights))?;
+        let mut state = lights.to_led(&self.vo);
+        let (Some((levels, t)), Some(track)) = (bands, self.track()) else {
+            return Some(state);
+        };
+        let mut adjusted = lights;
+        let mut any = false;
+        for r in &track.react {
+            let time_of = |p: &super::model::Pos| match p {
+                super::model::Pos::Time(t) => Some(*t),
+                super::model::Pos::Bar { bar, beat } => track
+                    .beatmap
+                    .as_ref()
+                    .and_then(|m| m.beat_time(*bar, *beat)),
+            };
+            let after = r.from.as_ref().and_then(time_of).is_none_or(|lo| t >= lo);
+            let before = r.until.as_ref().and_then(time_of).is_none_or(|hi| t < hi);
+            if !(after && before) || self.hold.is_some() {
+                continue;
+            }
+            let v = r.min + (r.max - r.min) * f64::from(levels[r.band].clamp(0.0, 1.0));
+            match r.target {
+                ReactTarget::Bright => adjusted.bright = v,
+                ReactTarget::Hue => adjusted.hue = v,
+            }
+            any = true;
+        }
+        if any {
+            state = adjusted.to_led(&self.vo);
+        }
+        Some(state)
+    }
+
+    /// Send the lights if they differ from what the controller has: one command when one
+    /// field changed, the whole state otherwise. Reactive updates (`reactive`) skip
+    /// changes smaller than `min_step` so a noisy band does not flood the acked link.
+    fn send_lights(&mut self, cue: Option<(String, &Due)>, reactive: bool) {
+        let levels = self.active.as_ref().and_then(|a| a.levels);
+        let Some(target) = self.target_state(levels) else {
+            return;
+        };
+        let cmd = match self.sent {
+            None => Some(Led::State(target)),
+            Some(prev) => diff(&prev, &target, reactive),
+        };
+        let Some(cmd) = cmd else { return };
+        let ok = match cue {
+            Some((name, d)) => {
+                let before = self.status.borrow().sent;
+                self.send_traced(cmd, Some(name), d);
+                self.status.borrow().sent > before
+            }
+            None => self.send(cmd),
+        };
+        if ok {
+            self.sent = Some(target);
+            self.status
+                .send_modify(|s| s.light = light_state(&target, &self.led));
+        }
+    }
+
+    fn bands_now(&self, t: f64) -> Option<[f32; 3]> {
+        let a = self.active.as_ref()?;
+        let track = self.show.tracks.get(a.index)?;
+        if let Some(map) = &track.beatmap {
+            let v = map.envelope_at(t);
+            return Some([
+                v.first().copied().unwrap_or(0.0),
+                v.get(1).copied().unwrap_or(0.0),
+                v.get(2).copied().unwrap_or(0.0),
+            ]);
+        }
+        let frame = (t * f64::from(track.sample_rate)) as u64;
+        let i = a.live_bands.partition_point(|(f, _)| *f <= frame);
+        i.checked_sub(1)
+            .and_then(|i| a.live_bands.get(i))
+            .map(|(_, b)| *b)
+    }
+
+    /// Stream band levels for the moment heard `lead` from now; returns the next time.
+    fn stream_bands(&mut self, clock: &PlayClock, now: u64, lead: u64) -> u64 {
+        let period = (1e9 / self.opts.bands_hz.max(1.0)) as u64;
+        let Some(a) = self.active.as_mut() else {
+            return now + period;
+        };
+        if now < a.next_bands_ns {
+            return a.next_bands_ns;
+        }
+        a.next_bands_ns = now + period;
+        let next = a.next_bands_ns;
+        let rate = f64::from(clock.rate.max(1));
+        let t = clock.frame_at(now + lead) / rate;
+        let Some(levels) = self.bands_now(t) else {
+            return next;
+        };
+        let q = levels.map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8);
+        if let Some(a) = self.active.as_mut() {
+            a.levels = Some((levels, t));
+            if a.last_bands != Some(q) {
+                a.last_bands = Some(q);
+                let _ = self.led.try_send(Led::Bands3(q));
+            }
+        }
+        self.status
+            .send_modify(|s| s.meters.bands = levels.to_vec());
+        if self.track().is_some_and(|tr| !tr.react.is_empty()) && self.hold.is_none() {
+            self.send_lights(None, true);
+        }
+        next
+    }
+
+    fn publish(&mut self, clock: &PlayClock, now: u64) {
+        let Some(track) = self.track() else { return };
+        if let Some(map) = &track.beatmap {
+            let t = clock.frame_at(now) / f64::from(clock.rate.max(1));
+            let bpm = map.tempo_at(t);
+            self.status.send_if_modified(|s| {
+                let changed = s.tempo_bpm != Some(bpm);
+                s.tempo_bpm = Some(bpm);
+                changed
+            });
+        }
+    }
+
+    fn on_control(&mut self, c: Control) {
+        let base = self
+            .hold
+            .or_else(|| self.active.as_ref().map(|a| a.lights))
+            .unwrap_or_default();
+        let mut manual = base;
+        match c {
+            Control::Pattern(p) => manual.pattern = p,
+            Control::Hue(h) => manual.hue = h - self.vo.hue_offset,
+            Control::Bright(b) => manual.bright = b,
+            Control::Color(rgb) => manual.color = rgb,
+            Control::Go => {
+                self.hold = None;
+                self.status.send_modify(|s| s.hold = false);
+                self.send_lights(None, false);
+                return;
+            }
+            Control::CueStart(name) => {
+                let show = self.show.clone();
+                let vehicle = self.vehicle.clone();
+                let found = self.active.as_mut().and_then(|a| {
+                    let track = show.tracks.get(a.index)?;
+                    let cue = track.cues.iter().find(|c| c.name == name)?;
+                    a.lights.fire(&show, cue, &vehicle);
+                    Some(cue.name.clone())
+                });
+                match found {
+                    Some(cue) => {
+                        self.hold = None;
+                        self.status.send_modify(|s| {
+                            s.hold = false;
+                            s.cue = Some(cue);
+                        });
+                        self.send_lights(None, false);
+                    }
+                    None => tracing::warn!(cue = %name, "no such cue in the playing track"),
+                }
+                return;
+            }
+        }
+        self.hold = Some(manual);
+        self.status.send_modify(|s| s.hold = true);
+        self.send_lights(None, false);
+    }
+}
+
+/// The command that turns `prev` into `next`: nothing, one field, or the whole state.
+/// With `reactive`, brightness/hue moves of less than 4 steps are ignored.
+fn diff(prev: &LedState, next: &LedState, reactive: bool) -> Option<Led> {
+    let close = |a: u8, b: u8| reactive && a.abs_diff(b) < 4;
+    let mut changes = Vec::with_capacity(5);
+    if prev.pattern != next.pattern {
+        changes.push(Led::Pattern(next.pattern));
+    }
+    if prev.hue != next.hue && !close(prev.hue, next.hue) {
+        changes.push(Led::Hue(next.hue));
+    }
+    if prev.bright != next.bright && !close(prev.bright, next.bright) {
+        changes.push(Led::Bright(next.bright));
+    }
+    if prev.speed != next.speed {
+        changes.push(Led::Speed(next.speed));
+    }
+    if prev.color != next.color {
+        changes.push(Led::Color(next.color));
+    }
+    match changes.len() {
+        0 => None,
+        1 => changes.pop(),
+        _ => Some(Led::State(*next)),
+    }
+}
+
+fn light_state(s: &LedState, led: &LedOutput) -> LightState {
+    LightState {
+        pattern: s.pattern.name().to_string(),
+        hue: (u32::from(s.hue) * 360 / 256) as u16,
+        bright: f32::from(s.bright) / 255.0,
+        color: [s.color.r, s.color.g, s.color.b],
+        link: led.link_label().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diff_sends_one_field_or_the_whole_state() {
+        let a = LedState::default();
+        assert_eq!(diff(&a, &a, false), None);
+        let b = LedState {
+            hue: a.hue.wrapping_add(2),
+            ..a
+        };
+        assert_eq!(diff(&a, &b, false), Some(Led::Hue(b.hue)));
+        assert_eq!(diff(&a, &b, true), None);
+        let c = LedState {
+            pattern: Pattern::Chase,
+            bright: 7,
+            ..a
+        };
+        assert_eq!(diff(&a, &c, false), Some(Led::State(c)));
+    }
+}
