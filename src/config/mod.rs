@@ -108,8 +108,8 @@ pub struct FleetSection {
     pub peer_timeout_ms: u64,
     /// Listen before claiming leadership, ms.
     pub startup_grace_ms: u64,
-    /// Election priority (0 = never lead).
-    pub priority: u8,
+    /// Election priority 0..=255 (0 = never lead).
+    pub priority: u32,
     /// Manual leadership override.
     pub leader: bool,
     /// Followers per publisher in hierarchical mode (0 = flat).
@@ -445,6 +445,12 @@ impl Config {
             return Err(range(
                 "fleet.startup_grace_ms",
                 format!("{} is above 60000", f.startup_grace_ms),
+            ));
+        }
+        if f.priority > 255 {
+            return Err(range(
+                "fleet.priority",
+                format!("{} is outside 0..=255", f.priority),
             ));
         }
         if f.group_size == 1 || f.group_size > 10_000 {

@@ -538,10 +538,10 @@ mod tests {
             leaving: false,
             hello: false,
         };
-        e.on_heartbeat(&beat, 0);
+        e.on_heartbeat(&beat, 400 * MS);
         assert_eq!(e.leader(), Some("b"));
         beat.leaving = true;
-        let acts = e.on_heartbeat(&beat, 10 * MS);
+        let acts = e.on_heartbeat(&beat, 410 * MS);
         assert!(acts.contains(&Action::PeerLeft("b".into())));
         assert!(e.is_leader(), "takes over without waiting for the timeout");
     }

@@ -172,7 +172,7 @@ impl MemberInfo {
     pub fn from_config(c: &Config, fingerprint: String) -> Self {
         MemberInfo {
             id: c.node_id(),
-            priority: c.fleet.priority,
+            priority: u8::try_from(c.fleet.priority).unwrap_or(u8::MAX),
             leader: c.fleet.leader,
             role: match c.sync.role {
                 crate::config::Role::Solo => AdvertisedRole::Solo,
