@@ -422,6 +422,9 @@ mod tests {
                 assert_eq!(again, bytes);
             }
         }
-        assert!(decoded > 100, "the generator must reach valid records ({decoded})");
+        assert!(
+            decoded > 100,
+            "the generator must reach valid records ({decoded})"
+        );
     }
 }
