@@ -175,10 +175,15 @@ impl Heartbeat {
 
     /// Appends the encoded payload to `out`.
     pub fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), WireError> {
-        let flags = u8::from(self.claims) * CLAIMS
-            | u8::from(self.forced) * FORCED
-            | u8::from(self.hello) * HELLO
-            | u8::from(self.leaving) * LEAVING;
+        let flags = [
+            (self.claims, CLAIMS),
+            (self.forced, FORCED),
+            (self.hello, HELLO),
+            (self.leaving, LEAVING),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .fold(0u8, |f, (_, bit)| f | bit);
         out.extend_from_slice(&[KIND_HEARTBEAT, PROTOCOL, flags, self.priority]);
         out.push(self.role.code());
         out.extend_from_slice(&self.term.to_be_bytes());
