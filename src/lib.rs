@@ -17,6 +17,9 @@
 //!   sections, the streaming live tracker and the versioned beatmap format.
 //! - [`sync`] — fleet time (SNTP server + sntpc client, offset/frequency filter), the OSC
 //!   timeline, the playback PLL and the UDP impairment relay used by the tests.
+//! - [`fleet`] — membership: mDNS and broadcast-heartbeat discovery, the Bully election
+//!   state machine with terms, Lamport ordering of competing commands, and the async
+//!   driver that publishes who leads.
 //! - [`node`] — the `convoy node` daemon: wires player, clock, sync sockets and status.
 //! - [`led`] — the Arduino LED protocol (pure codec), the reconnecting serial transport and a
 //!   simulated strip (drawn in the terminal); the firmware lives in `tools/arduino/`.
@@ -34,6 +37,7 @@ pub mod audio;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod fleet;
 pub mod led;
 pub mod node;
 pub mod osc;

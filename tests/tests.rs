@@ -5,6 +5,7 @@ mod util;
 mod analyze;
 mod cli;
 mod decode;
+mod fleet;
 mod led_firmware;
 mod led_reconnect;
 mod osc_interop;

@@ -8,6 +8,8 @@ if [[ "${1:-}" == "--test" ]]; then
   pkgs+=(pulseaudio pulseaudio-utils libasound2-plugins alsa-utils socat sox
          chrony liblo-tools python3-pip
          arduino-mk arduino-core-avr simavr libsimavr-dev)
+  # fleet membership tests: network namespaces, veth and a bridge (tests/util/netns.rs)
+  pkgs+=(iproute2)
 fi
 # OSC interop tests (tests/osc_tools.rs): python-osc, the reference Python OSC library.
 py_osc=0

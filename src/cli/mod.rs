@@ -2,6 +2,7 @@
 //! print as one line naming the cause and exit non-zero.
 
 mod analyze;
+mod member;
 mod node;
 mod play;
 mod scenario;
@@ -108,6 +109,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{text}");
             Ok(())
         }
+        Command::Tool(tool::ToolCommand::Member(args)) => member::run(config()?, args),
         Command::Tool(cmd) => tool::run(cmd),
     }
 }

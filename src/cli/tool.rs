@@ -10,6 +10,10 @@ use crate::audio::Source;
 /// Utility subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum ToolCommand {
+    /// Run only the fleet membership layer and print the fleet view as JSON lines
+    /// (tests and failover measurements).
+    #[command(hide = true)]
+    Member(super::member::MemberArgs),
     /// Run the fleet-sync rig: N node processes with skewed clocks and DACs behind an
     /// impaired network; prints measured playback offsets.
     Scenario(super::scenario::ScenarioArgs),
@@ -90,6 +94,7 @@ pub fn parse_signal(s: &str) -> anyhow::Result<Signal> {
 /// Run a tool subcommand.
 pub fn run(cmd: &ToolCommand) -> anyhow::Result<()> {
     match cmd {
+        ToolCommand::Member(_) => anyhow::bail!("`tool member` needs the configuration"),
         ToolCommand::Scenario(args) => super::scenario::run(args).map(|_| ()),
         ToolCommand::Impair {
             listen,

@@ -94,6 +94,8 @@ pub struct Config {
     pub led: LedConfig,
     /// Show runner.
     pub show: ShowConfig,
+    /// Fleet membership: discovery, heartbeats, election.
+    pub fleet: FleetSection,
 }
 
 /// How a TCP control connection delimits OSC packets.
@@ -210,6 +212,32 @@ pub struct ShowConfig {
     pub late_ms: f64,
     /// Position error counted as a seek, ms.
     pub jump_ms: f64,
+}
+
+/// `[fleet]`: membership (resolved into `fleet::FleetConfig`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FleetSection {
+    /// Run the membership layer.
+    pub enabled: bool,
+    /// mDNS advertising and browsing.
+    pub mdns: bool,
+    /// Heartbeat port.
+    pub port: u16,
+    /// Heartbeat destinations (`ip` or `ip:port`).
+    pub broadcast: Vec<String>,
+    /// Heartbeat interval, ms.
+    pub heartbeat_ms: u64,
+    /// Peer expiry, ms.
+    pub peer_timeout_ms: u64,
+    /// Listen before claiming leadership, ms.
+    pub startup_grace_ms: u64,
+    /// Election priority 0..=255 (0 = never lead).
+    pub priority: u32,
+    /// Manual leadership override.
+    pub leader: bool,
+    /// Followers per publisher in hierarchical mode (0 = flat).
+    pub group_size: u32,
 }
 
 /// `[clock]`: injected error for the test rig.
@@ -517,6 +545,7 @@ impl Config {
                 "is empty but led.output is \"serial\"".to_string(),
             ));
         }
+        self.validate_fleet(origin)?;
         let n = &self.node;
         if !(n.output_latency_ms.is_finite() && (-1000.0..=10_000.0).contains(&n.output_latency_ms))
         {
@@ -586,6 +615,76 @@ impl Config {
                     "{:?} is not an address like 239.0.0.1:11988",
                     o.wled.destination
                 ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `[fleet]` ranges and addresses.
+    fn validate_fleet(&self, origin: &str) -> Result<(), ConfigError> {
+        let range = |key: &str, message: String| ConfigError::Range {
+            origin: origin.to_string(),
+            key: key.to_string(),
+            message,
+        };
+        let f = &self.fleet;
+        if f.port == 0 {
+            return Err(range("fleet.port", "0 is not a usable port".into()));
+        }
+        if f.enabled && f.broadcast.is_empty() && !f.mdns {
+            return Err(range(
+                "fleet.broadcast",
+                "is empty and fleet.mdns is off: no peer could ever be reached".into(),
+            ));
+        }
+        for d in &f.broadcast {
+            let ok =
+                d.parse::<std::net::SocketAddr>().is_ok() || d.parse::<std::net::IpAddr>().is_ok();
+            if !ok {
+                return Err(range(
+                    "fleet.broadcast",
+                    format!("{d:?} is not an address like 192.168.4.255 or 10.0.0.255:9125"),
+                ));
+            }
+        }
+        if !(20..=10_000).contains(&f.heartbeat_ms) {
+            return Err(range(
+                "fleet.heartbeat_ms",
+                format!("{} is outside 20..=10000", f.heartbeat_ms),
+            ));
+        }
+        if f.peer_timeout_ms < 2 * f.heartbeat_ms || f.peer_timeout_ms > 600_000 {
+            return Err(range(
+                "fleet.peer_timeout_ms",
+                format!(
+                    "{} must be at least 2 × fleet.heartbeat_ms ({}) and at most 600000",
+                    f.peer_timeout_ms,
+                    2 * f.heartbeat_ms
+                ),
+            ));
+        }
+        if f.startup_grace_ms > 60_000 {
+            return Err(range(
+                "fleet.startup_grace_ms",
+                format!("{} is above 60000", f.startup_grace_ms),
+            ));
+        }
+        if f.priority > 255 {
+            return Err(range(
+                "fleet.priority",
+                format!("{} is outside 0..=255", f.priority),
+            ));
+        }
+        if f.group_size == 1 || f.group_size > 10_000 {
+            return Err(range(
+                "fleet.group_size",
+                format!("{} must be 0 (flat) or 2..=10000", f.group_size),
+            ));
+        }
+        if self.node.id.len() > 64 {
+            return Err(range(
+                "node.id",
+                format!("{:?} is longer than 64 bytes", self.node.id),
             ));
         }
         Ok(())
@@ -852,5 +951,29 @@ mod tests {
             .expect_err("fail")
             .to_string();
         assert!(err.contains("loud"), "{err}");
+    }
+
+    #[test]
+    fn fleet_keys_are_validated_by_name() {
+        let c = Config::builtin().expect("defaults");
+        assert!(c.fleet.enabled && c.fleet.peer_timeout_ms >= 2 * c.fleet.heartbeat_ms);
+        for (set, key) in [
+            ("fleet.heartbeat_ms=5", "fleet.heartbeat_ms"),
+            ("fleet.peer_timeout_ms=300", "fleet.peer_timeout_ms"),
+            ("fleet.broadcast=[\"nowhere\"]", "fleet.broadcast"),
+            ("fleet.group_size=1", "fleet.group_size"),
+            ("fleet.port=0", "fleet.port"),
+        ] {
+            let err = Config::load(None, &[set.into()])
+                .expect_err(set)
+                .to_string();
+            assert!(err.contains(key), "{set}: {err}");
+        }
+        let err = Config::load(None, &["fleet.priority=300".into()])
+            .expect_err("u8")
+            .to_string();
+        assert!(err.contains("priority"), "{err}");
+        let c = Config::load(None, &["fleet.broadcast=[\"10.77.0.255:9200\"]".into()]).expect("ok");
+        assert_eq!(c.fleet.broadcast, ["10.77.0.255:9200"]);
     }
 }

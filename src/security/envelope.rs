@@ -177,6 +177,11 @@ impl Sealer {
         }
     }
 
+    /// The sender id every datagram carries.
+    pub fn sender(&self) -> SenderId {
+        self.sender
+    }
+
     /// The sequence number the next datagram will carry.
     pub fn next_seq(&self) -> u64 {
         self.next_seq
