@@ -18,7 +18,6 @@ pub mod wire;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
 
 pub use election::{Election, Placement, Rank};
 pub use lamport::{LamportClock, Ordered, Stamp};
@@ -74,12 +73,9 @@ pub enum FleetError {
     Stopped,
 }
 
-/// The envelope sender id of a vehicle: the first four bytes of SHA-256(id), so string
-/// ids map to the envelope's fixed-width field and receivers can check the binding.
-pub fn sender_id(id: &str) -> SenderId {
-    let d = Sha256::digest(id.as_bytes());
-    u32::from_be_bytes([d[0], d[1], d[2], d[3]])
-}
+/// The envelope sender id of a vehicle (one mapping for the whole fleet channel, so the
+/// whitelist and the heartbeat binding agree).
+pub use crate::security::sender_id;
 
 /// Resolved `[fleet]` settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -308,13 +304,6 @@ impl FleetView {
 mod tests {
     use super::*;
 
-    #[test]
-    fn sender_ids_are_stable_and_distinct() {
-        assert_eq!(sender_id("bike-1"), sender_id("bike-1"));
-        let ids: std::collections::BTreeSet<u32> =
-            (0..1000).map(|i| sender_id(&format!("bike-{i}"))).collect();
-        assert_eq!(ids.len(), 1000);
-    }
 
     #[test]
     fn destinations_take_the_fleet_port_by_default() {
