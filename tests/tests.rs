@@ -9,6 +9,7 @@ mod led_firmware;
 mod led_reconnect;
 mod osc_interop;
 mod osc_robustness;
+mod pi;
 mod playback;
 mod pulse;
 mod security_guard;

@@ -8,6 +8,8 @@ if [[ "${1:-}" == "--test" ]]; then
   pkgs+=(pulseaudio pulseaudio-utils libasound2-plugins alsa-utils socat sox
          chrony liblo-tools python3-pip
          arduino-mk arduino-core-avr simavr libsimavr-dev)
+  # Pi installer tests (tests/pi.rs): systemd-analyze verifies the systemd units.
+  pkgs+=(systemd)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
