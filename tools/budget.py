@@ -147,7 +147,7 @@ def instructions(workdir, tag, role):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--native", required=True, help="convoy built for this machine")
-    ap.add_argument("--aarch64", help="convoy built for aarch64 (nocpal); skip qemu if absent")
+    ap.add_argument("--aarch64", help="convoy built for aarch64; no qemu run without it")
     ap.add_argument("--plugin", help="the qemu instruction-counting plugin (insn.so)")
     ap.add_argument("--sysroot", default="/usr/aarch64-linux-gnu")
     ap.add_argument("--track", default="demo")
@@ -169,7 +169,9 @@ def main():
     if a.aarch64 and a.plugin:
         print(f"budget: qemu-aarch64 run with the instruction counter, {a.seconds:.0f} s",
               file=sys.stderr)
-        qemu = ["qemu-aarch64", "-L", a.sysroot, "-E", f"LD_LIBRARY_PATH={a.sysroot}/lib",
+        # The cross libc first; the cpal build's libasound comes from multiarch.
+        libs = f"{a.sysroot}/lib:/usr/lib/aarch64-linux-gnu"
+        qemu = ["qemu-aarch64", "-L", a.sysroot, "-E", f"LD_LIBRARY_PATH={libs}",
                 "-plugin", a.plugin, "-d", "plugin"]
         emulated = run_pair(node_commands(a.aarch64, qemu, a.track, a.seconds, 1.0, a.sets),
                             a.seconds, a.workdir, "qemu")

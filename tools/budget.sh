@@ -7,7 +7,7 @@
 #
 # Runs a leader and a follower (`convoy node`, virtual sinks in real time, 127.0.0.1) twice:
 #   1. the native release build: startup to playing and peak RSS of each process;
-#   2. the aarch64 build (--no-default-features, tools/cross.sh) under qemu-aarch64 with
+#   2. the aarch64 release build (tools/cross.sh; the cpal one) under qemu-aarch64 with
 #      the instruction-counting plugin (tools/qemu-insn): instructions per second, as a
 #      share of one 1 GHz Cortex-A53 core at IPC --ipc.
 # --set adds a config override to both nodes (e.g. --set audio.resampler=fast). Prints a
@@ -41,10 +41,13 @@ echo "budget: building the native release binary" >&2
 cargo build --release --locked --bin convoy -q
 args=(--native "$target_dir/release/convoy")
 if ((qemu)); then
-  echo "budget: building the aarch64 binaries (tools/cross.sh)" >&2
-  tools/cross.sh aarch64 >&2
+  echo "budget: building the aarch64 binary (tools/cross.sh)" >&2
+  tools/cross.sh aarch64 --variant cpal >&2
   gcc -O2 -shared -fPIC -o "$out/insn.so" tools/qemu-insn/insn.c
-  args+=(--aarch64 "$target_dir/cross-dist/convoy-aarch64-nocpal" --plugin "$out/insn.so")
+  # The shipping (cpal) build when libasound2-dev:arm64 was installable, else the nocpal one.
+  aarch64=$target_dir/cross-dist/convoy-aarch64
+  [[ -x $aarch64 ]] || aarch64=$aarch64-nocpal
+  args+=(--aarch64 "$aarch64" --plugin "$out/insn.so")
 fi
 # A file track is opened by both nodes (the follower takes the leader's track name).
 [[ $track == demo || $track == pilot || -f $track ]] ||
