@@ -12,6 +12,7 @@ mod osc_interop;
 mod osc_robustness;
 mod osc_service;
 mod osc_tools;
+mod pi;
 mod playback;
 mod pulse;
 mod security_guard;

@@ -2,13 +2,16 @@
 # Cross-compile Convoy for the Raspberry Pi (docs/cross.md) and, with --test, run the
 # library's unit tests under qemu-user.
 #
-#   tools/cross.sh [aarch64|armv7|all] [--test]
+#   tools/cross.sh [aarch64|armv7|all] [--variant both|cpal|nocpal] [--test]
 #
 # Idempotent: installs what it needs from Debian (sudo when not root) and skips what is
-# there. Per target it builds
+# there. Per target it builds (release profile)
 #   DIST/convoy-TARGET          with the cpal (ALSA) output, when libasound2-dev:ARCH installs
+#                               (--variant cpal falls back to nocpal when it does not)
 #   DIST/convoy-TARGET-nocpal   --no-default-features (no ALSA; what the qemu tests use)
 # plus stripped copies (*.stripped), DIST = ${CARGO_TARGET_DIR:-target}/cross-dist.
+# --test runs the library's unit tests (--no-default-features, release profile, so they
+# reuse the release build's dependencies) under qemu-user.
 #
 # The Rust standard library for the target comes from, in this order (CONVOY_CROSS_RUST
 # forces one: rustup | debian | build-std):
@@ -23,12 +26,17 @@ cd "$(dirname "$0")/.."
 
 which=all
 run_tests=0
-for a in "$@"; do
-  case "$a" in
-    aarch64|armv7|all) which=$a ;;
-    --test) run_tests=1 ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
-    *) echo "cross: unknown argument $a" >&2; exit 2 ;;
+variant=both
+while (($#)); do
+  case "$1" in
+    aarch64|armv7|all) which=$1; shift ;;
+    --test) run_tests=1; shift ;;
+    --variant)
+      [[ ${2:-} =~ ^(both|cpal|nocpal)$ ]] ||
+        { echo "cross: --variant must be both, cpal or nocpal, got '${2:-}'" >&2; exit 2; }
+      variant=$2; shift 2 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    *) echo "cross: unknown argument $1" >&2; exit 2 ;;
   esac
 done
 
@@ -107,10 +115,12 @@ build_target() {
   echo "cross: $triple: Rust std from $mode (target dir $tdir)" >&2
 
   # cpal needs ALSA for the target (alsa-sys finds it with pkg-config).
-  local with_cpal=1
-  if ! apt_install "libasound2-dev:$debarch"; then
+  local with_cpal=0 with_nocpal=0
+  [[ $variant != nocpal ]] && with_cpal=1
+  [[ $variant != cpal ]] && with_nocpal=1
+  if ((with_cpal)) && ! apt_install "libasound2-dev:$debarch"; then
     echo "cross: libasound2-dev:$debarch is not installable here; building without cpal only" >&2
-    with_cpal=0
+    with_cpal=0 with_nocpal=1
   fi
   export PKG_CONFIG_ALLOW_CROSS=1
   export "PKG_CONFIG_LIBDIR_${env_triple}=/usr/lib/$gnu/pkgconfig:/usr/share/pkgconfig"
@@ -120,20 +130,24 @@ build_target() {
   if ((with_cpal)); then
     CARGO_TARGET_DIR=$tdir "${cargo[@]}" build "${zflags[@]}" --release --locked --target "$triple" --bin convoy
     cp "$out" "$dist/convoy-$name"
+    # The target's libasound comes from multiarch; libc stays the cross one (see above).
+    "$qemu" -L "/usr/$gnu" -E "LD_LIBRARY_PATH=/usr/$gnu/lib:/usr/lib/$gnu" "$dist/convoy-$name" --version
   fi
-  CARGO_TARGET_DIR=$tdir "${cargo[@]}" build "${zflags[@]}" --release --locked --target "$triple" \
-    --no-default-features --bin convoy
-  cp "$out" "$dist/convoy-$name-nocpal"
+  if ((with_nocpal)); then
+    CARGO_TARGET_DIR=$tdir "${cargo[@]}" build "${zflags[@]}" --release --locked --target "$triple" \
+      --no-default-features --bin convoy
+    cp "$out" "$dist/convoy-$name-nocpal"
+    "$qemu" -L "/usr/$gnu" -E "LD_LIBRARY_PATH=/usr/$gnu/lib" "$dist/convoy-$name-nocpal" --version
+  fi
   for f in "$dist/convoy-$name" "$dist/convoy-$name-nocpal"; do
     [[ -f $f ]] || continue
     "$gnu-strip" -o "$f.stripped" "$f"
   done
-  "$qemu" -L "/usr/$gnu" -E "LD_LIBRARY_PATH=/usr/$gnu/lib" "$dist/convoy-$name-nocpal" --version
 
   if ((run_tests)); then
     # The runner (qemu-user with the target's libc) is set in .cargo/config.toml.
-    CARGO_TARGET_DIR=$tdir "${cargo[@]}" test "${zflags[@]}" --locked --lib --target "$triple" \
-      --no-default-features
+    CARGO_TARGET_DIR=$tdir "${cargo[@]}" test "${zflags[@]}" --release --locked --lib \
+      --target "$triple" --no-default-features
   fi
 }
 

@@ -10,6 +10,8 @@ if [[ "${1:-}" == "--test" ]]; then
          arduino-mk arduino-core-avr simavr libsimavr-dev)
   # fleet membership tests: network namespaces, veth and a bridge (tests/util/netns.rs)
   pkgs+=(iproute2)
+  # Pi installer tests (tests/pi.rs): systemd-analyze verifies the systemd units.
+  pkgs+=(systemd)
 fi
 # OSC interop tests (tests/osc_tools.rs): python-osc, the reference Python OSC library.
 py_osc=0

@@ -6,6 +6,11 @@ cd "$(dirname "$0")/.."
 tools/setup.sh --test
 tools/pulse-null.sh
 export CONVOY_PULSE_TESTS=1 CONVOY_FIRMWARE_TESTS=1 CONVOY_INTEROP_TESTS=1
+export CONVOY_PI_TESTS=1
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked
+# Pi release builds (docs/cross.md): aarch64 with its unit tests under qemu-aarch64, armv7
+# built and smoke-run under qemu-arm (its tests would double the time for little news).
+tools/cross.sh aarch64 --variant cpal --test
+tools/cross.sh armv7 --variant cpal

@@ -7,9 +7,11 @@
  *   qemu-aarch64 -L /usr/aarch64-linux-gnu -plugin ./insn.so -d plugin PROGRAM ...
  *
  * The few declarations of QEMU's plugin API that it uses are written out here (API
- * version 1, QEMU 7.x: the inline add on a plain u64). The count is added inline once per
- * executed translation block (its instruction count), so it is exact for single-threaded
- * guests; concurrent vCPUs (guest threads) may lose increments.
+ * version 1, QEMU 7.x). Each executed translation block adds its instruction count with
+ * an atomic add from a callback: qemu-user runs every guest thread on its own host thread,
+ * so a plain inline add would lose increments in multi-threaded guests (the node has a
+ * player, a sink and two async workers). The callback costs some emulation speed; the
+ * count is exact.
  */
 #include <inttypes.h>
 #include <stddef.h>
@@ -21,15 +23,16 @@
 typedef uint64_t qemu_plugin_id_t;
 struct qemu_plugin_tb;
 typedef struct qemu_info_t qemu_info_t;
-enum qemu_plugin_op { QEMU_PLUGIN_INLINE_ADD_U64 };
+enum qemu_plugin_cb_flags { QEMU_PLUGIN_CB_NO_REGS };
 
 typedef void (*tb_trans_cb_t)(qemu_plugin_id_t id, struct qemu_plugin_tb *tb);
 typedef void (*udata_cb_t)(qemu_plugin_id_t id, void *userdata);
+typedef void (*vcpu_udata_cb_t)(unsigned int vcpu_index, void *userdata);
 
 void qemu_plugin_register_vcpu_tb_trans_cb(qemu_plugin_id_t id, tb_trans_cb_t cb);
 size_t qemu_plugin_tb_n_insns(const struct qemu_plugin_tb *tb);
-void qemu_plugin_register_vcpu_tb_exec_inline(struct qemu_plugin_tb *tb, enum qemu_plugin_op op,
-                                              void *ptr, uint64_t imm);
+void qemu_plugin_register_vcpu_tb_exec_cb(struct qemu_plugin_tb *tb, vcpu_udata_cb_t cb,
+                                          enum qemu_plugin_cb_flags flags, void *userdata);
 void qemu_plugin_register_atexit_cb(qemu_plugin_id_t id, udata_cb_t cb, void *userdata);
 void qemu_plugin_outs(const char *string);
 
@@ -37,11 +40,17 @@ EXPORT int qemu_plugin_version = 1;
 
 static uint64_t insns;
 
+static void on_tb_exec(unsigned int vcpu_index, void *userdata)
+{
+    (void)vcpu_index;
+    __atomic_fetch_add(&insns, (uint64_t)(uintptr_t)userdata, __ATOMIC_RELAXED);
+}
+
 static void on_tb_trans(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 {
     (void)id;
-    qemu_plugin_register_vcpu_tb_exec_inline(tb, QEMU_PLUGIN_INLINE_ADD_U64, &insns,
-                                             qemu_plugin_tb_n_insns(tb));
+    qemu_plugin_register_vcpu_tb_exec_cb(tb, on_tb_exec, QEMU_PLUGIN_CB_NO_REGS,
+                                         (void *)(uintptr_t)qemu_plugin_tb_n_insns(tb));
 }
 
 static void on_atexit(qemu_plugin_id_t id, void *userdata)
@@ -49,7 +58,8 @@ static void on_atexit(qemu_plugin_id_t id, void *userdata)
     (void)id;
     (void)userdata;
     char line[64];
-    snprintf(line, sizeof line, "insns: %" PRIu64 "\n", insns);
+    snprintf(line, sizeof line, "insns: %" PRIu64 "\n",
+             __atomic_load_n(&insns, __ATOMIC_RELAXED));
     qemu_plugin_outs(line);
 }
 
