@@ -6,6 +6,7 @@ mod analyze;
 mod cli;
 mod decode;
 mod fleet;
+mod fleet_control;
 mod led_firmware;
 mod led_reconnect;
 mod osc_interop;

@@ -18,7 +18,6 @@ pub mod wire;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-
 pub use election::{Election, Placement, Rank};
 pub use lamport::{LamportClock, Ordered, Stamp};
 pub use membership::{FleetHandle, Membership};
@@ -303,7 +302,6 @@ impl FleetView {
 #[cfg(test)]
 mod tests {
     use super::*;
-
 
     #[test]
     fn destinations_take_the_fleet_port_by_default() {

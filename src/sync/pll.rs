@@ -203,10 +203,13 @@ impl Controller for FollowerController {
             self.joined = true;
         }
         if !self.joined || self.over_threshold >= self.cfg.hard_seek_updates {
-            let target = tl.frame_at(self.fleet_at_mono(&est, r.write_heard_at_ns));
-            if target < 0.0 {
-                return Control::Keep; // scheduled start still ahead
+            let write_fleet = self.fleet_at_mono(&est, r.write_heard_at_ns);
+            if write_fleet < tl.anchor_fleet_ns {
+                // A scheduled start (play, seek, resume) still ahead: the player was loaded
+                // to start on that sample; seeking now would only start early.
+                return Control::Keep;
             }
+            let target = tl.frame_at(write_fleet);
             let after_lock = self.in_lock_since.is_some()
                 || self
                     .status

@@ -1,0 +1,254 @@
+//! Transport control of a running fleet: a leader and a follower as separate `convoy node`
+//! processes on loopback, sharing a fleet key, each with its OSC control port. Commands
+//! sent to either bike (the follower relays to the leader) pause, seek, resume and stop
+//! both; the test reads each node's JSON status lines.
+
+use std::io::{BufRead, BufReader};
+use std::net::UdpSocket;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rosc::{OscMessage, OscPacket, OscType};
+use serde_json::Value;
+
+use crate::util::convoy_bin;
+
+const KEY: &str = "6b0e8f3c2a1d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7";
+
+/// A node process whose status lines are collected as they come.
+struct Node {
+    child: Child,
+    lines: Arc<Mutex<Vec<Value>>>,
+    osc_port: u16,
+}
+
+impl Node {
+    fn spawn(name: &str, role: &str, osc_port: u16, sets: &[String], args: &[&str]) -> Node {
+        let mut cmd = Command::new(convoy_bin());
+        cmd.env("CONVOY_KEY", KEY);
+        let mut all = vec![
+            format!("node.id={name}"),
+            "audio.sink=null".to_string(),
+            "sync.bind=127.0.0.1".to_string(),
+            format!("sync.role={role}"),
+            "osc.enabled=true".to_string(),
+            "osc.bind=127.0.0.1".to_string(),
+            format!("osc.port={osc_port}"),
+            "sync.start_lead_ms=300".to_string(),
+        ];
+        all.extend(sets.iter().cloned());
+        for s in &all {
+            cmd.arg("--set").arg(s);
+        }
+        cmd.args(["--log", "warn", "node", "--status-every", "0.1"])
+            .args(args);
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("node starts");
+        let out = child.stdout.take().expect("stdout");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    sink.lock().expect("lines").push(v);
+                }
+            }
+        });
+        Node {
+            child,
+            lines,
+            osc_port,
+        }
+    }
+
+    fn last(&self) -> Option<Value> {
+        self.lines.lock().expect("lines").last().cloned()
+    }
+
+    /// Wait until the latest status satisfies `f`; panics with the last status on timeout.
+    fn wait(&self, what: &str, secs: f64, f: impl Fn(&Value) -> bool) -> Value {
+        let end = Instant::now() + Duration::from_secs_f64(secs);
+        loop {
+            if let Some(v) = self.last().filter(|v| f(v)) {
+                return v;
+            }
+            assert!(
+                Instant::now() < end,
+                "timed out waiting for {what}; last status {:?}",
+                self.last()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn send(&self, addr: &str, args: Vec<OscType>) {
+        let bytes = rosc::encoder::encode(&OscPacket::Message(OscMessage {
+            addr: addr.to_string(),
+            args,
+        }))
+        .expect("encode");
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        sock.send_to(&bytes, ("127.0.0.1", self.osc_port))
+            .expect("send");
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn playing(v: &Value) -> bool {
+    v["playing"].as_bool() == Some(true)
+}
+
+fn position(v: &Value) -> f64 {
+    v["position_s"].as_f64().unwrap_or(f64::NAN)
+}
+
+#[test]
+fn pause_seek_resume_and_stop_reach_every_bike() {
+    let base = 24_000 + (std::process::id() % 500) as u16 * 10;
+    let leader = Node::spawn(
+        "lead",
+        "leader",
+        base + 2,
+        &[
+            format!("sync.osc_port={base}"),
+            format!("sync.sntp_port={}", base + 1),
+        ],
+        &["--track", "demo", "--start-in", "1.0"],
+    );
+    let follower = Node::spawn(
+        "bike2",
+        "follower",
+        base + 3,
+        &[
+            format!("sync.leader=127.0.0.1:{base}"),
+            format!("sync.sntp_port={}", base + 1),
+        ],
+        &[],
+    );
+    follower.wait("the follower to play the demo", 15.0, |v| {
+        playing(v) && v["track"] == "demo" && position(v) > 1.0
+    });
+    // Pause, sent to the follower: relayed to the leader, which pauses the fleet.
+    follower.send("/convoy/pause", vec![]);
+    leader.wait("the leader to pause", 3.0, |v| !playing(v));
+    let paused = follower.wait("the follower to pause", 3.0, |v| !playing(v));
+    let held = position(&paused);
+    std::thread::sleep(Duration::from_millis(500));
+    let still = position(&follower.last().expect("status"));
+    assert!(
+        (still - held).abs() < 0.05,
+        "paused position moved {held} → {still}"
+    );
+    // Seek while paused, then resume: both bikes go on from 20 s, together.
+    leader.send("/convoy/seek", vec![OscType::Int(20_000)]);
+    std::thread::sleep(Duration::from_millis(300));
+    leader.send("/convoy/play", vec![]);
+    let l = leader.wait("the leader to resume at 20 s", 4.0, |v| {
+        playing(v) && position(v) > 20.0
+    });
+    let f = follower.wait("the follower to resume at 20 s", 4.0, |v| {
+        playing(v) && position(v) > 20.0
+    });
+    assert!(position(&l) < 22.5 && position(&f) < 22.5, "{l} / {f}");
+    // Same instant, same position: compare the lines nearest in monotonic time.
+    std::thread::sleep(Duration::from_millis(1500));
+    let l = leader.last().expect("leader status");
+    let f = follower.last().expect("follower status");
+    let dt = (l["mono_ns"].as_f64().unwrap_or(0.0) - f["mono_ns"].as_f64().unwrap_or(0.0)) / 1e9;
+    let gap = (position(&l) + (-dt)) - position(&f);
+    assert!(
+        gap.abs() < 0.05,
+        "leader and follower apart by {gap:.4} s after the resume"
+    );
+    assert_eq!(f["lock"]["seeks_after_lock"].as_u64(), Some(0), "{f}");
+    // Stop: the track is unloaded everywhere.
+    follower.send("/convoy/stop", vec![]);
+    leader.wait("the leader to stop", 3.0, |v| v["track"].is_null());
+    follower.wait("the follower to stop", 3.0, |v| v["track"].is_null());
+    assert_eq!(leader.last().expect("status")["rejected"].as_u64(), Some(0));
+}
+
+#[test]
+fn a_follower_without_the_key_gets_nothing_and_is_counted() {
+    let base = 29_000 + (std::process::id() % 500) as u16 * 10;
+    let leader = Node::spawn(
+        "lead",
+        "leader",
+        base + 2,
+        &[
+            format!("sync.osc_port={base}"),
+            format!("sync.sntp_port={}", base + 1),
+        ],
+        &["--track", "demo"],
+    );
+    let mut cmd = Command::new(convoy_bin());
+    cmd.env(
+        "CONVOY_KEY",
+        "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+    );
+    let stranger = cmd
+        .args([
+            "--set",
+            "audio.sink=null",
+            "--set",
+            "sync.role=follower",
+            "--set",
+            &format!("sync.leader=127.0.0.1:{base}"),
+            "--set",
+            &format!("sync.sntp_port={}", base + 1),
+            "--log",
+            "error",
+            "node",
+            "--seconds",
+            "3",
+            "--status-every",
+            "0.5",
+        ])
+        .output()
+        .expect("stranger runs");
+    let last: Value = String::from_utf8_lossy(&stranger.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .last()
+        .expect("status");
+    assert!(last["track"].is_null(), "stranger played: {last}");
+    assert_eq!(last["sntp_ok"].as_u64(), Some(0), "{last}");
+    assert_eq!(last["timelines"].as_u64(), Some(0), "{last}");
+    let l = leader.wait("the leader to count the refusals", 3.0, |v| {
+        v["rejected"].as_u64().unwrap_or(0) >= 5
+    });
+    assert!(playing(&l), "the leader must keep playing: {l}");
+}
+
+#[test]
+fn a_fleet_role_without_a_key_is_a_clear_error() {
+    let out = Command::new(convoy_bin())
+        .env_remove("CONVOY_KEY")
+        .args([
+            "--set",
+            "audio.sink=null",
+            "node",
+            "--role",
+            "leader",
+            "--seconds",
+            "1",
+        ])
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("pre-shared key") && err.contains("keygen"),
+        "{err}"
+    );
+}
