@@ -14,3 +14,4 @@ mod pulse;
 mod security_guard;
 mod sntp_interop;
 mod sync;
+mod web;
