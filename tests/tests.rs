@@ -15,3 +15,4 @@ mod security_guard;
 mod sntp_interop;
 mod sync;
 mod web;
+mod web_browser;
