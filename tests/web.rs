@@ -146,7 +146,11 @@ async fn control_requests_become_commands_and_bad_ones_say_why() {
         (
             "/api/light/color",
             r#"{"r":255,"g":0,"b":64}"#,
-            Command::Color { r: 255, g: 0, b: 64 },
+            Command::Color {
+                r: 255,
+                g: 0,
+                b: 64,
+            },
         ),
         (
             "/api/playback/seek",
@@ -169,34 +173,74 @@ async fn control_requests_become_commands_and_bad_ones_say_why() {
     }
 
     for (path, body, status, needle) in [
-        ("/api/transport/seek", r#"{"position_ms": -1}"#, 400, "position_ms"),
-        ("/api/transport/seek", "{}", 400, "missing field `position_ms`"),
+        (
+            "/api/transport/seek",
+            r#"{"position_ms": -1}"#,
+            400,
+            "position_ms",
+        ),
+        (
+            "/api/transport/seek",
+            "{}",
+            400,
+            "missing field `position_ms`",
+        ),
         ("/api/transport/rewind", "", 404, "rewind"),
-        ("/api/light/pattern", r#"{"name":"disco"}"#, 400, "known: off"),
+        (
+            "/api/light/pattern",
+            r#"{"name":"disco"}"#,
+            400,
+            "known: off",
+        ),
         ("/api/light/color", r#"{"r":256,"g":0,"b":0}"#, 400, "256"),
-        ("/api/light/bright", r#"{"level": 2}"#, 400, "between 0 and 1"),
+        (
+            "/api/light/bright",
+            r#"{"level": 2}"#,
+            400,
+            "between 0 and 1",
+        ),
         ("/api/transport/stop", r#"{"now":true}"#, 400, "now"),
         ("/api/show/load", "not json", 400, "show/load"),
         // The node itself refuses: 409 with its reason.
-        ("/api/transport/seek", r#"{"position_ms": 1e12}"#, 409, "past the end"),
+        (
+            "/api/transport/seek",
+            r#"{"position_ms": 1e12}"#,
+            409,
+            "past the end",
+        ),
     ] {
         let r = post(&format!("{}{path}", s.base), body).await;
         assert_eq!(r.status, status, "{path} {body}: {}", r.body);
         assert!(error_of(&r).contains(needle), "{path}: {}", r.body);
     }
-    assert!(s.commands.try_recv().is_err(), "no command from a bad request");
+    assert!(
+        s.commands.try_recv().is_err(),
+        "no command from a bad request"
+    );
 
     let st = http(Method::GET, &format!("{}/api/status", s.base), &[], "").await;
     let snap: Snapshot = serde_json::from_str(&st.body).expect("snapshot JSON");
     assert_eq!(snap.id, "bike-1");
     assert_eq!(snap.light.pattern, "chase");
-    let pb = http(Method::GET, &format!("{}/api/playback/status", s.base), &[], "").await;
+    let pb = http(
+        Method::GET,
+        &format!("{}/api/playback/status", s.base),
+        &[],
+        "",
+    )
+    .await;
     let pb: serde_json::Value = serde_json::from_str(&pb.body).expect("json");
     assert_eq!(pb["track"], "demo");
     assert!(pb["position_ms"].is_number() && pb["playing"].is_boolean());
     let app = http(Method::GET, &format!("{}/", s.base), &[], "").await;
     assert!(app.status == 200 && app.body.contains("/app.js"));
-    let spec = http(Method::GET, &format!("{}/api/openapi.yaml", s.base), &[], "").await;
+    let spec = http(
+        Method::GET,
+        &format!("{}/api/openapi.yaml", s.base),
+        &[],
+        "",
+    )
+    .await;
     assert!(spec.body.contains("/api/playback/status"));
 }
 
@@ -207,7 +251,10 @@ async fn with_a_pin_nothing_changes_without_it() {
     // No credentials, wrong PIN, forged cookie: 401, and the node hears nothing.
     assert_eq!(post(&play, "").await.status, 401);
     let wrong = http(Method::POST, &play, &[("x-convoy-pin", "0000")], "").await;
-    assert_eq!((wrong.status, error_of(&wrong).as_str()), (401, "wrong PIN"));
+    assert_eq!(
+        (wrong.status, error_of(&wrong).as_str()),
+        (401, "wrong PIN")
+    );
     let forged = http(
         Method::POST,
         &play,
@@ -312,7 +359,8 @@ async fn the_websocket_pushes_changes_at_most_ten_per_second() {
         match tokio::time::timeout(Duration::from_millis(500), ws.next()).await {
             Ok(Some(Ok(msg))) => {
                 n += 1;
-                let snap: Snapshot = serde_json::from_str(msg.to_text().expect("text")).expect("json");
+                let snap: Snapshot =
+                    serde_json::from_str(msg.to_text().expect("text")).expect("json");
                 playing_seen |= snap.playing;
             }
             other => panic!("websocket ended: {other:?}"),
@@ -320,7 +368,10 @@ async fn the_websocket_pushes_changes_at_most_ten_per_second() {
     }
     let rate = f64::from(n) / start.elapsed().as_secs_f64();
     eprintln!("websocket: {n} snapshots in 1.5 s ({rate:.1}/s)");
-    assert!(playing_seen, "the play command shows up in a pushed snapshot");
+    assert!(
+        playing_seen,
+        "the play command shows up in a pushed snapshot"
+    );
     assert!((5.0..=10.5).contains(&rate), "{rate}/s");
 }
 
@@ -379,7 +430,13 @@ async fn uploads_land_in_the_library_and_download_with_ranges() {
         .await
         .expect("416");
     assert_eq!(past.status(), 416);
-    let missing = http(Method::GET, &format!("{}/api/tracks/{}", s.base, "0".repeat(64)), &[], "").await;
+    let missing = http(
+        Method::GET,
+        &format!("{}/api/tracks/{}", s.base, "0".repeat(64)),
+        &[],
+        "",
+    )
+    .await;
     assert_eq!(missing.status, 404);
     let bad = http(Method::GET, &format!("{}/api/tracks/xyz", s.base), &[], "").await;
     assert_eq!(bad.status, 400);
@@ -400,8 +457,13 @@ async fn uploads_land_in_the_library_and_download_with_ranges() {
 /// A one-shot fake peer: answers the first request with `first_len` bytes of `body` under a
 /// full Content-Length and then drops the connection; later requests are served properly
 /// (honouring `Range`). Every request's Range header is reported.
-async fn flaky_peer(body: Vec<u8>, first_len: usize) -> (String, mpsc::UnboundedReceiver<Option<String>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+async fn flaky_peer(
+    body: Vec<u8>,
+    first_len: usize,
+) -> (String, mpsc::UnboundedReceiver<Option<String>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
@@ -481,7 +543,10 @@ async fn an_interrupted_transfer_resumes_from_the_part_file() {
         .await
         .expect("fetched after a resume");
     assert_eq!(std::fs::read(&path).expect("read"), body);
-    assert_eq!(path.file_name().and_then(|n| n.to_str()), Some(format!("{hash}.wav").as_str()));
+    assert_eq!(
+        path.file_name().and_then(|n| n.to_str()),
+        Some(format!("{hash}.wav").as_str())
+    );
     assert_eq!(ranges.recv().await, Some(None), "first request: whole file");
     assert_eq!(
         ranges.recv().await,
@@ -505,10 +570,17 @@ async fn a_corrupt_transfer_is_rejected_and_not_kept() {
     let (peer, _ranges) = flaky_peer(bad.clone(), bad.len()).await;
     let tmp = tempfile::tempdir().expect("tempdir");
     let lib = plain_library(tmp.path(), 0);
-    let err = lib.ensure(hash, &[peer.clone()]).await.expect_err("corrupt");
+    let err = lib
+        .ensure(hash, &[peer.clone()])
+        .await
+        .expect_err("corrupt");
     assert!(err.to_string().contains("discarded"), "{err}");
     assert!(lib.path(&hash).is_none());
-    assert!(file_names(tmp.path()).is_empty(), "{:?}", file_names(tmp.path()));
+    assert!(
+        file_names(tmp.path()).is_empty(),
+        "{:?}",
+        file_names(tmp.path())
+    );
 
     // A second, honest peer later in the list supplies it.
     let s = start("", true, 0).await;
@@ -582,12 +654,22 @@ async fn the_echoflux_follower_steers_a_node_after_another_player() {
     let origin = convoy::node::handle::Origin::Internal;
     player
         .handle
-        .execute(Command::Seek { position_ms: 12_000.0 }, origin.clone())
+        .execute(
+            Command::Seek {
+                position_ms: 12_000.0,
+            },
+            origin.clone(),
+        )
         .await
         .expect("seek");
     player
         .handle
-        .execute(Command::Play { track: Some("night-ride.flac".into()) }, origin.clone())
+        .execute(
+            Command::Play {
+                track: Some("night-ride.flac".into()),
+            },
+            origin.clone(),
+        )
         .await
         .expect("play");
     match follower.poll_once().await.expect("poll") {
@@ -599,7 +681,9 @@ async fn the_echoflux_follower_steers_a_node_after_another_player() {
     }
     assert_eq!(
         commands.recv().await,
-        Some(Command::Play { track: Some("night-ride.flac".into()) })
+        Some(Command::Play {
+            track: Some("night-ride.flac".into())
+        })
     );
     assert!(matches!(commands.recv().await, Some(Command::Seek { .. })));
     assert_eq!(follower.poll_once().await.expect("poll"), Action::HoldOff);
@@ -607,7 +691,12 @@ async fn the_echoflux_follower_steers_a_node_after_another_player() {
     // The player jumps; after the hold-off the follower seeks after it.
     player
         .handle
-        .execute(Command::Seek { position_ms: 25_000.0 }, origin.clone())
+        .execute(
+            Command::Seek {
+                position_ms: 25_000.0,
+            },
+            origin.clone(),
+        )
         .await
         .expect("seek");
     tokio::time::sleep(Duration::from_millis(350)).await;
@@ -615,10 +704,16 @@ async fn the_echoflux_follower_steers_a_node_after_another_player() {
         Action::Seek { position_ms } => assert!((25_000.0..26_000.0).contains(&position_ms)),
         other => panic!("expected a seek, got {other:?}"),
     }
-    assert!(matches!(commands.recv().await, Some(Command::Seek { position_ms }) if position_ms >= 25_000.0));
+    assert!(
+        matches!(commands.recv().await, Some(Command::Seek { position_ms }) if position_ms >= 25_000.0)
+    );
 
     // The player stops; so do we.
-    player.handle.execute(Command::Stop, origin).await.expect("stop");
+    player
+        .handle
+        .execute(Command::Stop, origin)
+        .await
+        .expect("stop");
     tokio::time::sleep(Duration::from_millis(350)).await;
     assert_eq!(follower.poll_once().await.expect("poll"), Action::Stop);
     assert_eq!(commands.recv().await, Some(Command::Stop));

@@ -55,7 +55,11 @@ impl Driver {
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(mut r) = driver.client.get(&format!("{}/status", driver.base), &[]).await {
+            if let Ok(mut r) = driver
+                .client
+                .get(&format!("{}/status", driver.base), &[])
+                .await
+            {
                 if read_body(&mut r, 1 << 16).await.is_ok() {
                     break;
                 }
@@ -73,10 +77,7 @@ impl Driver {
             }
         }}});
         let v = driver.call(Method::POST, "/session", Some(caps)).await;
-        driver.session = v["sessionId"]
-            .as_str()
-            .expect("session id")
-            .to_string();
+        driver.session = v["sessionId"].as_str().expect("session id").to_string();
         driver
     }
 
@@ -85,12 +86,7 @@ impl Driver {
         let body = body.map(|b| b.to_string().into_bytes().into());
         let mut r = self
             .client
-            .send(
-                method,
-                &url,
-                &[("content-type", "application/json")],
-                body,
-            )
+            .send(method, &url, &[("content-type", "application/json")], body)
             .await
             .expect("webdriver request");
         let bytes = read_body(&mut r, 64 << 20).await.expect("webdriver body");
@@ -143,9 +139,16 @@ impl Driver {
                 Some(json!({ "using": "css selector", "value": css })),
             )
             .await;
-        let id = el[ELEMENT].as_str().unwrap_or_else(|| panic!("element {css}: {el}")).to_string();
-        self.session_call(Method::POST, &format!("/element/{id}/click"), Some(json!({})))
-            .await;
+        let id = el[ELEMENT]
+            .as_str()
+            .unwrap_or_else(|| panic!("element {css}: {el}"))
+            .to_string();
+        self.session_call(
+            Method::POST,
+            &format!("/element/{id}/click"),
+            Some(json!({})),
+        )
+        .await;
     }
 
     async fn type_into(&self, css: &str, text: &str) {
@@ -156,7 +159,10 @@ impl Driver {
                 Some(json!({ "using": "css selector", "value": css })),
             )
             .await;
-        let id = el[ELEMENT].as_str().unwrap_or_else(|| panic!("element {css}: {el}")).to_string();
+        let id = el[ELEMENT]
+            .as_str()
+            .unwrap_or_else(|| panic!("element {css}: {el}"))
+            .to_string();
         self.session_call(
             Method::POST,
             &format!("/element/{id}/value"),
@@ -204,7 +210,10 @@ async fn the_phone_app_drives_the_node_in_chromium() {
         .wait_for("!document.querySelector('#pin-sheet').classList.contains('hidden')")
         .await;
     driver.screenshot("pin").await;
-    assert!(server.commands.try_recv().is_err(), "nothing before the PIN");
+    assert!(
+        server.commands.try_recv().is_err(),
+        "nothing before the PIN"
+    );
     driver.type_into("#pin-input", "4321").await;
     driver.click("#pin-submit").await;
     let got = tokio::time::timeout(Duration::from_secs(10), server.commands.recv())
@@ -216,6 +225,9 @@ async fn the_phone_app_drives_the_node_in_chromium() {
         .await;
     assert!(server.handle.snapshot().playing);
     tokio::time::sleep(Duration::from_millis(700)).await;
+    driver
+        .script("document.querySelector('#toast').classList.add('hidden');")
+        .await;
     driver.screenshot("play").await;
 
     // A pattern.
@@ -231,13 +243,20 @@ async fn the_phone_app_drives_the_node_in_chromium() {
         })
     );
     driver
-        .wait_for("document.querySelector('.pattern[data-pattern=chase]').classList.contains('active')")
+        .wait_for(
+            "document.querySelector('.pattern[data-pattern=chase]').classList.contains('active')",
+        )
         .await;
     assert_eq!(server.handle.snapshot().light.pattern, "chase");
+    driver
+        .script("document.querySelector('#toast').classList.add('hidden');")
+        .await;
     driver.screenshot("lights").await;
 
     driver.click("[data-tab=upload]").await;
-    driver.wait_for("document.querySelector('#library li')").await;
+    driver
+        .wait_for("document.querySelector('#library li')")
+        .await;
     driver.screenshot("upload").await;
     driver.quit().await;
 }

@@ -8,6 +8,8 @@ if [[ "${1:-}" == "--test" ]]; then
   pkgs+=(pulseaudio pulseaudio-utils libasound2-plugins alsa-utils socat sox
          chrony liblo-tools python3-pip
          arduino-mk arduino-core-avr simavr libsimavr-dev)
+  # Web app browser test (tests/web_browser.rs, CONVOY_BROWSER_TESTS=1): headless Chromium.
+  pkgs+=(chromium chromium-driver fonts-dejavu-core)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

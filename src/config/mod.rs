@@ -433,7 +433,10 @@ impl WebConfig {
             message,
         };
         if self.bind.parse::<std::net::IpAddr>().is_err() {
-            return Err(range("bind", format!("{:?} is not an IP address", self.bind)));
+            return Err(range(
+                "bind",
+                format!("{:?} is not an IP address", self.bind),
+            ));
         }
         if !self.pin.is_empty() {
             crate::security::policy::SecretPrefix::new(&self.pin)
@@ -470,7 +473,12 @@ impl WebConfig {
             ("login_per_minute", self.login_per_minute, 0.01, 6000.0),
             ("share_timeout_s", self.share_timeout_s, 0.1, 3600.0),
             ("follow_poll_ms", self.follow_poll_ms, 10.0, 60_000.0),
-            ("follow_threshold_ms", self.follow_threshold_ms, 1.0, 60_000.0),
+            (
+                "follow_threshold_ms",
+                self.follow_threshold_ms,
+                1.0,
+                60_000.0,
+            ),
             ("follow_holdoff_ms", self.follow_holdoff_ms, 0.0, 60_000.0),
         ] {
             if !(v.is_finite() && (lo..=hi).contains(&v)) {

@@ -37,8 +37,14 @@ const WS_MIN_INTERVAL: Duration = Duration::from_millis(100);
 pub(super) fn router(state: WebState) -> Router {
     Router::new()
         .route("/", get(|| asset(INDEX_HTML, "text/html; charset=utf-8")))
-        .route("/app.js", get(|| asset(APP_JS, "text/javascript; charset=utf-8")))
-        .route("/app.css", get(|| asset(APP_CSS, "text/css; charset=utf-8")))
+        .route(
+            "/app.js",
+            get(|| asset(APP_JS, "text/javascript; charset=utf-8")),
+        )
+        .route(
+            "/app.css",
+            get(|| asset(APP_CSS, "text/css; charset=utf-8")),
+        )
         .route(
             "/api/openapi.yaml",
             get(|| asset(OPENAPI_YAML, "application/yaml")),
@@ -166,11 +172,7 @@ async fn login(
     let Login { pin } = parse(&body, "login")?;
     let token = s.auth().login(addr.ip(), &pin)?;
     let cookie = format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict");
-    Ok((
-        [(header::SET_COOKIE, cookie)],
-        Json(json!({ "ok": true })),
-    )
-        .into_response())
+    Ok(([(header::SET_COOKIE, cookie)], Json(json!({ "ok": true }))).into_response())
 }
 
 async fn logout() -> Response {
@@ -238,9 +240,7 @@ struct Empty {}
 
 fn play_command(body: &[u8], what: &str) -> Result<Command, WebError> {
     let PlayBody { track } = parse(body, what)?;
-    let track = track
-        .map(|t| text_field(&t, "track", 512))
-        .transpose()?;
+    let track = track.map(|t| text_field(&t, "track", 512)).transpose()?;
     Ok(Command::Play { track })
 }
 
@@ -336,7 +336,9 @@ async fn light(
         "hue" => {
             let HueBody { degrees } = parse(&body, &ctx)?;
             if !degrees.is_finite() {
-                return Err(WebError::BadRequest("degrees must be a finite number".into()));
+                return Err(WebError::BadRequest(
+                    "degrees must be a finite number".into(),
+                ));
             }
             Command::Hue {
                 degrees: degrees.rem_euclid(360.0) as u16 % 360,
@@ -397,11 +399,11 @@ async fn upload(
     }
     match q.kind.as_deref().unwrap_or("track") {
         "track" => {
-            let (hash, path) = s
-                .library()
-                .store_track(body.into_data_stream())
-                .await?;
-            let bytes = tokio::fs::metadata(&path).await.map(|m| m.len()).unwrap_or(0);
+            let (hash, path) = s.library().store_track(body.into_data_stream()).await?;
+            let bytes = tokio::fs::metadata(&path)
+                .await
+                .map(|m| m.len())
+                .unwrap_or(0);
             let format = path.extension().and_then(|e| e.to_str()).unwrap_or("");
             Ok((
                 StatusCode::CREATED,
@@ -443,10 +445,7 @@ async fn track(
     headers: HeaderMap,
 ) -> Result<Response, WebError> {
     let hash: TrackHash = sha256.parse()?;
-    let path = s
-        .library()
-        .path(&hash)
-        .ok_or(ShareError::NotFound(hash))?;
+    let path = s.library().path(&hash).ok_or(ShareError::NotFound(hash))?;
     let len = tokio::fs::metadata(&path)
         .await
         .map_err(|source| ShareError::Io {
@@ -487,10 +486,8 @@ async fn track(
         h.insert(header::ETAG, etag);
     }
     if status == StatusCode::PARTIAL_CONTENT {
-        if let Ok(v) = HeaderValue::from_str(&format!(
-            "bytes {start}-{}/{len}",
-            start + count - 1
-        )) {
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{}/{len}", start + count - 1))
+        {
             h.insert(header::CONTENT_RANGE, v);
         }
     }

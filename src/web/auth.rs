@@ -152,7 +152,12 @@ impl Auth {
     }
 
     /// Authorise a request from `from` with `headers` for `access`.
-    pub fn check(&self, from: IpAddr, headers: &HeaderMap, access: Access) -> Result<(), AuthError> {
+    pub fn check(
+        &self,
+        from: IpAddr,
+        headers: &HeaderMap,
+        access: Access,
+    ) -> Result<(), AuthError> {
         let Some(pin) = &self.pin else {
             return Ok(());
         };
@@ -174,7 +179,9 @@ impl Auth {
     pub fn login(&self, from: IpAddr, given: &str) -> Result<&str, AuthError> {
         match &self.pin {
             None => Ok(&self.session),
-            Some(pin) => self.try_pin(pin, from, given).map(|()| self.session.as_str()),
+            Some(pin) => self
+                .try_pin(pin, from, given)
+                .map(|()| self.session.as_str()),
         }
     }
 
@@ -284,7 +291,10 @@ mod tests {
         assert_eq!(a.check(ME, &cookie, Access::Write), Ok(()));
         assert!(a.is_authorised(&cookie));
         let stale = with("cookie", &format!("{SESSION_COOKIE}={}", "0".repeat(64)));
-        assert_eq!(a.check(ME, &stale, Access::Write), Err(AuthError::BadSession));
+        assert_eq!(
+            a.check(ME, &stale, Access::Write),
+            Err(AuthError::BadSession)
+        );
     }
 
     #[test]
@@ -317,7 +327,10 @@ mod tests {
         // A stale cookie is not a guess and is never charged.
         let stale = with("cookie", &format!("{SESSION_COOKIE}=nope"));
         for _ in 0..10 {
-            assert_eq!(a.check(OTHER, &stale, Access::Write), Err(AuthError::BadSession));
+            assert_eq!(
+                a.check(OTHER, &stale, Access::Write),
+                Err(AuthError::BadSession)
+            );
         }
         assert!(a.login(OTHER, "4321").is_ok());
     }

@@ -9,9 +9,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::led::protocol::Pattern;
-use crate::node::handle::{
-    Command, LightState, Meters, NodeInbox, PeerState, Snapshot, SyncState,
-};
+use crate::node::handle::{Command, LightState, Meters, NodeInbox, PeerState, Snapshot, SyncState};
 
 /// Tempo of the simulated track.
 const BPM: f64 = 124.0;

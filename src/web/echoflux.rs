@@ -117,7 +117,11 @@ pub enum FollowError {
 /// Decide what to do given the player's status (already moved on to now) and ours.
 pub fn decide(player: &PlaybackStatus, ours: &Snapshot, threshold_ms: f64) -> Action {
     if !player.playing {
-        return if ours.playing { Action::Stop } else { Action::Keep };
+        return if ours.playing {
+            Action::Stop
+        } else {
+            Action::Keep
+        };
     }
     let other_track = player.track.is_some() && player.track != ours.track;
     if other_track || !ours.playing {
@@ -177,7 +181,10 @@ impl Follower {
         let mut status: PlaybackStatus =
             serde_json::from_slice(&body).map_err(|e| bad(e.to_string()))?;
         if !status.position_ms.is_finite() || status.position_ms < 0.0 {
-            return Err(bad(format!("position_ms {} is unusable", status.position_ms)));
+            return Err(bad(format!(
+                "position_ms {} is unusable",
+                status.position_ms
+            )));
         }
         if status.playing {
             status.position_ms += sent.elapsed().as_secs_f64() * 1000.0 / 2.0;
@@ -325,7 +332,11 @@ mod tests {
         );
         // A player that names no track resumes whatever we have loaded.
         assert_eq!(
-            decide(&player(None, true, 5.0), &ours(Some("x"), false, Some(0.0)), 100.0),
+            decide(
+                &player(None, true, 5.0),
+                &ours(Some("x"), false, Some(0.0)),
+                100.0
+            ),
             Action::Start {
                 track: None,
                 position_ms: 5.0

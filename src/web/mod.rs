@@ -178,7 +178,8 @@ impl IntoResponse for WebError {
         match &self {
             WebError::Auth(AuthError::Locked { retry_s, .. }) => {
                 if let Ok(v) = retry_s.to_string().parse() {
-                    resp.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+                    resp.headers_mut()
+                        .insert(axum::http::header::RETRY_AFTER, v);
                 }
             }
             WebError::RangeNotSatisfiable { len } => {

@@ -492,13 +492,13 @@ impl Library {
             client = client.with_recv_buffer(burst_for(cfg.rate).min(256 * 1024) as u32);
         }
         if let Some(pin) = &cfg.pin {
-            client = client
-                .with_header("x-convoy-pin", pin)
-                .map_err(|source| ShareError::Interrupted {
+            client = client.with_header("x-convoy-pin", pin).map_err(|source| {
+                ShareError::Interrupted {
                     peer: String::new(),
                     have: 0,
                     source,
-                })?;
+                }
+            })?;
         }
         let attempts = cfg.attempts.max(1);
         let mut last = None;
@@ -637,7 +637,12 @@ impl Library {
                 let _ = tokio::fs::remove_file(&part).await;
                 return Err(bad(format!("sent more than the announced {total} bytes")));
             }
-            self.inner.down_throttle.lock().await.take(chunk.len()).await;
+            self.inner
+                .down_throttle
+                .lock()
+                .await
+                .take(chunk.len())
+                .await;
             file.write_all(&chunk).await.map_err(io_err(&part))?;
             hasher.update(&chunk);
             received += chunk.len() as u64;
@@ -839,11 +844,26 @@ mod tests {
     fn ranges_follow_rfc_9110() {
         use RangeRequest::*;
         assert_eq!(parse_range(None, 100), Full);
-        assert_eq!(parse_range(Some("bytes=0-9"), 100), Part { start: 0, end: 9 });
-        assert_eq!(parse_range(Some("bytes=90-"), 100), Part { start: 90, end: 99 });
-        assert_eq!(parse_range(Some("bytes=90-500"), 100), Part { start: 90, end: 99 });
-        assert_eq!(parse_range(Some("bytes=-10"), 100), Part { start: 90, end: 99 });
-        assert_eq!(parse_range(Some("bytes=-500"), 100), Part { start: 0, end: 99 });
+        assert_eq!(
+            parse_range(Some("bytes=0-9"), 100),
+            Part { start: 0, end: 9 }
+        );
+        assert_eq!(
+            parse_range(Some("bytes=90-"), 100),
+            Part { start: 90, end: 99 }
+        );
+        assert_eq!(
+            parse_range(Some("bytes=90-500"), 100),
+            Part { start: 90, end: 99 }
+        );
+        assert_eq!(
+            parse_range(Some("bytes=-10"), 100),
+            Part { start: 90, end: 99 }
+        );
+        assert_eq!(
+            parse_range(Some("bytes=-500"), 100),
+            Part { start: 0, end: 99 }
+        );
         assert_eq!(parse_range(Some("bytes=100-"), 100), Unsatisfiable);
         assert_eq!(parse_range(Some("bytes=-0"), 100), Unsatisfiable);
         assert_eq!(parse_range(Some("bytes=0-"), 0), Unsatisfiable);
@@ -917,14 +937,16 @@ mod tests {
         ))]);
         let err = lib.store_track(html).await.expect_err("not audio");
         assert!(err.to_string().contains("WAV, FLAC"), "{err}");
-        let big = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from(wav_bytes(
-            2000,
-        )))]);
+        let big =
+            futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from(wav_bytes(2000)))]);
         assert!(matches!(
             lib.store_track(big).await,
             Err(ShareError::TooLarge { limit: 1000, .. })
         ));
-        assert_eq!(names(tmp.path()), vec![format!("{hash}.wav"), "shows".into()]);
+        assert_eq!(
+            names(tmp.path()),
+            vec![format!("{hash}.wav"), "shows".into()]
+        );
     }
 
     #[tokio::test]
@@ -941,13 +963,22 @@ mod tests {
             .expect("toml");
         for bad in ["../x.json", ".hidden.json", "x.txt", "", "a/b.json"] {
             assert!(
-                matches!(lib.store_show(bad, b"{}").await, Err(ShareError::BadName(_))),
+                matches!(
+                    lib.store_show(bad, b"{}").await,
+                    Err(ShareError::BadName(_))
+                ),
                 "{bad}"
             );
         }
-        let err = lib.store_show("b.json", b"{oops").await.expect_err("bad json");
+        let err = lib
+            .store_show("b.json", b"{oops")
+            .await
+            .expect_err("bad json");
         assert!(err.to_string().contains("b.json"), "{err}");
-        assert_eq!(names(&tmp.path().join("shows")), vec!["a.toml", "night-ride.json"]);
+        assert_eq!(
+            names(&tmp.path().join("shows")),
+            vec!["a.toml", "night-ride.json"]
+        );
         assert_eq!(names(tmp.path()), vec!["shows"]);
     }
 

@@ -81,7 +81,7 @@ $("#lock").addEventListener("click", async () => {
 });
 function setLocked(locked) {
   $("#lock").classList.toggle("unlocked", !locked);
-  $("#lock").textContent = locked ? "🔒" : "🔓";
+  $("#shackle").setAttribute("d", locked ? "M8 11V8a4 4 0 0 1 8 0v3" : "M8 11V8a4 4 0 0 1 8 0");
 }
 
 // ---- live state ----
@@ -131,7 +131,7 @@ function render(s) {
 
 function bikeRow(b) {
   const li = el("li", "bike" + (b.leader ? " leader" : ""));
-  li.append(el("div", "avatar", b.leader ? "★" : "🚲"));
+  li.append(el("div", "avatar", b.leader ? "★" : (b.id.match(/\d+$/) || [b.id.slice(0, 1).toUpperCase()])[0]));
   const name = el("div", "name", b.id + (b.self ? " (this bike)" : ""));
   const off = el("div", "off " + errClass(b.error), fmtMs(b.error));
   off.append(el("small", null, b.self ? "playback error" : "sync offset"));
