@@ -571,7 +571,7 @@ async fn a_corrupt_transfer_is_rejected_and_not_kept() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let lib = plain_library(tmp.path(), 0);
     let err = lib
-        .ensure(hash, &[peer.clone()])
+        .ensure(hash, std::slice::from_ref(&peer))
         .await
         .expect_err("corrupt");
     assert!(err.to_string().contains("discarded"), "{err}");
@@ -613,7 +613,9 @@ async fn sharing_keeps_to_its_bandwidth_cap() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let lib = plain_library(tmp.path(), CAP);
     let start = Instant::now();
-    lib.ensure(hash, &[s.base.clone()]).await.expect("fetched");
+    lib.ensure(hash, std::slice::from_ref(&s.base))
+        .await
+        .expect("fetched");
     let secs = start.elapsed().as_secs_f64();
     let rate = body.len() as f64 / secs;
     eprintln!(
