@@ -30,6 +30,9 @@
 //!   limits, vehicle whitelist and the external control-port policy.
 //! - [`osc`] — OSC address patterns, size-capped codec and TCP framings, the typed control
 //!   address space (Convoy, Reaper, AbletonOSC, QLab-style replies) and the control server.
+//! - [`web`] — the phone web app and its REST + WebSocket API, the EchoFlux-style playback
+//!   API and follower, and track sharing (content-addressed library, resumable throttled
+//!   downloads); talks to the node only through `node::handle`.
 //! - [`cli`] — the command-line front door; the only place that uses `anyhow`.
 
 pub mod analysis;
@@ -44,3 +47,4 @@ pub mod osc;
 pub mod security;
 pub mod show;
 pub mod sync;
+pub mod web;

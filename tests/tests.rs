@@ -20,3 +20,5 @@ mod security_guard;
 mod show;
 mod sntp_interop;
 mod sync;
+mod web;
+mod web_browser;

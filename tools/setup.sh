@@ -12,6 +12,8 @@ if [[ "${1:-}" == "--test" ]]; then
   pkgs+=(iproute2)
   # Pi installer tests (tests/pi.rs): systemd-analyze verifies the systemd units.
   pkgs+=(systemd)
+  # Web app browser test (tests/web_browser.rs, CONVOY_BROWSER_TESTS=1): headless Chromium.
+  pkgs+=(chromium chromium-driver fonts-dejavu-core)
 fi
 # OSC interop tests (tests/osc_tools.rs): python-osc, the reference Python OSC library.
 py_osc=0

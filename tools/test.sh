@@ -7,6 +7,7 @@ tools/setup.sh --test
 tools/pulse-null.sh
 export CONVOY_PULSE_TESTS=1 CONVOY_FIRMWARE_TESTS=1 CONVOY_INTEROP_TESTS=1
 export CONVOY_PI_TESTS=1
+export CONVOY_BROWSER_TESTS=1
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked

@@ -96,6 +96,8 @@ pub struct Config {
     pub show: ShowConfig,
     /// Fleet membership: discovery, heartbeats, election.
     pub fleet: FleetSection,
+    /// Web app, HTTP API and track sharing.
+    pub web: WebConfig,
 }
 
 /// How a TCP control connection delimits OSC packets.
@@ -238,6 +240,44 @@ pub struct FleetSection {
     pub leader: bool,
     /// Followers per publisher in hierarchical mode (0 = flat).
     pub group_size: u32,
+}
+
+/// `[web]`: the phone web app, HTTP API, track sharing and the EchoFlux follower.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WebConfig {
+    /// Serve the web app and API.
+    pub enabled: bool,
+    /// Bind address.
+    pub bind: String,
+    /// TCP port (0 = any).
+    pub port: u16,
+    /// PIN for state-changing requests ("" = none).
+    pub pin: String,
+    /// Reads need no PIN.
+    pub open_reads: bool,
+    /// Wrong PINs allowed in a burst per address.
+    pub login_burst: u32,
+    /// Wrong PINs allowed per minute per address.
+    pub login_per_minute: f64,
+    /// Track library directory.
+    pub library: String,
+    /// Largest upload or download, MiB.
+    pub upload_max_mib: u64,
+    /// Sharing bandwidth, KiB/s (0 = unlimited).
+    pub share_rate_kib: u64,
+    /// Per-wait network timeout while sharing, s.
+    pub share_timeout_s: f64,
+    /// Rounds over the peer list per download.
+    pub share_attempts: u32,
+    /// EchoFlux-style player to follow ("" = none).
+    pub follow_url: String,
+    /// Poll interval, ms.
+    pub follow_poll_ms: f64,
+    /// Divergence that triggers a seek, ms.
+    pub follow_threshold_ms: f64,
+    /// Quiet time after a command, ms.
+    pub follow_holdoff_ms: f64,
 }
 
 /// `[clock]`: injected error for the test rig.
@@ -546,6 +586,7 @@ impl Config {
             ));
         }
         self.validate_fleet(origin)?;
+        self.web.validate(origin)?;
         let n = &self.node;
         if !(n.output_latency_ms.is_finite() && (-1000.0..=10_000.0).contains(&n.output_latency_ms))
         {
@@ -700,6 +741,87 @@ impl Config {
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| "convoy".to_string())
+    }
+}
+
+impl WebConfig {
+    /// Range checks of `[web]`.
+    fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let range = |key: &str, message: String| ConfigError::Range {
+            origin: origin.to_string(),
+            key: format!("web.{key}"),
+            message,
+        };
+        if self.bind.parse::<std::net::IpAddr>().is_err() {
+            return Err(range(
+                "bind",
+                format!("{:?} is not an IP address", self.bind),
+            ));
+        }
+        if !self.pin.is_empty() {
+            crate::security::policy::SecretPrefix::new(&self.pin)
+                .map_err(|e| range("pin", e.to_string()))?;
+        }
+        if !(1..=1000).contains(&self.login_burst) {
+            return Err(range(
+                "login_burst",
+                format!("{} is outside 1..=1000", self.login_burst),
+            ));
+        }
+        if !(1..=65_536).contains(&self.upload_max_mib) {
+            return Err(range(
+                "upload_max_mib",
+                format!("{} is outside 1..=65536", self.upload_max_mib),
+            ));
+        }
+        if self.share_rate_kib > 10_000_000 {
+            return Err(range(
+                "share_rate_kib",
+                format!("{} is above 10000000", self.share_rate_kib),
+            ));
+        }
+        if !(1..=100).contains(&self.share_attempts) {
+            return Err(range(
+                "share_attempts",
+                format!("{} is outside 1..=100", self.share_attempts),
+            ));
+        }
+        if self.library.trim().is_empty() {
+            return Err(range("library", "must name a directory".into()));
+        }
+        for (key, v, lo, hi) in [
+            ("login_per_minute", self.login_per_minute, 0.01, 6000.0),
+            ("share_timeout_s", self.share_timeout_s, 0.1, 3600.0),
+            ("follow_poll_ms", self.follow_poll_ms, 10.0, 60_000.0),
+            (
+                "follow_threshold_ms",
+                self.follow_threshold_ms,
+                1.0,
+                60_000.0,
+            ),
+            ("follow_holdoff_ms", self.follow_holdoff_ms, 0.0, 60_000.0),
+        ] {
+            if !(v.is_finite() && (lo..=hi).contains(&v)) {
+                return Err(range(key, format!("{v} is outside {lo}..={hi}")));
+            }
+        }
+        if !self.follow_url.is_empty() {
+            let ok = self
+                .follow_url
+                .parse::<axum::http::Uri>()
+                .ok()
+                .filter(|u| u.scheme_str() == Some("http") && u.authority().is_some());
+            if ok.is_none() {
+                return Err(range(
+                    "follow_url",
+                    format!(
+                        "{:?} is not a URL like http://192.168.4.10:8000",
+                        self.follow_url
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -975,5 +1097,33 @@ mod tests {
         assert!(err.contains("priority"), "{err}");
         let c = Config::load(None, &["fleet.broadcast=[\"10.77.0.255:9200\"]".into()]).expect("ok");
         assert_eq!(c.fleet.broadcast, ["10.77.0.255:9200"]);
+    }
+
+    #[test]
+    fn web_section_is_validated_naming_the_key() {
+        let c = Config::builtin().expect("defaults");
+        assert!(!c.web.enabled);
+        assert_eq!(c.web.share_rate_kib, 1024);
+        for (set, key) in [
+            ("web.pin=12/34", "web.pin"),
+            ("web.bind=somewhere", "web.bind"),
+            ("web.follow_url=ftp://x", "web.follow_url"),
+            ("web.follow_poll_ms=0", "web.follow_poll_ms"),
+            ("web.upload_max_mib=0", "web.upload_max_mib"),
+        ] {
+            let err = Config::load(None, &[set.into()])
+                .expect_err(set)
+                .to_string();
+            assert!(err.contains(key), "{set}: {err}");
+        }
+        let c = Config::load(
+            None,
+            &[
+                "web.pin=\"4321\"".into(),
+                "web.follow_url=http://127.0.0.1:8000".into(),
+            ],
+        )
+        .expect("valid");
+        assert_eq!(c.web.pin, "4321");
     }
 }

@@ -1,0 +1,520 @@
+//! Routes and handlers: requests in, [`Command`]s to the node, JSON out.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::auth::{Access, SESSION_COOKIE};
+use super::echoflux::PlaybackStatus;
+use super::share::{self, RangeRequest, ShareError, TrackHash};
+use super::{WebError, WebState};
+use crate::led::protocol::Pattern;
+use crate::node::handle::{Command, Origin, Snapshot};
+
+const INDEX_HTML: &str = include_str!("app/index.html");
+const APP_JS: &str = include_str!("app/app.js");
+const APP_CSS: &str = include_str!("app/app.css");
+const OPENAPI_YAML: &str = include_str!("../../docs/web-api.yaml");
+
+/// Largest JSON control body.
+const CONTROL_BODY_LIMIT: usize = 16 * 1024;
+/// Snapshots pushed over a WebSocket at most this often (10/s).
+const WS_MIN_INTERVAL: Duration = Duration::from_millis(100);
+
+pub(super) fn router(state: WebState) -> Router {
+    Router::new()
+        .route("/", get(|| asset(INDEX_HTML, "text/html; charset=utf-8")))
+        .route(
+            "/app.js",
+            get(|| asset(APP_JS, "text/javascript; charset=utf-8")),
+        )
+        .route(
+            "/app.css",
+            get(|| asset(APP_CSS, "text/css; charset=utf-8")),
+        )
+        .route(
+            "/api/openapi.yaml",
+            get(|| asset(OPENAPI_YAML, "application/yaml")),
+        )
+        .route("/api/info", get(info))
+        .route("/api/login", post(login))
+        .route("/api/logout", post(logout))
+        .route("/api/status", get(status))
+        .route("/api/ws", get(ws))
+        .route("/api/transport/{action}", post(transport))
+        .route("/api/show/load", post(show_load))
+        .route("/api/light/{what}", post(light))
+        .route(
+            "/api/upload",
+            post(upload).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/api/tracks", get(tracks))
+        .route("/api/tracks/{sha256}", get(track))
+        .route("/api/playback/status", get(playback_status))
+        .route("/api/playback/seek", post(playback_seek))
+        .route("/api/playback/play", post(playback_play))
+        .fallback(|| async { WebError::NotFound("no such page or API route".into()) })
+        .layer(middleware::from_fn_with_state(state.clone(), guard))
+        .layer(DefaultBodyLimit::max(CONTROL_BODY_LIMIT))
+        .with_state(state)
+}
+
+/// The auth policy by method: GET/HEAD under `/api/` read, everything else there writes.
+/// The app's static files, `/api/info`, login and logout are always reachable.
+async fn guard(
+    State(s): State<WebState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    request: Request,
+    next: Next,
+) -> Result<Response, WebError> {
+    let path = request.uri().path();
+    let open = !path.starts_with("/api/")
+        || matches!(
+            path,
+            "/api/info" | "/api/login" | "/api/logout" | "/api/openapi.yaml"
+        );
+    if !open {
+        let access = if matches!(*request.method(), Method::GET | Method::HEAD) {
+            Access::Read
+        } else {
+            Access::Write
+        };
+        s.auth().check(addr.ip(), request.headers(), access)?;
+    }
+    Ok(next.run(request).await)
+}
+
+async fn asset(body: &'static str, content_type: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Parse a JSON body; an empty body is `{}` (so optional fields may be left out).
+fn parse<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<T, WebError> {
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        body
+    };
+    serde_json::from_slice(body).map_err(|e| WebError::BadRequest(format!("{what}: {e}")))
+}
+
+async fn run(s: &WebState, addr: SocketAddr, command: Command) -> Result<Json<Value>, WebError> {
+    s.handle()
+        .execute(command, Origin::Web(addr.to_string()))
+        .await?;
+    Ok(Json(json!({ "ok": true })))
+}
+
+fn text_field(value: &str, field: &str, max: usize) -> Result<String, WebError> {
+    let v = value.trim();
+    if v.is_empty() || v.len() > max || v.chars().any(char::is_control) {
+        return Err(WebError::BadRequest(format!(
+            "{field} must be 1-{max} bytes of text without control characters"
+        )));
+    }
+    Ok(v.to_string())
+}
+
+fn position(position_ms: f64) -> Result<f64, WebError> {
+    if position_ms.is_finite() && position_ms >= 0.0 {
+        Ok(position_ms)
+    } else {
+        Err(WebError::BadRequest(format!(
+            "position_ms must be a finite number ≥ 0, not {position_ms}"
+        )))
+    }
+}
+
+async fn info(State(s): State<WebState>, headers: HeaderMap) -> Json<Value> {
+    let snap = s.handle().snapshot();
+    Json(json!({
+        "id": snap.id,
+        "version": env!("CARGO_PKG_VERSION"),
+        "pin_required": s.auth().pin_required(),
+        "open_reads": s.auth().open_reads(),
+        "authorized": s.auth().is_authorised(&headers),
+        "patterns": Pattern::ALL.iter().map(|p| p.name()).collect::<Vec<_>>(),
+        "upload_max_bytes": s.library().config().max_bytes,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Login {
+    pin: String,
+}
+
+async fn login(
+    State(s): State<WebState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    body: axum::body::Bytes,
+) -> Result<Response, WebError> {
+    let Login { pin } = parse(&body, "login")?;
+    let token = s.auth().login(addr.ip(), &pin)?;
+    let cookie = format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict");
+    Ok(([(header::SET_COOKIE, cookie)], Json(json!({ "ok": true }))).into_response())
+}
+
+async fn logout() -> Response {
+    let cookie = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    ([(header::SET_COOKIE, cookie)], Json(json!({ "ok": true }))).into_response()
+}
+
+async fn status(State(s): State<WebState>) -> Json<Snapshot> {
+    Json(s.handle().snapshot())
+}
+
+async fn ws(State(s): State<WebState>, upgrade: WebSocketUpgrade) -> Response {
+    let rx = s.handle().watch();
+    upgrade.on_upgrade(move |socket| push_snapshots(socket, rx))
+}
+
+/// Send the snapshot now and after every change, at most every [`WS_MIN_INTERVAL`]
+/// (changes in between coalesce into the latest), until the client goes away.
+async fn push_snapshots(mut socket: WebSocket, mut rx: watch::Receiver<Snapshot>) {
+    let mut pending = true;
+    let mut next_allowed = Instant::now();
+    loop {
+        if pending {
+            tokio::time::sleep_until(next_allowed).await;
+            let text = serde_json::to_string(&*rx.borrow_and_update());
+            let Ok(text) = text else { return };
+            if socket.send(Message::Text(text.into())).await.is_err() {
+                return;
+            }
+            next_allowed = Instant::now() + WS_MIN_INTERVAL;
+            pending = false;
+        }
+        tokio::select! {
+            changed = rx.changed() => {
+                if changed.is_err() {
+                    let _ = socket.send(Message::Close(None)).await;
+                    return;
+                }
+                pending = true;
+            }
+            msg = socket.recv() => match msg {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlayBody {
+    #[serde(default)]
+    track: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeekBody {
+    position_ms: f64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Empty {}
+
+fn play_command(body: &[u8], what: &str) -> Result<Command, WebError> {
+    let PlayBody { track } = parse(body, what)?;
+    let track = track.map(|t| text_field(&t, "track", 512)).transpose()?;
+    Ok(Command::Play { track })
+}
+
+async fn transport(
+    State(s): State<WebState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Path(action): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, WebError> {
+    let what = format!("transport/{action}");
+    let command = match action.as_str() {
+        "play" => play_command(&body, &what)?,
+        "seek" => {
+            let SeekBody { position_ms } = parse(&body, &what)?;
+            Command::Seek {
+                position_ms: position(position_ms)?,
+            }
+        }
+        "stop" | "pause" | "next" => {
+            let Empty {} = parse(&body, &what)?;
+            match action.as_str() {
+                "stop" => Command::Stop,
+                "pause" => Command::Pause,
+                _ => Command::Next,
+            }
+        }
+        other => {
+            return Err(WebError::NotFound(format!(
+                "no transport action {other:?} (play, stop, pause, seek, next)"
+            )))
+        }
+    };
+    run(&s, addr, command).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NameBody {
+    name: String,
+}
+
+async fn show_load(
+    State(s): State<WebState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, WebError> {
+    let NameBody { name } = parse(&body, "show/load")?;
+    let name = text_field(&name, "name", 128)?;
+    run(&s, addr, Command::ShowLoad { name }).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HueBody {
+    degrees: f64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BrightBody {
+    level: f64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ColorBody {
+    r: u8,
+    g: u8,
+    b: u8,
+}
+
+async fn light(
+    State(s): State<WebState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Path(what): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, WebError> {
+    let ctx = format!("light/{what}");
+    let command = match what.as_str() {
+        "pattern" => {
+            let NameBody { name } = parse(&body, &ctx)?;
+            let pattern = Pattern::from_name(name.trim()).ok_or_else(|| {
+                let known: Vec<&str> = Pattern::ALL.iter().map(|p| p.name()).collect();
+                WebError::BadRequest(format!(
+                    "unknown pattern {name:?} (known: {})",
+                    known.join(", ")
+                ))
+            })?;
+            Command::Pattern {
+                name: pattern.name().to_string(),
+            }
+        }
+        "hue" => {
+            let HueBody { degrees } = parse(&body, &ctx)?;
+            if !degrees.is_finite() {
+                return Err(WebError::BadRequest(
+                    "degrees must be a finite number".into(),
+                ));
+            }
+            Command::Hue {
+                degrees: degrees.rem_euclid(360.0) as u16 % 360,
+            }
+        }
+        "bright" => {
+            let BrightBody { level } = parse(&body, &ctx)?;
+            if !(level.is_finite() && (0.0..=1.0).contains(&level)) {
+                return Err(WebError::BadRequest(format!(
+                    "level must be between 0 and 1, not {level}"
+                )));
+            }
+            Command::Bright {
+                level: level as f32,
+            }
+        }
+        "color" => {
+            let ColorBody { r, g, b } = parse(&body, &ctx)?;
+            Command::Color { r, g, b }
+        }
+        other => {
+            return Err(WebError::NotFound(format!(
+                "no light setting {other:?} (pattern, hue, bright, color)"
+            )))
+        }
+    };
+    run(&s, addr, command).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UploadQuery {
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+async fn upload(
+    State(s): State<WebState>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<Value>), WebError> {
+    let Query(q) = Query::<UploadQuery>::try_from_uri(&uri)
+        .map_err(|e| WebError::BadRequest(format!("upload query: {e}")))?;
+    let limit = s.library().config().max_bytes;
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit) {
+        return Err(ShareError::TooLarge {
+            what: "upload".into(),
+            limit,
+        }
+        .into());
+    }
+    match q.kind.as_deref().unwrap_or("track") {
+        "track" => {
+            let (hash, path) = s.library().store_track(body.into_data_stream()).await?;
+            let bytes = tokio::fs::metadata(&path)
+                .await
+                .map(|m| m.len())
+                .unwrap_or(0);
+            let format = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+            Ok((
+                StatusCode::CREATED,
+                Json(json!({
+                    "kind": "track", "sha256": hash.to_string(), "format": format, "bytes": bytes,
+                })),
+            ))
+        }
+        "show" => {
+            let name = q.name.ok_or_else(|| {
+                WebError::BadRequest("a show upload needs ?name=<file>.json|.toml".into())
+            })?;
+            let bytes = axum::body::to_bytes(body, usize::try_from(limit).unwrap_or(usize::MAX))
+                .await
+                .map_err(|_| ShareError::TooLarge {
+                    what: format!("show {name}"),
+                    limit,
+                })?;
+            s.library().store_show(&name, &bytes).await?;
+            Ok((
+                StatusCode::CREATED,
+                Json(json!({ "kind": "show", "name": name, "bytes": bytes.len() })),
+            ))
+        }
+        other => Err(WebError::BadRequest(format!(
+            "upload kind must be track or show, not {other:?}"
+        ))),
+    }
+}
+
+async fn tracks(State(s): State<WebState>) -> Result<Json<Value>, WebError> {
+    Ok(Json(json!({ "tracks": s.library().tracks()? })))
+}
+
+/// A library track with single-range support (resumable downloads).
+async fn track(
+    State(s): State<WebState>,
+    Path(sha256): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, WebError> {
+    let hash: TrackHash = sha256.parse()?;
+    let path = s.library().path(&hash).ok_or(ShareError::NotFound(hash))?;
+    let len = tokio::fs::metadata(&path)
+        .await
+        .map_err(|source| ShareError::Io {
+            path: path.clone(),
+            source,
+        })?
+        .len();
+    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let (status, start, count) = match share::parse_range(range, len) {
+        RangeRequest::Full => (StatusCode::OK, 0, len),
+        RangeRequest::Part { start, end } => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
+        RangeRequest::Unsatisfiable => return Err(WebError::RangeNotSatisfiable { len }),
+    };
+    let file = share::open_at(&path, start).await?;
+    let body = Body::from_stream(share::file_stream(
+        file,
+        count,
+        s.library().serve_throttle(),
+    ));
+    let content_type = match path.extension().and_then(|e| e.to_str()) {
+        Some("wav") => "audio/wav",
+        Some("flac") => "audio/flac",
+        Some("ogg") => "audio/ogg",
+        Some("mp3") => "audio/mpeg",
+        _ => "application/octet-stream",
+    };
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(count));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=31536000, immutable"),
+    );
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{hash}\"")) {
+        h.insert(header::ETAG, etag);
+    }
+    if status == StatusCode::PARTIAL_CONTENT {
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{}/{len}", start + count - 1))
+        {
+            h.insert(header::CONTENT_RANGE, v);
+        }
+    }
+    Ok(resp)
+}
+
+async fn playback_status(State(s): State<WebState>) -> Json<PlaybackStatus> {
+    Json(PlaybackStatus::from_snapshot(&s.handle().snapshot()))
+}
+
+async fn playback_seek(
+    State(s): State<WebState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, WebError> {
+    let SeekBody { position_ms } = parse(&body, "playback/seek")?;
+    let command = Command::Seek {
+        position_ms: position(position_ms)?,
+    };
+    run(&s, addr, command).await
+}
+
+async fn playback_play(
+    State(s): State<WebState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, WebError> {
+    let command = play_command(&body, "playback/play")?;
+    run(&s, addr, command).await
+}

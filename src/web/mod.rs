@@ -1,0 +1,222 @@
+//! The web server: the phone app, its REST + WebSocket API, the EchoFlux-style playback API
+//! and track sharing, all on one axum router.
+//!
+//! [`serve`] takes an already-bound listener and a [`WebState`] (a [`NodeHandle`], the
+//! [`Auth`] policy and the track [`Library`]); it never touches the player or the sockets
+//! itself. Each control request becomes one [`Command`] sent with
+//! `handle.execute(cmd, Origin::Web(addr))`, and the node's verdict becomes the HTTP status
+//! (`{"error": "..."}` with 4xx/5xx on failure). A middleware applies the auth policy by
+//! method before any handler runs, so nothing changes without the PIN when one is set. The
+//! app itself (`src/web/app/`) is plain HTML, CSS and JS compiled into the binary. The API
+//! is specified in `docs/web-api.yaml` (also served at `/api/openapi.yaml`) and described in
+//! `docs/web.md`. Submodules: [`auth`] (PIN, sessions, failure gate), [`share`] (library and
+//! downloader), [`client`] (a tiny HTTP client), [`echoflux`] (following an external
+//! player) and [`demo`] (a simulated node for demos and tests).
+
+pub mod auth;
+pub mod client;
+pub mod demo;
+pub mod echoflux;
+pub mod share;
+
+mod api;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+pub use auth::{Access, Auth, AuthConfig, AuthError};
+pub use share::{Library, LibraryConfig, ShareError, TrackHash};
+
+use crate::config::WebConfig;
+use crate::node::handle::{HandleError, NodeHandle};
+
+/// Everything the handlers share. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct WebState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// The node's control surface.
+    handle: NodeHandle,
+    /// Who may do what.
+    auth: Auth,
+    /// Tracks and shows.
+    library: Library,
+}
+
+impl WebState {
+    /// State from its parts.
+    pub fn new(handle: NodeHandle, auth: Auth, library: Library) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                handle,
+                auth,
+                library,
+            }),
+        }
+    }
+
+    /// State from the `[web]` section: opens (creating) the library directory and checks
+    /// the PIN.
+    pub fn from_config(cfg: &WebConfig, handle: NodeHandle) -> Result<Self, WebError> {
+        let auth = Auth::new(&AuthConfig {
+            pin: cfg.pin.clone(),
+            open_reads: cfg.open_reads,
+            login_burst: cfg.login_burst,
+            login_per_minute: cfg.login_per_minute,
+        })?;
+        let library = Library::open(library_config(cfg))?;
+        Ok(Self::new(handle, auth, library))
+    }
+
+    /// The node handle.
+    pub fn handle(&self) -> &NodeHandle {
+        &self.inner.handle
+    }
+
+    /// The auth policy.
+    pub fn auth(&self) -> &Auth {
+        &self.inner.auth
+    }
+
+    /// The track library.
+    pub fn library(&self) -> &Library {
+        &self.inner.library
+    }
+}
+
+/// The library settings of a `[web]` section.
+pub fn library_config(cfg: &WebConfig) -> LibraryConfig {
+    LibraryConfig {
+        dir: PathBuf::from(&cfg.library),
+        max_bytes: cfg.upload_max_mib.saturating_mul(1024 * 1024),
+        rate: cfg.share_rate_kib.saturating_mul(1024),
+        timeout: Duration::from_secs_f64(cfg.share_timeout_s),
+        attempts: cfg.share_attempts,
+        pin: (!cfg.pin.is_empty()).then(|| cfg.pin.clone()),
+    }
+}
+
+/// Why a web request failed (the HTTP status follows from the variant) or the server could
+/// not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    /// The request is malformed: bad JSON, a missing field, a value out of range.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The auth policy refused it.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// Nothing at this address.
+    #[error("{0}")]
+    NotFound(String),
+    /// The node refused the command (unknown track, nothing to seek in…).
+    #[error("the node refused: {0}")]
+    Refused(String),
+    /// The node is not running or its queue is full.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The requested byte range lies outside the track.
+    #[error("range not satisfiable: the track has {len} bytes")]
+    RangeNotSatisfiable {
+        /// Track length, bytes.
+        len: u64,
+    },
+    /// The library failed (storage, or a rejected upload).
+    #[error(transparent)]
+    Share(#[from] ShareError),
+}
+
+impl From<HandleError> for WebError {
+    fn from(e: HandleError) -> Self {
+        match e {
+            HandleError::Refused(why) => WebError::Refused(why),
+            other => WebError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+impl WebError {
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            WebError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            WebError::Auth(AuthError::Locked { .. }) => StatusCode::TOO_MANY_REQUESTS,
+            WebError::Auth(AuthError::BadConfig(_) | AuthError::Random(_)) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            WebError::Auth(_) => StatusCode::UNAUTHORIZED,
+            WebError::NotFound(_) => StatusCode::NOT_FOUND,
+            WebError::Refused(_) => StatusCode::CONFLICT,
+            WebError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            WebError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
+            WebError::Share(e) => match e {
+                ShareError::BadHash(_) | ShareError::BadName(_) => StatusCode::BAD_REQUEST,
+                ShareError::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                ShareError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                ShareError::NotFound(_) => StatusCode::NOT_FOUND,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+        }
+    }
+}
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = Json(serde_json::json!({ "error": self.to_string() }));
+        let mut resp = (status, body).into_response();
+        match &self {
+            WebError::Auth(AuthError::Locked { retry_s, .. }) => {
+                if let Ok(v) = retry_s.to_string().parse() {
+                    resp.headers_mut()
+                        .insert(axum::http::header::RETRY_AFTER, v);
+                }
+            }
+            WebError::RangeNotSatisfiable { len } => {
+                if let Ok(v) = format!("bytes */{len}").parse() {
+                    resp.headers_mut()
+                        .insert(axum::http::header::CONTENT_RANGE, v);
+                }
+            }
+            _ => {}
+        }
+        resp
+    }
+}
+
+/// The router with every route and the auth middleware, ready for axum.
+pub fn router(state: WebState) -> axum::Router {
+    api::router(state)
+}
+
+/// Serve the app and API on `listener` until the listener fails.
+pub fn serve(
+    listener: tokio::net::TcpListener,
+    state: WebState,
+) -> impl Future<Output = std::io::Result<()>> {
+    serve_with_shutdown(listener, state, std::future::pending())
+}
+
+/// Serve until `shutdown` completes, then finish in-flight requests and return.
+pub fn serve_with_shutdown(
+    listener: tokio::net::TcpListener,
+    state: WebState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> impl Future<Output = std::io::Result<()>> {
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
