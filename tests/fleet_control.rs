@@ -218,8 +218,8 @@ fn a_follower_without_the_key_gets_nothing_and_is_counted() {
         .expect("stranger runs");
     let last: Value = String::from_utf8_lossy(&stranger.stdout)
         .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .last()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
         .expect("status");
     assert!(last["track"].is_null(), "stranger played: {last}");
     assert_eq!(last["sntp_ok"].as_u64(), Some(0), "{last}");

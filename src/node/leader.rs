@@ -18,43 +18,19 @@ use crate::sync::timeline::Timeline;
 
 /// The leader's transport state and its playlist.
 pub struct Transport {
-    player: Arc<Player>,
-    net: Arc<Mutex<NetState>>,
-    clock: LocalClock,
-    latency_ns: i64,
-    id: String,
-    lead_ns: u64,
-    playlist: Vec<String>,
-    index: usize,
+    pub(super) player: Arc<Player>,
+    pub(super) net: Arc<Mutex<NetState>>,
+    pub(super) clock: LocalClock,
+    pub(super) latency_ns: i64,
+    pub(super) id: String,
+    pub(super) lead_ns: u64,
+    pub(super) playlist: Vec<String>,
+    pub(super) index: usize,
     /// Wakes the publisher to send the timeline now.
-    wake: Arc<Notify>,
+    pub(super) wake: Arc<Notify>,
 }
 
 impl Transport {
-    /// A transport over `player`, publishing into `net`.
-    pub fn new(
-        player: Arc<Player>,
-        net: Arc<Mutex<NetState>>,
-        clock: LocalClock,
-        latency_ns: i64,
-        id: String,
-        lead_ns: u64,
-        playlist: Vec<String>,
-        wake: Arc<Notify>,
-    ) -> Self {
-        Transport {
-            player,
-            net,
-            clock,
-            latency_ns,
-            id,
-            lead_ns,
-            playlist,
-            index: 0,
-            wake,
-        }
-    }
-
     /// Start `track` at `frame`, heard `lead_ns` from now, on every bike.
     pub fn schedule(&mut self, track: &str, frame: u64, lead_ns: u64) -> Result<(), String> {
         let source = audio::open_track(track).map_err(|e| e.to_string())?;

@@ -189,17 +189,16 @@ pub async fn run_with(
     };
     let player = Arc::new(Player::start(sink, engine, controller)?);
     let wake = Arc::new(Notify::new());
-    let mut transport = (y.role != Role::Follower).then(|| {
-        Transport::new(
-            player.clone(),
-            net.clone(),
-            clock,
-            latency_ns,
-            id.clone(),
-            (y.start_lead_ms * 1e6) as u64,
-            opts.playlist.clone(),
-            wake.clone(),
-        )
+    let mut transport = (y.role != Role::Follower).then(|| Transport {
+        player: player.clone(),
+        net: net.clone(),
+        clock,
+        latency_ns,
+        id: id.clone(),
+        lead_ns: (y.start_lead_ms * 1e6) as u64,
+        playlist: opts.playlist.clone(),
+        index: 0,
+        wake: wake.clone(),
     });
     if let (Some(t), Some(first)) = (transport.as_mut(), opts.playlist.first()) {
         // Scheduled start: frame 0 is heard `start_in` from now; the plan is published at
