@@ -263,10 +263,16 @@ mod tests {
         for _ in 0..5 {
             let ex = client.exchange(addr).await.expect("exchange");
             let truth = server_clock.now() - client_clock.now();
+            // NTP's own guarantee: the error is at most half the round trip (whatever
+            // the path's asymmetry), plus the 250 ppm the server drifts meanwhile. On an
+            // idle machine the round trip is tens of microseconds; under qemu or a loaded
+            // CI box it can be milliseconds, and the bound follows it honestly.
+            let bound = ex.delay_ns / 2 + 100_000;
             assert!(
-                (ex.offset_ns - truth).abs() < 500_000,
-                "offset {} vs truth {truth}",
-                ex.offset_ns
+                (ex.offset_ns - truth).abs() <= bound,
+                "offset {} vs truth {truth}, delay {}",
+                ex.offset_ns,
+                ex.delay_ns
             );
             assert!(ex.delay_ns >= 0 && ex.delay_ns < 50_000_000);
         }
