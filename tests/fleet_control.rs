@@ -3,106 +3,14 @@
 //! sent to either bike (the follower relays to the leader) pause, seek, resume and stop
 //! both; the test reads each node's JSON status lines.
 
-use std::io::{BufRead, BufReader};
-use std::net::UdpSocket;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use rosc::{OscMessage, OscPacket, OscType};
+use rosc::OscType;
 use serde_json::Value;
 
 use crate::util::convoy_bin;
-
-const KEY: &str = "6b0e8f3c2a1d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7";
-
-/// A node process whose status lines are collected as they come.
-struct Node {
-    child: Child,
-    lines: Arc<Mutex<Vec<Value>>>,
-    osc_port: u16,
-}
-
-impl Node {
-    fn spawn(name: &str, role: &str, osc_port: u16, sets: &[String], args: &[&str]) -> Node {
-        let mut cmd = Command::new(convoy_bin());
-        cmd.env("CONVOY_KEY", KEY);
-        let mut all = vec![
-            format!("node.id={name}"),
-            "audio.sink=null".to_string(),
-            "sync.bind=127.0.0.1".to_string(),
-            format!("sync.role={role}"),
-            "osc.enabled=true".to_string(),
-            "osc.bind=127.0.0.1".to_string(),
-            format!("osc.port={osc_port}"),
-            "sync.start_lead_ms=300".to_string(),
-        ];
-        all.extend(sets.iter().cloned());
-        for s in &all {
-            cmd.arg("--set").arg(s);
-        }
-        cmd.args(["--log", "warn", "node", "--status-every", "0.1"])
-            .args(args);
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("node starts");
-        let out = child.stdout.take().expect("stdout");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    sink.lock().expect("lines").push(v);
-                }
-            }
-        });
-        Node {
-            child,
-            lines,
-            osc_port,
-        }
-    }
-
-    fn last(&self) -> Option<Value> {
-        self.lines.lock().expect("lines").last().cloned()
-    }
-
-    /// Wait until the latest status satisfies `f`; panics with the last status on timeout.
-    fn wait(&self, what: &str, secs: f64, f: impl Fn(&Value) -> bool) -> Value {
-        let end = Instant::now() + Duration::from_secs_f64(secs);
-        loop {
-            if let Some(v) = self.last().filter(|v| f(v)) {
-                return v;
-            }
-            assert!(
-                Instant::now() < end,
-                "timed out waiting for {what}; last status {:?}",
-                self.last()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn send(&self, addr: &str, args: Vec<OscType>) {
-        let bytes = rosc::encoder::encode(&OscPacket::Message(OscMessage {
-            addr: addr.to_string(),
-            args,
-        }))
-        .expect("encode");
-        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
-        sock.send_to(&bytes, ("127.0.0.1", self.osc_port))
-            .expect("send");
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::util::node::Node;
 
 fn playing(v: &Value) -> bool {
     v["playing"].as_bool() == Some(true)

@@ -22,3 +22,4 @@ mod sntp_interop;
 mod sync;
 mod web;
 mod web_browser;
+mod web_node;

@@ -13,6 +13,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use super::handle::Command;
+use super::tracks::{TrackError, Tracks};
 use super::{relay, Counters};
 use crate::audio::{self, Player};
 use crate::clock::{mono_ns, LocalClock};
@@ -68,6 +69,8 @@ struct Applied {
     track: Option<String>,
     epoch: Option<i32>,
     paused: bool,
+    /// The last track that could not be opened (its error is logged once, not 5 times/s).
+    failed: Option<String>,
 }
 
 /// Everything the timeline link needs.
@@ -84,6 +87,8 @@ pub struct Link {
     pub net: Arc<Mutex<NetState>>,
     /// The player.
     pub player: Arc<Player>,
+    /// Opens (and fetches) the fleet's tracks.
+    pub tracks: Tracks,
     /// Counters.
     pub counters: Arc<Counters>,
     /// Sealing and checking.
@@ -161,6 +166,24 @@ impl Link {
         }
     }
 
+    /// Open the fleet's track, logging a failure once per track. A shared track still
+    /// downloading is not an error: the next timeline tries again and joins mid-track.
+    fn open(&self, track: &str, applied: &mut Applied) -> Option<Box<dyn audio::Source>> {
+        match self.tracks.open(track) {
+            Ok(source) => Some(source),
+            Err(e) => {
+                if applied.failed.as_deref() != Some(track) {
+                    match e {
+                        TrackError::Fetching(_) => tracing::info!("{e}"),
+                        e => tracing::error!("cannot open the fleet's track {track}: {e}"),
+                    }
+                    applied.failed = Some(track.to_string());
+                }
+                None
+            }
+        }
+    }
+
     /// Make the player do what the timeline says, if it does not already.
     fn apply(&self, tl: &Timeline, est: Option<ClockEstimate>, applied: &mut Applied) {
         let same_track = applied.track.as_deref() == Some(tl.track.as_str());
@@ -186,24 +209,22 @@ impl Link {
             let sent = if same_track {
                 self.player.send(audio::PlayerCommand::Pause(true))
             } else {
-                match audio::open_track(&tl.track) {
-                    Ok(source) => self.player.send(audio::PlayerCommand::Load {
-                        source,
-                        start_frame: tl.anchor_frame.max(0.0).round() as u64,
-                        paused: true,
-                        at_heard_ns: None,
-                    }),
-                    Err(e) => {
-                        tracing::error!("cannot open the fleet's track {}: {e}", tl.track);
-                        return;
-                    }
-                }
+                let Some(source) = self.open(&tl.track, applied) else {
+                    return;
+                };
+                self.player.send(audio::PlayerCommand::Load {
+                    source,
+                    start_frame: tl.anchor_frame.max(0.0).round() as u64,
+                    paused: true,
+                    at_heard_ns: None,
+                })
             };
             if sent.is_ok() {
                 *applied = Applied {
                     track: Some(tl.track.clone()),
                     epoch: Some(tl.epoch),
                     paused: true,
+                    failed: None,
                 };
             }
             return;
@@ -222,16 +243,11 @@ impl Link {
         let now = mono_ns();
         let sent = if heard_mono > now + 50_000_000 {
             // A scheduled start (play, seek, resume): start on the same sample as the leader.
-            match audio::open_track(&tl.track) {
-                Ok(src) => {
-                    self.player
-                        .load_at(src, tl.anchor_frame.max(0.0).round() as u64, heard_mono)
-                }
-                Err(e) => {
-                    tracing::error!("cannot open the fleet's track {}: {e}", tl.track);
-                    return;
-                }
-            }
+            let Some(src) = self.open(&tl.track, applied) else {
+                return;
+            };
+            self.player
+                .load_at(src, tl.anchor_frame.max(0.0).round() as u64, heard_mono)
         } else if same_track && applied.paused {
             // Resume late: the PLL's join seeks to where the fleet is.
             self.player.send(audio::PlayerCommand::Pause(false))
@@ -241,19 +257,17 @@ impl Link {
             // Join a track already playing: open it near where the fleet is; the PLL's join
             // puts it on the exact frame.
             let here = tl.frame_at(est.fleet_at(self.local.clock.now()));
-            match audio::open_track(&tl.track) {
-                Ok(src) => self.player.load(src, here.max(0.0).round() as u64),
-                Err(e) => {
-                    tracing::error!("cannot open the fleet's track {}: {e}", tl.track);
-                    return;
-                }
-            }
+            let Some(src) = self.open(&tl.track, applied) else {
+                return;
+            };
+            self.player.load(src, here.max(0.0).round() as u64)
         };
         if sent.is_ok() {
             *applied = Applied {
                 track: Some(tl.track.clone()),
                 epoch: Some(tl.epoch),
                 paused: false,
+                failed: None,
             };
         }
     }

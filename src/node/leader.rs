@@ -28,12 +28,14 @@ pub struct Transport {
     pub(super) index: usize,
     /// Wakes the publisher to send the timeline now.
     pub(super) wake: Arc<Notify>,
+    /// Opens tracks (files, built-ins, shared library tracks by hash).
+    pub(super) tracks: super::tracks::Tracks,
 }
 
 impl Transport {
     /// Start `track` at `frame`, heard `lead_ns` from now, on every bike.
     pub fn schedule(&mut self, track: &str, frame: u64, lead_ns: u64) -> Result<(), String> {
-        let source = audio::open_track(track).map_err(|e| e.to_string())?;
+        let source = self.tracks.open(track).map_err(|e| e.to_string())?;
         let spec = source.spec();
         if let Some(len) = spec.frames.filter(|&len| frame >= len) {
             return Err(format!(

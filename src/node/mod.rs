@@ -22,6 +22,8 @@ mod follower;
 pub mod handle;
 mod leader;
 pub mod relay;
+pub mod tracks;
+pub mod web;
 
 pub use handle::{Command as NodeCommand, HandleError, NodeHandle, Origin, Snapshot};
 
@@ -37,6 +39,7 @@ use crate::sync::timeline;
 use follower::{Link, LocalTime};
 use handle::{NodeInbox, Request};
 use leader::Transport;
+use tracks::Tracks;
 
 /// Errors that stop the daemon.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +66,9 @@ pub enum NodeError {
     /// The OSC control port could not be started.
     #[error("OSC control port: {0}")]
     Osc(#[from] crate::osc::ServeError),
+    /// The web app or the EchoFlux follower could not be started.
+    #[error(transparent)]
+    Web(#[from] web::WebStartError),
     /// The first track could not be started.
     #[error("cannot play {track}: {why}")]
     Track {
@@ -188,6 +194,12 @@ pub async fn run_with(
         }
     };
     let player = Arc::new(Player::start(sink, engine, controller)?);
+    // The web app and the track library come first: the first track may be a shared one.
+    let web = web::WebService::start(&config.web, handle.clone()).await?;
+    let tracks = match &web {
+        Some(w) if config.web.enabled => Tracks::with_library(w.library().clone()),
+        _ => Tracks::new(crate::web::library_config(&config.web)),
+    };
     let wake = Arc::new(Notify::new());
     let mut transport = (y.role != Role::Follower).then(|| Transport {
         player: player.clone(),
@@ -199,6 +211,7 @@ pub async fn run_with(
         playlist: opts.playlist.clone(),
         index: 0,
         wake: wake.clone(),
+        tracks: tracks.clone(),
     });
     if let (Some(t), Some(first)) = (transport.as_mut(), opts.playlist.first()) {
         // Scheduled start: frame 0 is heard `start_in` from now; the plan is published at
@@ -279,6 +292,13 @@ pub async fn run_with(
                 net.clone(),
                 counters.clone(),
             )));
+            // Shared tracks this bike lacks come from the leader's web server.
+            if config.web.port != 0 {
+                tracks.set_peers(vec![format!(
+                    "http://{}",
+                    SocketAddr::new(leader.ip(), config.web.port)
+                )]);
+            }
             let sock = bind("timeline", SocketAddr::new(bind_ip, 0)).await?;
             tasks.push(tokio::spawn(follower::follow_timeline(Link {
                 sock,
@@ -287,6 +307,7 @@ pub async fn run_with(
                 local: LocalTime { clock, latency_ns },
                 net: net.clone(),
                 player: player.clone(),
+                tracks: tracks.clone(),
                 counters: counters.clone(),
                 security: sec.clone(),
                 relay: relay_rx,
@@ -353,6 +374,9 @@ pub async fn run_with(
     }
     if let Some(osc) = osc {
         osc.shutdown().await;
+    }
+    if let Some(web) = web {
+        web.shutdown().await;
     }
     view.print_status();
     drop(transport);

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod netns;
+pub mod node;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

@@ -1,0 +1,103 @@
+//! A `convoy node` process for integration tests: spawned with the test fleet key, its
+//! JSON status lines collected as they come, OSC commands sent to its control port.
+
+use std::io::{BufRead, BufReader};
+use std::net::UdpSocket;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rosc::{OscMessage, OscPacket, OscType};
+use serde_json::Value;
+
+use super::convoy_bin;
+
+pub const KEY: &str = "6b0e8f3c2a1d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7";
+
+/// A node process whose status lines are collected as they come.
+pub struct Node {
+    pub child: Child,
+    pub lines: Arc<Mutex<Vec<Value>>>,
+    pub osc_port: u16,
+}
+
+impl Node {
+    pub fn spawn(name: &str, role: &str, osc_port: u16, sets: &[String], args: &[&str]) -> Node {
+        let mut cmd = Command::new(convoy_bin());
+        cmd.env("CONVOY_KEY", KEY);
+        let mut all = vec![
+            format!("node.id={name}"),
+            "audio.sink=null".to_string(),
+            "sync.bind=127.0.0.1".to_string(),
+            format!("sync.role={role}"),
+            "osc.enabled=true".to_string(),
+            "osc.bind=127.0.0.1".to_string(),
+            format!("osc.port={osc_port}"),
+            "sync.start_lead_ms=300".to_string(),
+        ];
+        all.extend(sets.iter().cloned());
+        for s in &all {
+            cmd.arg("--set").arg(s);
+        }
+        cmd.args(["--log", "warn", "node", "--status-every", "0.1"])
+            .args(args);
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("node starts");
+        let out = child.stdout.take().expect("stdout");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    sink.lock().expect("lines").push(v);
+                }
+            }
+        });
+        Node {
+            child,
+            lines,
+            osc_port,
+        }
+    }
+
+    pub fn last(&self) -> Option<Value> {
+        self.lines.lock().expect("lines").last().cloned()
+    }
+
+    /// Wait until the latest status satisfies `f`; panics with the last status on timeout.
+    pub fn wait(&self, what: &str, secs: f64, f: impl Fn(&Value) -> bool) -> Value {
+        let end = Instant::now() + Duration::from_secs_f64(secs);
+        loop {
+            if let Some(v) = self.last().filter(|v| f(v)) {
+                return v;
+            }
+            assert!(
+                Instant::now() < end,
+                "timed out waiting for {what}; last status {:?}",
+                self.last()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn send(&self, addr: &str, args: Vec<OscType>) {
+        let bytes = rosc::encoder::encode(&OscPacket::Message(OscMessage {
+            addr: addr.to_string(),
+            args,
+        }))
+        .expect("encode");
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        sock.send_to(&bytes, ("127.0.0.1", self.osc_port))
+            .expect("send");
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
