@@ -15,6 +15,7 @@ use convoy::web::client::{read_body, HttpClient};
 use hyper::Method;
 use serde_json::{json, Value};
 
+use crate::util::node::Node;
 use crate::web::start;
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
@@ -258,5 +259,71 @@ async fn the_phone_app_drives_the_node_in_chromium() {
         .wait_for("document.querySelector('#library li')")
         .await;
     driver.screenshot("upload").await;
+    driver.quit().await;
+}
+
+/// The same app against a real `convoy node` process (not the simulated node): the
+/// browser names a track, answers the PIN sheet, and the node's own status lines show it
+/// playing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_phone_app_plays_a_track_on_a_running_node() {
+    if std::env::var("CONVOY_BROWSER_TESTS").as_deref() != Ok("1") {
+        eprintln!("skipped: set CONVOY_BROWSER_TESTS=1 (tools/test.sh does)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let web_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let osc_port = 27_000 + (std::process::id() % 1000) as u16;
+    let node = Node::spawn(
+        "phonebike",
+        "solo",
+        osc_port,
+        &[
+            "web.enabled=true".into(),
+            "web.bind=127.0.0.1".into(),
+            format!("web.port={web_port}"),
+            "web.pin=\"2468\"".into(),
+            format!("web.library={}", dir.path().join("library").display()),
+        ],
+        &[],
+    );
+    let driver = Driver::start().await;
+    let base = format!("http://127.0.0.1:{web_port}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while HttpClient::new(Duration::from_secs(1))
+        .get(&format!("{base}/api/info"), &[])
+        .await
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the node's web server never answered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    driver.goto(&format!("{base}/")).await;
+    driver.wait_for("document.querySelector('#conn.ok')").await;
+    driver.click("[data-tab=play]").await;
+    driver.type_into("#track-name", "demo").await;
+    driver.click("#track-play").await;
+    driver
+        .wait_for("!document.querySelector('#pin-sheet').classList.contains('hidden')")
+        .await;
+    assert!(
+        node.last().is_none_or(|v| v["track"].is_null()),
+        "nothing plays before the PIN"
+    );
+    driver.type_into("#pin-input", "2468").await;
+    driver.click("#pin-submit").await;
+    node.wait("the node to play the demo", 10.0, |v| {
+        v["track"] == "demo" && v["playing"].as_bool() == Some(true)
+    });
+    driver
+        .wait_for("document.querySelector('#state-text').textContent === 'playing'")
+        .await;
+    driver.screenshot("node-playing").await;
     driver.quit().await;
 }
