@@ -432,7 +432,8 @@ impl Config {
         }
         for item in overrides {
             let snippet = override_to_toml(item)?;
-            let table = parse_table(&snippet, &format!("--set {item}"))?;
+            let mut table = parse_table(&snippet, &format!("--set {item}"))?;
+            unquoted_strings(&merged, &mut table);
             check_known(&merged, &table, "", &format!("--set {item}"))?;
             merge(&mut merged, table);
         }
@@ -883,6 +884,21 @@ fn check_known(
     Ok(())
 }
 
+/// On the command line a string key takes any bare value as text: `--set web.pin=2468`
+/// means the PIN "2468", not a type error (a config file still needs the quotes).
+fn unquoted_strings(base: &toml::Table, user: &mut toml::Table) {
+    for (key, value) in user.iter_mut() {
+        match (base.get(key), &mut *value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(u)) => unquoted_strings(b, u),
+            (
+                Some(toml::Value::String(_)),
+                toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_),
+            ) => *value = toml::Value::String(value.to_string()),
+            _ => {}
+        }
+    }
+}
+
 /// An integer where a float is expected is fine (`latency_ms = 5`).
 fn numeric_pair(base: &toml::Value, user: &toml::Value) -> bool {
     matches!(
@@ -949,6 +965,14 @@ mod tests {
         let mut f = tempfile::NamedTempFile::new().expect("tempfile");
         f.write_all(text.as_bytes()).expect("write");
         f
+    }
+
+    #[test]
+    fn bare_values_given_to_string_keys_on_the_command_line_are_text() {
+        let c = Config::load(None, &["web.pin=2468".to_string()]).expect("a digit PIN");
+        assert_eq!(c.web.pin, "2468");
+        let e = Config::load(None, &["web.port=abc".to_string()]).expect_err("not a port");
+        assert!(e.to_string().contains("web.port"), "{e}");
     }
 
     #[test]
