@@ -57,6 +57,22 @@ pub struct Fired {
     pub late: bool,
 }
 
+/// One command handed to the LED output: every command, not only beats and cues, so a
+/// journal of them can replay the strip (`convoy demo` draws and measures from one).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Handed {
+    /// When it was handed over, monotonic ns (a simulated strip shows it at that moment).
+    pub at_ns: u64,
+    /// The command.
+    pub command: Led,
+    /// Cue commands: the cue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cue: Option<String>,
+    /// Beat and cue commands: when their beat is heard, monotonic ns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heard_ns: Option<f64>,
+}
+
 /// Runner settings (from `[led]` and `[show]`).
 #[derive(Debug, Clone)]
 pub struct RunnerOptions {
@@ -72,6 +88,8 @@ pub struct RunnerOptions {
     pub jump: Duration,
     /// Every beat/cue command sent, if someone listens.
     pub trace: Option<std::sync::mpsc::Sender<Fired>>,
+    /// Every command handed to the LED output, if someone listens (journals).
+    pub tap: Option<std::sync::mpsc::Sender<Handed>>,
 }
 
 impl RunnerOptions {
@@ -84,6 +102,7 @@ impl RunnerOptions {
             late: Duration::from_secs_f64(c.show.late_ms / 1000.0),
             jump: Duration::from_secs_f64(c.show.jump_ms / 1000.0),
             trace: None,
+            tap: None,
         }
     }
 }
@@ -539,7 +558,7 @@ impl<P: PlayerClock> Runner<P> {
     }
 
     fn send_traced(&mut self, cmd: Led, cue: Option<String>, d: &Due) {
-        let ok = self.send(cmd);
+        let ok = self.send_tagged(cmd, cue.clone(), Some(d.heard_ns));
         if ok {
             self.status.send_modify(|s| {
                 s.sent += 1;
@@ -559,7 +578,12 @@ impl<P: PlayerClock> Runner<P> {
 
     /// Hand one command to the LED output without waiting.
     fn send(&mut self, cmd: Led) -> bool {
-        match self.led.try_send(cmd) {
+        self.send_tagged(cmd, None, None)
+    }
+
+    /// [`Self::send`] for a cue or beat (`heard_ns`: when its beat is heard).
+    fn send_tagged(&mut self, cmd: Led, cue: Option<String>, heard_ns: Option<f64>) -> bool {
+        match self.hand(cmd, cue, heard_ns) {
             Ok(_) => true,
             Err(LedError::QueueFull { .. }) => {
                 // A state command found the queue full: forget what was sent so the whole
@@ -573,6 +597,25 @@ impl<P: PlayerClock> Runner<P> {
                 false
             }
         }
+    }
+
+    /// The one place commands reach the LED output; a delivered command goes to the tap.
+    fn hand(
+        &self,
+        cmd: Led,
+        cue: Option<String>,
+        heard_ns: Option<f64>,
+    ) -> Result<crate::led::serial::Delivery, LedError> {
+        let delivered = self.led.try_send(cmd)?;
+        if let Some(tap) = &self.opts.tap {
+            let _ = tap.send(Handed {
+                at_ns: mono_ns(),
+                command: cmd,
+                cue,
+                heard_ns,
+            });
+        }
+        Ok(delivered)
     }
 
     /// The state the controller should show now: the held or show look, the vehicle's
@@ -676,12 +719,14 @@ impl<P: PlayerClock> Runner<P> {
             return next;
         };
         let q = levels.map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8);
-        if let Some(a) = self.active.as_mut() {
+        let changed = self.active.as_mut().is_some_and(|a| {
             a.levels = Some((levels, t));
-            if a.last_bands != Some(q) {
-                a.last_bands = Some(q);
-                let _ = self.led.try_send(Led::Bands3(q));
-            }
+            let changed = a.last_bands != Some(q);
+            a.last_bands = Some(q);
+            changed
+        });
+        if changed {
+            let _ = self.hand(Led::Bands3(q), None, None);
         }
         self.status
             .send_modify(|s| s.meters.bands = levels.to_vec());
