@@ -50,6 +50,10 @@ pub struct DemoArgs {
     /// meanwhile and start on the same sample).
     #[arg(long, default_value_t = 1.5)]
     pub start_in: f64,
+    /// Let the lead bike play through the sound card (`audio.sink = auto`: the null sink
+    /// when there is none) instead of a silent virtual DAC.
+    #[arg(long)]
+    pub hear: bool,
 }
 
 /// One simulated bike: its injected imperfections and the files it leaves.
@@ -141,9 +145,14 @@ fn run_in(args: &DemoArgs, dir: &Path) -> anyhow::Result<()> {
         show.name
     );
     for bike in &mut bikes {
+        let sink = if bike.leader && args.hear {
+            "auto"
+        } else {
+            "virtual"
+        };
         let mut sets = vec![
             format!("node.id={}", bike.name),
-            "audio.sink=virtual".to_string(),
+            format!("audio.sink={sink}"),
             format!("audio.virtual.rate_error_ppm={}", bike.dac_ppm),
             format!("clock.offset_ms={}", bike.clock_offset_ms),
             format!("clock.ppm={}", bike.clock_ppm),

@@ -265,6 +265,21 @@ impl ShowRunner {
 /// Idle poll period (track changes, pause, status).
 const IDLE: Duration = Duration::from_millis(20);
 
+/// How late the tokio timer may fire (its resolution): the last stretch before an event
+/// is waited out with [`wait_precisely`].
+const TIMER_SLACK: Duration = Duration::from_micros(1_200);
+
+/// Sleep until `deadline_ns` with the OS's precision (tens of µs), at most
+/// [`TIMER_SLACK`]: on a multi-threaded runtime the worker hands its other tasks over
+/// first (`block_in_place`), so nothing else waits on the runner.
+fn wait_precisely(deadline_ns: u64) {
+    let wait = || crate::clock::sleep_until_mono(deadline_ns);
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(wait),
+        _ => wait(),
+    }
+}
+
 struct Active {
     index: usize,
     name: String,
@@ -312,9 +327,16 @@ impl<P: PlayerClock> Runner<P> {
                 },
                 _ = tokio::time::sleep_until(wake) => {}
             }
-            let now = mono_ns();
-            let next = self.step(now);
-            let after = Duration::from_nanos(next.saturating_sub(mono_ns()));
+            let mut next = self.step(mono_ns());
+            // The tokio timer fires on its 1 ms tick, up to 1 ms after a deadline, which
+            // made commands late by 0–1 ms (and bikes disagree by as much). So the timer
+            // wakes the runner `TIMER_SLACK` early and the rest is slept precisely.
+            while next > mono_ns() && next - mono_ns() <= TIMER_SLACK.as_nanos() as u64 {
+                wait_precisely(next);
+                next = self.step(mono_ns());
+            }
+            let after =
+                Duration::from_nanos(next.saturating_sub(mono_ns())).saturating_sub(TIMER_SLACK);
             wake = tokio::time::Instant::now() + after.min(IDLE);
         }
     }
