@@ -163,7 +163,7 @@ async fn a_solo_node_with_a_show_takes_light_commands_and_reports_the_show() {
     let wait_for = |f: fn(&Snapshot) -> bool| {
         let mut w = watch.clone();
         async move {
-            tokio::time::timeout(Duration::from_secs(4), w.wait_for(|s| f(s)))
+            tokio::time::timeout(Duration::from_secs(4), w.wait_for(f))
                 .await
                 .map(|r| r.map(|s| s.clone()).ok())
                 .ok()
