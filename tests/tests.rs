@@ -18,6 +18,7 @@ mod playback;
 mod pulse;
 mod security_guard;
 mod show;
+mod show_node;
 mod sntp_interop;
 mod sync;
 mod web;

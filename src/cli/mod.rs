@@ -2,6 +2,7 @@
 //! print as one line naming the cause and exit non-zero.
 
 mod analyze;
+mod demo;
 mod member;
 mod node;
 mod play;
@@ -42,6 +43,9 @@ pub enum Command {
     Node(node::NodeArgs),
     /// Play a show (tracks plus lighting cues) solo on this machine, or `--check` it.
     Show(show::ShowArgs),
+    /// Run a 3-bike fleet with lights on this machine (no hardware or network needed) and
+    /// print how well the bikes agree.
+    Demo(demo::DemoArgs),
     /// Analyse tracks offline (tempo, beats, bars, sections, envelopes) into beatmaps.
     Analyze(analyze::AnalyzeArgs),
     /// Print the effective configuration (defaults + file + overrides) as TOML.
@@ -104,6 +108,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Node(args) => node::run(config()?, args),
         Command::Show(args) => show::run(config()?, args),
         Command::Analyze(args) => analyze::run(args),
+        Command::Demo(args) => demo::run(args),
         Command::Config => {
             let text = toml::to_string_pretty(&config()?)?;
             print!("{text}");

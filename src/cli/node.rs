@@ -20,6 +20,10 @@ pub struct NodeArgs {
     /// Leader/solo: exit when the playlist has played to its end.
     #[arg(long)]
     pub exit_at_end: bool,
+    /// Run this show (overrides `show.file`): cues and lights on every bike; a leader or
+    /// solo node given no `--track` plays the show's playlist.
+    #[arg(long)]
+    pub show: Option<std::path::PathBuf>,
     /// Stop after this many seconds.
     #[arg(long)]
     pub seconds: Option<f64>,
@@ -38,6 +42,15 @@ pub fn run(mut config: Config, args: &NodeArgs) -> anyhow::Result<()> {
         config.sync.role = role;
         config.validate("--role")?;
     }
+    if let Some(show) = &args.show {
+        config.show.file = show.display().to_string();
+        config.validate("--show")?;
+    }
+    let mut tracks = args.tracks.clone();
+    if tracks.is_empty() && !config.show.file.is_empty() && config.sync.role != Role::Follower {
+        let show = crate::show::Show::load(std::path::Path::new(&config.show.file))?;
+        tracks = node::show::playlist(&show);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -46,7 +59,7 @@ pub fn run(mut config: Config, args: &NodeArgs) -> anyhow::Result<()> {
     rt.block_on(node::run(
         config,
         NodeOptions {
-            playlist: args.tracks.clone(),
+            playlist: tracks,
             exit_at_end: args.exit_at_end,
             duration: args.seconds.map(Duration::from_secs_f64),
             status_every: Duration::from_secs_f64(args.status_every.max(0.05)),

@@ -214,6 +214,12 @@ pub struct ShowConfig {
     pub late_ms: f64,
     /// Position error counted as a seek, ms.
     pub jump_ms: f64,
+    /// The show `convoy node` runs (empty: none).
+    #[serde(default)]
+    pub file: String,
+    /// Journal of every LED command the show hands over (empty: none).
+    #[serde(default)]
+    pub journal: String,
 }
 
 /// `[fleet]`: membership (resolved into `fleet::FleetConfig`).
@@ -584,6 +590,14 @@ impl Config {
             return Err(range(
                 "led.port",
                 "is empty but led.output is \"serial\"".to_string(),
+            ));
+        }
+        // `[show] file`: the node loads it at start (errors name the show's own lines); here
+        // only that it is there, so a typo is caught before anything starts.
+        if !self.show.file.is_empty() && !std::path::Path::new(&self.show.file).is_file() {
+            return Err(range(
+                "show.file",
+                format!("{:?} is not a show file that exists", self.show.file),
             ));
         }
         self.validate_fleet(origin)?;
@@ -1085,6 +1099,14 @@ mod tests {
             .expect_err("fail")
             .to_string();
         assert!(err.contains("show.bands_hz"), "{err}");
+        assert_eq!((c.show.file.as_str(), c.show.journal.as_str()), ("", ""));
+        let err = Config::load(None, &["show.file=no/such/show.toml".into()])
+            .expect_err("fail")
+            .to_string();
+        assert!(
+            err.contains("show.file") && err.contains("no/such/show.toml"),
+            "{err}"
+        );
     }
 
     #[test]

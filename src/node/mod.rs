@@ -22,6 +22,7 @@ mod follower;
 pub mod handle;
 mod leader;
 pub mod relay;
+pub mod show;
 pub mod tracks;
 pub mod web;
 
@@ -331,6 +332,8 @@ pub async fn run_with(
     } else {
         None
     };
+    // Show and lights (src/node/show.rs): cues on fleet time, light commands to the runner.
+    let lights = show::start(&config, &player, clock, &net)?;
     let view = View {
         id: &id,
         role: y.role,
@@ -351,19 +354,20 @@ pub async fn run_with(
                     t.tick();
                 }
                 view.print_status();
-                inbox.state.send_replace(view.snapshot());
+                inbox.state.send_replace(show::snapshot(lights.as_ref(), view.snapshot()));
                 let at_end = opts.exit_at_end && transport.as_ref().is_some_and(Transport::finished);
                 if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) || at_end {
                     break;
                 }
             }
             Some(req) = inbox.requests.recv() => {
-                let verdict = execute(&req, transport.as_mut(), &relay_tx, &counters);
+                let verdict = show::control(lights.as_ref(), &req.command)
+                    .unwrap_or_else(|| execute(&req, transport.as_mut(), &relay_tx, &counters));
                 if let Err(e) = &verdict {
                     tracing::warn!("{:?} from {:?} refused: {e}", req.command, req.origin);
                 }
                 req.answer(verdict);
-                inbox.state.send_replace(view.snapshot());
+                inbox.state.send_replace(show::snapshot(lights.as_ref(), view.snapshot()));
             }
             _ = tokio::signal::ctrl_c() => break,
             _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => break,
@@ -377,6 +381,9 @@ pub async fn run_with(
     }
     if let Some(web) = web {
         web.shutdown().await;
+    }
+    if let Some(lights) = lights {
+        lights.stop();
     }
     view.print_status();
     drop(transport);

@@ -5,9 +5,11 @@
 //! [`schedule`] is the pure cue resolution and scheduling logic (beatmap or live beats →
 //! track frames → monotonic send times, with seek detection), [`live`] follows tracks
 //! without a beatmap by analysing them a little ahead of playback, and [`runner`] is the
-//! tokio task that ties player, schedule and [`crate::led::LedOutput`] together. The
-//! format and the measured timing are documented in `docs/shows.md`.
+//! tokio task that ties player, schedule and [`crate::led::LedOutput`] together;
+//! [`journal`] records what the runner handed to the lights, so runs on several bikes can
+//! be compared. The format and the measured timing are documented in `docs/shows.md`.
 
+pub mod journal;
 pub mod live;
 pub mod model;
 pub mod runner;
@@ -15,5 +17,5 @@ pub mod schedule;
 
 pub use model::{Show, ShowError, VehicleInfo};
 pub use runner::{
-    ControlError, Fired, PlayerClock, RunnerOptions, ShowHandle, ShowRunner, ShowStatus,
+    ControlError, Fired, Handed, PlayerClock, RunnerOptions, ShowHandle, ShowRunner, ShowStatus,
 };

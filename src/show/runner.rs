@@ -57,6 +57,22 @@ pub struct Fired {
     pub late: bool,
 }
 
+/// One command handed to the LED output: every command, not only beats and cues, so a
+/// journal of them can replay the strip (`convoy demo` draws and measures from one).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Handed {
+    /// When it was handed over, monotonic ns (a simulated strip shows it at that moment).
+    pub at_ns: u64,
+    /// The command.
+    pub command: Led,
+    /// Cue commands: the cue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cue: Option<String>,
+    /// Beat and cue commands: when their beat is heard, monotonic ns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heard_ns: Option<f64>,
+}
+
 /// Runner settings (from `[led]` and `[show]`).
 #[derive(Debug, Clone)]
 pub struct RunnerOptions {
@@ -72,6 +88,8 @@ pub struct RunnerOptions {
     pub jump: Duration,
     /// Every beat/cue command sent, if someone listens.
     pub trace: Option<std::sync::mpsc::Sender<Fired>>,
+    /// Every command handed to the LED output, if someone listens (journals).
+    pub tap: Option<std::sync::mpsc::Sender<Handed>>,
 }
 
 impl RunnerOptions {
@@ -84,6 +102,7 @@ impl RunnerOptions {
             late: Duration::from_secs_f64(c.show.late_ms / 1000.0),
             jump: Duration::from_secs_f64(c.show.jump_ms / 1000.0),
             trace: None,
+            tap: None,
         }
     }
 }
@@ -246,6 +265,21 @@ impl ShowRunner {
 /// Idle poll period (track changes, pause, status).
 const IDLE: Duration = Duration::from_millis(20);
 
+/// How late the tokio timer may fire (its resolution): the last stretch before an event
+/// is waited out with [`wait_precisely`].
+const TIMER_SLACK: Duration = Duration::from_micros(1_200);
+
+/// Sleep until `deadline_ns` with the OS's precision (tens of µs), at most
+/// [`TIMER_SLACK`]: on a multi-threaded runtime the worker hands its other tasks over
+/// first (`block_in_place`), so nothing else waits on the runner.
+fn wait_precisely(deadline_ns: u64) {
+    let wait = || crate::clock::sleep_until_mono(deadline_ns);
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(wait),
+        _ => wait(),
+    }
+}
+
 struct Active {
     index: usize,
     name: String,
@@ -293,9 +327,16 @@ impl<P: PlayerClock> Runner<P> {
                 },
                 _ = tokio::time::sleep_until(wake) => {}
             }
-            let now = mono_ns();
-            let next = self.step(now);
-            let after = Duration::from_nanos(next.saturating_sub(mono_ns()));
+            let mut next = self.step(mono_ns());
+            // The tokio timer fires on its 1 ms tick, up to 1 ms after a deadline, which
+            // made commands late by 0–1 ms (and bikes disagree by as much). So the timer
+            // wakes the runner `TIMER_SLACK` early and the rest is slept precisely.
+            while next > mono_ns() && next - mono_ns() <= TIMER_SLACK.as_nanos() as u64 {
+                wait_precisely(next);
+                next = self.step(mono_ns());
+            }
+            let after =
+                Duration::from_nanos(next.saturating_sub(mono_ns())).saturating_sub(TIMER_SLACK);
             wake = tokio::time::Instant::now() + after.min(IDLE);
         }
     }
@@ -539,7 +580,7 @@ impl<P: PlayerClock> Runner<P> {
     }
 
     fn send_traced(&mut self, cmd: Led, cue: Option<String>, d: &Due) {
-        let ok = self.send(cmd);
+        let ok = self.send_tagged(cmd, cue.clone(), Some(d.heard_ns));
         if ok {
             self.status.send_modify(|s| {
                 s.sent += 1;
@@ -559,7 +600,12 @@ impl<P: PlayerClock> Runner<P> {
 
     /// Hand one command to the LED output without waiting.
     fn send(&mut self, cmd: Led) -> bool {
-        match self.led.try_send(cmd) {
+        self.send_tagged(cmd, None, None)
+    }
+
+    /// [`Self::send`] for a cue or beat (`heard_ns`: when its beat is heard).
+    fn send_tagged(&mut self, cmd: Led, cue: Option<String>, heard_ns: Option<f64>) -> bool {
+        match self.hand(cmd, cue, heard_ns) {
             Ok(_) => true,
             Err(LedError::QueueFull { .. }) => {
                 // A state command found the queue full: forget what was sent so the whole
@@ -573,6 +619,25 @@ impl<P: PlayerClock> Runner<P> {
                 false
             }
         }
+    }
+
+    /// The one place commands reach the LED output; a delivered command goes to the tap.
+    fn hand(
+        &self,
+        cmd: Led,
+        cue: Option<String>,
+        heard_ns: Option<f64>,
+    ) -> Result<crate::led::serial::Delivery, LedError> {
+        let delivered = self.led.try_send(cmd)?;
+        if let Some(tap) = &self.opts.tap {
+            let _ = tap.send(Handed {
+                at_ns: mono_ns(),
+                command: cmd,
+                cue,
+                heard_ns,
+            });
+        }
+        Ok(delivered)
     }
 
     /// The state the controller should show now: the held or show look, the vehicle's
@@ -676,12 +741,14 @@ impl<P: PlayerClock> Runner<P> {
             return next;
         };
         let q = levels.map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8);
-        if let Some(a) = self.active.as_mut() {
+        let changed = self.active.as_mut().is_some_and(|a| {
             a.levels = Some((levels, t));
-            if a.last_bands != Some(q) {
-                a.last_bands = Some(q);
-                let _ = self.led.try_send(Led::Bands3(q));
-            }
+            let changed = a.last_bands != Some(q);
+            a.last_bands = Some(q);
+            changed
+        });
+        if changed {
+            let _ = self.hand(Led::Bands3(q), None, None);
         }
         self.status
             .send_modify(|s| s.meters.bands = levels.to_vec());
