@@ -7,6 +7,7 @@ mod node;
 mod play;
 mod scenario;
 mod show;
+mod status;
 mod tool;
 
 use std::path::PathBuf;
@@ -42,6 +43,9 @@ pub enum Command {
     Node(node::NodeArgs),
     /// Play a show (tracks plus lighting cues) solo on this machine, or `--check` it.
     Show(show::ShowArgs),
+    /// Ask a running node (its OSC control port) what it is doing: track, sync, peers,
+    /// rejected input.
+    Status(status::StatusArgs),
     /// Analyse tracks offline (tempo, beats, bars, sections, envelopes) into beatmaps.
     Analyze(analyze::AnalyzeArgs),
     /// Print the effective configuration (defaults + file + overrides) as TOML.
@@ -104,6 +108,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Node(args) => node::run(config()?, args),
         Command::Show(args) => show::run(config()?, args),
         Command::Analyze(args) => analyze::run(args),
+        Command::Status(args) => status::run(&config()?, args),
         Command::Config => {
             let text = toml::to_string_pretty(&config()?)?;
             print!("{text}");
