@@ -88,6 +88,9 @@ pub fn query(
         (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
     };
     let sock = UdpSocket::bind(local).context("cannot open a UDP socket")?;
+    // Connected, so only the node's datagrams arrive and a closed port reads as refused.
+    sock.connect(addr)
+        .with_context(|| format!("cannot reach {addr}"))?;
     let path = if secret.is_empty() {
         "/convoy/status".to_string()
     } else {
@@ -101,16 +104,16 @@ pub fn query(
     let mut buf = vec![0u8; 65_536];
     let mut refused = false;
     while Instant::now() < deadline {
-        // A refused send (ICMP port unreachable from an earlier one) means nobody listens.
-        refused |= sock.send_to(&request, addr).is_err();
+        refused |= sock.send(&request).is_err();
         let resend = (Instant::now() + Duration::from_millis(250)).min(deadline);
         while let Some(left) = resend.checked_duration_since(Instant::now()) {
             sock.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
-            let n = match sock.recv_from(&mut buf) {
-                Ok((n, from)) if from == addr => n,
-                Ok(_) => continue,
+            let n = match sock.recv(&mut buf) {
+                Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
                     refused = true;
+                    // Wait out this round: the node may be starting.
+                    std::thread::sleep(left);
                     break;
                 }
                 Err(_) => break,
@@ -351,7 +354,16 @@ mod tests {
         let e = query(addr, "", Duration::from_millis(300)).expect_err("no answer");
         let msg = e.to_string();
         assert!(msg.contains(&addr.to_string()), "{msg}");
-        assert!(msg.contains("osc.enabled"), "{msg}");
+        assert!(
+            msg.contains("osc.enabled") && msg.contains("no answer"),
+            "{msg}"
+        );
+        // A closed port is told apart from a silent one.
+        let closed = UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .expect("free port");
+        let e = query(closed, "", Duration::from_millis(300)).expect_err("nobody");
+        assert!(e.to_string().contains("nothing listens there"), "{e}");
     }
 
     #[test]
