@@ -112,7 +112,8 @@ pub struct FloodSummary {
     pub leader_cpu_calm_pct: f64,
     /// During.
     pub leader_cpu_flood_pct: f64,
-    /// All followers' |offset| p99 before (after lock) and during the flood, ms.
+    /// All followers' |offset| p99 over the same length before the flood (after lock),
+    /// and during it, ms.
     pub p99_calm_ms: f64,
     /// During.
     pub p99_flood_ms: f64,
@@ -122,6 +123,7 @@ pub struct FloodSummary {
 
 /// The flood window on the shared monotonic clock, with what it measured.
 struct FloodRun {
+    calm_from_mono: u64,
     from_mono: u64,
     to_mono: u64,
     report: crate::security::flood::FloodReport,
@@ -439,6 +441,7 @@ fn flood_leader(
     let to_mono = crate::clock::mono_ns();
     let pct = |cpu: f64, from: u64, to: u64| 100.0 * cpu / ((to - from).max(1) as f64 / 1e9);
     Ok(FloodRun {
+        calm_from_mono: calm_mono,
         from_mono,
         to_mono,
         cpu_calm_pct: pct(flood_cpu - calm_cpu, calm_mono, from_mono),
@@ -520,7 +523,7 @@ fn analyse(
             for (t, o) in series.iter().filter(|(t, _)| lock.is_some_and(|l| *t >= l)) {
                 if (f.from_mono..f.to_mono).contains(t) {
                     flooded.push(o.abs() * 1e3);
-                } else if *t < f.from_mono {
+                } else if (f.calm_from_mono..f.from_mono).contains(t) {
                     calm.push(o.abs() * 1e3);
                 }
             }
