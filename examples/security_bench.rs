@@ -1,5 +1,6 @@
-//! Quick throughput figures: `cargo run --release --example bench`.
-//! Prints ns per operation for seal, open, Guard::check and OSC decode.
+//! Quick throughput figures: `cargo run --release --example security_bench`.
+//! Prints ns per operation for seal, open, Guard::check, the cost of rejecting forged
+//! input through a node's `FleetSecurity::open` (the flood path) and OSC decode.
 
 use std::hint::black_box;
 use std::net::SocketAddr;
@@ -8,7 +9,9 @@ use std::time::Instant;
 use convoy::osc::codec;
 use convoy::osc::pattern::Pattern;
 use convoy::security::ratelimit::{ClassRates, Rate, RateLimitConfig};
-use convoy::security::{envelope, FleetKey, Guard, GuardConfig, Keyring, TrafficClass};
+use convoy::security::{
+    envelope, FleetKey, FleetSecurity, Guard, GuardConfig, Keyring, TrafficClass,
+};
 
 fn time<F: FnMut(u64)>(name: &str, iters: u64, mut f: F) {
     for i in 0..iters / 10 {
@@ -86,6 +89,45 @@ fn main() {
             );
         },
     );
+
+    // What a flood costs a node: its FleetSecurity (guard behind a mutex, stats counted)
+    // with the default limits, fed forged datagrams.
+    let node = FleetSecurity::with_guard(Guard::new(ring.clone(), &GuardConfig::default()), "lead");
+    time(
+        "FleetSecurity::open forged, new src each (HMAC)",
+        1_000_000,
+        |i| {
+            let src = SocketAddr::from(([10, (i >> 16) as u8, (i >> 8) as u8, i as u8], 9));
+            black_box(
+                node.open(src, &forged, TrafficClass::Timing, Some(now))
+                    .is_err(),
+            );
+        },
+    );
+    let flooder: SocketAddr = "192.168.4.66:9".parse().unwrap();
+    time(
+        "FleetSecurity::open forged, one src over rate",
+        1_000_000,
+        |_| {
+            black_box(
+                node.open(flooder, &forged, TrafficClass::Timing, Some(now))
+                    .is_err(),
+            );
+        },
+    );
+    let garbage = vec![0x5Au8; 120];
+    time(
+        "FleetSecurity::open garbage, new src each",
+        1_000_000,
+        |i| {
+            let src = SocketAddr::from(([10, (i >> 16) as u8, (i >> 8) as u8, i as u8], 9));
+            black_box(
+                node.open(src, &garbage, TrafficClass::Timing, Some(now))
+                    .is_err(),
+            );
+        },
+    );
+    println!("rejections counted: {}", node.stats().total_rejected());
 
     let msg = codec::encode(&codec::OscPacket::Message(codec::OscMessage {
         addr: "/convoy/color".into(),

@@ -4,8 +4,8 @@
 set -euo pipefail
 SECS="${1:-60}"
 cd "$(dirname "$0")"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/work/target-secosc-fuzz}"
-TARGETS=(envelope_open osc_decode framer_length_prefix framer_slip osc_pattern)
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+TARGETS=(envelope_open osc_decode framer_length_prefix framer_slip osc_pattern led_protocol fleet_heartbeat)
 for t in "${TARGETS[@]}"; do
   mkdir -p "corpus/$t"
   echo "=== $t (${SECS}s)"

@@ -8,6 +8,7 @@ mod node;
 mod play;
 mod scenario;
 mod show;
+mod status;
 mod tool;
 
 use std::path::PathBuf;
@@ -46,6 +47,9 @@ pub enum Command {
     /// Run a 3-bike fleet with lights on this machine (no hardware or network needed) and
     /// print how well the bikes agree.
     Demo(demo::DemoArgs),
+    /// Ask a running node (its OSC control port) what it is doing: track, sync, peers,
+    /// rejected input.
+    Status(status::StatusArgs),
     /// Analyse tracks offline (tempo, beats, bars, sections, envelopes) into beatmaps.
     Analyze(analyze::AnalyzeArgs),
     /// Print the effective configuration (defaults + file + overrides) as TOML.
@@ -109,6 +113,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Show(args) => show::run(config()?, args),
         Command::Analyze(args) => analyze::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Status(args) => status::run(&config()?, args),
         Command::Config => {
             let text = toml::to_string_pretty(&config()?)?;
             print!("{text}");

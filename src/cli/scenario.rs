@@ -3,7 +3,10 @@
 //! and a virtual sink with its own crystal error that records what it played (decoded from
 //! the position pilot); puts a userspace impairment relay (delay, jitter, loss, duplication,
 //! stalls) between every follower and the leader; then compares the recordings on the
-//! shared monotonic clock and prints the true inter-node playback offsets.
+//! shared monotonic clock and prints the true inter-node playback offsets. With
+//! `--flood-pps` a stranger ([`crate::security::flood`]) floods the leader's timeline, SNTP
+//! and control ports for a while, and the summary compares the followers' offsets and the
+//! leader's CPU before and during the flood.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -78,6 +81,54 @@ pub struct ScenarioArgs {
     /// Extra `--set KEY=VALUE` for every node (repeatable).
     #[arg(long = "node-set", value_name = "KEY=VALUE")]
     pub node_set: Vec<String>,
+    /// Flood the leader's timeline, SNTP and OSC control ports with hostile datagrams at
+    /// this total rate, per second (0: no flood).
+    #[arg(long, default_value_t = 0.0)]
+    pub flood_pps: f64,
+    /// The flood starts this many seconds after the followers (the same length before it
+    /// is the calm reference).
+    #[arg(long, default_value_t = 20.0)]
+    pub flood_at_s: f64,
+    /// Flood length, seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub flood_s: f64,
+    /// Loopback source addresses the flood comes from (127.0.66.1, …).
+    #[arg(long, default_value_t = 32)]
+    pub flood_sources: u8,
+}
+
+/// What the flood did and cost (`--flood-pps`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FloodSummary {
+    /// Achieved rate, datagrams/s.
+    pub rate_pps: f64,
+    /// Datagrams sent.
+    pub sent: u64,
+    /// Seconds.
+    pub seconds: f64,
+    /// Rejections the leader counted by the end of the run (all reasons).
+    pub leader_rejected: u64,
+    /// Leader CPU (% of one core) over the same length before the flood, and during it.
+    pub leader_cpu_calm_pct: f64,
+    /// During.
+    pub leader_cpu_flood_pct: f64,
+    /// All followers' |offset| p99 over the same length before the flood (after lock),
+    /// and during it, ms.
+    pub p99_calm_ms: f64,
+    /// During.
+    pub p99_flood_ms: f64,
+    /// Largest |offset| during the flood, ms.
+    pub max_flood_ms: f64,
+}
+
+/// The flood window on the shared monotonic clock, with what it measured.
+struct FloodRun {
+    calm_from_mono: u64,
+    from_mono: u64,
+    to_mono: u64,
+    report: crate::security::flood::FloodReport,
+    cpu_calm_pct: f64,
+    cpu_flood_pct: f64,
 }
 
 /// Per-follower results.
@@ -136,6 +187,8 @@ pub struct Summary {
     pub relay_dropped: u64,
     /// Received.
     pub relay_received: u64,
+    /// The flood, when there was one.
+    pub flood: Option<FloodSummary>,
 }
 
 fn spread(k: usize, n: usize) -> f64 {
@@ -161,6 +214,10 @@ struct Node {
 /// Run a scenario and return its summary (also written to `out/summary.json`).
 pub fn run(args: &ScenarioArgs) -> anyhow::Result<Summary> {
     anyhow::ensure!(args.nodes >= 2, "--nodes must be at least 2");
+    anyhow::ensure!(
+        args.flood_pps == 0.0 || args.flood_at_s + args.flood_s <= args.seconds,
+        "the flood (--flood-at-s + --flood-s) must end within --seconds"
+    );
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     let exe = std::env::current_exe().context("cannot find the convoy binary")?;
@@ -245,6 +302,16 @@ pub fn run(args: &ScenarioArgs) -> anyhow::Result<Summary> {
         format!("sync.osc_port={leader_osc}"),
         format!("sync.sntp_port={leader_sntp}"),
     ];
+    let leader_control = args.base_port + 2;
+    if args.flood_pps > 0.0 {
+        // The control port is open, to this machine's own address only.
+        leader_sets.extend([
+            "osc.enabled=true".to_string(),
+            "osc.bind=127.0.0.1".to_string(),
+            format!("osc.port={leader_control}"),
+            r#"security.control.allow=["127.0.0.1/32"]"#.to_string(),
+        ]);
+    }
     if args.leader_step_at_s > 0.0 {
         leader_sets.push(format!(
             "clock.step_at_s={}",
@@ -300,7 +367,14 @@ pub fn run(args: &ScenarioArgs) -> anyhow::Result<Summary> {
         args.clock_offset_s,
         args.dac_ppm
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs_f64(args.seconds);
+    let joined = std::time::Instant::now();
+    let deadline = joined + Duration::from_secs_f64(args.seconds);
+    let flood = if args.flood_pps > 0.0 {
+        let ports = (leader_osc, leader_sntp, leader_control);
+        Some(flood_leader(args, &key, leader.child.id(), ports, joined)?)
+    } else {
+        None
+    };
     while std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -315,7 +389,69 @@ pub fn run(args: &ScenarioArgs) -> anyhow::Result<Summary> {
         let _ = n.child.wait();
     }
     drop(rt);
-    analyse(args, &leader, &nodes, &stats)
+    analyse(args, &leader, &nodes, &stats, flood.as_ref())
+}
+
+/// Waits until `flood_at_s` after `joined`, then floods the leader's timeline, SNTP and
+/// control ports for `flood_s`, measuring its CPU over the flood and the same length
+/// before it. Among the datagrams are replays of genuine ones (sealed here with the run's
+/// key, as a sniffer would have recorded them).
+fn flood_leader(
+    args: &ScenarioArgs,
+    key: &str,
+    leader_pid: u32,
+    (timeline, sntp, control): (u16, u16, u16),
+    joined: std::time::Instant,
+) -> anyhow::Result<FloodRun> {
+    use crate::security::flood::{self, Flood, Target};
+    use crate::security::{envelope, sender_id, FleetKey, Keyring};
+    let calm_at = joined + Duration::from_secs_f64((args.flood_at_s - args.flood_s).max(0.0));
+    let start_at = joined + Duration::from_secs_f64(args.flood_at_s);
+    std::thread::sleep(calm_at.saturating_duration_since(std::time::Instant::now()));
+    let calm_cpu = flood::cpu_seconds(leader_pid)?;
+    let calm_mono = crate::clock::mono_ns();
+    std::thread::sleep(start_at.saturating_duration_since(std::time::Instant::now()));
+    let ring = Keyring::new(FleetKey::from_text(1, key)?);
+    let hello = crate::sync::timeline::subscribe_message("bike-1")?;
+    let now = crate::clock::realtime_ns().max(0) as u64;
+    let captured = (1..=4)
+        .map(|seq| envelope::seal(&ring, sender_id("bike-1"), seq, now, &hello))
+        .collect::<Result<Vec<_>, _>>()?;
+    let to = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+    let attack = Flood {
+        targets: vec![
+            (to(timeline), Target::Fleet),
+            (to(sntp), Target::Fleet),
+            (to(control), Target::Control),
+        ],
+        rate_pps: args.flood_pps,
+        duration: Duration::from_secs_f64(args.flood_s),
+        sources: flood::loopback_sources(args.flood_sources),
+        captured,
+        impersonate: "leader".into(),
+        seed: args.seed.max(1),
+    };
+    let flood_cpu = flood::cpu_seconds(leader_pid)?;
+    let from_mono = crate::clock::mono_ns();
+    eprintln!(
+        "scenario: flooding the leader at {:.0} datagrams/s for {:.0} s",
+        args.flood_pps, args.flood_s
+    );
+    let report = attack.run(&std::sync::atomic::AtomicBool::new(false))?;
+    let to_mono = crate::clock::mono_ns();
+    let pct = |cpu: f64, from: u64, to: u64| 100.0 * cpu / ((to - from).max(1) as f64 / 1e9);
+    Ok(FloodRun {
+        calm_from_mono: calm_mono,
+        from_mono,
+        to_mono,
+        cpu_calm_pct: pct(flood_cpu - calm_cpu, calm_mono, from_mono),
+        cpu_flood_pct: pct(
+            flood::cpu_seconds(leader_pid)? - flood_cpu,
+            from_mono,
+            to_mono,
+        ),
+        report,
+    })
 }
 
 fn last_status(log: &Path) -> Option<serde_json::Value> {
@@ -340,6 +476,7 @@ fn analyse(
     leader: &Node,
     nodes: &[Node],
     stats: &ImpairStats,
+    flood: Option<&FloodRun>,
 ) -> anyhow::Result<Summary> {
     use std::sync::atomic::Ordering::Relaxed;
     let rate = 44_100.0;
@@ -362,6 +499,7 @@ fn analyse(
     let t_origin = lead.span().map_or(0, |s| s.0);
     let mut results = Vec::new();
     let mut all_after = Vec::new();
+    let (mut calm, mut flooded) = (Vec::new(), Vec::new());
     for n in nodes {
         let trace = Trace::load(&n.rec, rate)?;
         let series = offsets(&lead, &trace, 100_000_000);
@@ -381,6 +519,15 @@ fn analyse(
             .map(|(_, o)| o.abs() * 1e3)
             .collect();
         all_after.extend(after.iter().copied());
+        if let Some(f) = flood {
+            for (t, o) in series.iter().filter(|(t, _)| lock.is_some_and(|l| *t >= l)) {
+                if (f.from_mono..f.to_mono).contains(t) {
+                    flooded.push(o.abs() * 1e3);
+                } else if (f.calm_from_mono..f.from_mono).contains(t) {
+                    calm.push(o.abs() * 1e3);
+                }
+            }
+        }
         let status = last_status(&n.log);
         let sntp_errs: Vec<f64> = statuses(&n.log)
             .iter()
@@ -433,6 +580,19 @@ fn analyse(
         max_speed_ppm: results.iter().map(|r| r.max_speed_ppm).fold(0.0, f64::max),
         relay_dropped: stats.dropped.load(Relaxed),
         relay_received: stats.received.load(Relaxed),
+        flood: flood.map(|f| FloodSummary {
+            rate_pps: f.report.rate_pps(),
+            sent: f.report.sent,
+            seconds: f.report.seconds,
+            leader_rejected: last_status(&leader.log)
+                .and_then(|s| s["rejected"].as_u64())
+                .unwrap_or(0),
+            leader_cpu_calm_pct: f.cpu_calm_pct,
+            leader_cpu_flood_pct: f.cpu_flood_pct,
+            p99_calm_ms: quantile(&calm, 0.99),
+            p99_flood_ms: quantile(&flooded, 0.99),
+            max_flood_ms: flooded.iter().copied().fold(f64::NAN, f64::max),
+        }),
         nodes: results,
     };
     std::fs::write(
@@ -494,4 +654,18 @@ fn print_summary(s: &Summary) {
         s.relay_dropped,
         s.relay_received
     );
+    if let Some(f) = &s.flood {
+        println!(
+            "FLOOD    {:.0} datagrams/s for {:.1} s ({} sent), leader rejected {}; followers p99 |offset| calm {:.4} ms, flooded {:.4} ms (max {:.4} ms); leader CPU calm {:.1} %, flooded {:.1} %",
+            f.rate_pps,
+            f.seconds,
+            f.sent,
+            f.leader_rejected,
+            f.p99_calm_ms,
+            f.p99_flood_ms,
+            f.max_flood_ms,
+            f.leader_cpu_calm_pct,
+            f.leader_cpu_flood_pct
+        );
+    }
 }

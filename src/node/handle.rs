@@ -111,7 +111,9 @@ pub struct Meters {
 }
 
 /// What a node is doing, published after every change and at the status interval.
+/// Missing fields read as their defaults, so `convoy status` can read older nodes.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Snapshot {
     /// This node's vehicle id.
     pub id: String,

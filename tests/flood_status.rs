@@ -1,0 +1,274 @@
+//! A hostile flood while the fleet syncs, and `convoy status`: a leader and a follower as
+//! `convoy node` processes on loopback; once the follower is locked, a stranger without
+//! the key floods the leader's timeline, SNTP and OSC control ports from 32 loopback
+//! addresses with forged, wrong-key, unknown-key, replayed, truncated, oversized and
+//! garbage datagrams and with transport commands the control policy must refuse. Both
+//! bikes must keep playing, the follower must stay locked with no hard seek and an
+//! error within its lock bound, and `convoy status` must show every rejection by reason.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use convoy::security::flood::{self, Flood, Target};
+use convoy::security::{envelope, sender_id, FleetKey, Keyring};
+use serde_json::Value;
+
+use crate::util::{convoy_bin, run_convoy};
+
+const KEY: &str = "5c0e8f3c2a1d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7";
+
+/// A node process whose JSON status lines are collected as they come.
+struct Node {
+    child: Child,
+    lines: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Node {
+    fn spawn(name: &str, role: &str, sets: &[String], args: &[&str]) -> Node {
+        let mut cmd = Command::new(convoy_bin());
+        cmd.env("CONVOY_KEY", KEY);
+        let mut all = vec![
+            format!("node.id={name}"),
+            "audio.sink=null".to_string(),
+            "sync.bind=127.0.0.1".to_string(),
+            format!("sync.role={role}"),
+            "sync.start_lead_ms=300".to_string(),
+        ];
+        all.extend(sets.iter().cloned());
+        for s in &all {
+            cmd.arg("--set").arg(s);
+        }
+        cmd.args(["--log", "warn", "node", "--status-every", "0.1"])
+            .args(args);
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("node starts");
+        let out = child.stdout.take().expect("stdout");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    sink.lock().expect("lines").push(v);
+                }
+            }
+        });
+        Node { child, lines }
+    }
+
+    fn last(&self) -> Option<Value> {
+        self.lines.lock().expect("lines").last().cloned()
+    }
+
+    fn wait(&self, what: &str, secs: f64, f: impl Fn(&Value) -> bool) -> Value {
+        let end = Instant::now() + Duration::from_secs_f64(secs);
+        loop {
+            if let Some(v) = self.last().filter(|v| f(v)) {
+                return v;
+            }
+            assert!(
+                Instant::now() < end,
+                "timed out waiting for {what}; last status {:?}",
+                self.last()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Status lines whose `mono_ns` lies in `[from, to)`.
+    fn between(&self, from: u64, to: u64) -> Vec<Value> {
+        self.lines
+            .lock()
+            .expect("lines")
+            .iter()
+            .filter(|v| v["mono_ns"].as_u64().is_some_and(|t| t >= from && t < to))
+            .cloned()
+            .collect()
+    }
+
+    fn cpu(&self) -> f64 {
+        flood::cpu_seconds(self.child.id()).expect("node CPU time")
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn mono() -> u64 {
+    convoy::clock::mono_ns()
+}
+
+/// |playback error| of each line, ms, and its 99th percentile.
+fn p99_error_ms(lines: &[Value]) -> f64 {
+    let mut e: Vec<f64> = lines
+        .iter()
+        .filter_map(|v| v["lock"]["error_ns"].as_f64())
+        .map(|ns| ns.abs() / 1e6)
+        .collect();
+    assert!(e.len() >= 10, "too few status lines: {}", e.len());
+    e.sort_by(f64::total_cmp);
+    e[((e.len() - 1) as f64 * 0.99).round() as usize]
+}
+
+#[test]
+fn a_flood_while_syncing_changes_nothing_and_every_rejection_is_counted() {
+    // Below the ephemeral range (32768–60999), apart from the other tests' ports.
+    let base = 12_000 + (std::process::id() % 500) as u16 * 10;
+    let (timeline, sntp, control) = (base, base + 1, base + 2);
+    let leader = Node::spawn(
+        "lead",
+        "leader",
+        &[
+            format!("sync.osc_port={timeline}"),
+            format!("sync.sntp_port={sntp}"),
+            "osc.enabled=true".into(),
+            "osc.bind=127.0.0.1".into(),
+            format!("osc.port={control}"),
+            // The control port takes commands from this machine's own address only.
+            r#"security.control.allow=["127.0.0.1/32"]"#.into(),
+        ],
+        &["--track", "demo", "--start-in", "1.0"],
+    );
+    let follower = Node::spawn(
+        "bike2",
+        "follower",
+        &[
+            format!("sync.leader=127.0.0.1:{timeline}"),
+            format!("sync.sntp_port={sntp}"),
+        ],
+        &[],
+    );
+    follower.wait("the follower to lock", 20.0, |v| {
+        v["playing"] == true && v["lock"]["locked"] == true
+    });
+    let calm_from = mono();
+    let calm_cpu = leader.cpu();
+    std::thread::sleep(Duration::from_secs(3));
+    let (calm_to, calm_cpu) = (mono(), leader.cpu() - calm_cpu);
+
+    // What a sniffer recorded earlier: a genuine subscribe from the follower.
+    let ring = Keyring::new(FleetKey::from_text(1, KEY).expect("key"));
+    let hello = convoy::sync::timeline::subscribe_message("bike2").expect("hello");
+    let now = convoy::clock::realtime_ns() as u64;
+    let captured = (1..=4)
+        .map(|seq| envelope::seal(&ring, sender_id("bike2"), seq, now, &hello).expect("seal"))
+        .collect();
+    let to = |port: u16| ([127, 0, 0, 1], port).into();
+    let attack = Flood {
+        targets: vec![
+            (to(timeline), Target::Fleet),
+            (to(sntp), Target::Fleet),
+            (to(control), Target::Control),
+        ],
+        rate_pps: 6000.0,
+        duration: Duration::from_secs(5),
+        sources: flood::loopback_sources(32),
+        captured,
+        impersonate: "lead".into(),
+        seed: 11,
+    };
+    let flood_cpu = leader.cpu();
+    let flood_from = mono();
+    let report = attack.run(&AtomicBool::new(false)).expect("flood runs");
+    let (flood_to, flood_cpu) = (mono(), leader.cpu() - flood_cpu);
+    std::thread::sleep(Duration::from_millis(500));
+
+    let during = follower.between(flood_from, flood_to);
+    let led = leader.between(flood_from, flood_to);
+    assert!(
+        during.len() >= 30 && led.len() >= 30,
+        "status lines missing"
+    );
+    for v in &during {
+        assert!(v["playing"] == true, "the follower stopped: {v}");
+        assert!(v["lock"]["locked"] == true, "the follower lost lock: {v}");
+        assert_eq!(v["lock"]["seeks_after_lock"], 0, "hard seek: {v}");
+    }
+    for v in &led {
+        assert!(
+            v["playing"] == true && v["track"] == "demo",
+            "the leader: {v}"
+        );
+    }
+    let calm = p99_error_ms(&follower.between(calm_from, calm_to));
+    let flooded = p99_error_ms(&during);
+    // The lock bound (`sync.lock_ms`): the PLL calls itself locked within it.
+    assert!(
+        flooded < 1.0,
+        "p99 playback error {flooded:.3} ms under flood"
+    );
+
+    let (ok, json, err) = run_convoy(&[
+        "status",
+        "--addr",
+        &format!("127.0.0.1:{control}"),
+        "--json",
+    ]);
+    assert!(ok, "convoy status failed: {err}");
+    let status: Value = serde_json::from_str(&json).expect("status JSON");
+    assert_eq!(status["id"], "lead");
+    assert_eq!(status["playing"], true);
+    let rejected = &status["rejected"];
+    for reason in [
+        "bad_magic",
+        "bad_tag",
+        "unknown_key",
+        "replay",
+        "malformed",
+        "rate_limited",
+        "control_denied",
+    ] {
+        assert!(
+            rejected[reason].as_u64().unwrap_or(0) > 0,
+            "no {reason}: {rejected}"
+        );
+    }
+    let counted: u64 = rejected
+        .as_object()
+        .map(|m| m.values().filter_map(Value::as_u64).sum())
+        .unwrap_or(0);
+    // The kernel may drop some datagrams when a socket's queue is full; the node counts
+    // what it reads.
+    assert!(
+        counted * 10 >= report.sent * 9 && counted <= report.sent,
+        "{counted} rejections counted for {} datagrams sent",
+        report.sent
+    );
+    let (ok, text, err) = run_convoy(&["status", "--addr", &format!("127.0.0.1:{control}")]);
+    assert!(ok, "{err}");
+    assert!(
+        text.contains("node      lead (leader)") && text.contains("bad_tag"),
+        "{text}"
+    );
+
+    eprintln!(
+        "flood: {:.0} datagrams/s for {:.1} s ({} sent, {:?}); leader counted {counted} \
+         rejections; follower p99 |error| calm {calm:.3} ms, flooded {flooded:.3} ms; \
+         leader CPU calm {:.1} %, flooded {:.1} %",
+        report.rate_pps(),
+        report.seconds,
+        report.sent,
+        report.by_kind,
+        100.0 * calm_cpu / ((calm_to - calm_from) as f64 / 1e9),
+        100.0 * flood_cpu / ((flood_to - flood_from) as f64 / 1e9),
+    );
+}
+
+#[test]
+fn status_without_a_node_names_the_address_and_the_setting() {
+    let (ok, _, err) = run_convoy(&["status", "--addr", "127.0.0.1:9", "--timeout-ms", "300"]);
+    assert!(!ok);
+    assert!(
+        err.contains("127.0.0.1:9") && err.contains("osc.enabled"),
+        "{err}"
+    );
+}
