@@ -304,6 +304,9 @@ pub enum Role {
     Leader,
     /// Locks to a leader.
     Follower,
+    /// Decided by fleet membership (`[fleet]`): leads when elected, follows the elected
+    /// leader otherwise, and plays alone on its own clock while no leader is known.
+    Auto,
 }
 
 /// `[sync]`.
@@ -548,6 +551,13 @@ impl Config {
             return Err(range(
                 "sync.leader",
                 format!("{:?} is not an address like 192.168.4.1:9123", y.leader),
+            ));
+        }
+        if y.role == Role::Auto && !self.fleet.enabled {
+            return Err(range(
+                "sync.role",
+                "\"auto\" needs fleet membership: set fleet.enabled = true, or pick a fixed role"
+                    .to_string(),
             ));
         }
         if !y.sntp_server.is_empty() && y.sntp_server.parse::<std::net::SocketAddr>().is_err() {
