@@ -31,13 +31,14 @@ struct Bike {
 }
 
 impl Bike {
-    /// `k` picks the bike's ports; `fleet` lists every bike's membership port.
-    fn spawn(dir: &Path, name: &str, k: u16, base: u16, fleet: &[u16], extra: &[&str]) -> Bike {
+    /// `k` picks the bike's address (127.0.0.k+1: the security guard rate-limits per source
+    /// address, as bikes on a WiFi have one each) and ports; heartbeats go to `fleet`.
+    fn spawn(dir: &Path, name: &str, k: u16, base: u16, fleet: &[String], extra: &[&str]) -> Bike {
         let rec = dir.join(format!("{name}.csv"));
         let port = base + 10 * k;
         let broadcast = fleet
             .iter()
-            .map(|p| format!("\"127.0.0.1:{p}\""))
+            .map(|a| format!("\"{a}\""))
             .collect::<Vec<_>>()
             .join(",");
         // Each bike its own DAC crystal error and clock skew, so the loop has work to do.
@@ -47,7 +48,7 @@ impl Bike {
         let mut sets = vec![
             format!("node.id={name}"),
             "sync.role=auto".to_string(),
-            "sync.bind=127.0.0.1".to_string(),
+            format!("sync.bind=127.0.0.{}", k + 1),
             format!("sync.osc_port={port}"),
             format!("sync.sntp_port={}", port + 1),
             format!("fleet.port={}", port + 2),
@@ -148,7 +149,9 @@ fn leader_failover_keeps_the_fleet_together_and_a_late_joiner_locks() {
     let dir = std::env::temp_dir().join(format!("convoy-fleet-node-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let base = 31_000 + (std::process::id() % 400) as u16 * 10 * 5;
-    let fleet: Vec<u16> = (0..4).map(|k| base + 10 * k + 2).collect();
+    let fleet: Vec<String> = (0..4)
+        .map(|k| format!("127.0.0.{}:{}", k + 1, base + 10 * k + 2))
+        .collect();
     let a = Bike::spawn(&dir, "bike-a", 0, base, &fleet, &[]);
     let b = Bike::spawn(&dir, "bike-b", 1, base, &fleet, &[]);
     let c = Bike::spawn(&dir, "bike-c", 2, base, &fleet, &[]);
@@ -182,18 +185,15 @@ fn leader_failover_keeps_the_fleet_together_and_a_late_joiner_locks() {
     // Play on under the new leader, then a late joiner (lower priority, so it does not
     // take over) locks to it.
     std::thread::sleep(Duration::from_secs(3));
-    let d = Bike::spawn(
-        &dir,
-        "bike-d",
-        3,
-        base,
-        &fleet,
-        &["--set", "fleet.priority=50"],
-    );
+    let d = Bike::spawn(&dir, "bike-d", 3, base, &fleet, &["fleet.priority=50"]);
     let joined = d.wait("the late joiner to lock", 20.0, |v| {
         locked(v) && leader_of(v) == Some("bike-b")
     });
-    assert_eq!(joined["fleet"]["peers"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        joined["fleet"]["peers"].as_array().map(Vec::len),
+        Some(2),
+        "{joined}"
+    );
     std::thread::sleep(Duration::from_secs(1));
     let end = mono_ns();
     let (a_lines, a_rec) = a.stop();

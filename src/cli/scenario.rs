@@ -265,13 +265,16 @@ pub fn run(args: &ScenarioArgs) -> anyhow::Result<Summary> {
     );
     // Auto: node k's timeline, SNTP and membership ports; heartbeats go to every node.
     let auto_port = |k: usize| args.base_port + 10 * k as u16;
+    // Each node on its own loopback address: the guard rate-limits per source address.
+    let auto_ip = |k: usize| format!("127.0.{}.{}", k / 250, k % 250 + 1);
     let broadcast = (0..args.nodes)
-        .map(|k| format!("\"127.0.0.1:{}\"", auto_port(k) + 2))
+        .map(|k| format!("\"{}:{}\"", auto_ip(k), auto_port(k) + 2))
         .collect::<Vec<_>>()
         .join(",");
     let auto_sets = |k: usize| -> Vec<String> {
         vec![
             "sync.role=auto".to_string(),
+            format!("sync.bind={}", auto_ip(k)),
             format!("sync.osc_port={}", auto_port(k)),
             format!("sync.sntp_port={}", auto_port(k) + 1),
             format!("fleet.port={}", auto_port(k) + 2),

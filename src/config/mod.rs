@@ -1110,6 +1110,22 @@ mod tests {
     }
 
     #[test]
+    fn auto_role_needs_fleet_membership() {
+        let c = Config::load(None, &["sync.role=auto".into()]).expect("auto loads");
+        assert_eq!(c.sync.role, Role::Auto);
+        let err = Config::load(
+            None,
+            &["sync.role=auto".into(), "fleet.enabled=false".into()],
+        )
+        .expect_err("auto without membership")
+        .to_string();
+        assert!(
+            err.contains("sync.role") && err.contains("fleet.enabled"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn web_section_is_validated_naming_the_key() {
         let c = Config::builtin().expect("defaults");
         assert!(!c.web.enabled);

@@ -32,6 +32,8 @@ pub struct Fleet {
     alone_after: Duration,
     /// The playlist has not been started (nor has a leader told us what plays).
     pending_start: bool,
+    /// The role our heartbeats advertise.
+    advertised: AdvertisedRole,
 }
 
 impl Fleet {
@@ -63,6 +65,7 @@ impl Fleet {
             started: Instant::now(),
             alone_after,
             pending_start: true,
+            advertised: AdvertisedRole::Solo,
         })
     }
 
@@ -141,7 +144,12 @@ impl Fleet {
         }
     }
 
-    fn advertise(&self, role: AdvertisedRole) {
+    /// Advertise `role` if it is news: every change sends a heartbeat at once, and views
+    /// change with every heartbeat heard (our own included), so repeating it would loop.
+    fn advertise(&mut self, role: AdvertisedRole) {
+        if std::mem::replace(&mut self.advertised, role) == role {
+            return;
+        }
         if let Err(e) = self.handle.set_role(role) {
             tracing::debug!("{e}");
         }

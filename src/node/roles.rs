@@ -26,7 +26,7 @@ use crate::audio::{Control, Controller, PlaybackReport, Player};
 use crate::clock::{mono_ns, LocalClock};
 use crate::config::{Role, SyncConfig};
 use crate::security::FleetSecurity;
-use crate::sync::filter::{ClockFilter, FilterConfig};
+use crate::sync::filter::{ClockEstimate, ClockFilter, FilterConfig};
 use crate::sync::pll::{FollowerController, LeaderController, NetState, PllConfig};
 use crate::sync::sntp::{self, SntpClient};
 
@@ -228,16 +228,9 @@ impl Roles {
         match (self.current, self.ctx.mode.get().0) {
             (Current::Follower(_), _) => {
                 let est = self.ctx.net.lock().ok().and_then(|n| n.estimate);
-                match est {
-                    Some(e) => {
-                        let now = mono_ns();
-                        let local = self.ctx.local.from_mono(now);
-                        let ppm =
-                            ((1.0 + self.ctx.local.ppm * 1e-6) * (1.0 + e.ppm * 1e-6) - 1.0) * 1e6;
-                        LocalClock::anchored(now, e.fleet_at(local), ppm)
-                    }
-                    None => self.ctx.local,
-                }
+                est.map_or(self.ctx.local, |e| {
+                    held_over(&self.ctx.local, &e, mono_ns())
+                })
             }
             (_, Mode::Lead(clock)) => clock,
             (_, Mode::Follow) => self.ctx.local,
@@ -418,6 +411,14 @@ impl Roles {
     }
 }
 
+/// The fleet clock a follower keeps serving once it leads: what its estimate `est` says
+/// fleet time is at monotonic `now`, running from then on at the rate of its own clock
+/// corrected by the estimate's frequency.
+pub fn held_over(local: &LocalClock, est: &ClockEstimate, now: u64) -> LocalClock {
+    let ppm = ((1.0 + local.ppm * 1e-6) * (1.0 + est.ppm * 1e-6) - 1.0) * 1e6;
+    LocalClock::anchored(now, est.fleet_at(local.from_mono(now)), ppm)
+}
+
 /// The clock filter settings from `[sync]`.
 pub fn filter_config(y: &SyncConfig) -> FilterConfig {
     FilterConfig {
@@ -425,5 +426,56 @@ pub fn filter_config(y: &SyncConfig) -> FilterConfig {
         bucket_s: y.filter_bucket_s,
         step_threshold_ns: (y.step_threshold_ms * 1e6) as i64,
         step_count: y.step_count.max(2) as usize,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A follower promoted at `now` serves exactly the time its estimate gave, and keeps
+    /// running at the leader's rate: an hour later it is as close to the estimate's
+    /// extrapolation as rounding allows.
+    #[test]
+    fn a_promoted_follower_serves_the_fleet_time_it_had_disciplined() {
+        let local = LocalClock {
+            offset_ns: 1_700_000_000_000_000_000,
+            ppm: 83.0,
+            ..LocalClock::IDEAL
+        };
+        let now = 5_000_000_000_000u64;
+        let est = ClockEstimate {
+            ref_local_ns: local.from_mono(now) - 30_000_000_000,
+            offset_ns: -2_345_678_901.0,
+            ppm: -121.5,
+            dispersion_ns: 50_000.0,
+            min_delay_ns: 200_000,
+            samples: 40,
+            steps: 0,
+        };
+        let served = held_over(&local, &est, now);
+        for later in [0u64, 1_000_000_000, 3_600_000_000_000] {
+            let t = now + later;
+            let want = est.fleet_at(local.from_mono(t));
+            let got = served.from_mono(t);
+            assert!((got - want).abs() <= 2, "after {later} ns: {got} vs {want}");
+        }
+    }
+
+    #[test]
+    fn the_mode_cell_counts_switches_and_tells_fleet_time() {
+        let net = Mutex::new(NetState::default());
+        let local = LocalClock::IDEAL;
+        let cell = ModeCell::new(Mode::Follow);
+        assert_eq!(cell.get().1, 0);
+        assert_eq!(
+            cell.fleet_at_mono(10, &local, &net),
+            None,
+            "no estimate yet"
+        );
+        let served = LocalClock::anchored(1_000, 9_000, 0.0);
+        cell.set(Mode::Lead(served));
+        assert_eq!(cell.get(), (Mode::Lead(served), 1));
+        assert_eq!(cell.fleet_at_mono(2_000, &local, &net), Some(10_000));
     }
 }
