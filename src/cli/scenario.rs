@@ -339,6 +339,12 @@ pub fn run(args: &ScenarioArgs) -> anyhow::Result<Summary> {
             ],
         )?);
     }
+    if args.auto {
+        eprintln!(
+            "scenario: {} nodes with sync.role=auto, no impairment relays",
+            args.nodes
+        );
+    }
     eprintln!(
         "scenario: leader + {} followers for {:.0} s (delay {} ± {} ms, loss {:.1} %, clocks ±{} ppm / ±{} s, DACs ±{} ppm)",
         args.nodes - 1,
