@@ -78,6 +78,15 @@ pub struct ScenarioArgs {
     /// Random seed for the impairments.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Every node runs `sync.role=auto`: the fleet elects its leader (the first node has
+    /// the highest priority, the next ones less and less). Followers reach whoever leads
+    /// directly, so there are no impairment relays in this mode.
+    #[arg(long)]
+    pub auto: bool,
+    /// With `--auto`: SIGKILL the leader this many seconds after it started (0: never);
+    /// the next node takes over and becomes the reference the others are measured against.
+    #[arg(long, default_value_t = 0.0)]
+    pub kill_leader_at_s: f64,
     /// Extra `--set KEY=VALUE` for every node (repeatable).
     #[arg(long = "node-set", value_name = "KEY=VALUE")]
     pub node_set: Vec<String>,
@@ -183,6 +192,16 @@ pub struct Summary {
     pub seeks_after_lock: u64,
     /// Largest |speed|, ppm.
     pub max_speed_ppm: f64,
+    /// Median and worst (p99 over the nodes) process start → lock, s.
+    pub lock_median_s: Option<f64>,
+    /// p99.
+    pub lock_p99_s: Option<f64>,
+    /// `--kill-leader-at-s`: the old leader's death → the next one's first status line as
+    /// leader, ms.
+    pub failover_ms: Option<f64>,
+    /// Largest |offset| of any survivor against the new leader from 1 s before the kill to
+    /// 5 s after it, ms.
+    pub failover_max_ms: Option<f64>,
     /// Datagrams dropped / received by the relays.
     pub relay_dropped: u64,
     /// Received.
@@ -297,11 +316,43 @@ pub fn run(args: &ScenarioArgs) -> anyhow::Result<Summary> {
             start_mono: crate::clock::mono_ns(),
         })
     };
-    let mut leader_sets = vec![
-        "sync.role=leader".to_string(),
-        format!("sync.osc_port={leader_osc}"),
-        format!("sync.sntp_port={leader_sntp}"),
-    ];
+    anyhow::ensure!(
+        args.kill_leader_at_s <= 0.0 || (args.auto && args.nodes >= 3),
+        "--kill-leader-at-s needs --auto and at least 3 nodes"
+    );
+    anyhow::ensure!(
+        args.flood_pps <= 0.0 || !args.auto,
+        "--flood-pps runs with fixed roles (without --auto)"
+    );
+    // Auto: node k's timeline, SNTP and membership ports; heartbeats go to every node.
+    let auto_port = |k: usize| args.base_port + 10 * k as u16;
+    // Each node on its own loopback address: the guard rate-limits per source address.
+    let auto_ip = |k: usize| format!("127.0.{}.{}", k / 250, k % 250 + 1);
+    let broadcast = (0..args.nodes)
+        .map(|k| format!("\"{}:{}\"", auto_ip(k), auto_port(k) + 2))
+        .collect::<Vec<_>>()
+        .join(",");
+    let auto_sets = |k: usize| -> Vec<String> {
+        vec![
+            "sync.role=auto".to_string(),
+            format!("sync.bind={}", auto_ip(k)),
+            format!("sync.osc_port={}", auto_port(k)),
+            format!("sync.sntp_port={}", auto_port(k) + 1),
+            format!("fleet.port={}", auto_port(k) + 2),
+            "fleet.mdns=false".to_string(),
+            format!("fleet.broadcast=[{broadcast}]"),
+            format!("fleet.priority={}", 200usize.saturating_sub(k).max(1)),
+        ]
+    };
+    let mut leader_sets = if args.auto {
+        auto_sets(0)
+    } else {
+        vec![
+            "sync.role=leader".to_string(),
+            format!("sync.osc_port={leader_osc}"),
+            format!("sync.sntp_port={leader_sntp}"),
+        ]
+    };
     let leader_control = args.base_port + 2;
     if args.flood_pps > 0.0 {
         // The control port is open, to this machine's own address only.
@@ -322,7 +373,7 @@ pub fn run(args: &ScenarioArgs) -> anyhow::Result<Summary> {
     let mut leader = spawn(0, leader_sets)?;
     // Relays: one timeline and one SNTP relay per follower, each with its own seed.
     let mut relay_ports = Vec::new();
-    for k in 1..args.nodes {
+    for k in (1..args.nodes).filter(|_| !args.auto) {
         let osc = args.base_port + 10 + 2 * k as u16;
         let sntp = osc + 1;
         for (listen, upstream, salt) in [(osc, leader_osc, 0u64), (sntp, leader_sntp, 1)] {
@@ -345,6 +396,9 @@ pub fn run(args: &ScenarioArgs) -> anyhow::Result<Summary> {
         relay_ports.push((osc, sntp));
     }
     std::thread::sleep(Duration::from_secs_f64(args.join_after_s));
+    for k in (1..args.nodes).filter(|_| args.auto) {
+        nodes.push(spawn(k, auto_sets(k))?);
+    }
     for (k, (osc, sntp)) in relay_ports.iter().enumerate() {
         nodes.push(spawn(
             k + 1,
@@ -355,6 +409,12 @@ pub fn run(args: &ScenarioArgs) -> anyhow::Result<Summary> {
                 "sync.sntp_server_signed=true".into(),
             ],
         )?);
+    }
+    if args.auto {
+        eprintln!(
+            "scenario: {} nodes with sync.role=auto, no impairment relays",
+            args.nodes
+        );
     }
     eprintln!(
         "scenario: leader + {} followers for {:.0} s (delay {} ± {} ms, loss {:.1} %, clocks ±{} ppm / ±{} s, DACs ±{} ppm)",
@@ -375,8 +435,17 @@ pub fn run(args: &ScenarioArgs) -> anyhow::Result<Summary> {
     } else {
         None
     };
+    let kill_at = (args.kill_leader_at_s > 0.0)
+        .then(|| leader.start_mono + (args.kill_leader_at_s * 1e9) as u64);
+    let mut killed_at = None;
     while std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(10));
+        if killed_at.is_none() && kill_at.is_some_and(|k| crate::clock::mono_ns() >= k) {
+            // No goodbye: the fleet notices by the heartbeat timeout.
+            leader.child.kill().context("cannot kill the leader")?;
+            killed_at = Some(crate::clock::mono_ns());
+            eprintln!("scenario: leader killed");
+        }
     }
     // SIGTERM: nodes flush their recordings and exit.
     for n in nodes.iter().chain(std::iter::once(&leader)) {
@@ -389,7 +458,11 @@ pub fn run(args: &ScenarioArgs) -> anyhow::Result<Summary> {
         let _ = n.child.wait();
     }
     drop(rt);
-    analyse(args, &leader, &nodes, &stats, flood.as_ref())
+    match killed_at {
+        // The killed leader left no recording: measure against its successor.
+        Some(at) => analyse(args, &nodes[0], &nodes[1..], &stats, None, Some(at)),
+        None => analyse(args, &leader, &nodes, &stats, flood.as_ref(), None),
+    }
 }
 
 /// Waits until `flood_at_s` after `joined`, then floods the leader's timeline, SNTP and
@@ -477,15 +550,27 @@ fn analyse(
     nodes: &[Node],
     stats: &ImpairStats,
     flood: Option<&FloodRun>,
+    killed_at: Option<u64>,
 ) -> anyhow::Result<Summary> {
     use std::sync::atomic::Ordering::Relaxed;
     let rate = 44_100.0;
     let lead = Trace::load(&leader.rec, rate)?;
-    // Leader clock (mono → local), from its status lines, to check SNTP estimates.
-    let leader_clock: Vec<(f64, f64)> = statuses(&leader.log)
+    // Fleet clock the reference serves (mono → fleet), from its status lines, to check
+    // SNTP estimates (a leader's fleet time is its local time unless it was promoted).
+    let leader_statuses = statuses(&leader.log);
+    let leader_clock: Vec<(f64, f64)> = leader_statuses
         .iter()
-        .filter_map(|s| Some((s["mono_ns"].as_f64()?, s["local_ns"].as_f64()?)))
+        .filter(|s| s["role"] == "leader")
+        .filter_map(|s| Some((s["mono_ns"].as_f64()?, s["fleet_ns"].as_f64()?)))
         .collect();
+    let failover_ms = killed_at.and_then(|k| {
+        let t = leader_statuses
+            .iter()
+            .filter(|s| s["role"] == "leader")
+            .find_map(|s| s["mono_ns"].as_u64().filter(|&t| t > k))?;
+        Some((t - k) as f64 / 1e6)
+    });
+    let mut failover_max: Option<f64> = None;
     let leader_local_at = |mono: f64| -> Option<f64> {
         let i = leader_clock.partition_point(|p| p.0 <= mono);
         let (a, b) = (leader_clock.get(i.checked_sub(1)?)?, leader_clock.get(i)?);
@@ -511,6 +596,13 @@ fn analyse(
                 n.name,
                 off * 1e3
             )?;
+        }
+        if let Some(k) = killed_at {
+            let around = series
+                .iter()
+                .filter(|(t, _)| (k.saturating_sub(1_000_000_000)..k + 5_000_000_000).contains(t))
+                .map(|(_, o)| o.abs() * 1e3);
+            failover_max = around.fold(failover_max, |m, o| Some(m.map_or(o, |m: f64| m.max(o))));
         }
         let lock = lock_time(&series, 1e-3, 2_000_000_000);
         let after: Vec<f64> = series
@@ -568,7 +660,12 @@ fn analyse(
             sntp_err_max_us: sntp_errs.iter().copied().fold(f64::NAN, f64::max),
         });
     }
+    let locks: Vec<f64> = results.iter().filter_map(|r| r.join_to_lock_s).collect();
     let summary = Summary {
+        lock_median_s: (!locks.is_empty()).then(|| quantile(&locks, 0.5)),
+        lock_p99_s: (!locks.is_empty()).then(|| quantile(&locks, 0.99)),
+        failover_ms,
+        failover_max_ms: failover_max,
         p50_ms: quantile(&all_after, 0.5),
         p99_ms: quantile(&all_after, 0.99),
         max_ms: all_after.iter().copied().fold(f64::NAN, f64::max),
@@ -666,6 +763,15 @@ fn print_summary(s: &Summary) {
             f.max_flood_ms,
             f.leader_cpu_calm_pct,
             f.leader_cpu_flood_pct
+        );
+    }
+    if let (Some(m), Some(p)) = (s.lock_median_s, s.lock_p99_s) {
+        println!("start → lock: median {m:.2} s, p99 {p:.2} s");
+    }
+    if let Some(f) = s.failover_ms {
+        println!(
+            "failover: new leader {f:.0} ms after the old one was killed; max |offset| from 1 s before to 5 s after: {} ms",
+            s.failover_max_ms.map_or("n/a".into(), |m| format!("{m:.3}"))
         );
     }
 }

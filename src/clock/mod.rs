@@ -107,6 +107,18 @@ impl LocalClock {
         }
     }
 
+    /// A clock that reads `reads_ns` at monotonic time `at_mono_ns` and runs `ppm` fast
+    /// against the monotonic clock, never stepping: how a promoted follower keeps serving
+    /// the fleet time it had disciplined (its last offset and frequency, free-running).
+    pub fn anchored(at_mono_ns: u64, reads_ns: i64, ppm: f64) -> Self {
+        let skew = (at_mono_ns as f64 * ppm * 1e-6).round() as i64;
+        LocalClock {
+            offset_ns: reads_ns - at_mono_ns as i64 - skew,
+            ppm,
+            ..Self::IDEAL
+        }
+    }
+
     /// Local time at the given monotonic time.
     pub fn from_mono(&self, mono_ns: u64) -> i64 {
         let skew = (mono_ns as f64 * self.ppm * 1e-6).round() as i64;
@@ -146,6 +158,16 @@ mod tests {
         let b = mono_ns();
         assert!(b >= a);
         assert!(a > 0);
+    }
+
+    #[test]
+    fn anchored_clock_reads_what_it_was_given_and_runs_at_its_rate() {
+        let at = 7_000_000_000_000u64;
+        let c = LocalClock::anchored(at, 1_764_000_000_123_456_789, -42.5);
+        assert_eq!(c.from_mono(at), 1_764_000_000_123_456_789);
+        // 100 s later it has run 100 s − 4.25 ms.
+        let d = c.from_mono(at + 100_000_000_000) - c.from_mono(at);
+        assert!((d - 99_995_750_000).abs() <= 1, "{d}");
     }
 
     #[test]

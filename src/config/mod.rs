@@ -310,6 +310,9 @@ pub enum Role {
     Leader,
     /// Locks to a leader.
     Follower,
+    /// Decided by fleet membership (`[fleet]`): leads when elected, follows the elected
+    /// leader otherwise, and plays alone on its own clock while no leader is known.
+    Auto,
 }
 
 /// `[sync]`.
@@ -555,6 +558,13 @@ impl Config {
             return Err(range(
                 "sync.leader",
                 format!("{:?} is not an address like 192.168.4.1:9123", y.leader),
+            ));
+        }
+        if y.role == Role::Auto && !self.fleet.enabled {
+            return Err(range(
+                "sync.role",
+                "\"auto\" needs fleet membership: set fleet.enabled = true, or pick a fixed role"
+                    .to_string(),
             ));
         }
         if !y.sntp_server.is_empty() && y.sntp_server.parse::<std::net::SocketAddr>().is_err() {
@@ -1143,6 +1153,22 @@ mod tests {
         assert!(err.contains("priority"), "{err}");
         let c = Config::load(None, &["fleet.broadcast=[\"10.77.0.255:9200\"]".into()]).expect("ok");
         assert_eq!(c.fleet.broadcast, ["10.77.0.255:9200"]);
+    }
+
+    #[test]
+    fn auto_role_needs_fleet_membership() {
+        let c = Config::load(None, &["sync.role=auto".into()]).expect("auto loads");
+        assert_eq!(c.sync.role, Role::Auto);
+        let err = Config::load(
+            None,
+            &["sync.role=auto".into(), "fleet.enabled=false".into()],
+        )
+        .expect_err("auto without membership")
+        .to_string();
+        assert!(
+            err.contains("sync.role") && err.contains("fleet.enabled"),
+            "{err}"
+        );
     }
 
     #[test]

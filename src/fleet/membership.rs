@@ -86,6 +86,11 @@ impl FleetHandle {
     }
 }
 
+/// The clock heartbeats are stamped with and checked against: the node's fleet clock,
+/// which may change at run time (a follower's disciplined estimate of the leader's time, a
+/// promoted leader's held-over fleet time), so it is read through a function.
+pub type FleetClock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
 /// Entry points of the membership layer.
 #[derive(Debug)]
 pub struct Membership;
@@ -101,9 +106,21 @@ impl Membership {
         sealer: Sealer,
         clock: LocalClock,
     ) -> Result<(FleetHandle, watch::Receiver<FleetView>), FleetError> {
+        Self::spawn_with_clock(cfg, me, guard, sealer, Arc::new(move || clock.now()))
+    }
+
+    /// As [`Membership::spawn`], with heartbeats stamped and checked by a clock that may
+    /// change at run time (the node passes its fleet clock).
+    pub fn spawn_with_clock(
+        cfg: FleetConfig,
+        me: MemberInfo,
+        guard: Arc<Mutex<Guard>>,
+        sealer: Sealer,
+        clock: FleetClock,
+    ) -> Result<(FleetHandle, watch::Receiver<FleetView>), FleetError> {
         let addr = SocketAddr::new(cfg.bind, cfg.port);
         let sock = bind(addr).map_err(|source| FleetError::Bind { addr, source })?;
-        Self::spawn_on(sock, cfg, me, guard, sealer, clock)
+        Self::spawn_on_with_clock(sock, cfg, me, guard, sealer, clock)
     }
 
     /// As [`Membership::spawn`], on an already-bound socket (tests bind port 0).
@@ -114,6 +131,18 @@ impl Membership {
         guard: Arc<Mutex<Guard>>,
         sealer: Sealer,
         clock: LocalClock,
+    ) -> Result<(FleetHandle, watch::Receiver<FleetView>), FleetError> {
+        Self::spawn_on_with_clock(sock, cfg, me, guard, sealer, Arc::new(move || clock.now()))
+    }
+
+    /// As [`Membership::spawn_on`], with a run-time clock (see [`FleetClock`]).
+    pub fn spawn_on_with_clock(
+        sock: std::net::UdpSocket,
+        cfg: FleetConfig,
+        me: MemberInfo,
+        guard: Arc<Mutex<Guard>>,
+        sealer: Sealer,
+        clock: FleetClock,
     ) -> Result<(FleetHandle, watch::Receiver<FleetView>), FleetError> {
         check_id(&me.id).map_err(|source| FleetError::Id {
             id: me.id.clone(),
@@ -221,7 +250,7 @@ struct Task {
     port: u16,
     guard: Arc<Mutex<Guard>>,
     sealer: Sealer,
-    clock: LocalClock,
+    clock: FleetClock,
     lamport: Arc<LamportClock>,
     election: Election,
     seen: HashMap<String, Seen>,
@@ -285,7 +314,7 @@ impl Task {
             // Sealed per destination: each copy has its own sequence number, so a peer
             // reached twice sees two heartbeats, not a replay.
             self.out.clear();
-            let ts = self.clock.now().max(0) as u64;
+            let ts = (self.clock)().max(0) as u64;
             let sealed = match self.guard.lock() {
                 Ok(g) => self
                     .sealer
@@ -319,7 +348,7 @@ impl Task {
             self.stats.own += 1;
             return Vec::new();
         }
-        let now_fleet = self.clock.now().max(0) as u64;
+        let now_fleet = (self.clock)().max(0) as u64;
         let hb = {
             let Ok(mut guard) = self.guard.lock() else {
                 return Vec::new();

@@ -173,6 +173,8 @@ impl MemberInfo {
                 crate::config::Role::Solo => AdvertisedRole::Solo,
                 crate::config::Role::Leader => AdvertisedRole::Leader,
                 crate::config::Role::Follower => AdvertisedRole::Follower,
+                // Until the election has spoken the node plays alone.
+                crate::config::Role::Auto => AdvertisedRole::Solo,
             },
             sync_port: c.sync.osc_port,
             sntp_port: c.sync.sntp_port,

@@ -18,21 +18,21 @@ use super::{relay, Counters};
 use crate::audio::{self, Player};
 use crate::clock::{mono_ns, LocalClock};
 use crate::security::{FleetSecurity, TrafficClass};
-use crate::sync::filter::{ClockEstimate, ClockFilter, FilterConfig};
+use crate::sync::filter::{ClockEstimate, ClockFilter};
 use crate::sync::pll::NetState;
 use crate::sync::sntp::SntpClient;
 use crate::sync::timeline::{self, Timeline};
 
-/// SNTP exchanges at `hz`, into the clock filter.
+/// SNTP exchanges at `hz`, into the clock filter. The filter outlives the task: a node
+/// that changes leader keeps its estimate (offset and frequency) and carries on from it.
 pub async fn discipline(
     client: SntpClient,
     server: SocketAddr,
-    cfg: FilterConfig,
+    filter: Arc<Mutex<ClockFilter>>,
     hz: f64,
     net: Arc<Mutex<NetState>>,
     c: Arc<Counters>,
 ) {
-    let mut filter = ClockFilter::new(cfg);
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / hz.max(0.05)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -40,7 +40,9 @@ pub async fn discipline(
         match client.exchange(server).await {
             Ok(ex) => {
                 c.sntp_ok.fetch_add(1, Relaxed);
-                let est = filter.add(ex);
+                let Ok(est) = filter.lock().map(|mut f| f.add(ex)) else {
+                    return;
+                };
                 if let Ok(mut n) = net.lock() {
                     n.estimate = est;
                 }
@@ -63,14 +65,38 @@ pub struct LocalTime {
     pub latency_ns: i64,
 }
 
-/// What the follower has told its player to do.
-#[derive(Debug, Default)]
-struct Applied {
-    track: Option<String>,
-    epoch: Option<i32>,
-    paused: bool,
+/// What the follower has told its player to do. It outlives one link: a node that changes
+/// leader (or stops leading) knows what its player is already doing, so a timeline that
+/// continues the same track and epoch changes nothing.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Applied {
+    /// Track loaded.
+    pub track: Option<String>,
+    /// Timeline epoch it follows.
+    pub epoch: Option<i32>,
+    /// Paused.
+    pub paused: bool,
     /// The last track that could not be opened (its error is logged once, not 5 times/s).
-    failed: Option<String>,
+    pub failed: Option<String>,
+}
+
+impl Applied {
+    /// What a player that has been playing `tl` itself (as leader) is doing.
+    pub fn from_timeline(tl: Option<&Timeline>) -> Applied {
+        match tl {
+            Some(t) if !t.track.is_empty() => Applied {
+                track: Some(t.track.clone()),
+                epoch: Some(t.epoch),
+                paused: !t.playing,
+                failed: None,
+            },
+            Some(t) => Applied {
+                epoch: Some(t.epoch),
+                ..Applied::default()
+            },
+            None => Applied::default(),
+        }
+    }
 }
 
 /// Everything the timeline link needs.
@@ -95,6 +121,8 @@ pub struct Link {
     pub security: Arc<FleetSecurity>,
     /// Commands to relay to the leader.
     pub relay: mpsc::Receiver<Command>,
+    /// What the player was told (shared with the next link).
+    pub applied: Arc<Mutex<Applied>>,
 }
 
 /// Subscribe to the leader, follow its timeline, relay commands; runs until aborted.
@@ -104,7 +132,6 @@ pub async fn follow_timeline(mut link: Link) {
     };
     let mut resubscribe = tokio::time::interval(Duration::from_secs(1));
     let mut buf = [0u8; 1500];
-    let mut applied = Applied::default();
     loop {
         tokio::select! {
             _ = resubscribe.tick() => link.send(&hello).await,
@@ -136,7 +163,9 @@ pub async fn follow_timeline(mut link: Link) {
                     (newer, state.estimate)
                 };
                 if newer {
-                    link.apply(&tl, est, &mut applied);
+                    if let Ok(mut applied) = link.applied.lock() {
+                        link.apply(&tl, est, &mut applied);
+                    }
                 }
             }
         }

@@ -121,6 +121,9 @@ pub struct Snapshot {
     pub role: String,
     /// The current leader's id, if any.
     pub leader: Option<String>,
+    /// The fleet's election term (`sync.role = "auto"`; `None` with a fixed role).
+    #[serde(default)]
+    pub term: Option<u64>,
     /// Track playing or loaded.
     pub track: Option<String>,
     /// Playing (not paused or stopped).

@@ -16,12 +16,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
+mod auto;
 mod follower;
 pub mod handle;
 mod leader;
 pub mod relay;
+mod roles;
 pub mod show;
 pub mod tracks;
 pub mod web;
@@ -33,13 +35,11 @@ use crate::clock::{mono_ns, LocalClock};
 use crate::config::{Config, Role};
 use crate::osc::command::CommandParser;
 use crate::security::{FleetSecurity, SecurityError, SecurityStats, TrafficClass};
-use crate::sync::filter::FilterConfig;
-use crate::sync::pll::{FollowerController, LeaderController, LockStatus, NetState, PllConfig};
-use crate::sync::sntp::{self, SntpClient};
+use crate::sync::pll::{LockStatus, NetState, PllConfig};
 use crate::sync::timeline;
-use follower::{Link, LocalTime};
 use handle::{NodeInbox, Request};
 use leader::Transport;
+use roles::{Mode, ModeCell, Roles, SwitchController};
 use tracks::Tracks;
 
 /// Errors that stop the daemon.
@@ -70,6 +70,9 @@ pub enum NodeError {
     /// The web app or the EchoFlux follower could not be started.
     #[error(transparent)]
     Web(#[from] web::WebStartError),
+    /// Fleet membership could not start (`sync.role = "auto"`).
+    #[error(transparent)]
+    Fleet(#[from] crate::fleet::FleetError),
     /// The first track could not be started.
     #[error("cannot play {track}: {why}")]
     Track {
@@ -122,6 +125,18 @@ struct Status<'a> {
     rejected: u64,
     lock: LockStatus,
     underruns: u64,
+    /// `sync.role = "auto"`: the fleet's leader, term and live peers as membership sees
+    /// them (absent with a fixed role).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fleet: Option<FleetStatus<'a>>,
+}
+
+/// The membership part of a status line.
+#[derive(Debug, Clone, serde::Serialize)]
+struct FleetStatus<'a> {
+    leader: Option<&'a str>,
+    term: u64,
+    peers: Vec<handle::PeerState>,
 }
 
 /// Network counters shared by the node's tasks.
@@ -159,6 +174,7 @@ pub async fn run_with(
     let stats = Arc::new(SecurityStats::new());
     let security = match y.role {
         Role::Solo => None,
+        // Leader, follower, auto: the fleet channel is always sealed.
         _ => Some(Arc::new(FleetSecurity::from_config(
             &config.security,
             &id,
@@ -182,139 +198,73 @@ pub async fn run_with(
         lock_ns: (y.lock_ms * 1e6) as i64,
         update_ns: (y.update_ms * 1e6) as i64,
     };
-    let controller: Box<dyn audio::Controller> = match y.role {
-        Role::Follower => Box::new(FollowerController::new(
-            pll,
-            clock,
-            latency_ns,
-            net.clone(),
-            lock.clone(),
-        )),
-        Role::Leader | Role::Solo => {
-            Box::new(LeaderController::new(clock, latency_ns, net.clone()))
-        }
-    };
+    let mode = Arc::new(ModeCell::new(match y.role {
+        Role::Follower => Mode::Follow,
+        _ => Mode::Lead(clock),
+    }));
+    let controller = Box::new(SwitchController::new(
+        mode.clone(),
+        pll,
+        clock,
+        latency_ns,
+        net.clone(),
+        lock.clone(),
+    ));
     let player = Arc::new(Player::start(sink, engine, controller)?);
     // The web app and the track library come first: the first track may be a shared one.
     let web = web::WebService::start(&config.web, handle.clone()).await?;
     let tracks = match &web {
-        Some(w) if config.web.enabled => Tracks::with_library(w.library().clone()),
-        _ => Tracks::new(crate::web::library_config(&config.web)),
+        Some(w) => Tracks::with_library(w.library().clone()),
+        None => Tracks::new(crate::web::library_config(&config.web)),
     };
     let wake = Arc::new(Notify::new());
-    let mut transport = (y.role != Role::Follower).then(|| Transport {
-        player: player.clone(),
-        net: net.clone(),
-        clock,
-        latency_ns,
-        id: id.clone(),
-        lead_ns: (y.start_lead_ms * 1e6) as u64,
-        playlist: opts.playlist.clone(),
-        index: 0,
-        wake: wake.clone(),
-        tracks: tracks.clone(),
-    });
-    if let (Some(t), Some(first)) = (transport.as_mut(), opts.playlist.first()) {
-        // Scheduled start: frame 0 is heard `start_in` from now; the plan is published at
-        // once so followers can start on the same sample.
-        t.schedule(first, 0, opts.start_in.as_nanos() as u64)
-            .map_err(|why| NodeError::Track {
-                track: first.clone(),
-                why,
-            })?;
-    }
     let bind_ip: std::net::IpAddr = y
         .bind
         .parse()
         .map_err(|_| NodeError::Address(y.bind.clone()))?;
     let counters = Arc::new(Counters::default());
-    let mut tasks = Vec::new();
-    let (relay_tx, relay_rx) = mpsc::channel(64);
+    // Tasks other parts of the node start; aborted at shutdown.
+    let tasks: Vec<tokio::task::JoinHandle<()>> = Vec::new();
+    let mut roles = Roles::new(roles::Ctx {
+        sync: y.clone(),
+        bind_ip,
+        id: id.clone(),
+        security: security.clone(),
+        local: clock,
+        latency_ns,
+        net: net.clone(),
+        player: player.clone(),
+        counters: counters.clone(),
+        handle: handle.clone(),
+        wake: wake.clone(),
+        playlist: opts.playlist.clone(),
+        mode: mode.clone(),
+        tracks: tracks.clone(),
+        web_port: config.web.port,
+    });
+    // Auto: the fleet decides (below); until then the node is solo, and its playlist waits
+    // for the election (it may join a fleet already playing).
+    let mut fleet = None;
     match (y.role, &security) {
-        (Role::Leader, Some(sec)) => {
-            if y.sntp_port != 0 {
-                let addr = SocketAddr::new(bind_ip, y.sntp_port);
-                let sock = bind("SNTP server", addr).await?;
-                tasks.push(tokio::spawn(sntp::serve(
-                    sock,
-                    clock,
-                    Some(sec.clone()),
-                    Default::default(),
-                )));
-            }
-            let sock = bind("timeline", SocketAddr::new(bind_ip, y.osc_port)).await?;
-            tasks.push(tokio::spawn(publish_timeline(Publisher {
-                sock,
-                net: net.clone(),
-                hz: y.publish_hz,
-                clock,
-                security: sec.clone(),
-                wake: wake.clone(),
-                handle: handle.clone(),
-                counters: counters.clone(),
-            })));
-        }
-        (Role::Follower, Some(sec)) => {
+        (Role::Leader, Some(_)) => roles.lead().await?,
+        (Role::Follower, Some(_)) => {
             let leader: SocketAddr = y
                 .leader
                 .parse()
                 .map_err(|_| NodeError::Address(y.leader.clone()))?;
-            // The leader's own SNTP server is sealed; a named third-party NTP server
-            // (chrony, ntpd) cannot sign, so it is queried in plain NTP.
-            let (sntp_server, sntp_security) = if y.sntp_server.is_empty() {
-                (SocketAddr::new(leader.ip(), y.sntp_port), Some(sec.clone()))
-            } else {
-                let addr = y
-                    .sntp_server
-                    .parse()
-                    .map_err(|_| NodeError::Address(y.sntp_server.clone()))?;
-                let signed = if y.sntp_server_signed {
-                    Some(sec.clone())
-                } else {
-                    tracing::warn!("time from {addr} is not authenticated (sync.sntp_server)");
-                    None
-                };
-                (addr, signed)
-            };
-            let filter = FilterConfig {
-                window_s: y.filter_window_s,
-                bucket_s: y.filter_bucket_s,
-                step_threshold_ns: (y.step_threshold_ms * 1e6) as i64,
-                step_count: y.step_count.max(2) as usize,
-            };
-            let sock = bind("SNTP client", SocketAddr::new(bind_ip, 0)).await?;
-            let client =
-                SntpClient::with_security(sock, clock, Duration::from_millis(500), sntp_security);
-            tasks.push(tokio::spawn(follower::discipline(
-                client,
-                sntp_server,
-                filter,
-                y.poll_hz,
-                net.clone(),
-                counters.clone(),
-            )));
-            // Shared tracks this bike lacks come from the leader's web server.
-            if config.web.port != 0 {
-                tracks.set_peers(vec![format!(
-                    "http://{}",
-                    SocketAddr::new(leader.ip(), config.web.port)
-                )]);
-            }
-            let sock = bind("timeline", SocketAddr::new(bind_ip, 0)).await?;
-            tasks.push(tokio::spawn(follower::follow_timeline(Link {
-                sock,
-                leader,
-                id: id.clone(),
-                local: LocalTime { clock, latency_ns },
-                net: net.clone(),
-                player: player.clone(),
-                tracks: tracks.clone(),
-                counters: counters.clone(),
-                security: sec.clone(),
-                relay: relay_rx,
-            })));
+            let (sntp_server, signed) = sntp_source(&y, leader.ip(), y.sntp_port)?;
+            roles.follow(leader, sntp_server, signed).await?;
         }
-        _ => {}
+        (Role::Auto, Some(sec)) => {
+            roles.solo().await;
+            fleet = Some(auto::Fleet::start(
+                &config, sec, &stats, &mode, &net, clock,
+            )?);
+        }
+        _ => roles.solo().await,
+    }
+    if y.role != Role::Auto {
+        start_playlist(&mut roles, &opts)?;
     }
     let osc = if config.osc.enabled {
         let guard = match &security {
@@ -324,9 +274,8 @@ pub async fn run_with(
                 stats.clone(),
             )?)),
         };
-        let (role, net) = (y.role, net.clone());
-        let fleet_clock =
-            move || fleet_now(role, &clock, &net).unwrap_or(clock.now()).max(0) as u64;
+        let (mode, net) = (mode.clone(), net.clone());
+        let fleet_clock = move || mode.fleet_now(&clock, &net).unwrap_or(clock.now()).max(0) as u64;
         let service = crate::osc::serve(&config.osc, handle.clone(), guard, fleet_clock).await?;
         Some(service)
     } else {
@@ -336,8 +285,8 @@ pub async fn run_with(
     let lights = show::start(&config, &player, clock, &net)?;
     let view = View {
         id: &id,
-        role: y.role,
         clock: &clock,
+        mode: &mode,
         player: &player,
         net: &net,
         lock: &lock,
@@ -350,24 +299,34 @@ pub async fn run_with(
     loop {
         tokio::select! {
             _ = ticker.tick() => {
-                if let Some(t) = transport.as_mut() {
+                if let Some(t) = roles.transport.as_mut() {
                     t.tick();
                 }
-                view.print_status();
-                inbox.state.send_replace(show::snapshot(lights.as_ref(), view.snapshot()));
-                let at_end = opts.exit_at_end && transport.as_ref().is_some_and(Transport::finished);
+                if let Some(f) = fleet.as_mut() {
+                    f.tick(&mut roles, &opts, &lock).await;
+                }
+                let fv = fleet.as_ref().map(auto::Fleet::view);
+                view.print_status(roles.current.role(), fv.as_ref());
+                inbox.state.send_replace(show::snapshot(lights.as_ref(), view.snapshot(roles.current.role(), fv.as_ref())));
+                let at_end = opts.exit_at_end && roles.transport.as_ref().is_some_and(Transport::finished);
                 if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) || at_end {
                     break;
                 }
             }
+            Some(()) = auto::changed(fleet.as_mut()) => {
+                if let Some(f) = fleet.as_mut() {
+                    f.follow_view(&mut roles, &opts).await;
+                }
+            }
             Some(req) = inbox.requests.recv() => {
                 let verdict = show::control(lights.as_ref(), &req.command)
-                    .unwrap_or_else(|| execute(&req, transport.as_mut(), &relay_tx, &counters));
+                    .unwrap_or_else(|| execute(&req, &mut roles, &counters));
                 if let Err(e) = &verdict {
                     tracing::warn!("{:?} from {:?} refused: {e}", req.command, req.origin);
                 }
                 req.answer(verdict);
-                inbox.state.send_replace(show::snapshot(lights.as_ref(), view.snapshot()));
+                let fv = fleet.as_ref().map(auto::Fleet::view);
+                inbox.state.send_replace(show::snapshot(lights.as_ref(), view.snapshot(roles.current.role(), fv.as_ref())));
             }
             _ = tokio::signal::ctrl_c() => break,
             _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => break,
@@ -375,6 +334,10 @@ pub async fn run_with(
     }
     for t in tasks {
         t.abort();
+    }
+    roles.stop_tasks().await;
+    if let Some(f) = fleet {
+        f.shutdown().await;
     }
     if let Some(osc) = osc {
         osc.shutdown().await;
@@ -385,8 +348,8 @@ pub async fn run_with(
     if let Some(lights) = lights {
         lights.stop();
     }
-    view.print_status();
-    drop(transport);
+    view.print_status(roles.current.role(), None);
+    drop(roles);
     // Stop the sink cleanly (flushes a virtual sink's recording).
     match Arc::try_unwrap(player) {
         Ok(p) => p.stop()?,
@@ -395,26 +358,49 @@ pub async fn run_with(
     Ok(())
 }
 
-/// Fleet time now: our own clock on the leader, the SNTP estimate on a follower.
-fn fleet_now(role: Role, clock: &LocalClock, net: &Mutex<NetState>) -> Option<i64> {
-    let local = clock.now();
-    match role {
-        Role::Follower => Some(net.lock().ok()?.estimate?.fleet_at(local)),
-        _ => Some(local),
+/// Where a follower gets fleet time: the leader's own (sealed) SNTP server at
+/// `leader_ip:leader_sntp_port`, or the configured `sync.sntp_server` (a named third-party
+/// NTP server such as chrony cannot sign, so it is queried in plain NTP unless
+/// `sync.sntp_server_signed`).
+fn sntp_source(
+    y: &crate::config::SyncConfig,
+    leader_ip: std::net::IpAddr,
+    leader_sntp_port: u16,
+) -> Result<(SocketAddr, bool), NodeError> {
+    if y.sntp_server.is_empty() {
+        return Ok((SocketAddr::new(leader_ip, leader_sntp_port), true));
     }
+    let addr = y
+        .sntp_server
+        .parse()
+        .map_err(|_| NodeError::Address(y.sntp_server.clone()))?;
+    if !y.sntp_server_signed {
+        tracing::warn!("time from {addr} is not authenticated (sync.sntp_server)");
+    }
+    Ok((addr, y.sntp_server_signed))
+}
+
+/// Leader/solo: start the playlist's first track `start_in` from now (a scheduled start:
+/// frame 0 is heard then, and the plan is published at once so followers start on the
+/// same sample).
+fn start_playlist(roles: &mut Roles, opts: &NodeOptions) -> Result<(), NodeError> {
+    if let (Some(t), Some(first)) = (roles.transport.as_mut(), opts.playlist.first()) {
+        t.schedule(first, 0, opts.start_in.as_nanos() as u64)
+            .map_err(|why| NodeError::Track {
+                track: first.clone(),
+                why,
+            })?;
+    }
+    Ok(())
 }
 
 /// Carry out one request: the leader applies transport commands itself, a follower relays
 /// them to the leader.
-fn execute(
-    req: &Request,
-    transport: Option<&mut Transport>,
-    relay_tx: &mpsc::Sender<NodeCommand>,
-    counters: &Counters,
-) -> Result<(), String> {
-    match transport {
-        Some(t) => t.apply(&req.command),
-        None => {
+fn execute(req: &Request, roles: &mut Roles, counters: &Counters) -> Result<(), String> {
+    match (roles.transport.as_mut(), roles.relay.as_ref()) {
+        (Some(t), _) => t.apply(&req.command),
+        (None, None) => Err("no leader to relay the command to yet".to_string()),
+        (None, Some(relay_tx)) => {
             if relay::to_osc(&req.command).is_none() {
                 return Err(format!("{:?} cannot be relayed to the leader", req.command));
             }
@@ -440,8 +426,8 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<UdpSocket, NodeErr
 /// Everything status and snapshots are made of.
 struct View<'a> {
     id: &'a str,
-    role: Role,
     clock: &'a LocalClock,
+    mode: &'a ModeCell,
     player: &'a Player,
     net: &'a Mutex<NetState>,
     lock: &'a Mutex<LockStatus>,
@@ -450,7 +436,7 @@ struct View<'a> {
 }
 
 impl View<'_> {
-    fn print_status(&self) {
+    fn print_status(&self, role: Role, fleet: Option<&crate::fleet::FleetView>) {
         let (est, tl) = self
             .net
             .lock()
@@ -463,12 +449,9 @@ impl View<'_> {
         let line = Status {
             mono_ns: mono,
             local_ns: local,
-            fleet_ns: match self.role {
-                Role::Follower => est.map(|e| e.fleet_at(local)),
-                _ => Some(local),
-            },
+            fleet_ns: self.mode.fleet_at_mono(mono, self.clock, self.net),
             node: self.id,
-            role: self.role,
+            role,
             position_s: st.position.map(|p| p / st.track_rate.max(1) as f64),
             track: st.track,
             playing: tl.as_ref().is_some_and(|t| t.playing) && !st.paused,
@@ -484,13 +467,18 @@ impl View<'_> {
             rejected: self.stats.snapshot().total_rejected(),
             lock: self.lock.lock().map(|l| l.clone()).unwrap_or_default(),
             underruns: self.player.underruns(),
+            fleet: fleet.map(|v| FleetStatus {
+                leader: v.leader.as_ref().map(|m| m.id.as_str()),
+                term: v.term,
+                peers: v.peer_states(mono),
+            }),
         };
         if let Ok(text) = serde_json::to_string(&line) {
             println!("{text}");
         }
     }
 
-    fn snapshot(&self) -> Snapshot {
+    fn snapshot(&self, role: Role, fleet: Option<&crate::fleet::FleetView>) -> Snapshot {
         let (est, tl) = self
             .net
             .lock()
@@ -500,10 +488,16 @@ impl View<'_> {
         let lock = self.lock.lock().map(|l| l.clone()).unwrap_or_default();
         let rate = f64::from(st.track_rate.max(1));
         let stats = self.stats.snapshot();
+        let following = role == Role::Follower;
         Snapshot {
             id: self.id.to_string(),
-            role: format!("{:?}", self.role).to_lowercase(),
-            leader: tl.as_ref().map(|t| t.leader.clone()),
+            role: format!("{role:?}").to_lowercase(),
+            leader: match fleet {
+                Some(v) => v.leader.as_ref().map(|m| m.id.clone()),
+                None => tl.as_ref().map(|t| t.leader.clone()),
+            },
+            term: fleet.map(|v| v.term),
+            peers: fleet.map(|v| v.peer_states(mono_ns())).unwrap_or_default(),
             playing: tl.as_ref().is_some_and(|t| t.playing) && !st.paused && st.track.is_some(),
             position_ms: st.position.map(|p| p / rate * 1e3),
             duration_ms: st.track_frames.map(|f| f as f64 / rate * 1e3),
@@ -513,11 +507,10 @@ impl View<'_> {
                 .filter(|&b| b > 0.0),
             track: st.track,
             sync: handle::SyncState {
-                offset_ms: est.map(|e| e.offset_ns / 1e6),
-                clock_ppm: est.map(|e| e.ppm),
-                playback_error_ms: (self.role == Role::Follower)
-                    .then_some(lock.error_ns as f64 / 1e6),
-                locked: self.role != Role::Follower || lock.locked,
+                offset_ms: est.filter(|_| following).map(|e| e.offset_ns / 1e6),
+                clock_ppm: est.filter(|_| following).map(|e| e.ppm),
+                playback_error_ms: following.then_some(lock.error_ns as f64 / 1e6),
+                locked: !following || lock.locked,
             },
             rejected: stats.by_reason(),
             ..Snapshot::default()

@@ -177,6 +177,18 @@ impl FleetSecurity {
         me: &str,
         stats: Arc<SecurityStats>,
     ) -> Result<FleetSecurity, SecurityError> {
+        Ok(Self::with_guard(Self::guard_from_config(cfg, stats)?, me))
+    }
+
+    /// The guard [`FleetSecurity::from_config`] builds: key, whitelist, freshness, replay
+    /// windows and rate limits from `[security]`, counting into `stats`. The node gives
+    /// fleet membership a guard of its own, because heartbeats carry their own envelope
+    /// sequence (their sealer is the membership task's), and one replay window per sender
+    /// cannot hold two sequences.
+    pub fn guard_from_config(
+        cfg: &SecurityConfig,
+        stats: Arc<SecurityStats>,
+    ) -> Result<Guard, SecurityError> {
         let keyring = cfg.keyring()?;
         let guard_cfg = GuardConfig {
             replay: ReplayConfig {
@@ -186,10 +198,9 @@ impl FleetSecurity {
             whitelist: cfg.whitelist.iter().map(|v| sender_id(v)).collect(),
             ..GuardConfig::default()
         };
-        let guard = Guard::new(keyring, &guard_cfg)
+        Ok(Guard::new(keyring, &guard_cfg)
             .with_control_policy(cfg.control.policy()?)
-            .with_stats(stats);
-        Ok(Self::with_guard(guard, me))
+            .with_stats(stats))
     }
 
     /// Wrap an existing guard (tests, tools).

@@ -149,6 +149,16 @@ impl FollowerController {
         }
     }
 
+    /// Carry on after a pause in the reports this controller saw (the node led for a
+    /// while, or changed leader): the next update starts a fresh interval, so the
+    /// integrator is not wound by the gap. The lock state and the learned frequency stay.
+    pub fn resume(&mut self) {
+        self.last_update = None;
+        self.holdoff_until = 0;
+        self.over_threshold = 0;
+        self.in_lock_since = None;
+    }
+
     fn fleet_at_mono(&self, est: &ClockEstimate, mono_ns: u64) -> i64 {
         let local = self
             .clock

@@ -30,6 +30,7 @@ pub fn initial_snapshot() -> Snapshot {
         id: "bike-1".into(),
         role: "leader".into(),
         leader: Some("bike-1".into()),
+        term: Some(1),
         track: Some(TRACKS[0].into()),
         playing: false,
         position_ms: Some(0.0),

@@ -1,0 +1,173 @@
+//! `sync.role = "auto"`: fleet membership drives the node. The node runs
+//! [`Membership`] with its own guard (heartbeats carry their own envelope sequence) and
+//! its fleet clock (so heartbeat freshness is judged on fleet time, whatever the bike's own
+//! clock says once it is disciplined), and on every [`FleetView`] change switches role
+//! through [`Roles`]: lead when elected, follow the elected leader otherwise. While
+//! nobody leads, a follower holds over (plays on its last lock) and any other node plays
+//! alone. The playlist waits for the election: the first leader starts it, and a node that
+//! hears no leader at all within the startup grace plus the peer timeout starts it alone.
+//! Every status tick advertises the playback error in the heartbeat.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use super::roles::{Current, ModeCell, Roles};
+use super::{sntp_source, start_playlist, NodeError, NodeOptions};
+use crate::clock::{realtime_ns, LocalClock};
+use crate::config::{Config, SyncConfig};
+use crate::fleet::{
+    self, AdvertisedRole, FleetConfig, FleetHandle, FleetView, MemberInfo, Membership,
+};
+use crate::security::{FleetSecurity, Sealer, SecurityStats};
+use crate::sync::pll::{LockStatus, NetState};
+
+/// The membership task and what the node does with its views.
+pub struct Fleet {
+    handle: FleetHandle,
+    views: watch::Receiver<FleetView>,
+    sync: SyncConfig,
+    started: Instant,
+    alone_after: Duration,
+    /// The playlist has not been started (nor has a leader told us what plays).
+    pending_start: bool,
+    /// The role our heartbeats advertise.
+    advertised: AdvertisedRole,
+}
+
+impl Fleet {
+    /// Start membership for this node.
+    pub fn start(
+        config: &Config,
+        security: &FleetSecurity,
+        stats: &Arc<SecurityStats>,
+        mode: &Arc<ModeCell>,
+        net: &Arc<Mutex<NetState>>,
+        local: LocalClock,
+    ) -> Result<Fleet, NodeError> {
+        let cfg = FleetConfig::from_config(config)?;
+        let me = MemberInfo::from_config(config, security.fingerprint().to_string());
+        let guard = Arc::new(Mutex::new(FleetSecurity::guard_from_config(
+            &config.security,
+            stats.clone(),
+        )?));
+        let sealer = Sealer::new(fleet::sender_id(&me.id), realtime_ns().max(1) as u64);
+        let (mode, net) = (mode.clone(), net.clone());
+        let clock: fleet::membership::FleetClock =
+            Arc::new(move || mode.fleet_now(&local, &net).unwrap_or_else(|| local.now()));
+        let alone_after = cfg.startup_grace + cfg.peer_timeout;
+        let (handle, views) = Membership::spawn_with_clock(cfg, me, guard, sealer, clock)?;
+        Ok(Fleet {
+            handle,
+            views,
+            sync: config.sync.clone(),
+            started: Instant::now(),
+            alone_after,
+            pending_start: true,
+            advertised: AdvertisedRole::Solo,
+        })
+    }
+
+    /// The latest view.
+    pub fn view(&self) -> FleetView {
+        self.views.borrow().clone()
+    }
+
+    /// Take the role the latest view gives us.
+    pub async fn follow_view(&mut self, roles: &mut Roles, opts: &NodeOptions) {
+        let v = self.views.borrow_and_update().clone();
+        let result = if v.i_am_leader {
+            self.lead(roles, opts).await
+        } else if let (Some(addr), Some(leader)) = (v.leader_sync_addr(), v.leader.as_ref()) {
+            // The leader says what plays; our own playlist no longer starts by itself.
+            self.pending_start = false;
+            match sntp_source(&self.sync, leader.addr, leader.sntp_port) {
+                Ok((sntp, signed)) => roles.follow(addr, sntp, signed).await,
+                Err(e) => Err(e),
+            }
+            .map(|()| self.advertise(AdvertisedRole::Follower))
+        } else if roles.current == Current::Leader {
+            // Nobody leads, not even us (a better claimant came and went): play alone.
+            roles.solo().await;
+            self.advertise(AdvertisedRole::Solo);
+            Ok(())
+        } else {
+            // A follower whose leader vanished holds over on its last lock until the
+            // fleet elects the next one; a solo node carries on alone.
+            Ok(())
+        };
+        if let Err(e) = result {
+            tracing::error!("cannot take the role the fleet gave us: {e}; playing alone");
+            roles.solo().await;
+            self.advertise(AdvertisedRole::Solo);
+        }
+    }
+
+    async fn lead(&mut self, roles: &mut Roles, opts: &NodeOptions) -> Result<(), NodeError> {
+        if roles.current != Current::Leader {
+            roles.lead().await?;
+            self.advertise(AdvertisedRole::Leader);
+        }
+        self.start_if_pending(roles, opts);
+        Ok(())
+    }
+
+    /// The status tick: advertise our playback error, and start the playlist alone if no
+    /// leader has shown up.
+    pub async fn tick(&mut self, roles: &mut Roles, opts: &NodeOptions, lock: &Mutex<LockStatus>) {
+        let error_ms = match roles.current {
+            Current::Follower(_) => lock.lock().ok().map(|l| l.error_ns as f64 / 1e6),
+            _ => None,
+        };
+        if let Err(e) = self.handle.set_playback_error(error_ms) {
+            tracing::debug!("{e}");
+        }
+        if roles.current == Current::Solo && self.started.elapsed() >= self.alone_after {
+            self.start_if_pending(roles, opts);
+        }
+    }
+
+    fn start_if_pending(&mut self, roles: &mut Roles, opts: &NodeOptions) {
+        if !std::mem::take(&mut self.pending_start) {
+            return;
+        }
+        let has_timeline = roles
+            .ctx
+            .net
+            .lock()
+            .is_ok_and(|n| n.timeline.as_ref().is_some_and(|t| !t.track.is_empty()));
+        if !has_timeline {
+            if let Err(e) = start_playlist(roles, opts) {
+                tracing::error!("{e}");
+            }
+        }
+    }
+
+    /// Advertise `role` if it is news: every change sends a heartbeat at once, and views
+    /// change with every heartbeat heard (our own included), so repeating it would loop.
+    fn advertise(&mut self, role: AdvertisedRole) {
+        if std::mem::replace(&mut self.advertised, role) == role {
+            return;
+        }
+        if let Err(e) = self.handle.set_role(role) {
+            tracing::debug!("{e}");
+        }
+    }
+
+    /// Say goodbye to the fleet (peers drop us at once) and stop membership.
+    pub async fn shutdown(self) {
+        self.handle.shutdown().await;
+    }
+}
+
+/// Resolves when the view changes (never without membership, or once it has stopped).
+pub async fn changed(fleet: Option<&mut Fleet>) -> Option<()> {
+    match fleet {
+        Some(f) => match f.views.changed().await {
+            Ok(()) => Some(()),
+            Err(_) => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
+}
