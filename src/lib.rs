@@ -20,7 +20,8 @@
 //! - [`fleet`] — membership: mDNS and broadcast-heartbeat discovery, the Bully election
 //!   state machine with terms, Lamport ordering of competing commands, and the async
 //!   driver that publishes who leads.
-//! - [`node`] — the `convoy node` daemon: wires player, clock, sync sockets and status.
+//! - [`node`] — the `convoy node` daemon: wires player, clock, sync sockets, the role the
+//!   fleet elects (fixed or `auto`), the show and lights, the web app, OSC and status.
 //! - [`led`] — the Arduino LED protocol (pure codec), the reconnecting serial transport and a
 //!   simulated strip (drawn in the terminal); the firmware lives in `tools/arduino/`.
 //! - [`show`] — show files (playlist, cues at bars/beats/sections/times, audio-reactive

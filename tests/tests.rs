@@ -12,6 +12,7 @@ mod flood_status;
 mod led_firmware;
 mod led_reconnect;
 mod osc_interop;
+mod osc_node;
 mod osc_robustness;
 mod osc_service;
 mod osc_tools;
