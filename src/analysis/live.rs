@@ -31,6 +31,10 @@ pub struct BeatGrid {
     pub bpm: f32,
     /// Confidence of the tempo estimate, `0..=1`.
     pub confidence: f32,
+    /// Confidence of the beat phase, `0..=1`: how much more onset strength
+    /// the comb finds on the grid's beats than half a period away (see
+    /// [`LiveConfig::min_phase_confidence`]).
+    pub phase_confidence: f32,
 }
 
 impl BeatGrid {
@@ -58,6 +62,20 @@ pub struct LiveConfig {
     pub comb_decay: f32,
     /// Width (octaves) of the continuity preference for the previous tempo (default 0.1).
     pub continuity_octaves: f32,
+    /// Beats are announced (and the grid offered) only while the phase
+    /// confidence is at least this, `0..=1` (default 0.1): when the beats
+    /// and the points half-way between them carry about the same onset
+    /// strength (even eighths, an intro of off-beat hats), the phase is a
+    /// guess, and a light on the wrong half of the beat looks worse than none.
+    pub min_phase_confidence: f32,
+    /// The comb must find this much more strength (relative) at a new phase
+    /// than at the current one before the tracker counts towards switching
+    /// (default 0.15): near-equal phases (kick on the beat, bass and open hat
+    /// off it) must not make the grid flip back and forth.
+    pub switch_margin: f32,
+    /// Periods a better phase must persist before the grid jumps to it
+    /// (default 2); halved when the new phase is more than twice as strong.
+    pub relock_periods: f32,
     /// Tempo search settings.
     pub tempo: TempoConfig,
 }
@@ -72,6 +90,9 @@ impl Default for LiveConfig {
             phase_gain: 0.1,
             comb_decay: 0.8,
             continuity_octaves: 0.1,
+            min_phase_confidence: 0.1,
+            switch_margin: 0.15,
+            relock_periods: 2.0,
             tempo: TempoConfig::default(),
         }
     }
@@ -104,6 +125,8 @@ pub struct LiveBeatTracker {
     frame_rate: f32,
     /// Frames in a row in which the comb disagreed strongly with the PLL.
     outlier_frames: u32,
+    /// Phase confidence of the current grid, `0..=1`.
+    phase_confidence: f32,
     /// An octave change waiting for confirmation, and how often it was seen.
     pending: Option<(f32, u8)>,
 }
@@ -134,6 +157,7 @@ impl LiveBeatTracker {
             lookahead_frames: (cfg.lookahead_s.clamp(0.0, 1.0) * frame_rate) as f64,
             frame_rate,
             outlier_frames: 0,
+            phase_confidence: 0.0,
             pending: None,
         }
     }
@@ -143,15 +167,35 @@ impl LiveBeatTracker {
         self.bpm
     }
 
-    /// The current beat grid, once the tracker has a tempo and a phase.
+    /// The current beat grid, once the tracker has a tempo and a phase it is
+    /// confident of (see [`LiveConfig::min_phase_confidence`]).
     pub fn grid(&self) -> Option<BeatGrid> {
+        self.grid_unchecked()
+            .filter(|g| g.phase_confidence >= self.cfg.min_phase_confidence)
+    }
+
+    /// The current beat grid even while its phase is uncertain.
+    pub fn grid_unchecked(&self) -> Option<BeatGrid> {
         let (p, nb) = (self.period?, self.next_beat?);
         Some(BeatGrid {
             next_beat: self.frame_to_sample(nb),
             period_samples: p * self.hop,
             bpm: self.bpm,
             confidence: self.confidence,
+            phase_confidence: self.phase_confidence,
         })
+    }
+
+    /// Decaying comb: onset strength at `x`, `x - p`, … (`k_max` terms, the
+    /// weight multiplied by `decay` per period).
+    fn comb(&self, x: f64, p: f64, k_max: usize, decay: f32) -> f32 {
+        let mut s = 0.0f32;
+        let mut w = 1.0f32;
+        for k in 0..k_max {
+            s += w * self.env_interp(x - k as f64 * p);
+            w *= decay;
+        }
+        s
     }
 
     fn env(&self, frame: i64) -> f32 {
@@ -219,12 +263,7 @@ impl LiveBeatTracker {
         let mut best_s = f32::NEG_INFINITY;
         let mut x = now - p + 0.5;
         while x <= now + 1e-9 {
-            let mut s = 0.0f32;
-            let mut w = 1.0f32;
-            for k in 0..k_max {
-                s += w * self.env_interp(x - k as f64 * p);
-                w *= decay;
-            }
+            let s = self.comb(x, p, k_max, decay);
             if s > best_s {
                 best_s = s;
                 best_x = x;
@@ -249,18 +288,30 @@ impl LiveBeatTracker {
                 let pred = best_x + m * p;
                 let err = pred - nb;
                 let g = self.cfg.phase_gain.clamp(0.0, 1.0) as f64;
+                // The grid's own beat in the comb's search range, and its
+                // score there (what the best phase must beat to take over).
+                let cur_x = nb - ((nb - now) / p).ceil() * p;
+                let cur_s = self.comb(cur_x, p, k_max, decay);
+                let margin = 1.0 + self.cfg.switch_margin.max(0.0);
                 let mut nb = nb;
                 if err.abs() <= 0.15 * p {
                     self.outlier_frames = 0;
                     nb += g * err;
-                } else {
+                } else if best_s > margin * cur_s {
                     // A single syncopated hit must not drag the phase; a
-                    // disagreement lasting two periods is a real phase change.
+                    // clearly better phase lasting `relock_periods` is a
+                    // real phase change (a tempo step, the drums entering).
                     self.outlier_frames += 1;
-                    if self.outlier_frames as f64 > 2.0 * p {
+                    let mut need = self.cfg.relock_periods.max(0.0) as f64 * p;
+                    if best_s > 2.0 * cur_s {
+                        need /= 2.0;
+                    }
+                    if self.outlier_frames as f64 > need {
                         self.outlier_frames = 0;
                         nb = pred;
                     }
+                } else {
+                    self.outlier_frames = 0;
                 }
                 if nb < now - p / 2.0 {
                     nb += ((now - p / 2.0 - nb) / p).ceil() * p;
@@ -269,6 +320,8 @@ impl LiveBeatTracker {
             }
         };
         self.next_beat = Some(next);
+        self.phase_confidence = self.measure_phase_confidence(next, now, p, k_max, decay);
+        let confident = self.phase_confidence >= self.cfg.min_phase_confidence;
         // Emit every beat that is now within the look-ahead horizon.
         let horizon = (self.count as f64) + self.lookahead_frames;
         // The period is at least two frames, so at most one beat is due per
@@ -278,12 +331,37 @@ impl LiveBeatTracker {
             if nb > horizon {
                 break;
             }
-            out.push(Event::Beat(Beat {
-                sample_pos: self.frame_to_sample(nb),
-                bpm: self.bpm,
-                confidence: self.confidence,
-            }));
+            if confident {
+                out.push(Event::Beat(Beat {
+                    sample_pos: self.frame_to_sample(nb),
+                    bpm: self.bpm,
+                    confidence: self.confidence,
+                }));
+            }
             self.next_beat = Some(nb + p);
+        }
+    }
+
+    /// How much more the comb finds on the grid's last fully heard beat than
+    /// half a period later: `1 - anti / on`, clamped to `0..=1` (0 when the
+    /// envelope is silent).
+    fn measure_phase_confidence(
+        &self,
+        next: f64,
+        now: f64,
+        p: f64,
+        k_max: usize,
+        decay: f32,
+    ) -> f32 {
+        // The last grid beat at least a period in the past, so the onset
+        // half a period after it has been heard too.
+        let on_x = next - ((next - (now - p)) / p).ceil() * p;
+        let on = self.comb(on_x, p, k_max, decay);
+        let anti = self.comb(on_x + p / 2.0, p, k_max, decay);
+        if on > 0.0 {
+            (1.0 - anti / on).clamp(0.0, 1.0)
+        } else {
+            0.0
         }
     }
 
@@ -417,9 +495,16 @@ impl LiveAnalyzer {
         self.tracker.bpm()
     }
 
-    /// The current beat grid (next beat and period) for scheduling ahead.
+    /// The current beat grid (next beat and period) for scheduling ahead;
+    /// `None` until the tracker has a tempo and while its phase is uncertain
+    /// (see [`LiveConfig::min_phase_confidence`]).
     pub fn beat_grid(&self) -> Option<BeatGrid> {
         self.tracker.grid()
+    }
+
+    /// The beat tracker, e.g. for [`LiveBeatTracker::grid_unchecked`].
+    pub fn tracker(&self) -> &LiveBeatTracker {
+        &self.tracker
     }
 
     /// Total samples consumed.

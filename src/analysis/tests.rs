@@ -512,3 +512,48 @@ fn live_beat_grid_predicts_beats_two_seconds_ahead() {
     let p95 = eval::percentile(&errs, 95.0);
     assert!(p95 < 0.03, "p95 {p95}");
 }
+
+#[test]
+fn live_tracker_withholds_beats_while_the_phase_is_ambiguous() {
+    // 12 s of identical clicks at 240 per minute: the tempo (120, the
+    // prior's choice) is clear, but whether the beat is on the odd or the
+    // even clicks is not, so no beat may be announced. Then a second click
+    // doubles every other one: those are the beats, and they must come.
+    let even = synth::click_track(240.0, 24.0, SR);
+    let accent = synth::click_track(120.0, 12.0, SR);
+    let start = 12 * SR as usize;
+    let mut samples = even.samples.clone();
+    for (s, a) in samples[start..].iter_mut().zip(&accent.samples) {
+        *s += a;
+    }
+    let mut live = LiveAnalyzer::new(SR, &AnalysisParams::default());
+    let mut beats = Vec::new();
+    let mut unchecked_seen = false;
+    for block in samples.chunks(1024) {
+        for ev in live.process(block) {
+            if let Event::Beat(b) = ev {
+                beats.push(b.sample_pos as f64 / SR as f64);
+            }
+        }
+        let now = live.samples_consumed() as f64 / SR as f64;
+        if (4.0..12.0).contains(&now) {
+            assert!(live.beat_grid().is_none(), "grid offered at {now:.2} s");
+            let g = live.tracker().grid_unchecked();
+            unchecked_seen |= g.is_some_and(|g| g.phase_confidence < 0.1);
+        }
+    }
+    assert!(
+        unchecked_seen,
+        "the tracker had no tempo in the ambiguous part"
+    );
+    assert!(
+        beats.iter().all(|&b| b >= 12.0),
+        "beats announced in the ambiguous part: {beats:?}"
+    );
+    // Accented clicks at 12 s, 12.5 s, …: locked within 4 s, then on them.
+    let truth: Vec<f64> = (0..24).map(|k| 12.0 + 0.5 * k as f64).collect();
+    let settled: Vec<f64> = beats.iter().copied().filter(|&b| b >= 16.0).collect();
+    assert!(settled.len() >= 14, "{beats:?}");
+    let errs = eval::phase_errors(&truth, &settled);
+    assert!(eval::percentile(&errs, 100.0) < 0.03, "{errs:?}");
+}
