@@ -8,7 +8,14 @@
 //! previous estimate, and choosing the metrical level from the low-band onsets
 //! it keeps alongside, see [`super::tempo::resolve_level`]), and every hop re-estimates the beat phase with a
 //! decaying comb over the recent envelope; a phase-locked loop nudges the next
-//! predicted beat towards that estimate, and each beat is emitted shortly
+//! predicted beat towards that estimate, and jumps to a different phase only
+//! when the comb finds it clearly stronger than the current one (by
+//! [`LiveConfig::switch_margin`]) for [`LiveConfig::relock_periods`] periods,
+//! so near-equal on- and off-beat accents cannot make the grid flip. The
+//! phase confidence (`1 - anti / on`, the comb half a period after the grid's
+//! beats against on them) gates the output: while it is below
+//! [`LiveConfig::min_phase_confidence`] no beat is announced and
+//! [`LiveAnalyzer::beat_grid`] is `None`. Each beat is emitted shortly
 //! before it happens with its sample position in the track, so every bike
 //! that plays the same samples derives the same beats. Memory is bounded and
 //! nothing is allocated per block once the event buffer has warmed up.
@@ -288,30 +295,32 @@ impl LiveBeatTracker {
                 let pred = best_x + m * p;
                 let err = pred - nb;
                 let g = self.cfg.phase_gain.clamp(0.0, 1.0) as f64;
-                // The grid's own beat in the comb's search range, and its
-                // score there (what the best phase must beat to take over).
-                let cur_x = nb - ((nb - now) / p).ceil() * p;
-                let cur_s = self.comb(cur_x, p, k_max, decay);
-                let margin = 1.0 + self.cfg.switch_margin.max(0.0);
                 let mut nb = nb;
                 if err.abs() <= 0.15 * p {
                     self.outlier_frames = 0;
                     nb += g * err;
-                } else if best_s > margin * cur_s {
-                    // A single syncopated hit must not drag the phase; a
-                    // clearly better phase lasting `relock_periods` is a
-                    // real phase change (a tempo step, the drums entering).
-                    self.outlier_frames += 1;
-                    let mut need = self.cfg.relock_periods.max(0.0) as f64 * p;
-                    if best_s > 2.0 * cur_s {
-                        need /= 2.0;
-                    }
-                    if self.outlier_frames as f64 > need {
-                        self.outlier_frames = 0;
-                        nb = pred;
-                    }
                 } else {
-                    self.outlier_frames = 0;
+                    // How much more the best phase scores than the grid's own
+                    // beat in the same search range.
+                    let cur_x = nb - ((nb - now) / p).ceil() * p;
+                    let cur_s = self.comb(cur_x, p, k_max, decay);
+                    let lead = best_s / cur_s.max(f32::MIN_POSITIVE);
+                    if lead > 1.0 + self.cfg.switch_margin.max(0.0) {
+                        // A single syncopated hit must not drag the phase; a
+                        // clearly better phase lasting `relock_periods` is a
+                        // real phase change (a tempo step, the drums entering).
+                        self.outlier_frames += 1;
+                        let mut need = self.cfg.relock_periods.max(0.0) as f64 * p;
+                        if lead > 2.0 {
+                            need /= 2.0;
+                        }
+                        if self.outlier_frames as f64 > need {
+                            self.outlier_frames = 0;
+                            nb = pred;
+                        }
+                    } else {
+                        self.outlier_frames = 0;
+                    }
                 }
                 if nb < now - p / 2.0 {
                     nb += ((now - p / 2.0 - nb) / p).ceil() * p;
