@@ -70,7 +70,7 @@ pub struct LiveConfig {
     /// Width (octaves) of the continuity preference for the previous tempo (default 0.1).
     pub continuity_octaves: f32,
     /// Beats are announced (and the grid offered) only while the phase
-    /// confidence is at least this, `0..=1` (default 0.1): when the beats
+    /// confidence is at least this, `0..=1` (default 0.05): when the beats
     /// and the points half-way between them carry about the same onset
     /// strength (even eighths, an intro of off-beat hats), the phase is a
     /// guess, and a light on the wrong half of the beat looks worse than none.
@@ -97,7 +97,7 @@ impl Default for LiveConfig {
             phase_gain: 0.1,
             comb_decay: 0.8,
             continuity_octaves: 0.1,
-            min_phase_confidence: 0.1,
+            min_phase_confidence: 0.05,
             switch_margin: 0.15,
             relock_periods: 2.0,
             tempo: TempoConfig::default(),
@@ -301,9 +301,14 @@ impl LiveBeatTracker {
                     nb += g * err;
                 } else {
                     // How much more the best phase scores than the grid's own
-                    // beat in the same search range.
+                    // beat in the same search range, searched as finely (half a
+                    // frame either side) so interpolation does not favour it.
                     let cur_x = nb - ((nb - now) / p).ceil() * p;
-                    let cur_s = self.comb(cur_x, p, k_max, decay);
+                    let cur_s = [cur_x - 0.5, cur_x, cur_x + 0.5]
+                        .into_iter()
+                        .filter(|&x| x <= now)
+                        .map(|x| self.comb(x, p, k_max, decay))
+                        .fold(0.0f32, f32::max);
                     let lead = best_s / cur_s.max(f32::MIN_POSITIVE);
                     if lead > 1.0 + self.cfg.switch_margin.max(0.0) {
                         // A single syncopated hit must not drag the phase; a
