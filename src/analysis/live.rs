@@ -8,7 +8,14 @@
 //! previous estimate, and choosing the metrical level from the low-band onsets
 //! it keeps alongside, see [`super::tempo::resolve_level`]), and every hop re-estimates the beat phase with a
 //! decaying comb over the recent envelope; a phase-locked loop nudges the next
-//! predicted beat towards that estimate, and each beat is emitted shortly
+//! predicted beat towards that estimate, and jumps to a different phase only
+//! when the comb finds it clearly stronger than the current one (by
+//! [`LiveConfig::switch_margin`]) for [`LiveConfig::relock_periods`] periods,
+//! so near-equal on- and off-beat accents cannot make the grid flip. The
+//! phase confidence (`1 - anti / on`, the comb half a period after the grid's
+//! beats against on them) gates the output: while it is below
+//! [`LiveConfig::min_phase_confidence`] no beat is announced and
+//! [`LiveAnalyzer::beat_grid`] is `None`. Each beat is emitted shortly
 //! before it happens with its sample position in the track, so every bike
 //! that plays the same samples derives the same beats. Memory is bounded and
 //! nothing is allocated per block once the event buffer has warmed up.
@@ -31,6 +38,10 @@ pub struct BeatGrid {
     pub bpm: f32,
     /// Confidence of the tempo estimate, `0..=1`.
     pub confidence: f32,
+    /// Confidence of the beat phase, `0..=1`: how much more onset strength
+    /// the comb finds on the grid's beats than half a period away (see
+    /// [`LiveConfig::min_phase_confidence`]).
+    pub phase_confidence: f32,
 }
 
 impl BeatGrid {
@@ -58,6 +69,20 @@ pub struct LiveConfig {
     pub comb_decay: f32,
     /// Width (octaves) of the continuity preference for the previous tempo (default 0.1).
     pub continuity_octaves: f32,
+    /// Beats are announced (and the grid offered) only while the phase
+    /// confidence is at least this, `0..=1` (default 0.05): when the beats
+    /// and the points half-way between them carry about the same onset
+    /// strength (even eighths, an intro of off-beat hats), the phase is a
+    /// guess, and a light on the wrong half of the beat looks worse than none.
+    pub min_phase_confidence: f32,
+    /// The comb must find this much more strength (relative) at a new phase
+    /// than at the current one before the tracker counts towards switching
+    /// (default 0.15): near-equal phases (kick on the beat, bass and open hat
+    /// off it) must not make the grid flip back and forth.
+    pub switch_margin: f32,
+    /// Periods a better phase must persist before the grid jumps to it
+    /// (default 2); halved when the new phase is more than twice as strong.
+    pub relock_periods: f32,
     /// Tempo search settings.
     pub tempo: TempoConfig,
 }
@@ -72,6 +97,9 @@ impl Default for LiveConfig {
             phase_gain: 0.1,
             comb_decay: 0.8,
             continuity_octaves: 0.1,
+            min_phase_confidence: 0.05,
+            switch_margin: 0.15,
+            relock_periods: 2.0,
             tempo: TempoConfig::default(),
         }
     }
@@ -104,6 +132,8 @@ pub struct LiveBeatTracker {
     frame_rate: f32,
     /// Frames in a row in which the comb disagreed strongly with the PLL.
     outlier_frames: u32,
+    /// Phase confidence of the current grid, `0..=1`.
+    phase_confidence: f32,
     /// An octave change waiting for confirmation, and how often it was seen.
     pending: Option<(f32, u8)>,
 }
@@ -134,6 +164,7 @@ impl LiveBeatTracker {
             lookahead_frames: (cfg.lookahead_s.clamp(0.0, 1.0) * frame_rate) as f64,
             frame_rate,
             outlier_frames: 0,
+            phase_confidence: 0.0,
             pending: None,
         }
     }
@@ -143,15 +174,35 @@ impl LiveBeatTracker {
         self.bpm
     }
 
-    /// The current beat grid, once the tracker has a tempo and a phase.
+    /// The current beat grid, once the tracker has a tempo and a phase it is
+    /// confident of (see [`LiveConfig::min_phase_confidence`]).
     pub fn grid(&self) -> Option<BeatGrid> {
+        self.grid_unchecked()
+            .filter(|g| g.phase_confidence >= self.cfg.min_phase_confidence)
+    }
+
+    /// The current beat grid even while its phase is uncertain.
+    pub fn grid_unchecked(&self) -> Option<BeatGrid> {
         let (p, nb) = (self.period?, self.next_beat?);
         Some(BeatGrid {
             next_beat: self.frame_to_sample(nb),
             period_samples: p * self.hop,
             bpm: self.bpm,
             confidence: self.confidence,
+            phase_confidence: self.phase_confidence,
         })
+    }
+
+    /// Decaying comb: onset strength at `x`, `x - p`, … (`k_max` terms, the
+    /// weight multiplied by `decay` per period).
+    fn comb(&self, x: f64, p: f64, k_max: usize, decay: f32) -> f32 {
+        let mut s = 0.0f32;
+        let mut w = 1.0f32;
+        for k in 0..k_max {
+            s += w * self.env_interp(x - k as f64 * p);
+            w *= decay;
+        }
+        s
     }
 
     fn env(&self, frame: i64) -> f32 {
@@ -219,12 +270,7 @@ impl LiveBeatTracker {
         let mut best_s = f32::NEG_INFINITY;
         let mut x = now - p + 0.5;
         while x <= now + 1e-9 {
-            let mut s = 0.0f32;
-            let mut w = 1.0f32;
-            for k in 0..k_max {
-                s += w * self.env_interp(x - k as f64 * p);
-                w *= decay;
-            }
+            let s = self.comb(x, p, k_max, decay);
             if s > best_s {
                 best_s = s;
                 best_x = x;
@@ -254,12 +300,31 @@ impl LiveBeatTracker {
                     self.outlier_frames = 0;
                     nb += g * err;
                 } else {
-                    // A single syncopated hit must not drag the phase; a
-                    // disagreement lasting two periods is a real phase change.
-                    self.outlier_frames += 1;
-                    if self.outlier_frames as f64 > 2.0 * p {
+                    // How much more the best phase scores than the grid's own
+                    // beat in the same search range, searched as finely (half a
+                    // frame either side) so interpolation does not favour it.
+                    let cur_x = nb - ((nb - now) / p).ceil() * p;
+                    let cur_s = [cur_x - 0.5, cur_x, cur_x + 0.5]
+                        .into_iter()
+                        .filter(|&x| x <= now)
+                        .map(|x| self.comb(x, p, k_max, decay))
+                        .fold(0.0f32, f32::max);
+                    let lead = best_s / cur_s.max(f32::MIN_POSITIVE);
+                    if lead > 1.0 + self.cfg.switch_margin.max(0.0) {
+                        // A single syncopated hit must not drag the phase; a
+                        // clearly better phase lasting `relock_periods` is a
+                        // real phase change (a tempo step, the drums entering).
+                        self.outlier_frames += 1;
+                        let mut need = self.cfg.relock_periods.max(0.0) as f64 * p;
+                        if lead > 2.0 {
+                            need /= 2.0;
+                        }
+                        if self.outlier_frames as f64 > need {
+                            self.outlier_frames = 0;
+                            nb = pred;
+                        }
+                    } else {
                         self.outlier_frames = 0;
-                        nb = pred;
                     }
                 }
                 if nb < now - p / 2.0 {
@@ -269,6 +334,8 @@ impl LiveBeatTracker {
             }
         };
         self.next_beat = Some(next);
+        self.phase_confidence = self.measure_phase_confidence(next, now, p, k_max, decay);
+        let confident = self.phase_confidence >= self.cfg.min_phase_confidence;
         // Emit every beat that is now within the look-ahead horizon.
         let horizon = (self.count as f64) + self.lookahead_frames;
         // The period is at least two frames, so at most one beat is due per
@@ -278,12 +345,37 @@ impl LiveBeatTracker {
             if nb > horizon {
                 break;
             }
-            out.push(Event::Beat(Beat {
-                sample_pos: self.frame_to_sample(nb),
-                bpm: self.bpm,
-                confidence: self.confidence,
-            }));
+            if confident {
+                out.push(Event::Beat(Beat {
+                    sample_pos: self.frame_to_sample(nb),
+                    bpm: self.bpm,
+                    confidence: self.confidence,
+                }));
+            }
             self.next_beat = Some(nb + p);
+        }
+    }
+
+    /// How much more the comb finds on the grid's last fully heard beat than
+    /// half a period later: `1 - anti / on`, clamped to `0..=1` (0 when the
+    /// envelope is silent).
+    fn measure_phase_confidence(
+        &self,
+        next: f64,
+        now: f64,
+        p: f64,
+        k_max: usize,
+        decay: f32,
+    ) -> f32 {
+        // The last grid beat at least a period in the past, so the onset
+        // half a period after it has been heard too.
+        let on_x = next - ((next - (now - p)) / p).ceil() * p;
+        let on = self.comb(on_x, p, k_max, decay);
+        let anti = self.comb(on_x + p / 2.0, p, k_max, decay);
+        if on > 0.0 {
+            (1.0 - anti / on).clamp(0.0, 1.0)
+        } else {
+            0.0
         }
     }
 
@@ -417,9 +509,16 @@ impl LiveAnalyzer {
         self.tracker.bpm()
     }
 
-    /// The current beat grid (next beat and period) for scheduling ahead.
+    /// The current beat grid (next beat and period) for scheduling ahead;
+    /// `None` until the tracker has a tempo and while its phase is uncertain
+    /// (see [`LiveConfig::min_phase_confidence`]).
     pub fn beat_grid(&self) -> Option<BeatGrid> {
         self.tracker.grid()
+    }
+
+    /// The beat tracker, e.g. for [`LiveBeatTracker::grid_unchecked`].
+    pub fn tracker(&self) -> &LiveBeatTracker {
+        &self.tracker
     }
 
     /// Total samples consumed.

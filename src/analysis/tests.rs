@@ -512,3 +512,63 @@ fn live_beat_grid_predicts_beats_two_seconds_ahead() {
     let p95 = eval::percentile(&errs, 95.0);
     assert!(p95 < 0.03, "p95 {p95}");
 }
+
+#[test]
+fn live_tracker_withholds_beats_while_the_phase_is_ambiguous() {
+    // 12 s of identical clicks every 22 hops (about 235 per minute, every
+    // click at the same place in its hop): the tempo (117.5, the prior's
+    // choice) is clear, but whether the beat is on the odd or the even clicks
+    // is not, so no beat may be announced. Then a kick (a decaying 70 Hz
+    // burst) joins every other click: those are the beats, and they must come.
+    let dt = 22.0 * 512.0 / SR as f64;
+    let mut samples = synth::click_track(60.0 / dt, 24.0, SR).samples;
+    let kick: Vec<f32> = synth::sine(70.0, 0.15, SR, 0.8)
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v * (-(i as f32) / (0.04 * SR as f32)).exp())
+        .collect();
+    let first = (12.0 / (2.0 * dt)).ceil() as usize;
+    let truth: Vec<f64> = (first..)
+        .map(|m| 2.0 * m as f64 * dt)
+        .take_while(|&t| t < 23.5)
+        .collect();
+    for &t in &truth {
+        let at = (t * SR as f64).round() as usize;
+        for (s, v) in samples[at..].iter_mut().zip(&kick) {
+            *s += v;
+        }
+    }
+    let mut live = LiveAnalyzer::new(SR, &AnalysisParams::default());
+    let mut beats = Vec::new();
+    let mut unchecked_seen = false;
+    for block in samples.chunks(1024) {
+        for ev in live.process(block) {
+            if let Event::Beat(b) = ev {
+                beats.push(b.sample_pos as f64 / SR as f64);
+            }
+        }
+        let now = live.samples_consumed() as f64 / SR as f64;
+        if (4.0..truth[0]).contains(&now) {
+            assert!(live.beat_grid().is_none(), "grid offered at {now:.2} s");
+            let g = live.tracker().grid_unchecked();
+            unchecked_seen |= g.is_some_and(|g| g.phase_confidence < 0.05);
+        }
+    }
+    assert!(
+        unchecked_seen,
+        "the tracker had no tempo in the ambiguous part"
+    );
+    assert!(
+        beats.iter().all(|&b| b >= truth[0] - 0.03),
+        "beats announced in the ambiguous part: {beats:?}"
+    );
+    // Locked within 4 s of the first kick, then on the kicks.
+    let settled: Vec<f64> = beats
+        .iter()
+        .copied()
+        .filter(|&b| b >= truth[0] + 4.0 && b <= truth[truth.len() - 1] + 0.1)
+        .collect();
+    assert!(settled.len() + 1 >= truth.len() - 8, "{beats:?}");
+    let errs = eval::phase_errors(&truth, &settled);
+    assert!(eval::percentile(&errs, 100.0) < 0.03, "{errs:?}");
+}
