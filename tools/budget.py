@@ -20,6 +20,7 @@ import json
 import os
 import re
 import socket
+import secrets
 import subprocess
 import sys
 import threading
@@ -65,6 +66,9 @@ def node_commands(binary, prefix, track, seconds, status_every, extra_sets):
     return commands
 
 
+FLEET_KEY = secrets.token_hex(32)
+
+
 class Node:
     """One running node: its status lines are read as they come, with arrival times."""
 
@@ -72,8 +76,11 @@ class Node:
         self.role = role
         self.stderr = open(stderr_path, "w")
         self.started = time.monotonic()
+        # Fleet roles need the pre-shared key: one fresh key per run, as on a real fleet
+        # (every bike the same key), given through the environment, never on a command line.
+        env = dict(os.environ, CONVOY_KEY=FLEET_KEY)
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self.stderr,
-                                     text=True)
+                                     text=True, env=env)
         self.playing_after_s = None
         self.last = None
         self.lines = 0
