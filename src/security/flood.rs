@@ -472,7 +472,13 @@ mod tests {
             x = x.wrapping_add(std::hint::black_box(1));
         }
         let b = cpu_seconds(std::process::id()).expect("own stat");
-        assert!(b >= a && b > 0.0, "{a} → {b} ({x})");
+        assert!(b >= a, "{a} → {b} ({x})");
+        // qemu-user (the cross-build test runner, .cargo/config.toml) synthesises the
+        // emulated process's /proc stat with zero CPU times; the kernel's accounting is
+        // only visible natively.
+        if std::env::var_os("CONVOY_QEMU_USER").is_none() {
+            assert!(b > 0.0, "no CPU time accounted after a busy loop ({x})");
+        }
         assert!(cpu_seconds(u32::MAX).is_err());
     }
 }
