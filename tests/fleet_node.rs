@@ -7,26 +7,23 @@
 //! the new leader. The offsets are measured on the shared monotonic clock from the
 //! recordings, not taken from the nodes' own belief.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use convoy::clock::mono_ns;
 use convoy::sync::measure::{offsets, Trace};
 use serde_json::Value;
 
 use crate::util::convoy_bin;
+use crate::util::node::Node;
 
-const KEY: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
 const RATE: f64 = 44_100.0;
 
 /// One bike: a `convoy node` process and its status lines.
 struct Bike {
     name: String,
-    child: Child,
-    lines: Arc<Mutex<Vec<Value>>>,
+    node: Node,
     rec: PathBuf,
 }
 
@@ -63,76 +60,32 @@ impl Bike {
         ];
         sets.extend(extra.iter().map(|s| s.to_string()));
         let mut cmd = Command::new(convoy_bin());
-        cmd.env("CONVOY_KEY", KEY);
         for s in &sets {
             cmd.arg("--set").arg(s);
         }
         cmd.args(["--log", "warn", "node", "--track", "pilot"])
             .args(["--status-every", "0.1", "--start-in", "0.5"]);
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("node starts");
-        let out = child.stdout.take().expect("stdout");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    sink.lock().expect("lines").push(v);
-                }
-            }
-        });
         Bike {
             name: name.to_string(),
-            child,
-            lines,
+            node: Node::launch(cmd, 0),
             rec,
         }
     }
 
-    fn last(&self) -> Option<Value> {
-        self.lines.lock().expect("lines").last().cloned()
-    }
-
-    fn all(&self) -> Vec<Value> {
-        self.lines.lock().expect("lines").clone()
-    }
-
     /// Wait until the latest status satisfies `f`; panics with it on timeout.
     fn wait(&self, what: &str, secs: f64, f: impl Fn(&Value) -> bool) -> Value {
-        let end = Instant::now() + Duration::from_secs_f64(secs);
-        loop {
-            if let Some(v) = self.last().filter(|v| f(v)) {
-                return v;
-            }
-            assert!(
-                Instant::now() < end,
-                "{}: timed out waiting for {what}; last status {:?}",
-                self.name,
-                self.last()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.node.wait(&format!("{} {what}", self.name), secs, f)
     }
 
     /// SIGTERM and wait: the node flushes its recording.
     fn stop(mut self) -> (Vec<Value>, PathBuf) {
         // SAFETY: a signal to our own child.
         unsafe {
-            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+            libc::kill(self.node.child.id() as libc::pid_t, libc::SIGTERM);
         }
-        let _ = self.child.wait();
+        let _ = self.node.child.wait();
         std::thread::sleep(Duration::from_millis(100));
-        (self.all(), self.rec.clone())
-    }
-}
-
-impl Drop for Bike {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        (self.node.all(), self.rec.clone())
     }
 }
 
@@ -173,6 +126,7 @@ fn leader_failover_keeps_the_fleet_together_and_a_late_joiner_locks() {
         v["role"] == "follower" && leader_of(v) == Some("bike-b")
     });
     let became_leader = b
+        .node
         .all()
         .iter()
         .find(|v| v["role"] == "leader")

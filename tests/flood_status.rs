@@ -6,101 +6,39 @@
 //! bikes must keep playing, the follower must stay locked with no hard seek and an
 //! error within its lock bound, and `convoy status` must show every rejection by reason.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use convoy::security::flood::{self, Flood, Target};
 use convoy::security::{envelope, sender_id, FleetKey, Keyring};
 use serde_json::Value;
 
+use crate::util::node::{Node, KEY};
 use crate::util::{convoy_bin, run_convoy};
 
-const KEY: &str = "5c0e8f3c2a1d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7";
-
-/// A node process whose JSON status lines are collected as they come.
-struct Node {
-    child: Child,
-    lines: Arc<Mutex<Vec<Value>>>,
+/// A node process (no OSC control port unless `sets` open one) with the test fleet key.
+fn spawn(name: &str, role: &str, sets: &[String], args: &[&str]) -> Node {
+    let mut cmd = Command::new(convoy_bin());
+    let mut all = vec![
+        format!("node.id={name}"),
+        "audio.sink=null".to_string(),
+        "sync.bind=127.0.0.1".to_string(),
+        format!("sync.role={role}"),
+        "sync.start_lead_ms=300".to_string(),
+    ];
+    all.extend(sets.iter().cloned());
+    for s in &all {
+        cmd.arg("--set").arg(s);
+    }
+    cmd.args(["--log", "warn", "node", "--status-every", "0.1"])
+        .args(args);
+    Node::launch(cmd, 0)
 }
 
-impl Node {
-    fn spawn(name: &str, role: &str, sets: &[String], args: &[&str]) -> Node {
-        let mut cmd = Command::new(convoy_bin());
-        cmd.env("CONVOY_KEY", KEY);
-        let mut all = vec![
-            format!("node.id={name}"),
-            "audio.sink=null".to_string(),
-            "sync.bind=127.0.0.1".to_string(),
-            format!("sync.role={role}"),
-            "sync.start_lead_ms=300".to_string(),
-        ];
-        all.extend(sets.iter().cloned());
-        for s in &all {
-            cmd.arg("--set").arg(s);
-        }
-        cmd.args(["--log", "warn", "node", "--status-every", "0.1"])
-            .args(args);
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("node starts");
-        let out = child.stdout.take().expect("stdout");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    sink.lock().expect("lines").push(v);
-                }
-            }
-        });
-        Node { child, lines }
-    }
-
-    fn last(&self) -> Option<Value> {
-        self.lines.lock().expect("lines").last().cloned()
-    }
-
-    fn wait(&self, what: &str, secs: f64, f: impl Fn(&Value) -> bool) -> Value {
-        let end = Instant::now() + Duration::from_secs_f64(secs);
-        loop {
-            if let Some(v) = self.last().filter(|v| f(v)) {
-                return v;
-            }
-            assert!(
-                Instant::now() < end,
-                "timed out waiting for {what}; last status {:?}",
-                self.last()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Status lines whose `mono_ns` lies in `[from, to)`.
-    fn between(&self, from: u64, to: u64) -> Vec<Value> {
-        self.lines
-            .lock()
-            .expect("lines")
-            .iter()
-            .filter(|v| v["mono_ns"].as_u64().is_some_and(|t| t >= from && t < to))
-            .cloned()
-            .collect()
-    }
-
-    fn cpu(&self) -> f64 {
-        flood::cpu_seconds(self.child.id()).expect("node CPU time")
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The node's CPU time so far, seconds.
+fn cpu(node: &Node) -> f64 {
+    flood::cpu_seconds(node.child.id()).expect("node CPU time")
 }
 
 fn mono() -> u64 {
@@ -124,7 +62,7 @@ fn a_flood_while_syncing_changes_nothing_and_every_rejection_is_counted() {
     // Below the ephemeral range (32768–60999), apart from the other tests' ports.
     let base = 12_000 + (std::process::id() % 500) as u16 * 10;
     let (timeline, sntp, control) = (base, base + 1, base + 2);
-    let leader = Node::spawn(
+    let leader = spawn(
         "lead",
         "leader",
         &[
@@ -138,7 +76,7 @@ fn a_flood_while_syncing_changes_nothing_and_every_rejection_is_counted() {
         ],
         &["--track", "demo", "--start-in", "1.0"],
     );
-    let follower = Node::spawn(
+    let follower = spawn(
         "bike2",
         "follower",
         &[
@@ -151,9 +89,9 @@ fn a_flood_while_syncing_changes_nothing_and_every_rejection_is_counted() {
         v["playing"] == true && v["lock"]["locked"] == true
     });
     let calm_from = mono();
-    let calm_cpu = leader.cpu();
+    let calm_cpu = cpu(&leader);
     std::thread::sleep(Duration::from_secs(3));
-    let (calm_to, calm_cpu) = (mono(), leader.cpu() - calm_cpu);
+    let (calm_to, calm_cpu) = (mono(), cpu(&leader) - calm_cpu);
 
     // What a sniffer recorded earlier: a genuine subscribe from the follower.
     let ring = Keyring::new(FleetKey::from_text(1, KEY).expect("key"));
@@ -176,10 +114,10 @@ fn a_flood_while_syncing_changes_nothing_and_every_rejection_is_counted() {
         impersonate: "lead".into(),
         seed: 11,
     };
-    let flood_cpu = leader.cpu();
+    let flood_cpu = cpu(&leader);
     let flood_from = mono();
     let report = attack.run(&AtomicBool::new(false)).expect("flood runs");
-    let (flood_to, flood_cpu) = (mono(), leader.cpu() - flood_cpu);
+    let (flood_to, flood_cpu) = (mono(), cpu(&leader) - flood_cpu);
     std::thread::sleep(Duration::from_millis(500));
 
     let during = follower.between(flood_from, flood_to);

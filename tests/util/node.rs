@@ -24,7 +24,6 @@ pub struct Node {
 impl Node {
     pub fn spawn(name: &str, role: &str, osc_port: u16, sets: &[String], args: &[&str]) -> Node {
         let mut cmd = Command::new(convoy_bin());
-        cmd.env("CONVOY_KEY", KEY);
         let mut all = vec![
             format!("node.id={name}"),
             "audio.sink=null".to_string(),
@@ -41,6 +40,13 @@ impl Node {
         }
         cmd.args(["--log", "warn", "node", "--status-every", "0.1"])
             .args(args);
+        Node::launch(cmd, osc_port)
+    }
+
+    /// Start `cmd` (a `convoy … node` command line) with the test fleet key and collect
+    /// its JSON status lines; `osc_port` is where [`Node::send`] sends (0: nowhere).
+    pub fn launch(mut cmd: Command, osc_port: u16) -> Node {
+        cmd.env("CONVOY_KEY", KEY);
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -61,6 +67,22 @@ impl Node {
             lines,
             osc_port,
         }
+    }
+
+    /// Every status line so far.
+    pub fn all(&self) -> Vec<Value> {
+        self.lines.lock().expect("lines").clone()
+    }
+
+    /// Status lines whose `mono_ns` lies in `[from, to)`.
+    pub fn between(&self, from: u64, to: u64) -> Vec<Value> {
+        self.lines
+            .lock()
+            .expect("lines")
+            .iter()
+            .filter(|v| v["mono_ns"].as_u64().is_some_and(|t| t >= from && t < to))
+            .cloned()
+            .collect()
     }
 
     pub fn last(&self) -> Option<Value> {
