@@ -27,7 +27,7 @@ use crate::clock::mono_ns;
 use crate::led::sim::SimStrip;
 use crate::show::journal::{self, Tail};
 use crate::show::Show;
-use crate::sync::measure::{lock_time, offsets, quantile, Trace};
+use crate::sync::measure::{after_lock_ms, offsets, quantile, Trace};
 
 /// The show and beatmap `convoy demo` runs when given no `--show`.
 const DEMO_SHOW: &str = include_str!("../../shows/demo.toml");
@@ -387,12 +387,7 @@ fn measure(bikes: &[Bike], track_rate: f64) -> anyhow::Result<Vec<BikeFigures>> 
     for bike in bikes.iter().filter(|b| !b.leader) {
         let trace = Trace::load(&playback(&bike.journal), track_rate)?;
         let series = offsets(&lead_trace, &trace, 10_000_000);
-        let lock = lock_time(&series, 1e-3, 2_000_000_000);
-        let after: Vec<f64> = series
-            .iter()
-            .filter(|(t, _)| lock.is_some_and(|l| *t >= l))
-            .map(|(_, o)| o.abs() * 1e3)
-            .collect();
+        let (lock, after) = after_lock_ms(&series);
         let lights = journal::read(&bike.journal)?;
         let events = lights.iter().filter(|h| h.heard_ns.is_some()).count();
         let diffs: Vec<f64> = journal::agreement(&lead_lights, &lights, 200_000_000)

@@ -18,7 +18,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::sync::impair::{self, ImpairConfig, ImpairStats};
-use crate::sync::measure::{lock_time, offsets, quantile, Trace};
+use crate::sync::measure::{after_lock_ms, offsets, quantile, Trace};
 
 /// Scenario parameters.
 #[derive(Debug, Clone, clap::Args)]
@@ -604,12 +604,7 @@ fn analyse(
                 .map(|(_, o)| o.abs() * 1e3);
             failover_max = around.fold(failover_max, |m, o| Some(m.map_or(o, |m: f64| m.max(o))));
         }
-        let lock = lock_time(&series, 1e-3, 2_000_000_000);
-        let after: Vec<f64> = series
-            .iter()
-            .filter(|(t, _)| lock.is_some_and(|l| *t >= l))
-            .map(|(_, o)| o.abs() * 1e3)
-            .collect();
+        let (lock, after) = after_lock_ms(&series);
         all_after.extend(after.iter().copied());
         if let Some(f) = flood {
             for (t, o) in series.iter().filter(|(t, _)| lock.is_some_and(|l| *t >= l)) {

@@ -127,6 +127,18 @@ pub fn lock_time(series: &[(u64, f64)], threshold_s: f64, hold_ns: u64) -> Optio
     None
 }
 
+/// Lock as the rigs count it (|offset| < 1 ms held for 2 s) and every |offset| from then
+/// on, in ms: (lock time, offsets after lock). Empty when the series never locks.
+pub fn after_lock_ms(series: &[(u64, f64)]) -> (Option<u64>, Vec<f64>) {
+    let lock = lock_time(series, 1e-3, 2_000_000_000);
+    let after = series
+        .iter()
+        .filter(|(t, _)| lock.is_some_and(|l| *t >= l))
+        .map(|(_, o)| o.abs() * 1e3)
+        .collect();
+    (lock, after)
+}
+
 /// The `q`-quantile (0..=1) of `values` (nearest rank); NaN for an empty slice.
 pub fn quantile(values: &[f64], q: f64) -> f64 {
     if values.is_empty() {
