@@ -161,6 +161,13 @@ impl Fleet {
     }
 }
 
+/// `/convoy/fleet/lead`: this bike leads whatever the priorities (`on`), or gives the
+/// override up. Only a node whose role the fleet decides can be told to lead.
+pub fn force_leader(fleet: Option<&Fleet>, on: bool) -> Result<(), String> {
+    let f = fleet.ok_or("this bike has a fixed role: lead needs sync.role = \"auto\"")?;
+    f.handle.force_leader(on).map_err(|e| e.to_string())
+}
+
 /// Resolves when the view changes (never without membership, or once it has stopped).
 pub async fn changed(fleet: Option<&mut Fleet>) -> Option<()> {
     match fleet {

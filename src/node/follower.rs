@@ -12,11 +12,12 @@ use std::time::Duration;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use super::handle::Command;
+use super::lights::{self, FleetLights};
 use super::tracks::{TrackError, Tracks};
-use super::{relay, Counters};
+use super::Counters;
 use crate::audio::{self, Player};
 use crate::clock::{mono_ns, LocalClock};
+use crate::osc::command::CommandParser;
 use crate::security::{FleetSecurity, TrafficClass};
 use crate::sync::filter::{ClockEstimate, ClockFilter};
 use crate::sync::pll::NetState;
@@ -119,10 +120,12 @@ pub struct Link {
     pub counters: Arc<Counters>,
     /// Sealing and checking.
     pub security: Arc<FleetSecurity>,
-    /// Commands to relay to the leader.
-    pub relay: mpsc::Receiver<Command>,
+    /// Payloads to seal and send to the leader (relayed commands, light fields).
+    pub relay: mpsc::Receiver<Vec<u8>>,
     /// What the player was told (shared with the next link).
     pub applied: Arc<Mutex<Applied>>,
+    /// The fleet's light state: merged from every timeline, ours sent back when newer.
+    pub lights: Arc<FleetLights>,
 }
 
 /// Subscribe to the leader, follow its timeline, relay commands; runs until aborted.
@@ -131,25 +134,28 @@ pub async fn follow_timeline(mut link: Link) {
         return;
     };
     let mut resubscribe = tokio::time::interval(Duration::from_secs(1));
+    let parser = CommandParser::new();
     let mut buf = [0u8; 1500];
     loop {
         tokio::select! {
             _ = resubscribe.tick() => link.send(&hello).await,
-            Some(cmd) = link.relay.recv() => {
-                if let Some(bytes) = relay::encode(&cmd) {
-                    link.send(&bytes).await;
-                }
-            }
+            Some(bytes) = link.relay.recv() => link.send(&bytes).await,
             r = link.sock.recv_from(&mut buf) => {
                 let Ok((n, src)) = r else { continue };
                 let now = link.fleet_now();
                 let Ok(v) = link.security.open(src, &buf[..n], TrafficClass::Timing, now) else {
                     continue; // refused and counted by the guard
                 };
-                let Ok(tl) = Timeline::from_osc(v.payload) else {
+                let Ok((tl, extra)) = Timeline::decode(v.payload) else {
                     tracing::debug!("ignoring a fleet datagram that is not a timeline");
                     continue;
                 };
+                // The leader's light state: take what is newer, send back what is ours.
+                for newer in link.lights.merge(&lights::entries(&parser, &extra)) {
+                    if let Some(bytes) = newer.encode() {
+                        link.send(&bytes).await;
+                    }
+                }
                 link.counters.timelines.fetch_add(1, Relaxed);
                 let (newer, est) = {
                     let Ok(mut state) = link.net.lock() else { continue };

@@ -22,6 +22,7 @@ mod auto;
 mod follower;
 pub mod handle;
 mod leader;
+pub mod lights;
 pub mod relay;
 mod roles;
 pub mod show;
@@ -39,6 +40,7 @@ use crate::sync::pll::{LockStatus, NetState, PllConfig};
 use crate::sync::timeline;
 use handle::{NodeInbox, Request};
 use leader::Transport;
+use lights::FleetLights;
 use roles::{Mode, ModeCell, Roles, SwitchController};
 use tracks::Tracks;
 
@@ -125,6 +127,8 @@ struct Status<'a> {
     rejected: u64,
     lock: LockStatus,
     underruns: u64,
+    /// The fleet's light state (src/node/lights.rs).
+    lights: lights::Summary,
     /// `sync.role = "auto"`: the fleet's leader, term and live peers as membership sees
     /// them (absent with a fixed role).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -223,6 +227,8 @@ pub async fn run_with(
         .parse()
         .map_err(|_| NodeError::Address(y.bind.clone()))?;
     let counters = Arc::new(Counters::default());
+    // The fleet's light state, shared by every role's tasks (src/node/lights.rs).
+    let shared_lights = FleetLights::new(&id);
     // Tasks other parts of the node start; aborted at shutdown.
     let tasks: Vec<tokio::task::JoinHandle<()>> = Vec::new();
     let mut roles = Roles::new(roles::Ctx {
@@ -241,6 +247,7 @@ pub async fn run_with(
         mode: mode.clone(),
         tracks: tracks.clone(),
         web_port: config.web.port,
+        lights: shared_lights.clone(),
     });
     // Auto: the fleet decides (below); until then the node is solo, and its playlist waits
     // for the election (it may join a fleet already playing).
@@ -292,6 +299,8 @@ pub async fn run_with(
         lock: &lock,
         counters: &counters,
         stats: &stats,
+        lights: &shared_lights,
+        show: lights.is_some(),
     };
     let deadline = opts.duration.map(|d| tokio::time::Instant::now() + d);
     let mut ticker = tokio::time::interval(opts.status_every);
@@ -319,14 +328,27 @@ pub async fn run_with(
                 }
             }
             Some(req) = inbox.requests.recv() => {
-                let verdict = show::control(lights.as_ref(), &req.command)
-                    .unwrap_or_else(|| execute(&req, &mut roles, &counters));
+                let verdict = match &req.command {
+                    NodeCommand::Lead { on } => auto::force_leader(fleet.as_ref(), *on),
+                    cmd if lights::is_light_state(cmd) => share_light(cmd, &shared_lights, &roles, lights.as_ref()),
+                    cmd => show::control(lights.as_ref(), cmd)
+                        .unwrap_or_else(|| execute(&req, &mut roles, &counters)),
+                };
                 if let Err(e) = &verdict {
                     tracing::warn!("{:?} from {:?} refused: {e}", req.command, req.origin);
                 }
                 req.answer(verdict);
                 let fv = fleet.as_ref().map(auto::Fleet::view);
                 inbox.state.send_replace(show::snapshot(lights.as_ref(), view.snapshot(roles.current.role(), fv.as_ref())));
+            }
+            _ = shared_lights.changed() => {
+                // Another bike's newer light command won: show it here too.
+                for cmd in shared_lights.take_unapplied() {
+                    if let Some(Err(e)) = show::control(lights.as_ref(), &cmd) {
+                        tracing::warn!("the fleet's {cmd:?} cannot be shown: {e}");
+                    }
+                }
+                roles.ctx.wake.notify_one(); // a (sub-)leader passes it on at once
             }
             _ = tokio::signal::ctrl_c() => break,
             _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => break,
@@ -394,6 +416,28 @@ fn start_playlist(roles: &mut Roles, opts: &NodeOptions) -> Result<(), NodeError
     Ok(())
 }
 
+/// A light command given to this bike: shown here at once, stamped, and shared — a
+/// follower sends it up to its leader, a leader's next timeline carries it to the fleet.
+fn share_light(
+    cmd: &NodeCommand,
+    shared: &FleetLights,
+    roles: &Roles,
+    show: Option<&show::NodeShow>,
+) -> Result<(), String> {
+    if let Some(Err(e)) = show::control(show, cmd) {
+        return Err(e); // refused here: not shared either
+    }
+    let entry = shared.local(cmd)?;
+    if let (Some(tx), Some(bytes)) = (roles.relay.as_ref(), entry.encode()) {
+        if tx.try_send(bytes).is_err() {
+            // The state is kept: the next timeline's reply carries it up.
+            tracing::debug!("the link to the leader is busy; {cmd:?} goes with the next reply");
+        }
+    }
+    roles.ctx.wake.notify_one();
+    Ok(())
+}
+
 /// Carry out one request: the leader applies transport commands itself, a follower relays
 /// them to the leader.
 fn execute(req: &Request, roles: &mut Roles, counters: &Counters) -> Result<(), String> {
@@ -401,11 +445,11 @@ fn execute(req: &Request, roles: &mut Roles, counters: &Counters) -> Result<(), 
         (Some(t), _) => t.apply(&req.command),
         (None, None) => Err("no leader to relay the command to yet".to_string()),
         (None, Some(relay_tx)) => {
-            if relay::to_osc(&req.command).is_none() {
+            let Some(bytes) = relay::encode(&req.command) else {
                 return Err(format!("{:?} cannot be relayed to the leader", req.command));
-            }
+            };
             relay_tx
-                .try_send(req.command.clone())
+                .try_send(bytes)
                 .map_err(|_| "the link to the leader is busy".to_string())?;
             counters.relayed.fetch_add(1, Relaxed);
             Ok(())
@@ -433,6 +477,9 @@ struct View<'a> {
     lock: &'a Mutex<LockStatus>,
     counters: &'a Counters,
     stats: &'a SecurityStats,
+    lights: &'a FleetLights,
+    /// A show drives the lights (the snapshot's light state is the show's).
+    show: bool,
 }
 
 impl View<'_> {
@@ -467,6 +514,7 @@ impl View<'_> {
             rejected: self.stats.snapshot().total_rejected(),
             lock: self.lock.lock().map(|l| l.clone()).unwrap_or_default(),
             underruns: self.player.underruns(),
+            lights: self.lights.summary(),
             fleet: fleet.map(|v| FleetStatus {
                 leader: v.leader.as_ref().map(|m| m.id.as_str()),
                 term: v.term,
@@ -513,6 +561,18 @@ impl View<'_> {
                 locked: !following || lock.locked,
             },
             rejected: stats.by_reason(),
+            light: if self.show {
+                handle::LightState::default() // the show fills it in
+            } else {
+                let l = self.lights.summary();
+                handle::LightState {
+                    pattern: l.pattern.unwrap_or_default(),
+                    hue: l.hue.unwrap_or_default(),
+                    bright: l.bright.unwrap_or(1.0),
+                    color: l.color.unwrap_or_default(),
+                    link: "none".to_string(),
+                }
+            },
             ..Snapshot::default()
         }
     }
@@ -528,6 +588,8 @@ struct Publisher {
     wake: Arc<Notify>,
     handle: NodeHandle,
     counters: Arc<Counters>,
+    /// The fleet's light state, sent with every timeline.
+    lights: Arc<FleetLights>,
 }
 
 /// Leader: answer subscriptions, take relayed commands, and send the timeline to every
@@ -546,7 +608,10 @@ async fn publish_timeline(p: Publisher) {
                 let class = if relay::is_relay(payload) { TrafficClass::Control } else { TrafficClass::Timing };
                 let now = p.clock.now().max(0) as u64;
                 let Ok(v) = p.security.open(peer, bytes, class, Some(now)) else { continue };
-                if let Some(cmd) = relay::decode(&parser, v.payload) {
+                if let Some(entry) = lights::Entry::decode(&parser, v.payload) {
+                    // A light command given to a follower: the newest write wins.
+                    p.lights.merge(std::slice::from_ref(&entry));
+                } else if let Some(cmd) = relay::decode(&parser, v.payload) {
                     p.counters.relayed.fetch_add(1, Relaxed);
                     if let Err(e) = p.handle.submit(cmd, Origin::Fleet(format!("{:08x}@{peer}", v.sender))) {
                         tracing::warn!("relayed command from {peer} dropped: {e}");
@@ -581,6 +646,6 @@ async fn send_all(p: &Publisher, subscribers: &HashMap<SocketAddr, tokio::time::
 
 fn sealed_timeline(p: &Publisher) -> Option<Vec<u8>> {
     let tl = p.net.lock().ok()?.timeline.clone()?;
-    let osc = tl.to_osc().ok()?;
+    let osc = tl.to_osc_with(p.lights.messages()).ok()?;
     p.security.seal(&osc, p.clock.now().max(0) as u64).ok()
 }

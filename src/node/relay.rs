@@ -73,10 +73,11 @@ pub fn decode(parser: &CommandParser, payload: &[u8]) -> Option<Command> {
     parser.parse(&msg(&addr, args.collect())).ok()
 }
 
-/// Is this (authenticated or not yet) payload a relayed command? Used to pick the rate
-/// class before authentication.
+/// Is this (authenticated or not yet) payload a relayed command or a stamped light field
+/// (control traffic, not timing)? Used to pick the rate class before authentication.
 pub fn is_relay(payload: &[u8]) -> bool {
     payload.starts_with(RELAY_ADDR.as_bytes())
+        || payload.starts_with(super::lights::LIGHT_ADDR.as_bytes())
 }
 
 #[cfg(test)]

@@ -21,8 +21,9 @@ use tokio::task::JoinHandle;
 
 use super::follower::{self, Applied, Link, LocalTime};
 use super::leader::Transport;
+use super::lights::FleetLights;
 use super::tracks::Tracks;
-use super::{bind, publish_timeline, Counters, NodeCommand, NodeError, NodeHandle, Publisher};
+use super::{bind, publish_timeline, Counters, NodeError, NodeHandle, Publisher};
 use crate::audio::{Control, Controller, PlaybackReport, Player};
 use crate::clock::{mono_ns, LocalClock};
 use crate::config::{Role, SyncConfig};
@@ -194,6 +195,8 @@ pub struct Ctx {
     pub tracks: Tracks,
     /// The web port every bike serves on (shared tracks come from the leader's; 0: none).
     pub web_port: u16,
+    /// The fleet's light state.
+    pub lights: Arc<FleetLights>,
 }
 
 /// The running role: its tasks, the leader's transport or the follower's relay.
@@ -204,8 +207,9 @@ pub struct Roles {
     pub current: Current,
     /// A leader's or solo node's authority over what plays.
     pub transport: Option<Transport>,
-    /// A follower's relay to its leader.
-    pub relay: Option<mpsc::Sender<NodeCommand>>,
+    /// A follower's relay to its leader: sealed and sent as they are (relayed commands,
+    /// stamped light fields).
+    pub relay: Option<mpsc::Sender<Vec<u8>>>,
     tasks: Vec<JoinHandle<()>>,
     filter: Arc<Mutex<ClockFilter>>,
     applied: Arc<Mutex<Applied>>,
@@ -297,6 +301,7 @@ impl Roles {
             wake: self.ctx.wake.clone(),
             handle: self.ctx.handle.clone(),
             counters: self.ctx.counters.clone(),
+            lights: self.ctx.lights.clone(),
         })));
         self.ctx.wake.notify_one();
         Ok(())
@@ -378,6 +383,7 @@ impl Roles {
                 security: sec,
                 relay: relay_rx,
                 applied: self.applied.clone(),
+                lights: self.ctx.lights.clone(),
             })));
         Ok(())
     }

@@ -106,6 +106,13 @@ pub enum Command {
         /// Beats per minute.
         bpm: f32,
     },
+    /// `/convoy/fleet/lead [on:i|f|T|F]`: this bike leads the fleet whatever the
+    /// priorities (no argument or non-zero), or gives the override up (zero): a TouchOSC
+    /// toggle maps onto it directly.
+    Lead {
+        /// Take (`true`) or release (`false`) the override.
+        on: bool,
+    },
 }
 
 /// Why a message is not a valid command.
@@ -159,6 +166,7 @@ enum Kind {
     DawBeat,
     LiveBeat,
     LiveTempo,
+    Lead,
 }
 
 /// Method table: (address, kind, signature shown in errors).
@@ -200,6 +208,11 @@ const METHODS: &[(&str, Kind, &str)] = &[
         "/live/song/get/tempo",
         Kind::LiveTempo,
         "/live/song/get/tempo bpm:f|i",
+    ),
+    (
+        "/convoy/fleet/lead",
+        Kind::Lead,
+        "/convoy/fleet/lead [on:i|f|T|F]",
     ),
 ];
 
@@ -409,6 +422,9 @@ fn parse_kind(
         Kind::Pause => trig(Command::Pause),
         Kind::Next => trig(Command::Next),
         Kind::Go => trig(Command::Go),
+        Kind::Lead => Ok(Command::Lead {
+            on: trigger(sig, addr, args)?,
+        }),
         Kind::Seek => {
             let v = match args {
                 [a @ (OscType::Int(_)
@@ -601,6 +617,23 @@ mod tests {
             p("/live/song/get/tempo", vec![Float(128.0)]),
             Ok(Command::LiveTempo { bpm: 128.0 })
         );
+        assert_eq!(
+            p("/convoy/fleet/lead", vec![]),
+            Ok(Command::Lead { on: true })
+        );
+        assert_eq!(
+            p("/convoy/fleet/lead", vec![Bool(true)]),
+            Ok(Command::Lead { on: true })
+        );
+        assert_eq!(
+            p("/convoy/fleet/lead", vec![Float(0.0)]),
+            Ok(Command::Lead { on: false }),
+            "a toggle switched off gives the override up"
+        );
+        assert!(matches!(
+            p("/convoy/fleet/lead", vec![String("yes".into())]),
+            Err(CommandError::BadArgs { .. })
+        ));
     }
 
     #[test]

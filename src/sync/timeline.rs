@@ -66,6 +66,12 @@ impl Timeline {
 
     /// Encode as an OSC bundle timetagged with the anchor's fleet time.
     pub fn to_osc(&self) -> Result<Vec<u8>, TimelineError> {
+        self.to_osc_with(Vec::new())
+    }
+
+    /// [`Timeline::to_osc`] with more messages in the bundle after the timeline (the
+    /// fleet's light state); a receiver that does not know them ignores them.
+    pub fn to_osc_with(&self, extra: Vec<OscMessage>) -> Result<Vec<u8>, TimelineError> {
         let t = NtpTime::from_fleet_ns(self.anchor_fleet_ns);
         let msg = OscMessage {
             addr: TIMELINE_ADDR.to_string(),
@@ -86,13 +92,21 @@ impl Timeline {
                 seconds: t.seconds(),
                 fractional: t.fraction(),
             },
-            content: vec![OscPacket::Message(msg)],
+            content: std::iter::once(msg)
+                .chain(extra)
+                .map(OscPacket::Message)
+                .collect(),
         });
         rosc::encoder::encode(&bundle).map_err(|e| TimelineError::Osc(e.to_string()))
     }
 
     /// Decode a timeline bundle.
     pub fn from_osc(bytes: &[u8]) -> Result<Timeline, TimelineError> {
+        Timeline::decode(bytes).map(|(t, _)| t)
+    }
+
+    /// Decode a timeline bundle and the other messages it carries.
+    pub fn decode(bytes: &[u8]) -> Result<(Timeline, Vec<OscMessage>), TimelineError> {
         let (_, packet) =
             rosc::decoder::decode_udp(bytes).map_err(|e| TimelineError::Osc(e.to_string()))?;
         let OscPacket::Bundle(bundle) = packet else {
@@ -135,7 +149,7 @@ impl Timeline {
             ));
         }
         let t = NtpTime::from_parts(bundle.timetag.seconds, bundle.timetag.fractional);
-        Ok(Timeline {
+        let timeline = Timeline {
             leader: leader.clone(),
             seq: *seq,
             track: track.clone(),
@@ -146,7 +160,17 @@ impl Timeline {
             playing: *playing,
             tempo_bpm: *tempo,
             epoch: *epoch,
-        })
+        };
+        let extra = bundle
+            .content
+            .into_iter()
+            .skip(1)
+            .filter_map(|p| match p {
+                OscPacket::Message(m) => Some(m),
+                OscPacket::Bundle(_) => None,
+            })
+            .collect();
+        Ok((timeline, extra))
     }
 }
 
@@ -202,6 +226,35 @@ mod tests {
                 .abs()
                 < 1e-6
         );
+    }
+
+    #[test]
+    fn extra_messages_ride_along_and_old_readers_ignore_them() {
+        let t = Timeline {
+            leader: "bike-1".into(),
+            seq: 1,
+            track: "a.wav".into(),
+            track_rate: 48_000,
+            anchor_frame: 0.0,
+            anchor_fleet_ns: 1_764_000_000_000_000_000,
+            frames_per_sec: 48_000.0,
+            playing: true,
+            tempo_bpm: 0.0,
+            epoch: 1,
+        };
+        let extra = OscMessage {
+            addr: "/convoy/fleet/light".into(),
+            args: vec![OscType::Long(7), OscType::String("bike-2".into())],
+        };
+        let bytes = t.to_osc_with(vec![extra.clone()]).expect("encode");
+        let (back, got) = Timeline::decode(&bytes).expect("decode");
+        assert_eq!((back.seq, back.epoch), (1, 1));
+        assert_eq!(got, vec![extra]);
+        assert_eq!(Timeline::from_osc(&bytes).map(|b| b.seq), Ok(1));
+        assert!(Timeline::decode(&t.to_osc().expect("encode"))
+            .expect("decode")
+            .1
+            .is_empty());
     }
 
     #[test]

@@ -1,0 +1,160 @@
+//! Light commands are fleet-wide and Lamport-ordered, and a bike can be told to lead: three
+//! `convoy node` processes with `sync.role=auto` on loopback (as in `fleet_node`), each
+//! with its own OSC control port. A pattern given to one follower reaches every bike; two
+//! followers given different patterns at the same moment end up showing the same one; the
+//! state survives a change of leader made with `/convoy/fleet/lead`, and giving the
+//! override up hands the lead back to the best-ranked bike. The status lines carry each
+//! bike's light state (`lights`) and its newest Lamport stamp.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rosc::OscType;
+use serde_json::Value;
+
+use crate::util::convoy_bin;
+use crate::util::node::Node;
+
+/// One bike on 127.0.0.(k+1), heartbeats to every bike in `fleet`, control port
+/// `base + 10k + 3` on 127.0.0.1.
+fn bike(name: &str, k: u16, base: u16, fleet: &[String], priority: u32) -> Node {
+    let port = base + 10 * k;
+    let broadcast = fleet
+        .iter()
+        .map(|a| format!("\"{a}\""))
+        .collect::<Vec<_>>()
+        .join(",");
+    let sets = [
+        format!("node.id={name}"),
+        "sync.role=auto".to_string(),
+        format!("sync.bind=127.0.0.{}", k + 1),
+        format!("sync.osc_port={port}"),
+        format!("sync.sntp_port={}", port + 1),
+        format!("fleet.port={}", port + 2),
+        format!("fleet.priority={priority}"),
+        "fleet.mdns=false".to_string(),
+        format!("fleet.broadcast=[{broadcast}]"),
+        "osc.enabled=true".to_string(),
+        "osc.bind=127.0.0.1".to_string(),
+        format!("osc.port={}", port + 3),
+        "audio.sink=null".to_string(),
+    ];
+    let mut cmd = Command::new(convoy_bin());
+    for s in &sets {
+        cmd.arg("--set").arg(s);
+    }
+    cmd.args(["--log", "warn", "node", "--track", "pilot"])
+        .args(["--status-every", "0.1", "--start-in", "0.5"]);
+    Node::launch(cmd, port + 3)
+}
+
+fn pattern(v: &Value) -> Option<&str> {
+    v["lights"]["pattern"].as_str()
+}
+
+/// Wait until every bike's latest status satisfies `f`; returns how long it took.
+fn all(bikes: &[&Node], what: &str, secs: f64, f: impl Fn(&Value) -> bool) -> Duration {
+    let start = Instant::now();
+    for b in bikes {
+        let left = secs - start.elapsed().as_secs_f64();
+        b.wait(what, left.max(0.0), &f);
+    }
+    start.elapsed()
+}
+
+#[test]
+fn light_commands_reach_every_bike_and_concurrent_ones_converge() {
+    let base = 52_000 + (std::process::id() % 200) as u16 * 50;
+    let fleet: Vec<String> = (0..3)
+        .map(|k| format!("127.0.0.{}:{}", k + 1, base + 10 * k + 2))
+        .collect();
+    let lead = bike("bike-l", 0, base, &fleet, 200);
+    let a = bike("bike-a", 1, base, &fleet, 100);
+    let b = bike("bike-b", 2, base, &fleet, 100);
+    let bikes = [&lead, &a, &b];
+    all(&bikes, "the fleet to form under bike-l", 20.0, |v| {
+        v["fleet"]["leader"] == "bike-l"
+            && (v["role"] == "leader" || v["timelines"].as_u64() > Some(0))
+    });
+
+    // One command to one follower: every bike shows it, stamped by that follower.
+    a.send("/convoy/pattern", vec![OscType::String("strobe".into())]);
+    let took = all(&bikes, "strobe everywhere", 5.0, |v| {
+        pattern(v) == Some("strobe")
+    });
+    eprintln!("a follower's pattern reached every bike in {took:?}");
+    let newest = |v: &Value| v["lights"]["newest"].as_str().map(str::to_string);
+    let stamp = newest(&lead.last().expect("status")).expect("a stamp");
+    assert!(stamp.ends_with("@bike-a"), "{stamp}");
+
+    // An unknown pattern is refused where it was given and changes nothing anywhere.
+    b.send("/convoy/pattern", vec![OscType::String("disco".into())]);
+    std::thread::sleep(Duration::from_millis(400));
+    for n in bikes {
+        let v = n.last().expect("status");
+        assert_eq!(
+            (pattern(&v), newest(&v)),
+            (Some("strobe"), Some(stamp.clone())),
+            "{v}"
+        );
+    }
+
+    // Two followers change the pattern at the same moment: both show their own at once,
+    // then all three converge on one of the two, the same everywhere.
+    a.send("/convoy/pattern", vec![OscType::String("chase".into())]);
+    b.send("/convoy/pattern", vec![OscType::String("rainbow".into())]);
+    let agreed = |v: &Value| matches!(pattern(v), Some("chase" | "rainbow"));
+    all(&bikes, "a new pattern everywhere", 5.0, agreed);
+    let end = Instant::now() + Duration::from_secs(5);
+    let same = loop {
+        let states: Vec<(Option<String>, Option<String>)> = bikes
+            .iter()
+            .map(|n| {
+                let v = n.last().expect("status");
+                (pattern(&v).map(str::to_string), newest(&v))
+            })
+            .collect();
+        if states.iter().all(|s| *s == states[0]) {
+            break states[0].clone();
+        }
+        assert!(Instant::now() < end, "no convergence: {states:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    eprintln!("concurrent patterns converged on {same:?}");
+    // It stays converged.
+    std::thread::sleep(Duration::from_millis(600));
+    for n in bikes {
+        let v = n.last().expect("status");
+        assert_eq!((pattern(&v).map(str::to_string), newest(&v)), same, "{v}");
+    }
+
+    // bike-a takes the lead by command; the lights carry on under it.
+    a.send("/convoy/fleet/lead", vec![]);
+    let took = all(&bikes, "bike-a leading", 5.0, |v| {
+        v["fleet"]["leader"] == "bike-a"
+    });
+    eprintln!("/convoy/fleet/lead: bike-a leads after {took:?}");
+    a.wait("bike-a in the leader role", 3.0, |v| v["role"] == "leader");
+    for n in bikes {
+        let v = n.last().expect("status");
+        assert_eq!(pattern(&v).map(str::to_string), same.0, "{v}");
+    }
+    b.send(
+        "/convoy/color",
+        vec![OscType::Int(255), OscType::Int(0), OscType::Int(64)],
+    );
+    all(&bikes, "the colour everywhere", 5.0, |v| {
+        v["lights"]["color"] == serde_json::json!([255, 0, 64])
+    });
+
+    // Giving the override up hands the lead back to the best-ranked bike.
+    a.send("/convoy/fleet/lead", vec![OscType::Int(0)]);
+    let took = all(&bikes, "bike-l leading again", 5.0, |v| {
+        v["fleet"]["leader"] == "bike-l"
+    });
+    eprintln!("released: bike-l leads again after {took:?}");
+    for n in bikes {
+        let v = n.last().expect("status");
+        assert_eq!(v["lights"]["color"], serde_json::json!([255, 0, 64]), "{v}");
+    }
+}
