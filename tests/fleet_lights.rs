@@ -3,8 +3,10 @@
 //! with its own OSC control port. A pattern given to one follower reaches every bike; two
 //! followers given different patterns at the same moment end up showing the same one; the
 //! state survives a change of leader made with `/convoy/fleet/lead`, and giving the
-//! override up hands the lead back to the best-ranked bike. The status lines carry each
-//! bike's light state (`lights`) and its newest Lamport stamp.
+//! override up hands the lead back to the best-ranked bike; `/go` releases the manual look
+//! everywhere. With the demo show running on every bike, a manual cue given to one
+//! follower lights every strip at the same moment (from the bikes' LED journals). The
+//! status lines carry each bike's light state (`lights`) and its newest Lamport stamp.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -18,13 +20,25 @@ use crate::util::node::Node;
 /// One bike on 127.0.0.(k+1), heartbeats to every bike in `fleet`, control port
 /// `base + 10k + 3` on 127.0.0.1.
 fn bike(name: &str, k: u16, base: u16, fleet: &[String], priority: u32) -> Node {
+    bike_with(name, k, base, fleet, priority, &[], &["--track", "pilot"])
+}
+
+fn bike_with(
+    name: &str,
+    k: u16,
+    base: u16,
+    fleet: &[String],
+    priority: u32,
+    extra: &[String],
+    args: &[&str],
+) -> Node {
     let port = base + 10 * k;
     let broadcast = fleet
         .iter()
         .map(|a| format!("\"{a}\""))
         .collect::<Vec<_>>()
         .join(",");
-    let sets = [
+    let mut sets = vec![
         format!("node.id={name}"),
         "sync.role=auto".to_string(),
         format!("sync.bind=127.0.0.{}", k + 1),
@@ -39,12 +53,17 @@ fn bike(name: &str, k: u16, base: u16, fleet: &[String], priority: u32) -> Node 
         format!("osc.port={}", port + 3),
         "audio.sink=null".to_string(),
     ];
+    sets.extend(extra.iter().cloned());
     let mut cmd = Command::new(convoy_bin());
     for s in &sets {
         cmd.arg("--set").arg(s);
     }
-    cmd.args(["--log", "warn", "node", "--track", "pilot"])
-        .args(["--status-every", "0.1", "--start-in", "0.5"]);
+    cmd.args(["--log", "warn", "node"]).args(args).args([
+        "--status-every",
+        "0.1",
+        "--start-in",
+        "0.5",
+    ]);
     Node::launch(cmd, port + 3)
 }
 
@@ -157,4 +176,70 @@ fn light_commands_reach_every_bike_and_concurrent_ones_converge() {
         let v = n.last().expect("status");
         assert_eq!(v["lights"]["color"], serde_json::json!([255, 0, 64]), "{v}");
     }
+
+    // `/go` on one bike hands every bike's lights back to the show.
+    lead.send("/go", vec![]);
+    all(&bikes, "the manual look released everywhere", 5.0, |v| {
+        v["lights"]["pattern"].is_null() && v["lights"]["color"].is_null()
+    });
+}
+
+#[test]
+fn a_manual_cue_given_to_one_follower_lights_every_strip_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Bikes 3..=5 of the same port block as the other test (which uses 0..=2).
+    let base = 52_000 + (std::process::id() % 200) as u16 * 50;
+    let fleet: Vec<String> = (3..6)
+        .map(|k| format!("127.0.0.{}:{}", k + 1, base + 10 * k + 2))
+        .collect();
+    let show = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shows/demo.toml");
+    let journal = |name: &str| dir.path().join(format!("{name}.jsonl"));
+    let sets = |name: &str| {
+        vec![
+            format!("show.file={}", show.display()),
+            format!("show.journal={}", journal(name).display()),
+            "led.output=sim".to_string(),
+            "led.latency_ms=0".to_string(),
+        ]
+    };
+    let names = ["cue-l", "cue-a", "cue-b"];
+    let bikes: Vec<Node> = names
+        .iter()
+        .zip([200, 100, 100])
+        .enumerate()
+        .map(|(k, (name, prio))| {
+            bike_with(name, k as u16 + 3, base, &fleet, prio, &sets(name), &[])
+        })
+        .collect();
+    let refs: Vec<&Node> = bikes.iter().collect();
+    all(&refs, "the demo show playing under cue-l", 20.0, |v| {
+        v["fleet"]["leader"] == "cue-l"
+            && v["playing"] == true
+            && (v["role"] == "leader" || v["lock"]["locked"] == true)
+    });
+    // Well before the show's own strobe (bar 14), a follower fires it by hand.
+    let sent = convoy::clock::mono_ns();
+    bikes[1].send("/cue/strobe/start", vec![]);
+    std::thread::sleep(Duration::from_millis(1500));
+    drop(bikes);
+    let mut at = Vec::new();
+    for name in names {
+        let lines = convoy::show::journal::read(&journal(name)).expect("journal");
+        let first = lines
+            .iter()
+            .find(|h| {
+                h.at_ns > sent
+                    && serde_json::to_string(&h.command).is_ok_and(|c| c.contains("strobe"))
+            })
+            .unwrap_or_else(|| panic!("{name} never showed the manual strobe"));
+        at.push(first.at_ns);
+    }
+    let spread = (at.iter().max().expect("3") - at.iter().min().expect("3")) as f64 / 1e6;
+    let after = (at.iter().min().expect("3") - sent) as f64 / 1e6;
+    eprintln!("manual cue: on every strip {after:.1} ms after it was given, spread {spread:.3} ms");
+    assert!(
+        after >= 100.0,
+        "fired {after:.1} ms after it was given, before its lead time"
+    );
+    assert!(spread < 20.0, "strips {spread:.3} ms apart: {at:?}");
 }

@@ -220,6 +220,13 @@ pub struct ShowConfig {
     /// Journal of every LED command the show hands over (empty: none).
     #[serde(default)]
     pub journal: String,
+    /// A manual cue fires this long after it is given, on every bike, ms.
+    #[serde(default = "default_cue_lead_ms")]
+    pub cue_lead_ms: f64,
+}
+
+fn default_cue_lead_ms() -> f64 {
+    150.0
 }
 
 /// `[fleet]`: membership (resolved into `fleet::FleetConfig`).
@@ -540,6 +547,7 @@ impl Config {
             ("show.live_ahead_s", self.show.live_ahead_s, 0.5, 30.0),
             ("show.late_ms", self.show.late_ms, 1.0, 10_000.0),
             ("show.jump_ms", self.show.jump_ms, 5.0, 60_000.0),
+            ("show.cue_lead_ms", self.show.cue_lead_ms, 0.0, 10_000.0),
         ] {
             if !(v.is_finite() && (lo..=hi).contains(&v)) {
                 return Err(range(key, format!("{v} is outside {lo}..={hi}")));

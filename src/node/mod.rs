@@ -227,8 +227,10 @@ pub async fn run_with(
         .parse()
         .map_err(|_| NodeError::Address(y.bind.clone()))?;
     let counters = Arc::new(Counters::default());
-    // The fleet's light state, shared by every role's tasks (src/node/lights.rs).
+    // The fleet's light state and manual cues, shared by every role's tasks
+    // (src/node/lights.rs).
     let shared_lights = FleetLights::new(&id);
+    let mut cues = lights::CueQueue::default();
     // Tasks other parts of the node start; aborted at shutdown.
     let tasks: Vec<tokio::task::JoinHandle<()>> = Vec::new();
     let mut roles = Roles::new(roles::Ctx {
@@ -248,6 +250,7 @@ pub async fn run_with(
         tracks: tracks.clone(),
         web_port: config.web.port,
         lights: shared_lights.clone(),
+        cue_lead_ns: (config.show.cue_lead_ms * 1e6) as i64,
     });
     // Auto: the fleet decides (below); until then the node is solo, and its playlist waits
     // for the election (it may join a fleet already playing).
@@ -330,7 +333,10 @@ pub async fn run_with(
             Some(req) = inbox.requests.recv() => {
                 let verdict = match &req.command {
                     NodeCommand::Lead { on } => auto::force_leader(fleet.as_ref(), *on),
-                    cmd if lights::is_light_state(cmd) => share_light(cmd, &shared_lights, &roles, lights.as_ref()),
+                    cmd if lights::is_shared(cmd) => {
+                        let now = mode.fleet_now(&clock, &net).unwrap_or_else(|| clock.now());
+                        share_light(cmd, now, &shared_lights, &roles, lights.as_ref(), &mut cues)
+                    }
                     cmd => show::control(lights.as_ref(), cmd)
                         .unwrap_or_else(|| execute(&req, &mut roles, &counters)),
                 };
@@ -342,13 +348,20 @@ pub async fn run_with(
                 inbox.state.send_replace(show::snapshot(lights.as_ref(), view.snapshot(roles.current.role(), fv.as_ref())));
             }
             _ = shared_lights.changed() => {
-                // Another bike's newer light command won: show it here too.
-                for cmd in shared_lights.take_unapplied() {
-                    if let Some(Err(e)) = show::control(lights.as_ref(), &cmd) {
-                        tracing::warn!("the fleet's {cmd:?} cannot be shown: {e}");
-                    }
+                // Another bike's newer light command or cue won: show it here too.
+                let now = mode.fleet_now(&clock, &net).unwrap_or_else(|| clock.now());
+                for apply in shared_lights.take_unapplied() {
+                    show_shared(apply, now, lights.as_ref(), &mut cues);
                 }
                 roles.ctx.wake.notify_one(); // a (sub-)leader passes it on at once
+            }
+            _ = tokio::time::sleep(cues.next_in(mode.fleet_now(&clock, &net).unwrap_or_else(|| clock.now())).unwrap_or(Duration::from_secs(3600))) => {
+                let now = mode.fleet_now(&clock, &net).unwrap_or_else(|| clock.now());
+                for cue in cues.take_due(now) {
+                    if let Some(Err(e)) = show::control(lights.as_ref(), &cue) {
+                        tracing::warn!("the fleet's {cue:?} cannot be shown: {e}");
+                    }
+                }
             }
             _ = tokio::signal::ctrl_c() => break,
             _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => break,
@@ -416,26 +429,53 @@ fn start_playlist(roles: &mut Roles, opts: &NodeOptions) -> Result<(), NodeError
     Ok(())
 }
 
-/// A light command given to this bike: shown here at once, stamped, and shared — a
-/// follower sends it up to its leader, a leader's next timeline carries it to the fleet.
+/// A light command or manual cue given to this bike (`now`: fleet time): stamped, shown
+/// here (a cue when its fleet time comes), and shared — a follower sends it up to its
+/// leader, a leader's next timeline carries it to the fleet.
 fn share_light(
     cmd: &NodeCommand,
+    now: i64,
     shared: &FleetLights,
     roles: &Roles,
     show: Option<&show::NodeShow>,
+    cues: &mut lights::CueQueue,
 ) -> Result<(), String> {
-    if let Some(Err(e)) = show::control(show, cmd) {
-        return Err(e); // refused here: not shared either
-    }
-    let entry = shared.local(cmd)?;
-    if let (Some(tx), Some(bytes)) = (roles.relay.as_ref(), entry.encode()) {
-        if tx.try_send(bytes).is_err() {
-            // The state is kept: the next timeline's reply carries it up.
-            tracing::debug!("the link to the leader is busy; {cmd:?} goes with the next reply");
+    let (entries, apply) = shared.local(cmd, now, roles.ctx.cue_lead_ns)?;
+    show_shared(apply, now, show, cues);
+    if let Some(tx) = roles.relay.as_ref() {
+        for bytes in entries.iter().filter_map(lights::Entry::encode) {
+            if tx.try_send(bytes).is_err() {
+                // The state is kept: the next timeline's reply carries it up.
+                tracing::debug!("the link to the leader is busy; {cmd:?} goes with the next reply");
+            }
         }
     }
     roles.ctx.wake.notify_one();
     Ok(())
+}
+
+/// Show a shared light change now, or queue a shared cue for its fleet time.
+fn show_shared(
+    apply: lights::Apply,
+    now: i64,
+    show: Option<&show::NodeShow>,
+    cues: &mut lights::CueQueue,
+) {
+    match apply {
+        lights::Apply::Now(cmd) => {
+            if let Some(Err(e)) = show::control(show, &cmd) {
+                tracing::warn!("{cmd:?} cannot be shown: {e}");
+            }
+        }
+        lights::Apply::Cue { command, at_ns } => {
+            if !cues.push(at_ns, command, now) {
+                tracing::info!(
+                    "a manual cue {:.1} s old was not fired",
+                    (now - at_ns) as f64 / 1e9
+                );
+            }
+        }
+    }
 }
 
 /// Carry out one request: the leader applies transport commands itself, a follower relays

@@ -197,6 +197,8 @@ pub struct Ctx {
     pub web_port: u16,
     /// The fleet's light state.
     pub lights: Arc<FleetLights>,
+    /// `show.cue_lead_ms`: a manual cue fires this long after it is given, on every bike.
+    pub cue_lead_ns: i64,
 }
 
 /// The running role: its tasks, the leader's transport or the follower's relay.
