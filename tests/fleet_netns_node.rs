@@ -163,14 +163,13 @@ fn worst(samples: &[(u64, f64)]) -> f64 {
     samples.iter().map(|s| s.1).fold(0.0, f64::max)
 }
 
-/// Seconds from `from` to the first sample after which every sample stays below `ms`.
+/// Seconds from `from` to the first sample after which every sample stays below `ms`:
+/// 0 when none reaches it, None when the last one still does.
 fn settles_after(samples: &[(u64, f64)], from: u64, ms: f64) -> Option<f64> {
-    let last_bad = samples.iter().rposition(|s| s.1 >= ms);
-    let first_good = match last_bad {
-        None => samples.first()?.0,
-        Some(i) => samples.get(i + 1)?.0,
-    };
-    Some(first_good.saturating_sub(from) as f64 / 1e9)
+    match samples.iter().rposition(|s| s.1 >= ms) {
+        None => Some(0.0),
+        Some(i) => Some(samples.get(i + 1)?.0.saturating_sub(from) as f64 / 1e9),
+    }
 }
 
 #[test]
@@ -243,6 +242,13 @@ fn partition_then_heal_leaves_one_leader_and_the_demoted_side_relocks_without_a_
             s.last()
         );
         assert_eq!(lock["seeks_after_lock"], 0, "{} seeked: {lock}", s.name);
+        let before = s.lines.iter().rev().find(|v| mono(v) < split_at);
+        assert_eq!(
+            before.map(|v| &v["lock"]["seeks"]),
+            Some(&lock["seeks"]),
+            "{} seeked during the split or after the heal",
+            s.name
+        );
         let split = s.offsets_ms(&n3, split_at, heal_at);
         let after = s.offsets_ms(&n3, heal_at, end);
         let at_heal = after.first().map_or(f64::NAN, |x| x.1);
@@ -250,10 +256,11 @@ fn partition_then_heal_leaves_one_leader_and_the_demoted_side_relocks_without_a_
             .unwrap_or_else(|| panic!("{} never agrees < 1 ms with n3 after the heal", s.name));
         println!(
             "netns heal: {} vs n3: max {:.3} ms while split, {at_heal:.3} ms at the heal, \
-             < 1 ms from {:.0} ms after it on (max {:.3} ms over the last 2 s); \
+             max {:.3} ms after it, < 1 ms from {:.0} ms after it on (last 2 s: max {:.3} ms); \
              seeks {} (after lock {}), max |speed| {:.0} ppm",
             s.name,
             worst(&split),
+            worst(&after),
             took * 1e3,
             worst(&s.offsets_ms(&n3, end - 2_000_000_000, end)),
             lock["seeks"],
@@ -345,10 +352,10 @@ fn a_late_joiner_locks_and_a_readdressed_restart_rejoins_unnoticed() {
         );
         let lock = s.first(0, locked).expect("locked");
         let after = s.offsets_ms(&n2, lock, end);
-        let through_restart = s.offsets_ms(&n2, killed_at, end);
+        let through_restart = s.offsets_ms(&n2, killed_at.max(lock), end);
         println!(
             "netns join: {} vs n2 from its lock on: max {:.3} ms over {} samples \
-             (from the kill on: max {:.3} ms)",
+             (from the kill of n0 on: max {:.3} ms)",
             s.name,
             worst(&after),
             after.len(),
