@@ -3,8 +3,9 @@
 //! on it, a virtual DAC of its own crystal error recording what it really played (decoded
 //! from the position pilot), its own clock offset and skew. The fleet is split in two
 //! sides that each elect a leader and play on, then healed: one leader survives and the
-//! demoted side re-locks without a seek. A late joiner locks to a playing fleet, and a
-//! follower killed, re-addressed and restarted rejoins while the others never notice.
+//! demoted side re-locks without a seek. A late joiner whose clock is 90 s off locks to a
+//! playing fleet, and a follower killed, re-addressed and restarted rejoins while the
+//! others never notice.
 //! Offsets come from the recordings on the shared monotonic clock, not from the nodes'
 //! belief; the figures are printed (`--nocapture`).
 
@@ -58,16 +59,30 @@ struct Bike {
 impl Bike {
     /// Vehicle `name` on host `i` with election `priority`; `k` picks its crystal errors.
     fn start(lab: &Lab, dir: &Path, i: usize, name: &str, priority: u32, k: usize) -> Bike {
+        Bike::start_with(lab, dir, i, name, priority, k, &[])
+    }
+
+    /// [`Bike::start`] with `extra` settings last (they override).
+    fn start_with(
+        lab: &Lab,
+        dir: &Path,
+        i: usize,
+        name: &str,
+        priority: u32,
+        k: usize,
+        extra: &[&str],
+    ) -> Bike {
         let rec = dir.join(format!("{name}.csv"));
         let dac = [60.0, -45.0, 25.0, -80.0][k % 4];
         let skew = [35.0, -50.0, 10.0, 70.0][k % 4];
         let offset_ms = [400.0, -300.0, 150.0, -600.0][k % 4];
-        let sets = [
+        let mut sets = vec![
             format!("fleet.priority={priority}"),
             format!("audio.virtual.rate_error_ppm={dac}"),
             format!("clock.ppm={skew}"),
             format!("clock.offset_ms={offset_ms}"),
         ];
+        sets.extend(extra.iter().map(|s| s.to_string()));
         Bike {
             name: name.to_string(),
             node: lab.node(i, name, &rec, &sets),
@@ -297,14 +312,21 @@ fn a_late_joiner_locks_and_a_readdressed_restart_rejoins_unnoticed() {
     n1.locks_to("n2", 25.0);
     std::thread::sleep(Duration::from_secs(1));
 
-    // A late joiner (lower priority: it must not take over) locks to the playing fleet.
+    // A late joiner (lower priority: it must not take over) locks to the playing fleet,
+    // although its clock is 90 s behind (no RTC, no internet on the ride): far outside the
+    // heartbeats' ±5 s freshness window.
     let join_at = mono_ns();
-    let n3 = Bike::start(&lab, &dir.0, 3, "n3", 5, 3);
+    let n3 = Bike::start_with(&lab, &dir.0, 3, "n3", 5, 3, &["clock.offset_ms=-90000"]);
     let joined = n3.locks_to("n2", 20.0);
     println!(
-        "netns join: late joiner locked {:.0} ms after its process started",
+        "netns join: late joiner, clock 90 s off, locked {:.0} ms after its process started",
         (mono(&joined) - join_at) as f64 / 1e6
     );
+    n2.wait("hearing the joiner", 5.0, |v| {
+        v["fleet"]["peers"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|m| m["id"] == "n3"))
+    });
 
     // n0 vanishes, comes back at another address, and rejoins.
     std::thread::sleep(Duration::from_secs(1));
