@@ -407,8 +407,8 @@ impl Task {
         self.stats.received += 1;
         if stale {
             self.stats.stale_leader += 1;
-            tracing::info!(
-                "following {} although our clocks disagree by more than the freshness window",
+            tracing::debug!(
+                "{} leads although our clocks disagree by more than the freshness window",
                 hb.id
             );
         } else {
