@@ -8,6 +8,7 @@ mod decode;
 mod fleet;
 mod fleet_control;
 mod fleet_lights;
+mod fleet_netns_node;
 mod fleet_node;
 mod flood_status;
 mod led_firmware;

@@ -3,13 +3,15 @@
 //! and a virtual sink with its own crystal error that records what it played (decoded from
 //! the position pilot); puts a userspace impairment relay (delay, jitter, loss, duplication,
 //! stalls) between every follower and the leader; then compares the recordings on the
-//! shared monotonic clock and prints the true inter-node playback offsets. With
+//! shared monotonic clock and prints the true inter-node playback offsets. With `--auto`
+//! every node elects its role, and every datagram between two nodes (heartbeats, SNTP,
+//! timeline) crosses a relay in front of the receiving node's ports ([`AutoNet`]). With
 //! `--flood-pps` a stranger ([`crate::security::flood`]) floods the leader's timeline, SNTP
 //! and control ports for a while, and the summary compares the followers' offsets and the
 //! leader's CPU before and during the flood.
 
 use std::io::Write;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -79,8 +81,8 @@ pub struct ScenarioArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Every node runs `sync.role=auto`: the fleet elects its leader (the first node has
-    /// the highest priority, the next ones less and less). Followers reach whoever leads
-    /// directly, so there are no impairment relays in this mode.
+    /// the highest priority, the next ones less and less). Every node's ports sit behind
+    /// impairment relays, so heartbeats, SNTP and the timeline are impaired whoever leads.
     #[arg(long)]
     pub auto: bool,
     /// With `--auto`: SIGKILL the leader this many seconds after it started (0: never);
@@ -324,21 +326,24 @@ pub fn run(args: &ScenarioArgs) -> anyhow::Result<Summary> {
         args.flood_pps <= 0.0 || !args.auto,
         "--flood-pps runs with fixed roles (without --auto)"
     );
-    // Auto: node k's timeline, SNTP and membership ports; heartbeats go to every node.
-    let auto_port = |k: usize| args.base_port + 10 * k as u16;
-    // Each node on its own loopback address: the guard rate-limits per source address.
-    let auto_ip = |k: usize| format!("127.0.{}.{}", k / 250, k % 250 + 1);
+    // Auto: every node's timeline, SNTP and membership ports, behind relays; heartbeats
+    // go to every node's relayed membership port.
+    let net = AutoNet {
+        nodes: args.nodes,
+        base_port: args.base_port,
+    };
     let broadcast = (0..args.nodes)
-        .map(|k| format!("\"{}:{}\"", auto_ip(k), auto_port(k) + 2))
+        .map(|k| format!("\"{}\"", net.relayed(k, net.ports(k)[2])))
         .collect::<Vec<_>>()
         .join(",");
     let auto_sets = |k: usize| -> Vec<String> {
+        let [osc, sntp, fleet] = net.ports(k);
         vec![
             "sync.role=auto".to_string(),
-            format!("sync.bind={}", auto_ip(k)),
-            format!("sync.osc_port={}", auto_port(k)),
-            format!("sync.sntp_port={}", auto_port(k) + 1),
-            format!("fleet.port={}", auto_port(k) + 2),
+            format!("sync.bind={}", net.ip(k)),
+            format!("sync.osc_port={osc}"),
+            format!("sync.sntp_port={sntp}"),
+            format!("fleet.port={fleet}"),
             "fleet.mdns=false".to_string(),
             format!("fleet.broadcast=[{broadcast}]"),
             format!("fleet.priority={}", 200usize.saturating_sub(k).max(1)),
@@ -370,6 +375,18 @@ pub fn run(args: &ScenarioArgs) -> anyhow::Result<Summary> {
         ));
         leader_sets.push(format!("clock.step_ms={}", args.leader_step_ms));
     }
+    let impair = |seed: u64| ImpairConfig {
+        delay_ms: args.delay_ms,
+        jitter_ms: args.jitter_ms,
+        loss: args.loss,
+        duplicate: args.duplicate,
+        stall_every_s: args.stall_every_s,
+        stall_ms: args.stall_ms,
+        seed: args.seed.wrapping_mul(1000) + seed,
+    };
+    if args.auto {
+        net.spawn_relays(&rt, &impair, &stats)?;
+    }
     let mut leader = spawn(0, leader_sets)?;
     // Relays: one timeline and one SNTP relay per follower, each with its own seed.
     let mut relay_ports = Vec::new();
@@ -377,15 +394,7 @@ pub fn run(args: &ScenarioArgs) -> anyhow::Result<Summary> {
         let osc = args.base_port + 10 + 2 * k as u16;
         let sntp = osc + 1;
         for (listen, upstream, salt) in [(osc, leader_osc, 0u64), (sntp, leader_sntp, 1)] {
-            let cfg = ImpairConfig {
-                delay_ms: args.delay_ms,
-                jitter_ms: args.jitter_ms,
-                loss: args.loss,
-                duplicate: args.duplicate,
-                stall_every_s: args.stall_every_s,
-                stall_ms: args.stall_ms,
-                seed: args.seed.wrapping_mul(1000) + 2 * k as u64 + salt,
-            };
+            let cfg = impair(2 * k as u64 + salt);
             let listen_addr: SocketAddr = ([127, 0, 0, 1], listen).into();
             let up: SocketAddr = ([127, 0, 0, 1], upstream).into();
             let sock = rt
@@ -412,7 +421,7 @@ pub fn run(args: &ScenarioArgs) -> anyhow::Result<Summary> {
     }
     if args.auto {
         eprintln!(
-            "scenario: {} nodes with sync.role=auto, no impairment relays",
+            "scenario: {} nodes with sync.role=auto, every node behind its relays",
             args.nodes
         );
     }
@@ -462,6 +471,76 @@ pub fn run(args: &ScenarioArgs) -> anyhow::Result<Summary> {
         // The killed leader left no recording: measure against its successor.
         Some(at) => analyse(args, &nodes[0], &nodes[1..], &stats, None, Some(at)),
         None => analyse(args, &leader, &nodes, &stats, flood.as_ref(), None),
+    }
+}
+
+/// Where the nodes of an `--auto` scenario live and how they reach each other. Node k
+/// binds its timeline, SNTP and membership ports on its own loopback address
+/// 127.0.x.y (the guard rate-limits per source address, as bikes on a WiFi have one each);
+/// a relay for each port listens on its *relayed* address 127.1.x.y and forwards to it.
+/// Heartbeats go to the relayed membership ports, and each relay sends on from the
+/// sender's relayed address, so a node learns every peer at its relayed address and
+/// reaches whoever leads (SNTP, timeline, and the replies) through that peer's relays:
+/// every datagram between two nodes crosses exactly one relay, each direction impaired.
+struct AutoNet {
+    nodes: usize,
+    base_port: u16,
+}
+
+impl AutoNet {
+    /// Node k's own address.
+    fn ip(&self, k: usize) -> Ipv4Addr {
+        Ipv4Addr::new(127, 0, (k / 250) as u8, (k % 250 + 1) as u8)
+    }
+
+    /// Node k's timeline, SNTP and membership ports.
+    fn ports(&self, k: usize) -> [u16; 3] {
+        let p = self.base_port + 10 * k as u16;
+        [p, p + 1, p + 2]
+    }
+
+    /// Where the others reach node k's `port`.
+    fn relayed(&self, k: usize, port: u16) -> SocketAddr {
+        let [_, _, c, d] = self.ip(k).octets();
+        SocketAddr::from(([127, 1, c, d], port))
+    }
+
+    /// A sender's relayed address, from its own (None: not a node's).
+    fn relayed_ip(from: SocketAddr) -> Option<IpAddr> {
+        match from.ip() {
+            IpAddr::V4(ip) if ip.octets()[..2] == [127, 0] => {
+                let [_, _, c, d] = ip.octets();
+                Some(Ipv4Addr::new(127, 1, c, d).into())
+            }
+            _ => None,
+        }
+    }
+
+    /// One relay in front of each port of every node, each with its own seed.
+    fn spawn_relays(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        impair: &dyn Fn(u64) -> ImpairConfig,
+        stats: &Arc<ImpairStats>,
+    ) -> anyhow::Result<()> {
+        for k in 0..self.nodes {
+            for (i, port) in self.ports(k).into_iter().enumerate() {
+                let listen = self.relayed(k, port);
+                let sock = rt
+                    .block_on(tokio::net::UdpSocket::bind(listen))
+                    .with_context(|| format!("cannot bind relay {listen}"))?;
+                let up = SocketAddr::new(self.ip(k).into(), port);
+                let cfg = impair(3 * k as u64 + i as u64);
+                rt.spawn(impair::relay_as(
+                    sock,
+                    up,
+                    cfg,
+                    stats.clone(),
+                    AutoNet::relayed_ip,
+                ));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -88,14 +88,13 @@ impl LocalClock {
     };
 
     /// A Unix-time clock driven by the monotonic clock, with an injected extra offset and
-    /// frequency error (both zero on a real bike).
+    /// frequency error (both zero on a real bike). It reads Unix time plus the offset now
+    /// and drifts from now on, as a crystal drifts from when its clock was last set: the
+    /// injected drift does not scale with how long the host has been up (at 200 ppm and a
+    /// day of uptime that would add 17 s to the offset).
     pub fn unix(extra_offset_ns: i64, ppm: f64) -> Self {
-        let base = realtime_ns() - mono_ns() as i64;
-        LocalClock {
-            offset_ns: base + extra_offset_ns,
-            ppm,
-            ..Self::IDEAL
-        }
+        let now = mono_ns();
+        LocalClock::anchored(now, realtime_ns() + extra_offset_ns, ppm)
     }
 
     /// This clock, stepped by `step_ns` at monotonic time `at_mono_ns`.
@@ -188,5 +187,16 @@ mod tests {
         // 1000 s of monotonic time is 1000 s + 187.5 ms of local time.
         let d = c.from_mono(2_000_000_000_000) - c.from_mono(1_000_000_000_000);
         assert!((d - 1_000_187_500_000).abs() <= 1, "{d}");
+    }
+
+    /// The injected offset is the offset now, whatever the host's uptime times the drift.
+    #[test]
+    fn an_injected_drift_starts_now() {
+        let c = LocalClock::unix(2_000_000_000, 200.0);
+        let off = c.now() - realtime_ns();
+        assert!(
+            (off - 2_000_000_000).abs() < 50_000_000,
+            "offset now {off} ns"
+        );
     }
 }

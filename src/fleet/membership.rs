@@ -10,6 +10,13 @@
 //! vanished leader is replaced within `peer_timeout + tick`. Dropping every
 //! [`FleetHandle`] or calling [`FleetHandle::shutdown`] sends a goodbye heartbeat, so
 //! peers forget this node at once, and stops the task.
+//!
+//! A node whose clock is far off (a Pi without an RTC, minutes or days off after a ride
+//! without internet) fails the freshness check on every heartbeat. While it has heard no
+//! fresh heartbeat for a peer timeout, it therefore takes authentic heartbeats that fail
+//! *only* freshness from a better-ranked claimant, and follows it: the node then learns the
+//! fleet time by SNTP (exempt from freshness, its round trip proves it fresh), stamps and
+//! checks heartbeats with it, and from then on hears the fleet fresh like everyone else.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -26,7 +33,7 @@ use super::wire::{check_id, AdvertisedRole, Heartbeat};
 use super::{sender_id, FleetConfig, FleetError, FleetStats, FleetView, Member, MemberInfo};
 use crate::clock::{mono_ns, LocalClock};
 use crate::security::envelope::MAX_DATAGRAM;
-use crate::security::{Guard, Sealer, TrafficClass};
+use crate::security::{envelope, Guard, RejectReason, Sealer, TrafficClass};
 
 /// Requests from a [`FleetHandle`] to the task.
 #[derive(Debug)]
@@ -202,6 +209,7 @@ impl Membership {
             mdns_peers: HashMap::new(),
             playback_error_ms: None,
             stats: FleetStats::default(),
+            fresh_at: None,
             out: Vec::with_capacity(MAX_DATAGRAM),
             payload: Vec::with_capacity(256),
         };
@@ -258,6 +266,8 @@ struct Task {
     mdns_peers: HashMap<String, SocketAddr>,
     playback_error_ms: Option<f64>,
     stats: FleetStats,
+    /// Monotonic ns of the last heartbeat accepted fresh (None: none yet).
+    fresh_at: Option<u64>,
     out: Vec<u8>,
     payload: Vec<u8>,
 }
@@ -349,12 +359,25 @@ impl Task {
             return Vec::new();
         }
         let now_fleet = (self.clock)().max(0) as u64;
+        let now = mono_ns();
+        let mut stale = false;
         let hb = {
             let Ok(mut guard) = self.guard.lock() else {
                 return Vec::new();
             };
             let opened = match guard.check_class(from, bytes, TrafficClass::Membership, now_fleet) {
                 Ok(a) => a.envelope,
+                Err(e) if e.reason() == RejectReason::Stale && self.alone(now) => {
+                    // Authentic (the guard checks the tag before freshness), only our
+                    // clocks disagree: a candidate to learn the fleet's time from.
+                    match envelope::open(guard.keyring(), bytes) {
+                        Ok(env) => {
+                            stale = true;
+                            env
+                        }
+                        Err(_) => return Vec::new(),
+                    }
+                }
                 Err(e) => {
                     self.stats.rejected += 1;
                     tracing::debug!("membership datagram rejected: {e}");
@@ -362,6 +385,12 @@ impl Task {
                 }
             };
             match Heartbeat::decode(opened.payload) {
+                Ok(hb) if stale && !(hb.claims && hb.beat().rank > *self.election.me()) => {
+                    // Only a better-ranked leader is followed on a stale heartbeat: one we
+                    // outrank would never hear us lead it.
+                    self.stats.rejected += 1;
+                    return Vec::new();
+                }
                 Ok(hb) if sender_id(&hb.id) == opened.sender => hb,
                 Ok(hb) => {
                     self.stats.malformed += 1;
@@ -376,8 +405,16 @@ impl Task {
             }
         };
         self.stats.received += 1;
+        if stale {
+            self.stats.stale_leader += 1;
+            tracing::debug!(
+                "{} leads although our clocks disagree by more than the freshness window",
+                hb.id
+            );
+        } else {
+            self.fresh_at = Some(now);
+        }
         self.lamport.observe(hb.lamport);
-        let now = mono_ns();
         let actions = self.election.on_heartbeat(&hb.beat(), now);
         if hb.leaving {
             self.seen.remove(&hb.id);
@@ -392,6 +429,13 @@ impl Task {
             );
         }
         actions
+    }
+
+    /// No fresh heartbeat for a peer timeout: our clock may be the odd one out.
+    fn alone(&self, now: u64) -> bool {
+        let timeout = self.cfg.peer_timeout.as_nanos() as u64;
+        self.fresh_at
+            .is_none_or(|t| now.saturating_sub(t) > timeout)
     }
 
     /// An mDNS record: remember where the peer lives and greet it if it is new to us.

@@ -255,6 +255,9 @@ pub struct FleetStats {
     pub foreign: u64,
     /// Heartbeat sends that failed.
     pub send_errors: u64,
+    /// Authentic heartbeats of a better-ranked leader taken although they failed the
+    /// freshness check, while no fresh one came: how a bike whose clock is far off joins.
+    pub stale_leader: u64,
 }
 
 /// The fleet as this node sees it, published after every change.

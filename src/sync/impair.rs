@@ -6,7 +6,7 @@
 //! delivered in a burst. Deterministic for a given seed.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -220,6 +220,21 @@ pub async fn relay(
     cfg: ImpairConfig,
     stats: Arc<ImpairStats>,
 ) -> std::io::Result<()> {
+    relay_as(listen, upstream, cfg, stats, |_| None).await
+}
+
+/// [`relay`], with the upstream socket of each client bound to the address `source`
+/// gives for it (None: any). Upstream then sees every client at an address of its own,
+/// and a reply to it, or a later datagram to that address, comes back through a relay
+/// listening there: how the auto scenario puts a relay on every path between two nodes
+/// whose addresses they learn from each other's heartbeats.
+pub async fn relay_as(
+    listen: UdpSocket,
+    upstream: SocketAddr,
+    cfg: ImpairConfig,
+    stats: Arc<ImpairStats>,
+    source: impl Fn(SocketAddr) -> Option<IpAddr>,
+) -> std::io::Result<()> {
     let listen_std = std_clone(&listen)?;
     let courier = spawn_courier();
     let shaper = Arc::new(Shaper {
@@ -229,13 +244,11 @@ pub async fn relay(
         stats,
     });
     let mut clients: HashMap<SocketAddr, Arc<std::net::UdpSocket>> = HashMap::new();
-    let bind_ip: SocketAddr = if upstream.is_ipv4() {
-        "0.0.0.0:0"
+    let any: IpAddr = if upstream.is_ipv4() {
+        Ipv4Addr::UNSPECIFIED.into()
     } else {
-        "[::]:0"
-    }
-    .parse()
-    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{e}")))?;
+        Ipv6Addr::UNSPECIFIED.into()
+    };
     let mut buf = vec![0u8; 65_536];
     loop {
         let (n, client) = listen.recv_from(&mut buf).await?;
@@ -245,7 +258,8 @@ pub async fn relay(
                 if clients.len() >= 1024 {
                     clients.clear();
                 }
-                let s = UdpSocket::bind(bind_ip).await?;
+                let ip = source(client).unwrap_or(any);
+                let s = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
                 s.connect(upstream).await?;
                 let s_std = std_clone(&s)?;
                 clients.insert(client, s_std.clone());
@@ -309,5 +323,39 @@ mod tests {
         // Each way ≥ 15 ms.
         assert!(min_rtt >= Duration::from_millis(30), "min rtt {min_rtt:?}");
         assert!(stats.dropped.load(Ordering::Relaxed) > 0);
+    }
+
+    #[tokio::test]
+    async fn upstream_sees_each_client_at_the_address_it_is_given() {
+        let echo = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let echo_addr = echo.local_addr().expect("addr");
+        let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut b = [0u8; 64];
+            while let Ok((n, p)) = echo.recv_from(&mut b).await {
+                let _ = seen_tx.send(p.ip());
+                let _ = echo.send_to(&b[..n], p).await;
+            }
+        });
+        let listen = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let relay_addr = listen.local_addr().expect("addr");
+        let stats = Arc::new(ImpairStats::default());
+        let as_77 = |_: SocketAddr| Some(IpAddr::from([127, 0, 0, 77]));
+        tokio::spawn(relay_as(
+            listen,
+            echo_addr,
+            ImpairConfig::default(),
+            stats,
+            as_77,
+        ));
+        let client = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        client.send_to(b"hi", relay_addr).await.expect("send");
+        let mut b = [0u8; 8];
+        let (n, from) = tokio::time::timeout(Duration::from_secs(2), client.recv_from(&mut b))
+            .await
+            .expect("a reply in time")
+            .expect("recv");
+        assert_eq!((&b[..n], from), (&b"hi"[..], relay_addr));
+        assert_eq!(seen.recv().await, Some(IpAddr::from([127, 0, 0, 77])));
     }
 }

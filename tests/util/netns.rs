@@ -1,17 +1,24 @@
 //! A network-namespace lab: N hosts, each in its own namespace with one veth attached to
 //! a private bridge, addressed 10.77.0.x/24 (test hosts only this process can reach).
-//! Names carry the test process id and a counter, so labs in parallel tests never
-//! collide; `Drop` kills every process the lab started and deletes the namespaces and
-//! the bridge, also when a test panics. Needs root and iproute2: [`Lab::new`] returns
-//! `Err` with the reason otherwise, and the caller skips with that message.
+//! Hosts run `convoy tool member` ([`Lab::member`]) or a full `convoy node`
+//! ([`Lab::node`]); a host can be cut off ([`Lab::link`]), moved to a second bridge so the
+//! fleet splits in two sides that each still talk among themselves ([`Lab::split`]), and
+//! re-addressed ([`Lab::readdress`]). Names carry the test process id and a counter, so
+//! labs in parallel tests never collide; `Drop` kills every process the lab started and
+//! deletes the namespaces and the bridges, also when a test panics. Needs root and
+//! iproute2: [`Lab::new`] returns `Err` with the reason otherwise, and the caller skips
+//! with that message.
 
 use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+use super::node::Node;
 
 static LABS: AtomicU32 = AtomicU32::new(0);
 
@@ -109,6 +116,8 @@ pub fn mono_of(v: &Value) -> u64 {
 /// A lab of namespaces on a bridge.
 pub struct Lab {
     bridge: String,
+    /// The other side of a split ([`Lab::split`]).
+    bridge_b: String,
     /// Hosts, index i at 10.77.0.(i+1).
     pub hosts: Vec<Host>,
     created_ns: Vec<String>,
@@ -128,11 +137,14 @@ impl Lab {
         );
         let mut lab = Lab {
             bridge: format!("cvb{tag}"),
+            bridge_b: format!("cvs{tag}"),
             hosts: Vec::new(),
             created_ns: Vec::new(),
         };
         ip(&["link", "add", &lab.bridge, "type", "bridge"])?;
         ip(&["link", "set", &lab.bridge, "up"])?;
+        ip(&["link", "add", &lab.bridge_b, "type", "bridge"])?;
+        ip(&["link", "set", &lab.bridge_b, "up"])?;
         for i in 0..n {
             let host = Host {
                 ns: format!("cv-{tag}-{i}"),
@@ -202,6 +214,49 @@ impl Lab {
         }
     }
 
+    /// Starts a full `convoy node` on host `i` as vehicle `id`: `sync.role=auto` with the
+    /// test fleet key, heartbeats broadcast on the bridge (no mDNS), the `pilot` track on a
+    /// virtual sink recording what it really played into `rec`, status every 0.1 s; then
+    /// the extra `--set`s (clock and DAC errors, priority).
+    pub fn node(&self, i: usize, id: &str, rec: &Path, sets: &[String]) -> Node {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.hosts[i].ns])
+            .arg(super::convoy_bin());
+        let base = [
+            format!("node.id={id}"),
+            "sync.role=auto".into(),
+            "fleet.mdns=false".into(),
+            "fleet.broadcast=[\"10.77.0.255\"]".into(),
+            "audio.sink=virtual".into(),
+            format!("audio.virtual.record={}", rec.display()),
+            "audio.virtual.pilot=true".into(),
+        ];
+        for s in base.iter().chain(sets) {
+            cmd.arg("--set").arg(s);
+        }
+        cmd.args(["--log", "warn", "node", "--track", "pilot"])
+            .args(["--status-every", "0.1", "--start-in", "0.5"]);
+        // `ip netns exec` execs the command: the child is the node itself, so signals
+        // (SIGTERM to flush the recording, SIGKILL to vanish) reach it.
+        Node::launch(cmd, 0)
+    }
+
+    /// Splits the fleet: the hosts in `side` move to a second bridge, the others stay.
+    /// Each side still talks among itself; nothing crosses. [`Lab::heal`] undoes it.
+    pub fn split(&self, side: &[usize]) {
+        for &i in side {
+            ip(&["link", "set", &self.hosts[i].link, "master", &self.bridge_b])
+                .expect("ip link set master");
+        }
+    }
+
+    /// Puts every host back on the main bridge.
+    pub fn heal(&self) {
+        for h in &self.hosts {
+            ip(&["link", "set", &h.link, "master", &self.bridge]).expect("ip link set master");
+        }
+    }
+
     /// Cuts host `i` off the bridge (`up = false`) or reconnects it.
     pub fn link(&self, i: usize, up: bool) {
         let state = if up { "up" } else { "down" };
@@ -245,5 +300,6 @@ impl Drop for Lab {
             let _ = ip(&["netns", "del", ns]);
         }
         let _ = ip(&["link", "del", &self.bridge]);
+        let _ = ip(&["link", "del", &self.bridge_b]);
     }
 }
