@@ -65,7 +65,8 @@ echo "x86-64: $ir instructions for $seconds s: $(pct "$x86_per_s")"
 if ((aarch64)); then
   echo "== aarch64 instructions (qemu-aarch64 + tools/qemu-insn, passes 2 − passes 1)"
   gcc -O2 -shared -fPIC -o "$out/insn.so" tools/qemu-insn/insn.c
-  aexe=$(bench_exe --target aarch64-unknown-linux-gnu)
+  # No ALSA needed: the nocpal variant, as tools/cross.sh builds for the qemu tests.
+  aexe=$(bench_exe --target aarch64-unknown-linux-gnu --no-default-features)
   count() {
     qemu-aarch64 -L /usr/aarch64-linux-gnu -E LD_LIBRARY_PATH=/usr/aarch64-linux-gnu/lib \
       -plugin "$out/insn.so" -d plugin \
