@@ -67,7 +67,12 @@ pub struct LiveConfig {
     pub phase_gain: f32,
     /// Weight decay per beat period of the phase comb (default 0.8).
     pub comb_decay: f32,
-    /// Width (octaves) of the continuity preference for the previous tempo (default 0.1).
+    /// Width (octaves) of the continuity preference for the previous tempo
+    /// (default 0.3): a tempo 5/4 away (0.32 octave) keeps 83 % of its score,
+    /// one an octave away 60 %. At 0.1 the 5/4 tempo kept 60 %, so once a
+    /// syncopated funk bar's first estimate was 5/4 too slow, the right tempo
+    /// had to score 1.66x as much to take over and never did. Octave jumps are
+    /// confirmed separately (three estimates in a row).
     pub continuity_octaves: f32,
     /// Beats are announced (and the grid offered) only while the phase
     /// confidence is at least this, `0..=1` (default 0.05): when the beats
@@ -96,7 +101,7 @@ impl Default for LiveConfig {
             lookahead_s: 0.05,
             phase_gain: 0.1,
             comb_decay: 0.8,
-            continuity_octaves: 0.1,
+            continuity_octaves: 0.3,
             min_phase_confidence: 0.05,
             switch_margin: 0.15,
             relock_periods: 2.0,

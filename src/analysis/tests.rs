@@ -572,3 +572,60 @@ fn live_tracker_withholds_beats_while_the_phase_is_ambiguous() {
     let errs = eval::phase_errors(&truth, &settled);
     assert!(eval::percentile(&errs, 100.0) < 0.03, "{errs:?}");
 }
+
+/// Seconds after `from_s` until the live tracker's tempo is within 2 % of
+/// `bpm` for good (`None`: never), on 30 s of a funk-like envelope: a pulse
+/// every 5 sixteenths of `bpm` (strength 0.9) throughout, joined at `from_s`
+/// by the beat itself (strength 1).
+fn seconds_to_find_the_beat_under_five_sixteenths(
+    bpm: f32,
+    from_s: f32,
+    cfg: &LiveConfig,
+) -> Option<f32> {
+    let hop = 512;
+    let fr = SR as f32 / hop as f32;
+    let five = pulses(fr, 30.0, bpm * 4.0 / 5.0, |_| 0.9);
+    let beat = pulses(fr, 30.0, bpm, |_| 1.0);
+    let start = (from_s * fr) as usize;
+    let env: Vec<f32> = five
+        .iter()
+        .zip(&beat)
+        .enumerate()
+        .map(|(i, (f, b))| if i < start { *f } else { f + b })
+        .collect();
+    let mut tracker = LiveBeatTracker::new(SR, hop, cfg);
+    let mut out = Vec::new();
+    let mut settled_at = None;
+    for (i, &v) in env.iter().enumerate() {
+        tracker.push(i as u64 * hop as u64, v, &mut out);
+        let t = i as f32 / fr;
+        let near = (tracker.bpm() / bpm - 1.0).abs() < 0.02;
+        match (near, settled_at) {
+            (true, None) if t >= from_s => settled_at = Some(t - from_s),
+            (false, Some(_)) => settled_at = None,
+            _ => {}
+        }
+    }
+    settled_at
+}
+
+#[test]
+fn live_tempo_leaves_a_first_estimate_five_fourths_too_slow() {
+    // Funk's kick and bass land every 5 sixteenths often enough that the
+    // first estimate can be 5/4 of the beat period (83 instead of 104 BPM).
+    // Once the beat is heard as well, the tracker must move to it: with the
+    // old continuity width (0.1 octave) the 5/4 tempo kept 60 % of its score
+    // and the beat never took over.
+    let default = LiveConfig::default();
+    let narrow = LiveConfig {
+        continuity_octaves: 0.1,
+        ..default
+    };
+    let now = seconds_to_find_the_beat_under_five_sixteenths(104.0, 4.0, &default);
+    let before = seconds_to_find_the_beat_under_five_sixteenths(104.0, 4.0, &narrow);
+    assert!(now.is_some_and(|s| s < 10.0), "{now:?}");
+    assert_eq!(
+        before, None,
+        "continuity 0.1 was expected to stay at 83 BPM"
+    );
+}
