@@ -123,13 +123,21 @@ fn wait_all(bikes: &[Bike], what: &str, secs: f64, f: impl Fn(&Bike, &Value) -> 
                 .zip(&lasts)
                 .map(|(b, v)| {
                     format!(
-                        "{}: role {} up {:?} publishes {} locked {} playing {}",
+                        "{}: role {} up {:?} publishes {} locked {} playing {} leader {} \
+                         term {} peers {} rejected {} fleet-mono {:.1} ms",
                         b.name,
                         v["role"],
                         upstream(v),
                         v["fleet"]["publishes"],
                         v["lock"]["locked"],
-                        v["playing"]
+                        v["playing"],
+                        v["fleet"]["leader"],
+                        v["fleet"]["term"],
+                        v["fleet"]["peers"].as_array().map_or(0, Vec::len),
+                        v["rejected"],
+                        (v["fleet_ns"].as_f64().unwrap_or(0.0)
+                            - v["mono_ns"].as_f64().unwrap_or(0.0))
+                            / 1e6
                     )
                 })
                 .collect();
@@ -194,7 +202,10 @@ fn sub_leaders_republish_and_their_groups_rehome_when_one_dies() {
     let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (b, v) in bikes.iter().zip(&lasts) {
         if let Some(up) = upstream(v) {
-            groups.entry(up.to_string()).or_default().push(b.name.clone());
+            groups
+                .entry(up.to_string())
+                .or_default()
+                .push(b.name.clone());
         }
     }
     for sub in &subs {
@@ -211,10 +222,18 @@ fn sub_leaders_republish_and_their_groups_rehome_when_one_dies() {
         "every upstream publishes: {groups:?}"
     );
     eprintln!("tree: {groups:?}");
-    // Each publisher serves exactly its direct subscribers: timeline and SNTP.
+    // Each publisher serves exactly its direct subscribers, timeline and SNTP (a bike that
+    // re-homed while the tree formed stays on its old publisher's list until it has not
+    // resubscribed for 5 s).
+    let direct = |b: &Bike| groups.get(&b.name).map_or(0, Vec::len) as u64;
+    wait_all(&bikes, "publishers to serve their groups", 8.0, |b, v| {
+        v["subscribers"].as_u64() == Some(direct(b))
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let lasts: Vec<Value> = bikes.iter().map(Bike::last).collect();
     let (from, to) = (mono_ns() - 1_500_000_000, mono_ns());
     for (b, v) in bikes.iter().zip(&lasts) {
-        let direct = groups.get(&b.name).map_or(0, Vec::len);
+        let direct = direct(b);
         let sntp = rate(b, &["sntp_served"], from, to);
         let [tl, sn, hb] = messages(b, from, to);
         eprintln!(
@@ -225,7 +244,7 @@ fn sub_leaders_republish_and_their_groups_rehome_when_one_dies() {
             v["subscribers"],
             tl + sn + hb
         );
-        assert_eq!(v["subscribers"].as_u64(), Some(direct as u64), "{}", b.name);
+        assert_eq!(v["subscribers"].as_u64(), Some(direct), "{}", b.name);
         // poll_hz = 10 per direct subscriber (scheduling slack either way).
         assert!(
             sntp >= 6.0 * direct as f64 && sntp <= 12.0 * direct as f64 + 1.0,
@@ -323,7 +342,10 @@ fn sub_leaders_republish_and_their_groups_rehome_when_one_dies() {
         assert!(settled.len() > 20, "{name}: too few samples");
         assert!(worst < 1.0, "{name} {worst:.3} ms from the leader");
         assert!(after.len() > 20, "{name}: too few samples after the kill");
-        assert!(worst_after < 5.0, "{name} {worst_after:.3} ms off after the kill");
+        assert!(
+            worst_after < 5.0,
+            "{name} {worst_after:.3} ms off after the kill"
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

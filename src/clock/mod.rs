@@ -88,14 +88,13 @@ impl LocalClock {
     };
 
     /// A Unix-time clock driven by the monotonic clock, with an injected extra offset and
-    /// frequency error (both zero on a real bike).
+    /// frequency error (both zero on a real bike). It reads Unix time plus the extra offset
+    /// now, and drifts at `ppm` from now on: the frequency error does not also turn the
+    /// host's uptime into seconds of offset (70 ppm over 14 h of uptime would be 3.5 s, and
+    /// simulated bikes more than `security.max_skew_s` apart refuse each other).
     pub fn unix(extra_offset_ns: i64, ppm: f64) -> Self {
-        let base = realtime_ns() - mono_ns() as i64;
-        LocalClock {
-            offset_ns: base + extra_offset_ns,
-            ppm,
-            ..Self::IDEAL
-        }
+        let now = mono_ns();
+        Self::anchored(now, realtime_ns() + extra_offset_ns, ppm)
     }
 
     /// This clock, stepped by `step_ns` at monotonic time `at_mono_ns`.
@@ -168,6 +167,15 @@ mod tests {
         // 100 s later it has run 100 s − 4.25 ms.
         let d = c.from_mono(at + 100_000_000_000) - c.from_mono(at);
         assert!((d - 99_995_750_000).abs() <= 1, "{d}");
+    }
+
+    /// However long the host has been up, a skewed Unix clock starts at Unix time plus its
+    /// extra offset.
+    #[test]
+    fn a_skewed_unix_clock_starts_at_its_offset() {
+        let c = LocalClock::unix(-600_000_000, 70.0);
+        let err = c.now() - realtime_ns() + 600_000_000;
+        assert!(err.abs() < 50_000_000, "{err} ns off");
     }
 
     #[test]

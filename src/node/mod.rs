@@ -588,14 +588,27 @@ async fn publish_timeline(p: Publisher) {
                 }
             }
             _ = tick.tick() => {
-                let now = tokio::time::Instant::now();
-                subscribers.retain(|_, seen| now.duration_since(*seen) < Duration::from_secs(5));
-                p.counters.subscribers.store(subscribers.len() as u64, Relaxed);
+                expire(&mut subscribers, &p.counters);
                 send_all(&p, &subscribers).await;
             }
-            _ = p.wake.notified() => send_all(&p, &subscribers).await,
+            _ = p.wake.notified() => {
+                expire(&mut subscribers, &p.counters);
+                send_all(&p, &subscribers).await;
+                // The next tick a full period later: a sub-leader re-publishing every
+                // timeline it hears sends at its leader's rate, not twice it.
+                tick.reset();
+            }
         }
     }
+}
+
+/// Forget subscribers silent for 5 s (they resubscribe every second).
+fn expire(subscribers: &mut HashMap<SocketAddr, tokio::time::Instant>, counters: &Counters) {
+    let now = tokio::time::Instant::now();
+    subscribers.retain(|_, seen| now.duration_since(*seen) < Duration::from_secs(5));
+    counters
+        .subscribers
+        .store(subscribers.len() as u64, Relaxed);
 }
 
 async fn send_all(p: &Publisher, subscribers: &HashMap<SocketAddr, tokio::time::Instant>) {

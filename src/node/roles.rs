@@ -57,9 +57,7 @@ impl FleetClock {
     pub fn now(&self) -> i64 {
         match self {
             FleetClock::Own(c) => c.now(),
-            FleetClock::Disciplined { local, .. } => {
-                self.time_now().unwrap_or_else(|| local.now())
-            }
+            FleetClock::Disciplined { local, .. } => self.time_now().unwrap_or_else(|| local.now()),
         }
     }
 }

@@ -381,12 +381,7 @@ mod tests {
         let addr = srv.local_addr().expect("addr");
         let server_sec = security("lead", 1);
         let stats = Arc::new(ServeStats::default());
-        let task = tokio::spawn(serve(
-            srv,
-            clock,
-            Some(server_sec.clone()),
-            stats.clone(),
-        ));
+        let task = tokio::spawn(serve(srv, clock, Some(server_sec.clone()), stats.clone()));
         let client = |sec| async move {
             SntpClient::with_security(
                 UdpSocket::bind("127.0.0.1:0").await.expect("bind"),
