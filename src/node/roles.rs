@@ -574,6 +574,41 @@ mod tests {
         }
     }
 
+    /// A sub-leader serves its estimate of fleet time as it is now: nothing before the
+    /// first estimate, and every update at once.
+    #[test]
+    fn a_disciplined_fleet_clock_tracks_the_estimate() {
+        let local = LocalClock::unix(0, 0.0);
+        let net = Arc::new(Mutex::new(NetState::default()));
+        let clock = FleetClock::Disciplined {
+            local,
+            net: net.clone(),
+        };
+        assert_eq!(clock.time_now(), None);
+        let own = clock.now() - local.now();
+        assert!(
+            own.abs() < 50_000_000,
+            "stamps with its own clock meanwhile"
+        );
+        for offset in [1_250_000_000.0, -40_000_000.0] {
+            let est = ClockEstimate {
+                ref_local_ns: local.now(),
+                offset_ns: offset,
+                ppm: 0.0,
+                dispersion_ns: 0.0,
+                min_delay_ns: 0,
+                samples: 8,
+                steps: 0,
+            };
+            net.lock().expect("net").estimate = Some(est);
+            let served = clock.time_now().expect("an estimate") - local.now();
+            assert!(
+                (served as f64 - offset).abs() < 50e6,
+                "{served} vs {offset}"
+            );
+        }
+    }
+
     #[test]
     fn the_mode_cell_counts_switches_and_tells_fleet_time() {
         let net = Mutex::new(NetState::default());
