@@ -327,8 +327,8 @@ impl Roles {
     /// unchanged — or stop serving it (`!on`: demoted to a plain follower). Serving already
     /// (or not) changes nothing; a node that does not follow serves no group.
     pub async fn serve_group(&mut self, on: bool) -> Result<(), NodeError> {
-        let following = matches!(self.current, Current::Follower(_));
-        if on && following && self.group.is_empty() {
+        let wanted = on && matches!(self.current, Current::Follower(_));
+        if wanted && self.group.is_empty() {
             let clock = FleetClock::Disciplined {
                 local: self.ctx.local,
                 net: self.ctx.net.clone(),
@@ -337,7 +337,7 @@ impl Roles {
             if !self.group.is_empty() {
                 tracing::info!("serving a group as sub-leader");
             }
-        } else if !(on && following) && !self.group.is_empty() {
+        } else if !wanted && !self.group.is_empty() {
             stop(&mut self.group).await;
             self.ctx.counters.subscribers.store(0, Relaxed);
             tracing::info!("no longer serving a group");
