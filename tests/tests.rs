@@ -7,6 +7,7 @@ mod cli;
 mod decode;
 mod fleet;
 mod fleet_control;
+mod fleet_hier;
 mod fleet_lights;
 mod fleet_netns_node;
 mod fleet_node;

@@ -169,6 +169,15 @@ mod tests {
         assert!((d - 99_995_750_000).abs() <= 1, "{d}");
     }
 
+    /// However long the host has been up, a skewed Unix clock starts at Unix time plus its
+    /// extra offset.
+    #[test]
+    fn a_skewed_unix_clock_starts_at_its_offset() {
+        let c = LocalClock::unix(-600_000_000, 70.0);
+        let err = c.now() - realtime_ns() + 600_000_000;
+        assert!(err.abs() < 50_000_000, "{err} ns off");
+    }
+
     #[test]
     fn local_clock_round_trips() {
         let c = LocalClock {

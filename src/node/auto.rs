@@ -2,12 +2,15 @@
 //! [`Membership`] with its own guard (heartbeats carry their own envelope sequence) and
 //! its fleet clock (so heartbeat freshness is judged on fleet time, whatever the bike's own
 //! clock says once it is disciplined), and on every [`FleetView`] change switches role
-//! through [`Roles`]: lead when elected, follow the elected leader otherwise. While
+//! through [`Roles`]: lead when elected, follow the view's upstream otherwise — the leader,
+//! or with `fleet.group_size > 0` a sub-leader — and serve a group when the view says we
+//! publish without leading. While
 //! nobody leads, a follower holds over (plays on its last lock) and any other node plays
 //! alone. The playlist waits for the election: the first leader starts it, and a node that
 //! hears no leader at all within the startup grace plus the peer timeout starts it alone.
 //! Every status tick advertises the playback error in the heartbeat.
 
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -79,14 +82,21 @@ impl Fleet {
         let v = self.views.borrow_and_update().clone();
         let result = if v.i_am_leader {
             self.lead(roles, opts).await
-        } else if let (Some(addr), Some(leader)) = (v.leader_sync_addr(), v.leader.as_ref()) {
-            // The leader says what plays; our own playlist no longer starts by itself.
+        } else if let (Some(up), Some(_)) = (v.upstream.as_ref(), v.leader.as_ref()) {
+            // The leader says what plays; our own playlist no longer starts by itself. We
+            // take time and timeline from our upstream: the leader, or in hierarchical mode
+            // our sub-leader; a sub-leader serves its group besides.
             self.pending_start = false;
-            match sntp_source(&self.sync, leader.addr, leader.sntp_port) {
-                Ok((sntp, signed)) => roles.follow(addr, sntp, signed).await,
+            let timeline = SocketAddr::new(up.addr, up.sync_port);
+            let followed = match sntp_source(&self.sync, up.addr, up.sntp_port) {
+                Ok((sntp, signed)) => roles.follow(timeline, sntp, signed).await,
                 Err(e) => Err(e),
-            }
-            .map(|()| self.advertise(AdvertisedRole::Follower))
+            };
+            let served = match followed {
+                Ok(()) => roles.serve_group(v.publishes).await,
+                Err(e) => Err(e),
+            };
+            served.map(|()| self.advertise(AdvertisedRole::Follower))
         } else if roles.current == Current::Leader {
             // Nobody leads, not even us (a better claimant came and went): play alone.
             roles.solo().await;

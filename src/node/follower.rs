@@ -2,7 +2,9 @@
 //! the timeline link — subscribe, take each newer timeline, and make the player do what
 //! it says (start a track at a scheduled fleet time, join one already playing, pause, stop,
 //! follow seeks) while the PLL steers the fine timing. The same socket relays control
-//! commands given to this bike to the leader.
+//! commands given to this bike to the leader. In hierarchical mode the server and the link
+//! may be a sub-leader's: its SNTP answers with its estimate of the leader's time and its
+//! timeline is the leader's, unchanged, so nothing here needs to know which it is.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
@@ -10,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 use super::lights::{self, FleetLights};
 use super::tracks::{TrackError, Tracks};
@@ -126,6 +128,8 @@ pub struct Link {
     pub applied: Arc<Mutex<Applied>>,
     /// The fleet's light state: merged from every timeline, ours sent back when newer.
     pub lights: Arc<FleetLights>,
+    /// Woken on every newer timeline: a sub-leader's publisher re-publishes it at once.
+    pub wake: Arc<Notify>,
 }
 
 /// Subscribe to the leader, follow its timeline, relay commands; runs until aborted.
@@ -169,6 +173,7 @@ pub async fn follow_timeline(mut link: Link) {
                     (newer, state.estimate)
                 };
                 if newer {
+                    link.wake.notify_one();
                     if let Ok(mut applied) = link.applied.lock() {
                         link.apply(&tl, est, &mut applied);
                     }

@@ -124,6 +124,13 @@ pub struct Snapshot {
     /// The fleet's election term (`sync.role = "auto"`; `None` with a fixed role).
     #[serde(default)]
     pub term: Option<u64>,
+    /// Hierarchical mode: whom this node takes the timeline from (`None` when it leads,
+    /// plays alone or has a fixed role).
+    #[serde(default)]
+    pub upstream: Option<String>,
+    /// Hierarchical mode: this node re-publishes the timeline (leader or sub-leader).
+    #[serde(default)]
+    pub publishes: bool,
     /// Track playing or loaded.
     pub track: Option<String>,
     /// Playing (not paused or stopped).

@@ -129,6 +129,11 @@ struct Status<'a> {
     underruns: u64,
     /// The fleet's light state (src/node/lights.rs).
     lights: lights::Summary,
+    /// Serving (leader or sub-leader): timeline datagrams sent, live subscribers, SNTP
+    /// requests answered.
+    timelines_sent: u64,
+    subscribers: u64,
+    sntp_served: u64,
     /// `sync.role = "auto"`: the fleet's leader, term and live peers as membership sees
     /// them (absent with a fixed role).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -140,6 +145,11 @@ struct Status<'a> {
 struct FleetStatus<'a> {
     leader: Option<&'a str>,
     term: u64,
+    /// Hierarchical mode: whom we take the timeline from, and whether we re-publish it.
+    upstream: Option<&'a str>,
+    publishes: bool,
+    heartbeats_sent: u64,
+    heartbeats_received: u64,
     peers: Vec<handle::PeerState>,
 }
 
@@ -150,6 +160,13 @@ pub struct Counters {
     sntp_failed: AtomicU64,
     timelines: AtomicU64,
     relayed: AtomicU64,
+    // Hierarchical mode (roles.rs): what this node serves as leader or sub-leader.
+    /// Timeline datagrams sent to subscribers.
+    timelines_sent: AtomicU64,
+    /// Live timeline subscribers now.
+    subscribers: AtomicU64,
+    /// The SNTP server's counters.
+    sntp: Arc<crate::sync::sntp::ServeStats>,
 }
 
 /// Run a node until the duration passes or SIGINT/SIGTERM arrives.
@@ -555,9 +572,16 @@ impl View<'_> {
             lock: self.lock.lock().map(|l| l.clone()).unwrap_or_default(),
             underruns: self.player.underruns(),
             lights: self.lights.summary(),
+            timelines_sent: c.timelines_sent.load(Relaxed),
+            subscribers: c.subscribers.load(Relaxed),
+            sntp_served: c.sntp.served.load(Relaxed),
             fleet: fleet.map(|v| FleetStatus {
                 leader: v.leader.as_ref().map(|m| m.id.as_str()),
                 term: v.term,
+                upstream: v.upstream.as_ref().map(|m| m.id.as_str()),
+                publishes: v.publishes,
+                heartbeats_sent: v.stats.sent,
+                heartbeats_received: v.stats.received,
                 peers: v.peer_states(mono),
             }),
         };
@@ -585,6 +609,8 @@ impl View<'_> {
                 None => tl.as_ref().map(|t| t.leader.clone()),
             },
             term: fleet.map(|v| v.term),
+            upstream: fleet.and_then(|v| v.upstream.as_ref().map(|m| m.id.clone())),
+            publishes: fleet.is_some_and(|v| v.publishes),
             peers: fleet.map(|v| v.peer_states(mono_ns())).unwrap_or_default(),
             playing: tl.as_ref().is_some_and(|t| t.playing) && !st.paused && st.track.is_some(),
             position_ms: st.position.map(|p| p / rate * 1e3),
@@ -623,7 +649,7 @@ struct Publisher {
     sock: UdpSocket,
     net: Arc<Mutex<NetState>>,
     hz: f64,
-    clock: LocalClock,
+    clock: roles::FleetClock,
     security: Arc<FleetSecurity>,
     wake: Arc<Notify>,
     handle: NodeHandle,
@@ -667,19 +693,35 @@ async fn publish_timeline(p: Publisher) {
                 }
             }
             _ = tick.tick() => {
-                let now = tokio::time::Instant::now();
-                subscribers.retain(|_, seen| now.duration_since(*seen) < Duration::from_secs(5));
+                expire(&mut subscribers, &p.counters);
                 send_all(&p, &subscribers).await;
             }
-            _ = p.wake.notified() => send_all(&p, &subscribers).await,
+            _ = p.wake.notified() => {
+                expire(&mut subscribers, &p.counters);
+                send_all(&p, &subscribers).await;
+                // The next tick a full period later: a sub-leader re-publishing every
+                // timeline it hears sends at its leader's rate, not twice it.
+                tick.reset();
+            }
         }
     }
+}
+
+/// Forget subscribers silent for 5 s (they resubscribe every second).
+fn expire(subscribers: &mut HashMap<SocketAddr, tokio::time::Instant>, counters: &Counters) {
+    let now = tokio::time::Instant::now();
+    subscribers.retain(|_, seen| now.duration_since(*seen) < Duration::from_secs(5));
+    counters
+        .subscribers
+        .store(subscribers.len() as u64, Relaxed);
 }
 
 async fn send_all(p: &Publisher, subscribers: &HashMap<SocketAddr, tokio::time::Instant>) {
     if let Some(bytes) = sealed_timeline(p) {
         for peer in subscribers.keys() {
-            let _ = p.sock.send_to(&bytes, peer).await;
+            if p.sock.send_to(&bytes, peer).await.is_ok() {
+                p.counters.timelines_sent.fetch_add(1, Relaxed);
+            }
         }
     }
 }

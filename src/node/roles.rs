@@ -2,7 +2,10 @@
 //! half of the playback loop it runs ([`SwitchController`], told through a [`ModeCell`])
 //! and the network tasks around it ([`Roles`]): a leader serves SNTP and publishes the
 //! timeline, a follower disciplines its clock and follows a leader's timeline, a solo node
-//! runs neither. Leadership moves without a jump. A follower that is promoted keeps
+//! runs neither. In hierarchical mode a sub-leader is a follower that also serves its
+//! group ([`Roles::serve_group`]): SNTP from its disciplined estimate of fleet time
+//! ([`FleetClock::Disciplined`]) and the timeline it follows, re-published unchanged; a
+//! follower whose upstream changes re-homes like one that changes leader. Leadership moves without a jump. A follower that is promoted keeps
 //! serving the fleet time it had disciplined (its last offset and frequency, free-running
 //! from then on, [`LocalClock::anchored`]), keeps the timeline's track and epoch, and only
 //! re-measures its anchor from its own playback — so the other followers' clock estimates
@@ -13,6 +16,7 @@
 //! exceeds `sync.hard_seek_ms`.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,7 +34,46 @@ use crate::config::{Role, SyncConfig};
 use crate::security::FleetSecurity;
 use crate::sync::filter::{ClockEstimate, ClockFilter, FilterConfig};
 use crate::sync::pll::{FollowerController, LeaderController, NetState, PllConfig};
-use crate::sync::sntp::{self, SntpClient};
+use crate::sync::sntp::{self, SntpClient, TimeSource};
+
+/// The fleet time a node serves (SNTP) and stamps its fleet messages with: a leader's own
+/// clock, or a sub-leader's disciplined estimate of the leader's, read afresh every time
+/// so it tracks the estimate as the clock filter updates it.
+#[derive(Debug, Clone)]
+pub enum FleetClock {
+    /// The clock this node serves as leader.
+    Own(LocalClock),
+    /// The estimate in `net` applied to this node's clock `local`.
+    Disciplined {
+        /// This node's clock.
+        local: LocalClock,
+        /// Holds the clock estimate.
+        net: Arc<Mutex<NetState>>,
+    },
+}
+
+impl FleetClock {
+    /// Fleet time now; a sub-leader without an estimate yet stamps with its own clock
+    /// (as a follower does).
+    pub fn now(&self) -> i64 {
+        match self {
+            FleetClock::Own(c) => c.now(),
+            FleetClock::Disciplined { local, .. } => self.time_now().unwrap_or_else(|| local.now()),
+        }
+    }
+}
+
+impl TimeSource for FleetClock {
+    fn time_now(&self) -> Option<i64> {
+        match self {
+            FleetClock::Own(c) => Some(c.now()),
+            FleetClock::Disciplined { local, net } => {
+                let est = net.lock().ok()?.estimate?;
+                Some(est.fleet_at(local.now()))
+            }
+        }
+    }
+}
 
 /// Which half of the playback loop runs.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -213,6 +256,9 @@ pub struct Roles {
     /// stamped light fields).
     pub relay: Option<mpsc::Sender<Vec<u8>>>,
     tasks: Vec<JoinHandle<()>>,
+    /// A sub-leader's serving tasks (SNTP and re-publishing), apart from its follower
+    /// tasks so either can change without the other.
+    group: Vec<JoinHandle<()>>,
     filter: Arc<Mutex<ClockFilter>>,
     applied: Arc<Mutex<Applied>>,
 }
@@ -227,6 +273,7 @@ impl Roles {
             transport: None,
             relay: None,
             tasks: Vec::new(),
+            group: Vec::new(),
             filter,
             applied: Arc::new(Mutex::new(Applied::default())),
         }
@@ -276,25 +323,62 @@ impl Roles {
             }
         }
         self.current = Current::Leader;
+        let serving = self.serve(FleetClock::Own(clock)).await?;
+        self.tasks.extend(serving);
+        Ok(())
+    }
+
+    /// Hierarchical mode: while following, also serve our group (`on`) — SNTP from our
+    /// disciplined estimate of fleet time, and the timeline we receive, re-published
+    /// unchanged — or stop serving it (`!on`: demoted to a plain follower). Serving already
+    /// (or not) changes nothing; a node that does not follow serves no group.
+    pub async fn serve_group(&mut self, on: bool) -> Result<(), NodeError> {
+        let wanted = on && matches!(self.current, Current::Follower(_));
+        if wanted && self.group.is_empty() {
+            let clock = FleetClock::Disciplined {
+                local: self.ctx.local,
+                net: self.ctx.net.clone(),
+            };
+            self.group = self.serve(clock).await?;
+            if !self.group.is_empty() {
+                tracing::info!("serving a group as sub-leader");
+            }
+        } else if !wanted && !self.group.is_empty() {
+            stop(&mut self.group).await;
+            self.ctx.counters.subscribers.store(0, Relaxed);
+            tracing::info!("no longer serving a group");
+        }
+        Ok(())
+    }
+
+    /// Bind and start the SNTP server (from `clock`) and the timeline publisher.
+    async fn serve(&mut self, clock: FleetClock) -> Result<Vec<JoinHandle<()>>, NodeError> {
         let Some(sec) = self.ctx.security.clone() else {
-            return Ok(()); // no key: nothing to serve
+            return Ok(Vec::new()); // no key: nothing to serve
         };
         let y = &self.ctx.sync;
+        let mut tasks = Vec::new();
         if y.sntp_port != 0 {
             let sock = bind(
                 "SNTP server",
                 SocketAddr::new(self.ctx.bind_ip, y.sntp_port),
             )
             .await?;
-            self.tasks.push(tokio::spawn(sntp::serve(
+            tasks.push(tokio::spawn(sntp::serve(
                 sock,
-                clock,
+                clock.clone(),
                 Some(sec.clone()),
-                Default::default(),
+                self.ctx.counters.sntp.clone(),
             )));
         }
-        let sock = bind("timeline", SocketAddr::new(self.ctx.bind_ip, y.osc_port)).await?;
-        self.tasks.push(tokio::spawn(publish_timeline(Publisher {
+        let sock = match bind("timeline", SocketAddr::new(self.ctx.bind_ip, y.osc_port)).await {
+            Ok(sock) => sock,
+            Err(e) => {
+                stop(&mut tasks).await;
+                return Err(e);
+            }
+        };
+        tasks.push(tokio::spawn(publish_timeline(Publisher {
             sock,
             net: self.ctx.net.clone(),
             hz: y.publish_hz,
@@ -306,12 +390,14 @@ impl Roles {
             lights: self.ctx.lights.clone(),
         })));
         self.ctx.wake.notify_one();
-        Ok(())
+        Ok(tasks)
     }
 
-    /// Follow the leader whose timeline is at `leader`, disciplining our clock against the
-    /// SNTP server `sntp` (sealed when `signed`). Following the same leader again changes
-    /// nothing.
+    /// Follow the publisher (the leader, or in hierarchical mode our sub-leader) whose
+    /// timeline is at `leader`, disciplining our clock against the SNTP server `sntp`
+    /// (sealed when `signed`). Following the same publisher again changes nothing; a
+    /// follower that changes publisher keeps its clock filter, its lock and what its player
+    /// does, and keeps serving its group if it is a sub-leader.
     pub async fn follow(
         &mut self,
         leader: SocketAddr,
@@ -325,7 +411,13 @@ impl Roles {
             return Ok(());
         };
         let was = self.current;
-        self.stop_tasks().await;
+        if matches!(was, Current::Follower(_)) {
+            // Re-homing: only the link changes; a sub-leader's group keeps being served.
+            self.relay = None;
+            stop(&mut self.tasks).await;
+        } else {
+            self.stop_tasks().await;
+        }
         if !matches!(was, Current::Follower(_)) {
             // We were the authority: our player plays what our timeline says, and our
             // clock estimate (if any) is of someone else's clock.
@@ -342,7 +434,7 @@ impl Roles {
             }
             self.ctx.mode.set(Mode::Follow);
         } else {
-            tracing::info!("following a new leader at {leader}");
+            tracing::info!("following a new upstream at {leader}");
         }
         self.current = Current::Follower(leader);
         // Shared tracks this bike lacks come from the leader's web server.
@@ -386,6 +478,7 @@ impl Roles {
                 relay: relay_rx,
                 applied: self.applied.clone(),
                 lights: self.ctx.lights.clone(),
+                wake: self.ctx.wake.clone(),
             })));
         Ok(())
     }
@@ -394,10 +487,9 @@ impl Roles {
     /// role can bind the same ports).
     pub async fn stop_tasks(&mut self) {
         self.relay = None;
-        for t in self.tasks.drain(..) {
-            t.abort();
-            let _ = t.await;
-        }
+        stop(&mut self.tasks).await;
+        stop(&mut self.group).await;
+        self.ctx.counters.subscribers.store(0, Relaxed);
     }
 
     /// Own what plays, timed by `clock`: the controller measures against it and the
@@ -428,6 +520,14 @@ impl Roles {
             wake: self.ctx.wake.clone(),
             tracks: self.ctx.tracks.clone(),
         });
+    }
+}
+
+/// Abort `tasks` and wait until they are gone (their sockets closed).
+async fn stop(tasks: &mut Vec<JoinHandle<()>>) {
+    for t in tasks.drain(..) {
+        t.abort();
+        let _ = t.await;
     }
 }
 
@@ -479,6 +579,41 @@ mod tests {
             let want = est.fleet_at(local.from_mono(t));
             let got = served.from_mono(t);
             assert!((got - want).abs() <= 2, "after {later} ns: {got} vs {want}");
+        }
+    }
+
+    /// A sub-leader serves its estimate of fleet time as it is now: nothing before the
+    /// first estimate, and every update at once.
+    #[test]
+    fn a_disciplined_fleet_clock_tracks_the_estimate() {
+        let local = LocalClock::unix(0, 0.0);
+        let net = Arc::new(Mutex::new(NetState::default()));
+        let clock = FleetClock::Disciplined {
+            local,
+            net: net.clone(),
+        };
+        assert_eq!(clock.time_now(), None);
+        let own = clock.now() - local.now();
+        assert!(
+            own.abs() < 50_000_000,
+            "stamps with its own clock meanwhile"
+        );
+        for offset in [1_250_000_000.0, -40_000_000.0] {
+            let est = ClockEstimate {
+                ref_local_ns: local.now(),
+                offset_ns: offset,
+                ppm: 0.0,
+                dispersion_ns: 0.0,
+                min_delay_ns: 0,
+                samples: 8,
+                steps: 0,
+            };
+            net.lock().expect("net").estimate = Some(est);
+            let served = clock.time_now().expect("an estimate") - local.now();
+            assert!(
+                (served as f64 - offset).abs() < 50e6,
+                "{served} vs {offset}"
+            );
         }
     }
 

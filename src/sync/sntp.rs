@@ -1,11 +1,13 @@
-//! SNTP (RFC 4330 / RFC 5905 packet format). The leader serves time from its local clock
-//! with a small, correct server: it answers client-mode (3) requests of version 3 or 4 with
+//! SNTP (RFC 4330 / RFC 5905 packet format). The leader serves time from its local clock,
+//! a sub-leader its disciplined estimate of the leader's (any [`TimeSource`]), with a
+//! small, correct server: it answers client-mode (3) requests of version 3 or 4 with
 //! a server-mode (4) reply carrying the request's transmit time as originate, the receive
 //! time taken on arrival and the transmit time taken just before sending. Followers query it
 //! (or any NTP server, e.g. chrony) with the sntpc client, timestamped by their own local
 //! clock, and feed each exchange to the [`ClockFilter`](super::filter::ClockFilter).
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,14 +42,10 @@ pub enum SntpError {
 /// Build the server's reply to `request` (or `None` if it is not a valid client request).
 /// `t2`/`t3`: receive and transmit times in NTP format.
 pub fn reply(request: &[u8], t2: NtpTime, t3: NtpTime) -> Option<[u8; PACKET_LEN]> {
-    if request.len() < PACKET_LEN {
+    if !is_client_request(request) {
         return None;
     }
     let version = (request[0] >> 3) & 0x7;
-    let mode = request[0] & 0x7;
-    if mode != 3 || !(1..=4).contains(&version) {
-        return None;
-    }
     let mut out = [0u8; PACKET_LEN];
     out[0] = (version << 3) | 4; // LI = 0, VN = request's, mode = server
     out[1] = 1; // stratum 1: we are the fleet's reference
@@ -63,22 +61,61 @@ pub fn reply(request: &[u8], t2: NtpTime, t3: NtpTime) -> Option<[u8; PACKET_LEN
     Some(out)
 }
 
-/// Serve SNTP on `socket` from `clock` until the task is dropped. With `security`, requests
-/// must be sealed fleet envelopes and replies are sealed (plain NTP clients are then refused:
-/// fleet ports never take unsigned datagrams). Malformed or refused datagrams are counted in
-/// `rejected` (and, when sealed, in the security counters) and ignored.
+/// Is `request` an SNTP client request (mode 3, version 1 to 4) a server answers?
+pub fn is_client_request(request: &[u8]) -> bool {
+    let version = request.first().map(|b| (b >> 3) & 0x7);
+    let mode = request.first().map(|b| b & 0x7);
+    request.len() >= PACKET_LEN && mode == Some(3) && version.is_some_and(|v| (1..=4).contains(&v))
+}
+
+/// Where a time server reads the time it serves: a leader its own clock, a sub-leader its
+/// disciplined estimate of the leader's (which moves as the estimate updates).
+pub trait TimeSource: Send + Sync + 'static {
+    /// The time to serve now, ns; `None` while there is none (requests go unanswered, so
+    /// clients keep what they had rather than learn a wrong time).
+    fn time_now(&self) -> Option<i64>;
+}
+
+impl TimeSource for LocalClock {
+    fn time_now(&self) -> Option<i64> {
+        Some(self.now())
+    }
+}
+
+impl<F: Fn() -> Option<i64> + Send + Sync + 'static> TimeSource for F {
+    fn time_now(&self) -> Option<i64> {
+        self()
+    }
+}
+
+/// What an SNTP server has done, for status and tests.
+#[derive(Debug, Default)]
+pub struct ServeStats {
+    /// Requests answered.
+    pub served: AtomicU64,
+    /// Datagrams refused: malformed, unsealed or failing authentication.
+    pub rejected: AtomicU64,
+    /// Valid requests left unanswered because the source had no time to serve yet.
+    pub unanswered: AtomicU64,
+}
+
+/// Serve SNTP on `socket` from `source` until the task is dropped. With `security`,
+/// requests must be sealed fleet envelopes and replies are sealed (plain NTP clients are
+/// then refused: fleet ports never take unsigned datagrams). Malformed or refused
+/// datagrams are counted in `stats.rejected` (and, when sealed, in the security counters)
+/// and ignored.
 pub async fn serve(
     socket: UdpSocket,
-    clock: LocalClock,
+    source: impl TimeSource,
     security: Option<Arc<FleetSecurity>>,
-    rejected: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stats: Arc<ServeStats>,
 ) {
     let mut buf = [0u8; 1500];
     loop {
         let Ok((n, peer)) = socket.recv_from(&mut buf).await else {
             continue;
         };
-        let t2 = NtpTime::from_fleet_ns(clock.now());
+        let t2 = source.time_now();
         let request = match &security {
             None => Some(&buf[..n]),
             Some(sec) => sec
@@ -86,22 +123,29 @@ pub async fn serve(
                 .ok()
                 .map(|v| v.payload),
         };
-        let Some(out) = request.and_then(|req| {
-            let t3 = NtpTime::from_fleet_ns(clock.now());
-            reply(req, t2, t3)
-        }) else {
-            rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let Some(req) = request.filter(|r| is_client_request(r)) else {
+            stats.rejected.fetch_add(1, Relaxed);
             continue;
+        };
+        let (Some(t2), Some(t3)) = (t2, source.time_now()) else {
+            stats.unanswered.fetch_add(1, Relaxed);
+            continue;
+        };
+        let Some(out) = reply(req, NtpTime::from_fleet_ns(t2), NtpTime::from_fleet_ns(t3)) else {
+            continue; // checked above
         };
         let sent = match &security {
             None => socket.send_to(&out, peer).await,
-            Some(sec) => match sec.seal(&out, clock.now().max(0) as u64) {
+            Some(sec) => match sec.seal(&out, t3.max(0) as u64) {
                 Ok(bytes) => socket.send_to(&bytes, peer).await,
                 Err(_) => continue,
             },
         };
-        if let Err(e) = sent {
-            tracing::debug!("SNTP reply to {peer}: {e}");
+        match sent {
+            Ok(_) => {
+                stats.served.fetch_add(1, Relaxed);
+            }
+            Err(e) => tracing::debug!("SNTP reply to {peer}: {e}"),
         }
     }
 }
@@ -279,6 +323,46 @@ mod tests {
         task.abort();
     }
 
+    /// A server whose source moves (a sub-leader's estimate of fleet time updating)
+    /// answers with what the source reads at that moment; a source with no time yet
+    /// leaves requests unanswered, and counts them.
+    #[tokio::test]
+    async fn the_server_tracks_a_moving_source_and_waits_for_one() {
+        use std::sync::atomic::AtomicI64;
+        let local = LocalClock::unix(0, 0.0);
+        let shift = Arc::new(AtomicI64::new(i64::MIN)); // MIN: no estimate yet
+        let s = shift.clone();
+        let source = move || {
+            let d = s.load(Relaxed);
+            (d != i64::MIN).then(|| local.now() + d)
+        };
+        let srv = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let addr = srv.local_addr().expect("addr");
+        let stats = Arc::new(ServeStats::default());
+        let task = tokio::spawn(serve(srv, source, None, stats.clone()));
+        let client = SntpClient::new(
+            UdpSocket::bind("127.0.0.1:0").await.expect("bind"),
+            local,
+            Duration::from_millis(300),
+        );
+        assert!(matches!(
+            client.exchange(addr).await,
+            Err(SntpError::Timeout(_))
+        ));
+        assert_eq!(stats.unanswered.load(Relaxed), 1);
+        for d in [2_000_000_000i64, -750_000_000] {
+            shift.store(d, Relaxed);
+            let ex = client.exchange(addr).await.expect("exchange");
+            assert!(
+                (ex.offset_ns - d).abs() <= ex.delay_ns / 2 + 100_000,
+                "{ex:?} for a source {d} ns ahead"
+            );
+        }
+        assert_eq!(stats.served.load(Relaxed), 2);
+        assert_eq!(stats.rejected.load(Relaxed), 0);
+        task.abort();
+    }
+
     fn security(me: &str, key: u8) -> Arc<FleetSecurity> {
         use crate::security::{FleetKey, Guard, GuardConfig, Keyring};
         let ring = Keyring::new(FleetKey::from_bytes(1, &[key; 32]).expect("key"));
@@ -296,13 +380,8 @@ mod tests {
         let srv = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
         let addr = srv.local_addr().expect("addr");
         let server_sec = security("lead", 1);
-        let rejected = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let task = tokio::spawn(serve(
-            srv,
-            clock,
-            Some(server_sec.clone()),
-            rejected.clone(),
-        ));
+        let stats = Arc::new(ServeStats::default());
+        let task = tokio::spawn(serve(srv, clock, Some(server_sec.clone()), stats.clone()));
         let client = |sec| async move {
             SntpClient::with_security(
                 UdpSocket::bind("127.0.0.1:0").await.expect("bind"),
@@ -321,7 +400,8 @@ mod tests {
         ));
         let stranger = client(Some(security("bike3", 2))).await;
         assert!(stranger.exchange(addr).await.is_err());
-        assert_eq!(rejected.load(std::sync::atomic::Ordering::Relaxed), 2);
+        assert_eq!(stats.rejected.load(Relaxed), 2);
+        assert_eq!(stats.served.load(Relaxed), 1);
         assert_eq!(server_sec.stats().total_rejected(), 2);
         task.abort();
     }

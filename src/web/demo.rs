@@ -31,6 +31,8 @@ pub fn initial_snapshot() -> Snapshot {
         role: "leader".into(),
         leader: Some("bike-1".into()),
         term: Some(1),
+        upstream: None,
+        publishes: true,
         track: Some(TRACKS[0].into()),
         playing: false,
         position_ms: Some(0.0),
