@@ -331,7 +331,8 @@ impl<P: PlayerClock> Runner<P> {
             // The tokio timer fires on its 1 ms tick, up to 1 ms after a deadline, which
             // made commands late by 0–1 ms (and bikes disagree by as much). So the timer
             // wakes the runner `TIMER_SLACK` early and the rest is slept precisely.
-            while next > mono_ns() && next - mono_ns() <= TIMER_SLACK.as_nanos() as u64 {
+            // One reading: between two, `next` may pass and `next - now` underflow.
+            while (1..=TIMER_SLACK.as_nanos() as u64).contains(&next.saturating_sub(mono_ns())) {
                 wait_precisely(next);
                 next = self.step(mono_ns());
             }
