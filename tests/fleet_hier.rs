@@ -20,7 +20,7 @@ use convoy::sync::measure::{offsets, Trace};
 use serde_json::Value;
 
 use crate::util::convoy_bin;
-use crate::util::node::Node;
+use crate::util::node::{auto_fleet, auto_sets, Node};
 
 const RATE: f64 = 44_100.0;
 const GROUP: usize = 3;
@@ -37,32 +37,19 @@ impl Bike {
     fn spawn(dir: &Path, k: usize, base: u16, fleet: &[String]) -> Bike {
         let name = format!("hier-{}", char::from(b'a' + k as u8));
         let rec = dir.join(format!("{name}.csv"));
-        let port = base + 10 * k as u16;
-        let broadcast = fleet
-            .iter()
-            .map(|a| format!("\"{a}\""))
-            .collect::<Vec<_>>()
-            .join(",");
         let dac = [60.0, -45.0, 25.0, -80.0, 15.0][k % 5];
         let skew = [35.0, -50.0, 10.0, 70.0, -20.0][k % 5];
         let offset_ms = [400.0, -300.0, 150.0, -600.0, 250.0][k % 5];
-        let sets = [
-            format!("node.id={name}"),
-            "sync.role=auto".to_string(),
-            format!("sync.bind=127.0.0.{}", k + 1),
-            format!("sync.osc_port={port}"),
-            format!("sync.sntp_port={}", port + 1),
-            format!("fleet.port={}", port + 2),
-            "fleet.mdns=false".to_string(),
+        let mut sets = auto_sets(&name, k as u16, base, fleet);
+        sets.extend([
             format!("fleet.group_size={GROUP}"),
-            format!("fleet.broadcast=[{broadcast}]"),
             "audio.sink=virtual".to_string(),
             format!("audio.virtual.record={}", rec.display()),
             "audio.virtual.pilot=true".to_string(),
             format!("audio.virtual.rate_error_ppm={dac}"),
             format!("clock.ppm={skew}"),
             format!("clock.offset_ms={offset_ms}"),
-        ];
+        ]);
         let mut cmd = Command::new(convoy_bin());
         for s in &sets {
             cmd.arg("--set").arg(s);
@@ -176,9 +163,7 @@ fn sub_leaders_republish_and_their_groups_rehome_when_one_dies() {
     let dir = std::env::temp_dir().join(format!("convoy-fleet-hier-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let base = 52_000 + (std::process::id() % 60) as u16 * 10 * 20;
-    let fleet: Vec<String> = (0..n)
-        .map(|k| format!("127.0.0.{}:{}", k + 1, base + 10 * k as u16 + 2))
-        .collect();
+    let fleet = auto_fleet(0..n as u16, base);
     let mut bikes: Vec<Bike> = (0..n).map(|k| Bike::spawn(&dir, k, base, &fleet)).collect();
     let leader_name = bikes[n - 1].name.clone(); // same priority: the highest id leads
     let publishers = n.div_ceil(GROUP);

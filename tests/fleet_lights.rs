@@ -15,7 +15,7 @@ use rosc::OscType;
 use serde_json::Value;
 
 use crate::util::convoy_bin;
-use crate::util::node::Node;
+use crate::util::node::{auto_fleet, auto_sets, Node};
 
 /// One bike on 127.0.0.(k+1), heartbeats to every bike in `fleet`, control port
 /// `base + 10k + 3` on 127.0.0.1.
@@ -33,26 +33,14 @@ fn bike_with(
     args: &[&str],
 ) -> Node {
     let port = base + 10 * k;
-    let broadcast = fleet
-        .iter()
-        .map(|a| format!("\"{a}\""))
-        .collect::<Vec<_>>()
-        .join(",");
-    let mut sets = vec![
-        format!("node.id={name}"),
-        "sync.role=auto".to_string(),
-        format!("sync.bind=127.0.0.{}", k + 1),
-        format!("sync.osc_port={port}"),
-        format!("sync.sntp_port={}", port + 1),
-        format!("fleet.port={}", port + 2),
+    let mut sets = auto_sets(name, k, base, fleet);
+    sets.extend([
         format!("fleet.priority={priority}"),
-        "fleet.mdns=false".to_string(),
-        format!("fleet.broadcast=[{broadcast}]"),
         "osc.enabled=true".to_string(),
         "osc.bind=127.0.0.1".to_string(),
         format!("osc.port={}", port + 3),
         "audio.sink=null".to_string(),
-    ];
+    ]);
     sets.extend(extra.iter().cloned());
     let mut cmd = Command::new(convoy_bin());
     for s in &sets {
@@ -83,10 +71,8 @@ fn all(bikes: &[&Node], what: &str, secs: f64, f: impl Fn(&Value) -> bool) -> Du
 
 #[test]
 fn light_commands_reach_every_bike_and_concurrent_ones_converge() {
-    let base = 52_000 + (std::process::id() % 200) as u16 * 50;
-    let fleet: Vec<String> = (0..3)
-        .map(|k| format!("127.0.0.{}:{}", k + 1, base + 10 * k + 2))
-        .collect();
+    let base = 20_000 + (std::process::id() % 200) as u16 * 50;
+    let fleet = auto_fleet(0..3, base);
     let lead = bike("bike-l", 0, base, &fleet, 200);
     let a = bike("bike-a", 1, base, &fleet, 100);
     let b = bike("bike-b", 2, base, &fleet, 100);
@@ -188,10 +174,8 @@ fn light_commands_reach_every_bike_and_concurrent_ones_converge() {
 fn a_manual_cue_given_to_one_follower_lights_every_strip_at_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     // Bikes 3..=5 of the same port block as the other test (which uses 0..=2).
-    let base = 52_000 + (std::process::id() % 200) as u16 * 50;
-    let fleet: Vec<String> = (3..6)
-        .map(|k| format!("127.0.0.{}:{}", k + 1, base + 10 * k + 2))
-        .collect();
+    let base = 20_000 + (std::process::id() % 200) as u16 * 50;
+    let fleet = auto_fleet(3..6, base);
     let show = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shows/demo.toml");
     let journal = |name: &str| dir.path().join(format!("{name}.jsonl"));
     let sets = |name: &str| {

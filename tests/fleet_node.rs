@@ -16,7 +16,7 @@ use convoy::sync::measure::{offsets, Trace};
 use serde_json::Value;
 
 use crate::util::convoy_bin;
-use crate::util::node::Node;
+use crate::util::node::{auto_fleet, auto_sets, Node};
 
 const RATE: f64 = 44_100.0;
 
@@ -32,32 +32,19 @@ impl Bike {
     /// address, as bikes on a WiFi have one each) and ports; heartbeats go to `fleet`.
     fn spawn(dir: &Path, name: &str, k: u16, base: u16, fleet: &[String], extra: &[&str]) -> Bike {
         let rec = dir.join(format!("{name}.csv"));
-        let port = base + 10 * k;
-        let broadcast = fleet
-            .iter()
-            .map(|a| format!("\"{a}\""))
-            .collect::<Vec<_>>()
-            .join(",");
         // Each bike its own DAC crystal error and clock skew, so the loop has work to do.
         let dac = [60.0, -45.0, 25.0, -80.0][usize::from(k) % 4];
         let skew = [35.0, -50.0, 10.0, 70.0][usize::from(k) % 4];
         let offset_ms = [400.0, -300.0, 150.0, -600.0][usize::from(k) % 4];
-        let mut sets = vec![
-            format!("node.id={name}"),
-            "sync.role=auto".to_string(),
-            format!("sync.bind=127.0.0.{}", k + 1),
-            format!("sync.osc_port={port}"),
-            format!("sync.sntp_port={}", port + 1),
-            format!("fleet.port={}", port + 2),
-            "fleet.mdns=false".to_string(),
-            format!("fleet.broadcast=[{broadcast}]"),
+        let mut sets = auto_sets(name, k, base, fleet);
+        sets.extend([
             "audio.sink=virtual".to_string(),
             format!("audio.virtual.record={}", rec.display()),
             "audio.virtual.pilot=true".to_string(),
             format!("audio.virtual.rate_error_ppm={dac}"),
             format!("clock.ppm={skew}"),
             format!("clock.offset_ms={offset_ms}"),
-        ];
+        ]);
         sets.extend(extra.iter().map(|s| s.to_string()));
         let mut cmd = Command::new(convoy_bin());
         for s in &sets {
@@ -102,9 +89,7 @@ fn leader_failover_keeps_the_fleet_together_and_a_late_joiner_locks() {
     let dir = std::env::temp_dir().join(format!("convoy-fleet-node-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let base = 31_000 + (std::process::id() % 400) as u16 * 10 * 5;
-    let fleet: Vec<String> = (0..4)
-        .map(|k| format!("127.0.0.{}:{}", k + 1, base + 10 * k + 2))
-        .collect();
+    let fleet = auto_fleet(0..4, base);
     let a = Bike::spawn(&dir, "bike-a", 0, base, &fleet, &[]);
     let b = Bike::spawn(&dir, "bike-b", 1, base, &fleet, &[]);
     let c = Bike::spawn(&dir, "bike-c", 2, base, &fleet, &[]);

@@ -14,6 +14,35 @@ use super::convoy_bin;
 
 pub const KEY: &str = "6b0e8f3c2a1d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7";
 
+/// The settings of bike `k` in a loopback fleet of `sync.role=auto` nodes: its own
+/// address 127.0.0.(k+1) (the security guard rate-limits per source address, as bikes on
+/// a WiFi have one each), timeline, SNTP and membership ports `base + 10k` (+1, +2), no
+/// mDNS, heartbeats unicast to every membership address in `fleet`.
+pub fn auto_sets(name: &str, k: u16, base: u16, fleet: &[String]) -> Vec<String> {
+    let port = base + 10 * k;
+    let broadcast = fleet
+        .iter()
+        .map(|a| format!("\"{a}\""))
+        .collect::<Vec<_>>()
+        .join(",");
+    vec![
+        format!("node.id={name}"),
+        "sync.role=auto".to_string(),
+        format!("sync.bind=127.0.0.{}", k + 1),
+        format!("sync.osc_port={port}"),
+        format!("sync.sntp_port={}", port + 1),
+        format!("fleet.port={}", port + 2),
+        "fleet.mdns=false".to_string(),
+        format!("fleet.broadcast=[{broadcast}]"),
+    ]
+}
+
+/// The membership addresses of bikes `ks` of an [`auto_sets`] fleet.
+pub fn auto_fleet(ks: std::ops::Range<u16>, base: u16) -> Vec<String> {
+    ks.map(|k| format!("127.0.0.{}:{}", k + 1, base + 10 * k + 2))
+        .collect()
+}
+
 /// A node process whose status lines are collected as they come.
 pub struct Node {
     pub child: Child,
