@@ -783,6 +783,7 @@ impl SerialTask {
             s.link = LinkState::Disconnected;
             s.binary_mode = false;
             s.last_error = Some(text);
+            s.stream_dropped = self.dropped.load(Ordering::Relaxed);
         });
     }
 
@@ -821,6 +822,9 @@ impl SerialTask {
             s.connects += 1;
             s.binary_mode = false;
             s.rtt_last = Some(rtt);
+            // What was dropped while the link was down is told now, not at the first
+            // event on the new link.
+            s.stream_dropped = self.dropped.load(Ordering::Relaxed);
         });
         if self.have_state {
             self.resend_state(&mut link).await?;
