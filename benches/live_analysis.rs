@@ -24,7 +24,7 @@ use std::hint::black_box;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use convoy::analysis::{synth, AnalysisParams, Event, LiveAnalyzer, LiveConfig};
+use convoy::analysis::{synth, AnalysisParams, Event, LiveAnalyzer};
 
 struct Opts {
     seconds: f64,
@@ -66,7 +66,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             "--block" => o.block = num("--block")? as usize,
             "--repeat" => o.repeat = num("--repeat")? as usize,
             "--passes" => o.passes = num("--passes")? as usize,
-            "--live" => set_live(&mut o.params.live, v)?,
+            "--live" => o.params.live.set(v).map_err(|e| format!("--live {e}"))?,
             _ => return Err(format!("unknown argument `{a}`")),
         }
     }
@@ -74,31 +74,6 @@ fn parse(args: &[String]) -> Result<Opts, String> {
     o.repeat = o.repeat.max(1);
     o.passes = o.passes.max(1);
     Ok(o)
-}
-
-/// Applies one `--live KEY=VALUE` override (the keys of `analysis_eval --live`).
-fn set_live(cfg: &mut LiveConfig, set: &str) -> Result<(), String> {
-    let (key, value) = set
-        .split_once('=')
-        .ok_or_else(|| format!("--live expects KEY=VALUE, got `{set}`"))?;
-    let v: f32 = value
-        .parse()
-        .map_err(|e| format!("--live {key}: `{value}` is not a number: {e}"))?;
-    let field = match key {
-        "window_s" => &mut cfg.window_s,
-        "update_s" => &mut cfg.update_s,
-        "warmup_s" => &mut cfg.warmup_s,
-        "lookahead_s" => &mut cfg.lookahead_s,
-        "phase_gain" => &mut cfg.phase_gain,
-        "comb_decay" => &mut cfg.comb_decay,
-        "continuity_octaves" => &mut cfg.continuity_octaves,
-        "min_phase_confidence" => &mut cfg.min_phase_confidence,
-        "switch_margin" => &mut cfg.switch_margin,
-        "relock_periods" => &mut cfg.relock_periods,
-        _ => return Err(format!("--live: unknown setting `{key}`")),
-    };
-    *field = v;
-    Ok(())
 }
 
 /// The synthetic corpus, concatenated and repeated or cut to `seconds`.

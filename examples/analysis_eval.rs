@@ -13,15 +13,13 @@
 //! (what the show scheduler uses), how far ahead of the audio the live beat events are
 //! announced, and the cost of each path per audio second. `--dump DIR` writes each clip as raw little-endian f32
 //! with its ground truth and both trackers' beats. `--live KEY=VALUE` (repeatable) overrides a
-//! [`LiveConfig`] setting, e.g. `--live switch_margin=0.3`, to compare settings without rebuilding.
+//! [`LiveConfig`](convoy::analysis::LiveConfig) setting, e.g. `--live switch_margin=0.3`, to compare settings without rebuilding.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use convoy::analysis::{
-    analyze_offline, eval, synth, AnalysisParams, Event, LiveAnalyzer, LiveConfig,
-};
+use convoy::analysis::{analyze_offline, eval, synth, AnalysisParams, Event, LiveAnalyzer};
 
 /// Live phase errors are counted once the tracker has heard this much music.
 const SETTLE_S: f64 = 8.0;
@@ -62,7 +60,7 @@ fn main() -> ExitCode {
             continue;
         }
         let set = args.get(i + 1).map(String::as_str).unwrap_or_default();
-        if let Err(e) = set_live(&mut params.live, set) {
+        if let Err(e) = params.live.set(set) {
             eprintln!("analysis_eval: --live {set}: {e}");
             return ExitCode::FAILURE;
         }
@@ -72,31 +70,6 @@ fn main() -> ExitCode {
     }
     run(&clips, &params, opt("--dump").as_deref());
     ExitCode::SUCCESS
-}
-
-/// Applies one `--live KEY=VALUE` override to the live tracker settings.
-fn set_live(cfg: &mut LiveConfig, set: &str) -> Result<(), String> {
-    let (key, value) = set
-        .split_once('=')
-        .ok_or_else(|| "expected KEY=VALUE".to_string())?;
-    let v: f32 = value
-        .parse()
-        .map_err(|e| format!("`{value}` is not a number: {e}"))?;
-    let field = match key {
-        "window_s" => &mut cfg.window_s,
-        "update_s" => &mut cfg.update_s,
-        "warmup_s" => &mut cfg.warmup_s,
-        "lookahead_s" => &mut cfg.lookahead_s,
-        "phase_gain" => &mut cfg.phase_gain,
-        "comb_decay" => &mut cfg.comb_decay,
-        "continuity_octaves" => &mut cfg.continuity_octaves,
-        "min_phase_confidence" => &mut cfg.min_phase_confidence,
-        "switch_margin" => &mut cfg.switch_margin,
-        "relock_periods" => &mut cfg.relock_periods,
-        _ => return Err(format!("unknown live setting `{key}`")),
-    };
-    *field = v;
-    Ok(())
 }
 
 fn synthetic_corpus() -> Vec<Clip> {

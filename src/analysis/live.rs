@@ -92,6 +92,34 @@ pub struct LiveConfig {
     pub tempo: TempoConfig,
 }
 
+impl LiveConfig {
+    /// Apply one `KEY=VALUE` override (the evaluation tools' `--live`): any numeric
+    /// setting by its field name.
+    pub fn set(&mut self, assignment: &str) -> Result<(), String> {
+        let (key, value) = assignment
+            .split_once('=')
+            .ok_or_else(|| format!("expected KEY=VALUE, got `{assignment}`"))?;
+        let v: f32 = value
+            .parse()
+            .map_err(|e| format!("{key}: `{value}` is not a number: {e}"))?;
+        let field = match key {
+            "window_s" => &mut self.window_s,
+            "update_s" => &mut self.update_s,
+            "warmup_s" => &mut self.warmup_s,
+            "lookahead_s" => &mut self.lookahead_s,
+            "phase_gain" => &mut self.phase_gain,
+            "comb_decay" => &mut self.comb_decay,
+            "continuity_octaves" => &mut self.continuity_octaves,
+            "min_phase_confidence" => &mut self.min_phase_confidence,
+            "switch_margin" => &mut self.switch_margin,
+            "relock_periods" => &mut self.relock_periods,
+            _ => return Err(format!("unknown live setting `{key}`")),
+        };
+        *field = v;
+        Ok(())
+    }
+}
+
 impl Default for LiveConfig {
     fn default() -> Self {
         Self {
@@ -529,5 +557,26 @@ impl LiveAnalyzer {
     /// Total samples consumed.
     pub fn samples_consumed(&self) -> u64 {
         self.stft.samples_consumed()
+    }
+}
+
+#[cfg(test)]
+mod set_tests {
+    use super::LiveConfig;
+
+    #[test]
+    fn overrides_name_the_setting_and_refuse_bad_input() {
+        let mut c = LiveConfig::default();
+        assert_eq!(c.set("switch_margin=0.25"), Ok(()));
+        assert_eq!(c.switch_margin, 0.25);
+        assert!(c
+            .set("switch_margin")
+            .is_err_and(|e| e.contains("KEY=VALUE")));
+        assert!(c
+            .set("phase_gain=x")
+            .is_err_and(|e| e.contains("phase_gain")));
+        assert!(c
+            .set("tempo=120")
+            .is_err_and(|e| e.contains("unknown live setting `tempo`")));
     }
 }
