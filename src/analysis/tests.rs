@@ -682,3 +682,18 @@ fn beat_envelope_weighs_bands_by_their_spread() {
     let nan = beat::beat_envelope(&[f32::NAN, 4.0, 0.0, 4.0], &high, f32::NAN);
     assert!(nan.iter().all(|v| v.is_finite()));
 }
+
+#[test]
+fn offline_overrides_name_the_setting_and_refuse_bad_input() {
+    let mut cfg = BeatConfig::default();
+    cfg.set("high_weight=0.5").expect("known setting");
+    assert_eq!(cfg.high_weight, 0.5);
+    assert!(cfg
+        .set("high_weight")
+        .is_err_and(|e| e.contains("KEY=VALUE")));
+    assert!(cfg
+        .set("tightness=x")
+        .is_err_and(|e| e.contains("tightness")));
+    assert!(cfg.set("nope=1").is_err_and(|e| e.contains("nope")));
+    assert_eq!(cfg.high_weight, 0.5);
+}
