@@ -124,6 +124,11 @@ step "versions"
   if [ -x "$venvs/madmom/bin/python" ] && [ ! -f "$work/peers/madmom.status" ]; then
     echo "- madmom $("$venvs/madmom/bin/pip" show madmom 2>/dev/null | awk '/^Version/{print $2}') (numpy $("$venvs/madmom/bin/python" -c 'import numpy; print(numpy.__version__)'))"
   fi
+  for peer in aubio librosa madmom; do
+    if reuse "$peer"; then
+      echo "- $peer: results reused from $(date -u -r "$work/peers/$peer.json" '+%Y-%m-%d %H:%M UTC') (BEAT_EVAL_REUSE_PEERS=1); its × real time is from that run"
+    fi
+  done
 } >"$work/versions.txt"
 
 step "score"
