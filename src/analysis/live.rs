@@ -154,9 +154,9 @@ pub struct LiveBeatTracker {
     /// Low-band (kick/bass) onset strength, same frames as `ring`: the
     /// evidence for the metrical level.
     low_ring: Vec<f32>,
-    /// High-band (snare/hat) onset strength, same frames as `ring`: phase
-    /// evidence next to the full band.
-    high_ring: Vec<f32>,
+    /// The envelope the phase comb follows, same frames as `ring`: the full
+    /// band, plus the high band (snare/hats) when `high_weight` is set.
+    phase_ring: Vec<f32>,
     /// Running means of the full and high band strengths (their scales in
     /// the phase envelope) and the per-frame decay of those means.
     env_mean: f32,
@@ -197,7 +197,7 @@ impl LiveBeatTracker {
             delay_samples: ENVELOPE_DELAY_HOPS as f64 * hop as f64,
             ring: vec![0.0; win],
             low_ring: vec![0.0; win],
-            high_ring: vec![0.0; win],
+            phase_ring: vec![0.0; win],
             env_mean: 0.0,
             high_mean: 0.0,
             mean_decay: 1.0 - 1.0 / win as f32,
@@ -256,20 +256,13 @@ impl LiveBeatTracker {
         s
     }
 
-    /// The phase envelope at `frame`: the full band, plus the high band
-    /// weighted by `high_weight` when that is set, each over its running mean.
+    /// The phase envelope at `frame` (0 outside the history).
     fn env(&self, frame: i64) -> f32 {
-        let len = self.ring.len() as i64;
+        let len = self.phase_ring.len() as i64;
         if frame < 0 || frame >= self.count as i64 || frame < self.count as i64 - len {
             return 0.0;
         }
-        let i = (frame % len) as usize;
-        let w = self.cfg.high_weight;
-        if w > 0.0 && self.env_mean > 1e-9 && self.high_mean > 1e-9 {
-            self.ring[i] / self.env_mean + w * self.high_ring[i] / self.high_mean
-        } else {
-            self.ring[i]
-        }
+        self.phase_ring[(frame % len) as usize]
     }
 
     fn env_interp(&self, x: f64) -> f32 {
@@ -321,12 +314,20 @@ impl LiveBeatTracker {
         let len = self.ring.len();
         let idx = (self.count % len as u64) as usize;
         let clean = |v: f32| if v.is_finite() { v.max(0.0) } else { 0.0 };
-        self.ring[idx] = clean(strength);
+        let (strength, high) = (clean(strength), clean(high_strength));
+        self.ring[idx] = strength;
         self.low_ring[idx] = clean(low_strength);
-        self.high_ring[idx] = clean(high_strength);
+        // The phase envelope: each band over its running mean when the high
+        // band is weighted in, the full band as it is otherwise.
         let d = self.mean_decay;
-        self.env_mean = d * self.env_mean + (1.0 - d) * clean(strength);
-        self.high_mean = d * self.high_mean + (1.0 - d) * clean(high_strength);
+        self.env_mean = d * self.env_mean + (1.0 - d) * strength;
+        self.high_mean = d * self.high_mean + (1.0 - d) * high;
+        let w = self.cfg.high_weight;
+        self.phase_ring[idx] = if w > 0.0 {
+            strength / self.env_mean.max(1e-9) + w * high / self.high_mean.max(1e-9)
+        } else {
+            strength
+        };
         self.count += 1;
         self.since_update += 1;
         if self.count >= self.warmup_frames
