@@ -1,6 +1,6 @@
 //! Scores Convoy's offline and live beat trackers and prints their cost.
 //!
-//! `cargo run --release --example analysis_eval [-- --corpus DIR] [--dump DIR] [--live KEY=VALUE]…`
+//! `cargo run --release --example analysis_eval [-- --corpus DIR] [--dump DIR] [--live KEY=VALUE]… [--offline KEY=VALUE]…`
 //!
 //! Without `--corpus` it uses the built-in synthetic corpus ([`synth::corpus`]); with
 //! `--corpus DIR` it reads a `tools/beat-eval` corpus (`DIR/clips/*.wav` or `DIR/*.wav`,
@@ -13,7 +13,8 @@
 //! (what the show scheduler uses), how far ahead of the audio the live beat events are
 //! announced, and the cost of each path per audio second. `--dump DIR` writes each clip as raw little-endian f32
 //! with its ground truth and both trackers' beats. `--live KEY=VALUE` (repeatable) overrides a
-//! [`LiveConfig`](convoy::analysis::LiveConfig) setting, e.g. `--live switch_margin=0.3`, to compare settings without rebuilding.
+//! [`LiveConfig`](convoy::analysis::LiveConfig) setting, e.g. `--live switch_margin=0.3`, to compare settings without rebuilding; `--offline KEY=VALUE` does the same for the offline
+//! tracker's [`BeatConfig`](convoy::analysis::BeatConfig), e.g. `--offline high_weight=0`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -56,12 +57,14 @@ fn main() -> ExitCode {
     };
     let mut params = AnalysisParams::default();
     for (i, a) in args.iter().enumerate() {
-        if a != "--live" {
-            continue;
-        }
         let set = args.get(i + 1).map(String::as_str).unwrap_or_default();
-        if let Err(e) = params.live.set(set) {
-            eprintln!("analysis_eval: --live {set}: {e}");
+        let applied = match a.as_str() {
+            "--live" => params.live.set(set),
+            "--offline" => params.beat.set(set),
+            _ => continue,
+        };
+        if let Err(e) = applied {
+            eprintln!("analysis_eval: {a} {set}: {e}");
             return ExitCode::FAILURE;
         }
     }

@@ -88,6 +88,10 @@ pub struct LiveConfig {
     /// Periods a better phase must persist before the grid jumps to it
     /// (default 2); halved when the new phase is more than twice as strong.
     pub relock_periods: f32,
+    /// Weight of the high-band onset strength (snare, hats) in the envelope
+    /// the phase comb follows, both bands divided by their running mean
+    /// (default 0 = the full band alone; see [`super::BeatConfig::high_weight`]).
+    pub high_weight: f32,
     /// Tempo search settings.
     pub tempo: TempoConfig,
 }
@@ -113,6 +117,7 @@ impl LiveConfig {
             "min_phase_confidence" => &mut self.min_phase_confidence,
             "switch_margin" => &mut self.switch_margin,
             "relock_periods" => &mut self.relock_periods,
+            "high_weight" => &mut self.high_weight,
             _ => return Err(format!("unknown live setting `{key}`")),
         };
         *field = v;
@@ -133,6 +138,7 @@ impl Default for LiveConfig {
             min_phase_confidence: 0.05,
             switch_margin: 0.15,
             relock_periods: 2.0,
+            high_weight: 0.0,
             tempo: TempoConfig::default(),
         }
     }
@@ -148,6 +154,14 @@ pub struct LiveBeatTracker {
     /// Low-band (kick/bass) onset strength, same frames as `ring`: the
     /// evidence for the metrical level.
     low_ring: Vec<f32>,
+    /// The envelope the phase comb follows, same frames as `ring`: the full
+    /// band, plus the high band (snare/hats) when `high_weight` is set.
+    phase_ring: Vec<f32>,
+    /// Running means of the full and high band strengths (their scales in
+    /// the phase envelope) and the per-frame decay of those means.
+    env_mean: f32,
+    high_mean: f32,
+    mean_decay: f32,
     count: u64,
     linear: Vec<f32>,
     low_linear: Vec<f32>,
@@ -183,6 +197,10 @@ impl LiveBeatTracker {
             delay_samples: ENVELOPE_DELAY_HOPS as f64 * hop as f64,
             ring: vec![0.0; win],
             low_ring: vec![0.0; win],
+            phase_ring: vec![0.0; win],
+            env_mean: 0.0,
+            high_mean: 0.0,
+            mean_decay: 1.0 - 1.0 / win as f32,
             count: 0,
             linear: vec![0.0; win],
             low_linear: vec![0.0; win],
@@ -238,12 +256,13 @@ impl LiveBeatTracker {
         s
     }
 
+    /// The phase envelope at `frame` (0 outside the history).
     fn env(&self, frame: i64) -> f32 {
-        let len = self.ring.len() as i64;
+        let len = self.phase_ring.len() as i64;
         if frame < 0 || frame >= self.count as i64 || frame < self.count as i64 - len {
             return 0.0;
         }
-        self.ring[(frame % len) as usize]
+        self.phase_ring[(frame % len) as usize]
     }
 
     fn env_interp(&self, x: f64) -> f32 {
@@ -278,11 +297,37 @@ impl LiveBeatTracker {
         low_strength: f32,
         out: &mut Vec<Event>,
     ) {
+        self.push_bands(sample_pos, strength, low_strength, 0.0, out);
+    }
+
+    /// Pushes the onset strength and its low-band (kick/bass) and high-band
+    /// (snare/hats) parts of the frame at `sample_pos`; appends tempo updates
+    /// and beats to `out`.
+    pub fn push_bands(
+        &mut self,
+        sample_pos: u64,
+        strength: f32,
+        low_strength: f32,
+        high_strength: f32,
+        out: &mut Vec<Event>,
+    ) {
         let len = self.ring.len();
         let idx = (self.count % len as u64) as usize;
         let clean = |v: f32| if v.is_finite() { v.max(0.0) } else { 0.0 };
-        self.ring[idx] = clean(strength);
+        let (strength, high) = (clean(strength), clean(high_strength));
+        self.ring[idx] = strength;
         self.low_ring[idx] = clean(low_strength);
+        // The phase envelope: each band over its running mean when the high
+        // band is weighted in, the full band as it is otherwise.
+        let d = self.mean_decay;
+        self.env_mean = d * self.env_mean + (1.0 - d) * strength;
+        self.high_mean = d * self.high_mean + (1.0 - d) * high;
+        let w = self.cfg.high_weight;
+        self.phase_ring[idx] = if w > 0.0 {
+            strength / self.env_mean.max(1e-9) + w * high / self.high_mean.max(1e-9)
+        } else {
+            strength
+        };
         self.count += 1;
         self.since_update += 1;
         if self.count >= self.warmup_frames
@@ -524,7 +569,7 @@ impl LiveAnalyzer {
             if let Some(o) = of.onset {
                 out.push(Event::Onset(o));
             }
-            tracker.push_with_low(pos, of.strength, of.low_strength, out);
+            tracker.push_bands(pos, of.strength, of.low_strength, of.high_strength, out);
         });
     }
 
@@ -578,5 +623,52 @@ mod set_tests {
         assert!(c
             .set("tempo=120")
             .is_err_and(|e| e.contains("unknown live setting `tempo`")));
+    }
+
+    /// Full-band pulses strongest a quarter period before each beat, the high
+    /// band only on the beats: the grid follows the full band at the default
+    /// `high_weight` 0 and the high band when it is weighted in.
+    #[test]
+    fn high_weight_puts_the_phase_on_the_high_band() {
+        let (sr, hop) = (44_100u32, 512usize);
+        let period = 44_100.0 / 512.0 * 0.5; // 120 BPM in frames
+        let grid_offset = |high_weight: f32| {
+            let cfg = LiveConfig {
+                high_weight,
+                ..LiveConfig::default()
+            };
+            let mut t = super::LiveBeatTracker::new(sr, hop, &cfg);
+            let mut out = Vec::new();
+            let on_beat = |k: usize, shift: f64| {
+                let x = (k as f64 - 10.0 + shift).rem_euclid(period);
+                x < 0.5 || x > period - 0.5
+            };
+            for k in 0..(20.0 * 44_100.0 / 512.0) as usize {
+                let full = if on_beat(k, period / 4.0) {
+                    1.0
+                } else if on_beat(k, 0.0) {
+                    0.6
+                } else {
+                    0.0
+                };
+                let high = if on_beat(k, 0.0) { 1.0 } else { 0.0 };
+                t.push_bands((k * hop) as u64, full, 0.0, high, &mut out);
+                out.clear();
+            }
+            let g = t.grid_unchecked().expect("a grid after 20 s");
+            let frame = (g.next_beat as f64 + t.delay_samples) / hop as f64;
+            // Offset of the grid from the beats, in (-period/2, period/2].
+            let x = (frame - 10.0).rem_euclid(period);
+            if x > period / 2.0 {
+                x - period
+            } else {
+                x
+            }
+        };
+        let quarter = period / 4.0;
+        let full_only = grid_offset(0.0);
+        assert!((full_only + quarter).abs() < 2.0, "{full_only} frames");
+        let with_high = grid_offset(2.0);
+        assert!(with_high.abs() < 2.0, "{with_high} frames");
     }
 }

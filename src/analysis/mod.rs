@@ -120,6 +120,8 @@ pub enum Event {
 struct Frames {
     env: Vec<f32>,
     low: Vec<f32>,
+    /// High-band onset strength (snare, hi-hat).
+    high: Vec<f32>,
     raw3: Vec<[f32; 3]>,
     log_db: Vec<Vec<f32>>,
     level: Vec<f32>,
@@ -136,6 +138,7 @@ fn gather(samples: &[f32], sample_rate: u32, params: &AnalysisParams) -> (Frames
     let mut f = Frames {
         env: Vec::with_capacity(cap),
         low: Vec::with_capacity(cap),
+        high: Vec::with_capacity(cap),
         raw3: Vec::with_capacity(cap),
         log_db: Vec::with_capacity(cap),
         level: Vec::with_capacity(cap),
@@ -167,6 +170,7 @@ fn gather(samples: &[f32], sample_rate: u32, params: &AnalysisParams) -> (Frames
         let o = det.process(pos, mags);
         f.env.push(o.strength);
         f.low.push(o.low_strength);
+        f.high.push(o.high_strength);
     };
     stft.push(samples, &mut on_frame);
     // Flush the tail so the last samples are seen by a frame.
@@ -240,7 +244,8 @@ pub fn analyze_offline(samples: &[f32], sample_rate: u32, params: &AnalysisParam
             curve = vec![g];
         }
     }
-    let beat_frames = beat::track_beats(&fr.env, &curve, frame_rate, &params.beat);
+    let beat_env = beat::beat_envelope(&fr.env, &fr.high, params.beat.high_weight);
+    let beat_frames = beat::track_beats(&beat_env, &curve, frame_rate, &params.beat);
     let mut beats: Vec<f64> = Vec::with_capacity(beat_frames.len());
     let mut kept_frames: Vec<usize> = Vec::with_capacity(beat_frames.len());
     for &b in &beat_frames {

@@ -4,7 +4,8 @@
 //! energies are log-compressed (`ln(1 + gamma * e)`); the onset strength of a
 //! frame is the weighted mean of the half-wave rectified band-wise increase
 //! over the previous frame. A separate low-frequency strength (bands below the
-//! low/mid edge) is kept for downbeat estimation. Onsets are picked where the
+//! low/mid edge) is kept for metrical-level and downbeat estimation, and a
+//! high-frequency one (bands above `high_hz`: snare, hats) for the beat phase. Onsets are picked where the
 //! (peak-normalised) strength is a local maximum that exceeds a moving median
 //! plus an offset; picking needs `post` frames of look-ahead, so an onset is
 //! reported a few hops after it happened, stamped with its own sample position.
@@ -28,6 +29,9 @@ pub struct OnsetConfig {
     pub gamma: f32,
     /// Bands below this frequency form the low-frequency strength (default 250).
     pub low_hz: f32,
+    /// Bands above this frequency form the high-frequency strength (default 3000):
+    /// snare and hi-hat, which mark the beat where kick and bass are syncopated.
+    pub high_hz: f32,
     /// Weight of the low bands in the overall strength (default 1.0 = flat).
     pub low_weight: f32,
     /// Moving-median window before the candidate, seconds (default 0.3).
@@ -52,6 +56,7 @@ impl Default for OnsetConfig {
             max_hz: 16000.0,
             gamma: 1e6,
             low_hz: 250.0,
+            high_hz: 3000.0,
             low_weight: 1.0,
             median_pre_s: 0.3,
             post_frames: 3,
@@ -81,6 +86,8 @@ pub struct OnsetFrame {
     pub strength: f32,
     /// Low-frequency part of the strength; `>= 0`.
     pub low_strength: f32,
+    /// High-frequency part of the strength (bands above `high_hz`); `>= 0`.
+    pub high_strength: f32,
     /// Onset picked at an earlier frame (peak picking has look-ahead).
     pub onset: Option<Onset>,
 }
@@ -93,8 +100,10 @@ pub struct OnsetDetector {
     n_bands: usize,
     weights: Vec<f32>,
     low: Vec<bool>,
+    high: Vec<bool>,
     weight_sum: f32,
     low_count: f32,
+    high_count: f32,
     energies: Vec<f32>,
     prev: Vec<f32>,
     have_prev: bool,
@@ -157,9 +166,12 @@ impl OnsetDetector {
         };
         let mut weights = vec![0.0f32; n_bands];
         let mut low = vec![false; n_bands];
+        let mut high = vec![false; n_bands];
         for i in 0..n_bands {
             let hi_edge = min_hz * (((i + 1) as f32) / n_bands as f32 * ratio).exp();
+            let lo_edge = min_hz * ((i as f32) / n_bands as f32 * ratio).exp();
             low[i] = hi_edge <= cfg.low_hz.max(min_hz * 1.5);
+            high[i] = cfg.high_hz.is_finite() && lo_edge >= cfg.high_hz;
             // Empty bands (narrower than a bin) carry no weight.
             weights[i] = if counts[i] == 0 {
                 0.0
@@ -174,6 +186,12 @@ impl OnsetDetector {
             .iter()
             .zip(&counts)
             .filter(|(l, c)| **l && **c > 0)
+            .count()
+            .max(1) as f32;
+        let high_count = high
+            .iter()
+            .zip(&counts)
+            .filter(|(h, c)| **h && **c > 0)
             .count()
             .max(1) as f32;
         let frame_rate = sr / hop.max(1) as f32;
@@ -192,8 +210,10 @@ impl OnsetDetector {
             n_bands,
             weights,
             low,
+            high,
             weight_sum,
             low_count,
+            high_count,
             energies: vec![0.0; n_bands],
             prev: vec![0.0; n_bands],
             have_prev: false,
@@ -232,6 +252,7 @@ impl OnsetDetector {
         }
         let mut flux = 0.0f32;
         let mut low_flux = 0.0f32;
+        let mut high_flux = 0.0f32;
         let g = if self.cfg.gamma.is_finite() && self.cfg.gamma > 0.0 {
             self.cfg.gamma
         } else {
@@ -249,6 +270,9 @@ impl OnsetDetector {
             if self.low[i] && self.weights[i] > 0.0 {
                 low_flux += d;
             }
+            if self.high[i] && self.weights[i] > 0.0 {
+                high_flux += d;
+            }
         }
         self.have_prev = true;
         let strength = flux / self.weight_sum;
@@ -256,6 +280,12 @@ impl OnsetDetector {
         let strength = if strength.is_finite() { strength } else { 0.0 };
         let low_strength = if low_strength.is_finite() {
             low_strength
+        } else {
+            0.0
+        };
+        let high_strength = high_flux / self.high_count;
+        let high_strength = if high_strength.is_finite() {
+            high_strength
         } else {
             0.0
         };
@@ -272,6 +302,7 @@ impl OnsetDetector {
             sample_pos,
             strength,
             low_strength,
+            high_strength,
             onset,
         }
     }

@@ -13,6 +13,8 @@
 # Not part of CI (minutes of CPU, hundreds of MB of Python). Environment:
 #   BEAT_EVAL_WORK   scratch directory (default target/beat-eval)
 #   BEAT_EVAL_VENVS  where the virtualenvs live (default $BEAT_EVAL_WORK/venvs)
+#   BEAT_EVAL_REUSE_PEERS=1  keep the peers' results already in $BEAT_EVAL_WORK/peers (they do
+#                          not depend on Convoy's code; madmom alone takes ~8 min of CPU)
 #   BEAT_EVAL_BEAT_THIS=1  also try beat_this (pulls PyTorch, ~GBs; needs its checkpoint
 #                          from its authors' server at run time)
 set -euo pipefail
@@ -32,6 +34,9 @@ if ! command -v fluidsynth >/dev/null || [ ! -f "$sf2" ] || ! python3 -m venv --
   $sudo apt-get update -qq
   $sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fluidsynth fluid-soundfont-gm python3-venv >/dev/null
 fi
+
+# A peer whose earlier result is kept (BEAT_EVAL_REUSE_PEERS=1) is neither installed nor run.
+reuse() { [ "${BEAT_EVAL_REUSE_PEERS:-0}" = 1 ] && [ -s "$work/peers/$1.json" ]; }
 
 step "python environments"
 mkvenv() { # name, pip args...
@@ -59,7 +64,7 @@ install_madmom() {
   find "$src/madmom-0.16.1/madmom" -name '*.c' -delete  # only Cython output ships as .c
   "$venvs/madmom/bin/pip" install -q --no-build-isolation "$src/madmom-0.16.1"
 }
-if ! install_madmom >"$work/peers/madmom.log" 2>&1; then
+if ! reuse madmom && ! install_madmom >"$work/peers/madmom.log" 2>&1; then
   echo "pip install madmom failed: $(grep -m1 -iE 'error' "$work/peers/madmom.log" || tail -1 "$work/peers/madmom.log")" \
     >"$work/peers/madmom.status"
 fi
@@ -95,9 +100,9 @@ for w in "${wavs[@]}"; do
 done
 
 step "peers"
-"$py" "$here/peers.py" aubio "$work/peers/aubio.json" "${wavs[@]}"
-"$py" "$here/peers.py" librosa "$work/peers/librosa.json" "${wavs[@]}"
-if [ ! -f "$work/peers/madmom.status" ]; then
+reuse aubio || "$py" "$here/peers.py" aubio "$work/peers/aubio.json" "${wavs[@]}"
+reuse librosa || "$py" "$here/peers.py" librosa "$work/peers/librosa.json" "${wavs[@]}"
+if [ ! -f "$work/peers/madmom.status" ] && ! reuse madmom; then
   "$venvs/madmom/bin/python" "$here/peers.py" madmom "$work/peers/madmom.json" "${wavs[@]}" ||
     echo "madmom crashed (see output above)" >"$work/peers/madmom.status"
 fi
@@ -119,6 +124,11 @@ step "versions"
   if [ -x "$venvs/madmom/bin/python" ] && [ ! -f "$work/peers/madmom.status" ]; then
     echo "- madmom $("$venvs/madmom/bin/pip" show madmom 2>/dev/null | awk '/^Version/{print $2}') (numpy $("$venvs/madmom/bin/python" -c 'import numpy; print(numpy.__version__)'))"
   fi
+  for peer in aubio librosa madmom; do
+    if reuse "$peer"; then
+      echo "- $peer: results reused from $(date -u -r "$work/peers/$peer.json" '+%Y-%m-%d %H:%M UTC') (BEAT_EVAL_REUSE_PEERS=1); its × real time is from that run"
+    fi
+  done
 } >"$work/versions.txt"
 
 step "score"
