@@ -44,20 +44,12 @@ impl BeatConfig {
     /// Apply one `KEY=VALUE` override (the evaluation tools' `--offline`): any
     /// numeric setting by its field name.
     pub fn set(&mut self, assignment: &str) -> Result<(), String> {
-        let (key, value) = assignment
-            .split_once('=')
-            .ok_or_else(|| format!("expected KEY=VALUE, got `{assignment}`"))?;
-        let v: f32 = value
-            .parse()
-            .map_err(|e| format!("{key}: `{value}` is not a number: {e}"))?;
-        let field = match key {
-            "tightness" => &mut self.tightness,
-            "trim_threshold" => &mut self.trim_threshold,
-            "high_weight" => &mut self.high_weight,
-            _ => return Err(format!("unknown offline beat setting `{key}`")),
-        };
-        *field = v;
-        Ok(())
+        super::set_numeric(assignment, "offline beat", move |key| match key {
+            "tightness" => Some(&mut self.tightness),
+            "trim_threshold" => Some(&mut self.trim_threshold),
+            "high_weight" => Some(&mut self.high_weight),
+            _ => None,
+        })
     }
 }
 

@@ -100,28 +100,20 @@ impl LiveConfig {
     /// Apply one `KEY=VALUE` override (the evaluation tools' `--live`): any numeric
     /// setting by its field name.
     pub fn set(&mut self, assignment: &str) -> Result<(), String> {
-        let (key, value) = assignment
-            .split_once('=')
-            .ok_or_else(|| format!("expected KEY=VALUE, got `{assignment}`"))?;
-        let v: f32 = value
-            .parse()
-            .map_err(|e| format!("{key}: `{value}` is not a number: {e}"))?;
-        let field = match key {
-            "window_s" => &mut self.window_s,
-            "update_s" => &mut self.update_s,
-            "warmup_s" => &mut self.warmup_s,
-            "lookahead_s" => &mut self.lookahead_s,
-            "phase_gain" => &mut self.phase_gain,
-            "comb_decay" => &mut self.comb_decay,
-            "continuity_octaves" => &mut self.continuity_octaves,
-            "min_phase_confidence" => &mut self.min_phase_confidence,
-            "switch_margin" => &mut self.switch_margin,
-            "relock_periods" => &mut self.relock_periods,
-            "high_weight" => &mut self.high_weight,
-            _ => return Err(format!("unknown live setting `{key}`")),
-        };
-        *field = v;
-        Ok(())
+        super::set_numeric(assignment, "live", move |key| match key {
+            "window_s" => Some(&mut self.window_s),
+            "update_s" => Some(&mut self.update_s),
+            "warmup_s" => Some(&mut self.warmup_s),
+            "lookahead_s" => Some(&mut self.lookahead_s),
+            "phase_gain" => Some(&mut self.phase_gain),
+            "comb_decay" => Some(&mut self.comb_decay),
+            "continuity_octaves" => Some(&mut self.continuity_octaves),
+            "min_phase_confidence" => Some(&mut self.min_phase_confidence),
+            "switch_margin" => Some(&mut self.switch_margin),
+            "relock_periods" => Some(&mut self.relock_periods),
+            "high_weight" => Some(&mut self.high_weight),
+            _ => None,
+        })
     }
 }
 

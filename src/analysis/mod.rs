@@ -448,3 +448,20 @@ fn envelopes(
         })
         .collect()
 }
+
+/// Apply one `KEY=VALUE` override of a numeric setting (the evaluation tools' `--live` and
+/// `--offline`): `field` maps a key to its setting, `what` names the settings in the error.
+fn set_numeric<'a>(
+    assignment: &str,
+    what: &str,
+    field: impl FnOnce(&str) -> Option<&'a mut f32>,
+) -> Result<(), String> {
+    let (key, value) = assignment
+        .split_once('=')
+        .ok_or_else(|| format!("expected KEY=VALUE, got `{assignment}`"))?;
+    let v: f32 = value
+        .parse()
+        .map_err(|e| format!("{key}: `{value}` is not a number: {e}"))?;
+    *field(key).ok_or_else(|| format!("unknown {what} setting `{key}`"))? = v;
+    Ok(())
+}

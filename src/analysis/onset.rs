@@ -182,18 +182,16 @@ impl OnsetDetector {
             };
         }
         let weight_sum = weights.iter().sum::<f32>().max(1e-6);
-        let low_count = low
-            .iter()
-            .zip(&counts)
-            .filter(|(l, c)| **l && **c > 0)
-            .count()
-            .max(1) as f32;
-        let high_count = high
-            .iter()
-            .zip(&counts)
-            .filter(|(h, c)| **h && **c > 0)
-            .count()
-            .max(1) as f32;
+        // Non-empty bands in a group (at least 1, a divisor).
+        let group_count = |group: &[bool]| {
+            group
+                .iter()
+                .zip(&counts)
+                .filter(|(g, c)| **g && **c > 0)
+                .count()
+                .max(1) as f32
+        };
+        let (low_count, high_count) = (group_count(&low), group_count(&high));
         let frame_rate = sr / hop.max(1) as f32;
         let post = cfg.post_frames.min(32);
         let median_pre = ((cfg.median_pre_s.max(0.0) * frame_rate) as usize).clamp(1, 1024);
