@@ -92,6 +92,23 @@ pub struct LiveConfig {
     /// the phase comb follows, both bands divided by their running mean
     /// (default 0 = the full band alone; see [`super::BeatConfig::high_weight`]).
     pub high_weight: f32,
+    /// Half-width (relative) of the local period search the phase comb makes
+    /// while the tempo ramps (default 0.03; 0 = off). On an accelerando the
+    /// tempo estimate (an 8 s window) trails the music, and the comb, which
+    /// assumes one period over its memory, peaks late; each next beat, one
+    /// trailing period after the last, comes late again (10–60 ms on a
+    /// 100→140 BPM ramp). While ramping, the comb's beats are spaced by the
+    /// ramp's rate (wider further back, from the trend of the tempo
+    /// estimates), its period is fitted locally, and the grid advances by the
+    /// fitted period.
+    pub ramp_search: f32,
+    /// The tempo counts as ramping when the last four tempo estimates move
+    /// the same way at every update and by at least this much in all
+    /// (relative; default 0.01). A steady tempo, a step, or a first estimate
+    /// settling do not qualify: there the local fit only adds freedom, and a
+    /// syncopated bar (funk's 16th-note accents) fits a slightly wrong period
+    /// at the wrong phase better than the right period at the right one.
+    pub ramp_threshold: f32,
     /// Tempo search settings.
     pub tempo: TempoConfig,
 }
@@ -112,6 +129,8 @@ impl LiveConfig {
             "switch_margin" => Some(&mut self.switch_margin),
             "relock_periods" => Some(&mut self.relock_periods),
             "high_weight" => Some(&mut self.high_weight),
+            "ramp_search" => Some(&mut self.ramp_search),
+            "ramp_threshold" => Some(&mut self.ramp_threshold),
             _ => None,
         })
     }
@@ -131,10 +150,17 @@ impl Default for LiveConfig {
             switch_margin: 0.15,
             relock_periods: 2.0,
             high_weight: 0.0,
+            ramp_search: 0.03,
+            ramp_threshold: 0.01,
             tempo: TempoConfig::default(),
         }
     }
 }
+
+/// Per-hop gain of the grid's period towards the local fit on a tempo ramp
+/// (see [`LiveConfig::ramp_search`]): the fit moves in steps of 0.75 %, the
+/// grid follows it over about 20 hops (a quarter of a second).
+const RAMP_PERIOD_GAIN: f64 = 0.05;
 
 /// Streaming tempo and beat-phase tracker fed one onset-strength value per hop.
 #[derive(Debug, Clone)]
@@ -175,6 +201,10 @@ pub struct LiveBeatTracker {
     phase_confidence: f32,
     /// An octave change waiting for confirmation, and how often it was seen.
     pending: Option<(f32, u8)>,
+    /// The last four tempo estimates, oldest first (0 = none yet).
+    recent_bpm: [f32; 4],
+    /// The locally fitted beat period (frames) while the tempo is changing.
+    ramp_period: Option<f64>,
 }
 
 impl LiveBeatTracker {
@@ -209,12 +239,23 @@ impl LiveBeatTracker {
             outlier_frames: 0,
             phase_confidence: 0.0,
             pending: None,
+            recent_bpm: [0.0; 4],
+            ramp_period: None,
         }
     }
 
     /// Current tempo estimate in BPM (0 before warm-up).
     pub fn bpm(&self) -> f32 {
         self.bpm
+    }
+
+    /// The tempo the grid advances at: the local fit while the tempo is
+    /// changing, the estimate otherwise.
+    fn beat_bpm(&self) -> f32 {
+        match self.ramp_period {
+            Some(p) if p > 0.0 => (60.0 * self.frame_rate as f64 / p) as f32,
+            _ => self.bpm,
+        }
     }
 
     /// The current beat grid, once the tracker has a tempo and a phase it is
@@ -226,11 +267,11 @@ impl LiveBeatTracker {
 
     /// The current beat grid even while its phase is uncertain.
     pub fn grid_unchecked(&self) -> Option<BeatGrid> {
-        let (p, nb) = (self.period?, self.next_beat?);
+        let (p, nb) = (self.ramp_period.or(self.period)?, self.next_beat?);
         Some(BeatGrid {
             next_beat: self.frame_to_sample(nb),
             period_samples: p * self.hop,
-            bpm: self.bpm,
+            bpm: self.beat_bpm(),
             confidence: self.confidence,
             phase_confidence: self.phase_confidence,
         })
@@ -347,6 +388,21 @@ impl LiveBeatTracker {
             }
             x += 0.5;
         }
+        // While the tempo changes, the phase and the period the grid advances
+        // by come from the local fit; the trailing estimate would put every
+        // next beat late by its error.
+        let p = if best_s > 0.0 && self.tempo_changing() {
+            let (x, fit) = self.ramp_phase(best_x, best_s, p, now, k_max, decay);
+            best_x = x;
+            let prev = self.ramp_period.unwrap_or(p);
+            let lim = self.cfg.ramp_search as f64 * p;
+            let local = (prev + RAMP_PERIOD_GAIN * (fit - prev)).clamp(p - lim, p + lim);
+            self.ramp_period = Some(local);
+            local
+        } else {
+            self.ramp_period = None;
+            p
+        };
         if best_s <= 0.0 {
             // Silence: keep free-running at the current period.
             best_x = self.next_beat.unwrap_or(now);
@@ -418,12 +474,84 @@ impl LiveBeatTracker {
             if confident {
                 out.push(Event::Beat(Beat {
                     sample_pos: self.frame_to_sample(nb),
-                    bpm: self.bpm,
+                    bpm: self.beat_bpm(),
                     confidence: self.confidence,
                 }));
             }
             self.next_beat = Some(nb + p);
         }
+    }
+
+    /// Whether the tempo is ramping (see [`LiveConfig::ramp_threshold`]).
+    fn tempo_changing(&self) -> bool {
+        let b = &self.recent_bpm;
+        if self.cfg.ramp_search <= 0.0 || b.iter().any(|&v| v <= 0.0) {
+            return false;
+        }
+        // A ramp moves the estimate the same way at every update; a step, or
+        // a first estimate settling, moves it once or twice and then holds.
+        let total = b[3] / b[0] - 1.0;
+        total.abs() >= self.cfg.ramp_threshold && b.windows(2).all(|w| (w[1] - w[0]) * total > 0.0)
+    }
+
+    /// The comb's best phase near `x0` on a tempo ramp, with beats spaced by
+    /// the ramp's rate and the latest spacing fitted within
+    /// [`LiveConfig::ramp_search`] of `p`; returns that phase and the period
+    /// to the next beat.
+    fn ramp_phase(
+        &self,
+        x0: f64,
+        s0: f32,
+        p: f64,
+        now: f64,
+        k_max: usize,
+        decay: f32,
+    ) -> (f64, f64) {
+        /// Period step of the search, relative.
+        const STEP: f64 = 0.0075;
+        /// Phase range searched either side of `x0`, in periods.
+        const REACH: f64 = 0.06;
+        let n = (self.cfg.ramp_search as f64 / STEP).round() as i64;
+        let r = self.ramp_rate(p);
+        let (mut best_x, mut best_s, mut best_p) = (x0, s0, p);
+        for j in -n..=n {
+            let pp = p * (1.0 + j as f64 * STEP);
+            let mut x = x0 - REACH * p;
+            while x <= (x0 + REACH * p).min(now + 1e-9) {
+                let s = self.chirp_comb(x, pp, r, k_max, decay);
+                if s > best_s {
+                    (best_x, best_s, best_p) = (x, s, pp);
+                }
+                x += 0.5;
+            }
+        }
+        (best_x, best_p / (1.0 + r))
+    }
+
+    /// Relative lengthening of the beat period per beat back in time, from
+    /// the trend of the last four tempo estimates (positive while the tempo
+    /// rises).
+    fn ramp_rate(&self, p: f64) -> f64 {
+        let b = &self.recent_bpm;
+        if b[0] <= 0.0 || b[3] <= 0.0 {
+            return 0.0;
+        }
+        let bpm_per_s = (b[3] - b[0]) as f64 / (3.0 * self.cfg.update_s.max(0.05) as f64);
+        let beat_s = p / self.frame_rate as f64;
+        (bpm_per_s * beat_s / b[3] as f64).clamp(-0.05, 0.05)
+    }
+
+    /// [`Self::comb`] over beats whose spacing grows by `r` per beat back:
+    /// `p` between `x` and the beat before it, `p (1 + r)` before that, …
+    fn chirp_comb(&self, x: f64, p: f64, r: f64, k_max: usize, decay: f32) -> f32 {
+        let (mut s, mut w, mut pos, mut gap) = (0.0f32, 1.0f32, x, p);
+        for _ in 0..k_max {
+            s += w * self.env_interp(pos);
+            w *= decay;
+            pos -= gap;
+            gap *= 1.0 + r;
+        }
+        s
     }
 
     /// How much more the comb finds on the grid's last fully heard beat than
@@ -507,6 +635,8 @@ impl LiveBeatTracker {
                 return;
             }
             self.bpm = e.bpm;
+            self.recent_bpm.rotate_left(1);
+            self.recent_bpm[3] = e.bpm;
             self.confidence = e.confidence;
             self.period = Some(60.0 * self.frame_rate as f64 / e.bpm as f64);
             out.push(Event::Tempo(TempoUpdate {
@@ -598,7 +728,7 @@ impl LiveAnalyzer {
 }
 
 #[cfg(test)]
-mod set_tests {
+mod tests {
     use super::LiveConfig;
 
     #[test]
@@ -662,5 +792,108 @@ mod set_tests {
         assert!((full_only + quarter).abs() < 2.0, "{full_only} frames");
         let with_high = grid_offset(2.0);
         assert!(with_high.abs() < 2.0, "{with_high} frames");
+    }
+}
+
+#[cfg(test)]
+mod ramp_tests {
+    use super::{LiveBeatTracker, LiveConfig};
+    use crate::analysis::{eval, Event};
+
+    /// Beat times (s) of a tempo ramping linearly from `b0` to `b1` BPM over
+    /// `seconds`: beat `k` is where the integral of the tempo reaches `k`.
+    fn ramp_beats(b0: f64, b1: f64, seconds: f64) -> Vec<f64> {
+        let a = (b1 - b0) / seconds / 120.0; // beats per s²  (½ · dBPM/dt / 60)
+        let b = b0 / 60.0;
+        (0..)
+            .map(|k| (-b + (b * b + 4.0 * a * k as f64).sqrt()) / (2.0 * a))
+            .take_while(|&t| t < seconds)
+            .collect()
+    }
+
+    /// Signed phase errors (s, positive = late) of the beats announced after
+    /// 15 s on a minute-long ramp from `b0` to `b1` BPM of kicks with softer
+    /// eighth-note hats between them.
+    fn ramp_errors(cfg: &LiveConfig, b0: f64, b1: f64) -> Vec<f64> {
+        let (sr, hop) = (44_100u32, 512usize);
+        let fr = sr as f64 / hop as f64;
+        let seconds = 60.0;
+        let beats = ramp_beats(b0, b1, seconds);
+        // Kicks on the beats, hats half-way between them, as triangular
+        // pulses at their exact fractional frames.
+        let mut env = vec![0.0f32; (seconds * fr) as usize + 2];
+        let mut pulse = |t: f64, h: f32| {
+            let x = t * fr;
+            let i = x.floor() as usize;
+            let f = (x - x.floor()) as f32;
+            env[i] += h * (1.0 - f);
+            env[i + 1] += h * f;
+        };
+        for w in beats.windows(2) {
+            pulse(w[0], 1.0);
+            pulse((w[0] + w[1]) / 2.0, 0.4);
+        }
+        let mut t = LiveBeatTracker::new(sr, hop, cfg);
+        let mut out = Vec::new();
+        for (i, &v) in env.iter().enumerate() {
+            t.push((i * hop) as u64, v, &mut out);
+        }
+        let announced: Vec<f64> = out
+            .iter()
+            .filter_map(|e| match e {
+                Event::Beat(b) => Some((b.sample_pos as f64 + t.delay_samples) / sr as f64),
+                _ => None,
+            })
+            .filter(|&s| s >= 15.0 && s < seconds - 1.0)
+            .collect();
+        assert!(announced.len() > 60, "{} beats", announced.len());
+        announced
+            .iter()
+            .map(|&a| {
+                let i = beats.partition_point(|&r| r < a).clamp(1, beats.len() - 1);
+                let (e0, e1) = (a - beats[i - 1], a - beats[i]);
+                if e0.abs() < e1.abs() {
+                    e0
+                } else {
+                    e1
+                }
+            })
+            .collect()
+    }
+
+    fn stats(errs: &[f64]) -> (f64, f64) {
+        let abs: Vec<f64> = errs.iter().map(|e| e.abs()).collect();
+        let mut signed = errs.to_vec();
+        signed.sort_by(f64::total_cmp);
+        (signed[signed.len() / 2], eval::percentile(&abs, 95.0))
+    }
+
+    /// On an accelerando (and a ritardando) the trailing tempo estimate put
+    /// the grid late (early); the ramp search keeps it on the beat.
+    #[test]
+    fn a_tempo_ramp_is_followed_without_lag() {
+        let off = LiveConfig {
+            ramp_search: 0.0,
+            ..LiveConfig::default()
+        };
+        for (b0, b1) in [(100.0, 140.0), (140.0, 100.0)] {
+            let (median, p95) = stats(&ramp_errors(&LiveConfig::default(), b0, b1));
+            let (off_median, off_p95) = stats(&ramp_errors(&off, b0, b1));
+            eprintln!(
+                "{b0}->{b1} BPM: median {median:+.4} s, p95 {p95:.4} s; \
+                 without the search {off_median:+.4} s, {off_p95:.4} s"
+            );
+            assert!(median.abs() < 0.003 && p95 < 0.012, "{b0}->{b1}");
+            assert!(
+                off_median.abs() > 0.007,
+                "{b0}->{b1}: the test no longer shows the lag"
+            );
+        }
+        // A steady tempo does not switch the search on.
+        let (median, p95) = stats(&ramp_errors(&LiveConfig::default(), 120.0, 120.001));
+        assert!(
+            median.abs() < 0.004 && p95 < 0.008,
+            "steady: {median} {p95}"
+        );
     }
 }
