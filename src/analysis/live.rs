@@ -11,7 +11,10 @@
 //! predicted beat towards that estimate, and jumps to a different phase only
 //! when the comb finds it clearly stronger than the current one (by
 //! [`LiveConfig::switch_margin`]) for [`LiveConfig::relock_periods`] periods,
-//! so near-equal on- and off-beat accents cannot make the grid flip. The
+//! so near-equal on- and off-beat accents cannot make the grid flip. While
+//! the tempo estimates ramp, the comb spaces its beats by the ramp's rate and
+//! fits the latest period itself, so an accelerando does not leave the grid
+//! late (see [`LiveConfig::ramp_search`]). The
 //! phase confidence (`1 - anti / on`, the comb half a period after the grid's
 //! beats against on them) gates the output: while it is below
 //! [`LiveConfig::min_phase_confidence`] no beat is announced and
@@ -162,6 +165,10 @@ impl Default for LiveConfig {
 /// grid follows it over about 20 hops (a quarter of a second).
 const RAMP_PERIOD_GAIN: f64 = 0.05;
 
+/// Tempo estimates that must move the same way for the tempo to count as
+/// ramping (see [`LiveConfig::ramp_threshold`]).
+const RAMP_UPDATES: usize = 4;
+
 /// Streaming tempo and beat-phase tracker fed one onset-strength value per hop.
 #[derive(Debug, Clone)]
 pub struct LiveBeatTracker {
@@ -201,8 +208,8 @@ pub struct LiveBeatTracker {
     phase_confidence: f32,
     /// An octave change waiting for confirmation, and how often it was seen.
     pending: Option<(f32, u8)>,
-    /// The last four tempo estimates, oldest first (0 = none yet).
-    recent_bpm: [f32; 4],
+    /// The last [`RAMP_UPDATES`] tempo estimates, oldest first (0 = none yet).
+    recent_bpm: [f32; RAMP_UPDATES],
     /// The locally fitted beat period (frames) while the tempo is changing.
     ramp_period: Option<f64>,
 }
@@ -239,7 +246,7 @@ impl LiveBeatTracker {
             outlier_frames: 0,
             phase_confidence: 0.0,
             pending: None,
-            recent_bpm: [0.0; 4],
+            recent_bpm: [0.0; RAMP_UPDATES],
             ramp_period: None,
         }
     }
@@ -490,7 +497,8 @@ impl LiveBeatTracker {
         }
         // A ramp moves the estimate the same way at every update; a step, or
         // a first estimate settling, moves it once or twice and then holds.
-        let total = b[3] / b[0] - 1.0;
+        let last = b[RAMP_UPDATES - 1];
+        let total = last / b[0] - 1.0;
         total.abs() >= self.cfg.ramp_threshold && b.windows(2).all(|w| (w[1] - w[0]) * total > 0.0)
     }
 
@@ -513,8 +521,11 @@ impl LiveBeatTracker {
         const REACH: f64 = 0.06;
         let n = (self.cfg.ramp_search as f64 / STEP).round() as i64;
         let r = self.ramp_rate(p);
+        // The estimate trails the ramp: the latest spacing is shorter than
+        // `p` while the tempo rises, longer while it falls.
+        let range = if r >= 0.0 { -n..=0 } else { 0..=n };
         let (mut best_x, mut best_s, mut best_p) = (x0, s0, p);
-        for j in -n..=n {
+        for j in range {
             let pp = p * (1.0 + j as f64 * STEP);
             let mut x = x0 - REACH * p;
             while x <= (x0 + REACH * p).min(now + 1e-9) {
@@ -533,12 +544,14 @@ impl LiveBeatTracker {
     /// rises).
     fn ramp_rate(&self, p: f64) -> f64 {
         let b = &self.recent_bpm;
-        if b[0] <= 0.0 || b[3] <= 0.0 {
+        let last = b[RAMP_UPDATES - 1];
+        if b[0] <= 0.0 || last <= 0.0 {
             return 0.0;
         }
-        let bpm_per_s = (b[3] - b[0]) as f64 / (3.0 * self.cfg.update_s.max(0.05) as f64);
+        let span_s = (RAMP_UPDATES - 1) as f64 * self.cfg.update_s.max(0.05) as f64;
+        let bpm_per_s = (last - b[0]) as f64 / span_s;
         let beat_s = p / self.frame_rate as f64;
-        (bpm_per_s * beat_s / b[3] as f64).clamp(-0.05, 0.05)
+        (bpm_per_s * beat_s / last as f64).clamp(-0.05, 0.05)
     }
 
     /// [`Self::comb`] over beats whose spacing grows by `r` per beat back:
@@ -636,7 +649,7 @@ impl LiveBeatTracker {
             }
             self.bpm = e.bpm;
             self.recent_bpm.rotate_left(1);
-            self.recent_bpm[3] = e.bpm;
+            self.recent_bpm[RAMP_UPDATES - 1] = e.bpm;
             self.confidence = e.confidence;
             self.period = Some(60.0 * self.frame_rate as f64 / e.bpm as f64);
             out.push(Event::Tempo(TempoUpdate {
