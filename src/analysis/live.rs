@@ -112,6 +112,12 @@ pub struct LiveConfig {
     /// syncopated bar (funk's 16th-note accents) fits a slightly wrong period
     /// at the wrong phase better than the right period at the right one.
     pub ramp_threshold: f32,
+    /// A beat is withheld when the onsets of the last three beat periods
+    /// favour another phase over the grid's by more than this factor
+    /// (default 2; 0 = never): what was just heard contradicts the grid, as
+    /// after a tempo step, before the tempo estimate (an 8 s window) follows.
+    /// At 1.5 or less, funk's syncopated bars withhold right beats too.
+    pub withhold_lead: f32,
     /// Tempo search settings.
     pub tempo: TempoConfig,
 }
@@ -134,6 +140,7 @@ impl LiveConfig {
             "high_weight" => Some(&mut self.high_weight),
             "ramp_search" => Some(&mut self.ramp_search),
             "ramp_threshold" => Some(&mut self.ramp_threshold),
+            "withhold_lead" => Some(&mut self.withhold_lead),
             _ => None,
         })
     }
@@ -155,6 +162,7 @@ impl Default for LiveConfig {
             high_weight: 0.0,
             ramp_search: 0.03,
             ramp_threshold: 0.01,
+            withhold_lead: 2.0,
             tempo: TempoConfig::default(),
         }
     }
@@ -212,6 +220,9 @@ pub struct LiveBeatTracker {
     recent_bpm: [f32; RAMP_UPDATES],
     /// The locally fitted beat period (frames) while the tempo is changing.
     ramp_period: Option<f64>,
+    /// Whether the last beat periods contradicted the grid when the last beat
+    /// was due (its beats are withheld meanwhile).
+    contradicted: bool,
 }
 
 impl LiveBeatTracker {
@@ -248,6 +259,7 @@ impl LiveBeatTracker {
             pending: None,
             recent_bpm: [0.0; RAMP_UPDATES],
             ramp_period: None,
+            contradicted: false,
         }
     }
 
@@ -266,10 +278,11 @@ impl LiveBeatTracker {
     }
 
     /// The current beat grid, once the tracker has a tempo and a phase it is
-    /// confident of (see [`LiveConfig::min_phase_confidence`]).
+    /// confident of (see [`LiveConfig::min_phase_confidence`]) and while what
+    /// it just heard does not contradict it (see [`LiveConfig::withhold_lead`]).
     pub fn grid(&self) -> Option<BeatGrid> {
         self.grid_unchecked()
-            .filter(|g| g.phase_confidence >= self.cfg.min_phase_confidence)
+            .filter(|g| g.phase_confidence >= self.cfg.min_phase_confidence && !self.contradicted)
     }
 
     /// The current beat grid even while its phase is uncertain.
@@ -468,9 +481,15 @@ impl LiveBeatTracker {
         };
         self.next_beat = Some(next);
         self.phase_confidence = self.measure_phase_confidence(next, now, p, k_max, decay);
-        let confident = self.phase_confidence >= self.cfg.min_phase_confidence;
         // Emit every beat that is now within the look-ahead horizon.
         let horizon = (self.count as f64) + self.lookahead_frames;
+        // Whether the last periods contradict the grid is asked once per beat,
+        // when one is due, and holds until the next.
+        if next <= horizon {
+            self.contradicted = self.contradicted(next, now, p);
+        }
+        let confident =
+            self.phase_confidence >= self.cfg.min_phase_confidence && !self.contradicted;
         // The period is at least two frames, so at most one beat is due per
         // frame; the bound is a safety net.
         for _ in 0..4 {
@@ -487,6 +506,32 @@ impl LiveBeatTracker {
             }
             self.next_beat = Some(nb + p);
         }
+    }
+
+    /// Whether the last few beat periods contradict the grid (see
+    /// [`LiveConfig::withhold_lead`]): a short comb finds more than that many
+    /// times the onset strength at its best phase of the last period than on
+    /// the grid's last beat.
+    fn contradicted(&self, next: f64, now: f64, p: f64) -> bool {
+        /// Periods the short comb spans, and its weight decay per period.
+        const BEATS: usize = 3;
+        const DECAY: f32 = 0.7;
+        let ratio = self.cfg.withhold_lead;
+        if ratio <= 0.0 {
+            return false;
+        }
+        let last = next - ((next - now) / p).ceil() * p;
+        let on_grid = [last - 0.5, last, last + 0.5]
+            .into_iter()
+            .map(|x| self.comb(x, p, BEATS, DECAY))
+            .fold(0.0f32, f32::max);
+        let mut best = 0.0f32;
+        let mut x = now - p + 0.5;
+        while x <= now + 1e-9 {
+            best = best.max(self.comb(x, p, BEATS, DECAY));
+            x += 0.5;
+        }
+        best > ratio * on_grid
     }
 
     /// Whether the tempo is ramping (see [`LiveConfig::ramp_threshold`]).
@@ -828,10 +873,16 @@ mod ramp_tests {
     /// 15 s on a minute-long ramp from `b0` to `b1` BPM of kicks with softer
     /// eighth-note hats between them.
     fn ramp_errors(cfg: &LiveConfig, b0: f64, b1: f64) -> Vec<f64> {
+        let seconds = 60.0;
+        errors_after(cfg, &ramp_beats(b0, b1, seconds), seconds, 15.0)
+    }
+
+    /// Signed phase errors (s) of the beats announced from `from_s` to a
+    /// second before `seconds` when the kicks fall on `beats` and softer hats
+    /// half-way between them.
+    fn errors_after(cfg: &LiveConfig, beats: &[f64], seconds: f64, from_s: f64) -> Vec<f64> {
         let (sr, hop) = (44_100u32, 512usize);
         let fr = sr as f64 / hop as f64;
-        let seconds = 60.0;
-        let beats = ramp_beats(b0, b1, seconds);
         // Kicks on the beats, hats half-way between them, as triangular
         // pulses at their exact fractional frames.
         let mut env = vec![0.0f32; (seconds * fr) as usize + 2];
@@ -857,9 +908,9 @@ mod ramp_tests {
                 Event::Beat(b) => Some((b.sample_pos as f64 + t.delay_samples) / sr as f64),
                 _ => None,
             })
-            .filter(|&s| s >= 15.0 && s < seconds - 1.0)
+            .filter(|&s| s >= from_s && s < seconds - 1.0)
             .collect();
-        assert!(announced.len() > 60, "{} beats", announced.len());
+        assert!(announced.len() > 30, "{} beats", announced.len());
         announced
             .iter()
             .map(|&a| {
@@ -908,5 +959,43 @@ mod ramp_tests {
             median.abs() < 0.004 && p95 < 0.008,
             "steady: {median} {p95}"
         );
+    }
+
+    /// After a tempo step the grid runs on at the old tempo until the tempo
+    /// estimate follows; once the new beats outweigh the old in the last three
+    /// periods, its beats are withheld rather than flashed between the real
+    /// ones. (The first two beats after the step still come at the old tempo:
+    /// one new beat is no evidence yet.)
+    #[test]
+    fn beats_are_withheld_while_a_tempo_step_contradicts_the_grid() {
+        let step_s = 20.0;
+        let mut beats: Vec<f64> = (0..)
+            .map(|k| k as f64 * 60.0 / 132.0)
+            .take_while(|&t| t < step_s)
+            .collect();
+        let mut t = beats.last().copied().unwrap_or(0.0);
+        while t < 40.0 {
+            t += 60.0 / 108.0;
+            beats.push(t);
+        }
+        // The worst error of the beats from 1.2 s after the step on, and the
+        // number of beats announced after 8 s.
+        let worst_after_step = |cfg: &LiveConfig| {
+            let errs = errors_after(cfg, &beats, 40.0, 8.0);
+            let n = errs.len();
+            let late = errors_after(cfg, &beats, 40.0, step_s + 1.2);
+            (late.iter().fold(0.0f64, |m, e| m.max(e.abs())), n)
+        };
+        let (on, n_on) = worst_after_step(&LiveConfig::default());
+        let (off, n_off) = worst_after_step(&LiveConfig {
+            withhold_lead: 0.0,
+            ..LiveConfig::default()
+        });
+        eprintln!(
+            "tempo step: worst {on:.4} s ({n_on} beats); never withheld {off:.4} s ({n_off} beats)"
+        );
+        assert!(on < 0.02, "worst beat {on} s off");
+        assert!(off > 0.1, "the test no longer shows the step ({off} s)");
+        assert!(n_on + 5 >= n_off, "{n_on} of {n_off} beats announced");
     }
 }
