@@ -99,7 +99,7 @@ impl Sink for CpalSink {
                 let (back_tx, back_rx) = std::sync::mpsc::channel::<RenderCore>();
                 let mut core = Some(core);
                 let mut ready = Some(ready_tx);
-                let mut backoff = Duration::from_millis(100);
+                let mut backoff = Backoff::default();
                 while !stop_flag.load(Ordering::Acquire) {
                     let Some(c) = core
                         .take()
@@ -121,23 +121,26 @@ impl Sink for CpalSink {
                             .map(|()| stream)
                             .map_err(|e| AudioError::Output(format!("{}: {e}", self.name)))
                     });
-                    match started {
+                    let wait = match started {
                         Ok(stream) => {
                             if let Some(tx) = ready.take() {
                                 let _ = tx.send(Ok(()));
                             }
+                            let playing = std::time::Instant::now();
                             while !stop_flag.load(Ordering::Acquire)
                                 && !failed.load(Ordering::Acquire)
                             {
                                 std::thread::sleep(Duration::from_millis(20));
                             }
                             drop(stream);
+                            let wait = backoff.after_failure(Some(playing.elapsed()));
                             if !stop_flag.load(Ordering::Acquire) {
                                 tracing::warn!(
-                                    "{}: stream failed; reopening in {backoff:?}",
+                                    "{}: stream failed; reopening in {wait:?}",
                                     self.name
                                 );
                             }
+                            wait
                         }
                         Err(e) => {
                             if let Some(tx) = ready.take() {
@@ -146,12 +149,13 @@ impl Sink for CpalSink {
                                 let _ = tx.send(Err(e));
                                 return Err(AudioError::Output(msg));
                             }
-                            tracing::warn!("{e}; retrying in {backoff:?}");
+                            let wait = backoff.after_failure(None);
+                            tracing::warn!("{e}; retrying in {wait:?}");
+                            wait
                         }
-                    }
+                    };
                     if !stop_flag.load(Ordering::Acquire) {
-                        std::thread::sleep(backoff);
-                        backoff = (backoff * 2).min(Duration::from_secs(2));
+                        std::thread::sleep(wait);
                     }
                 }
                 Ok(())
@@ -167,6 +171,38 @@ impl Sink for CpalSink {
                 "cpal stream did not start within 5 s".into(),
             )),
         }
+    }
+}
+
+/// How long to wait before reopening a failed stream: 100 ms, doubling up to 2 s while
+/// reopening keeps failing, and 100 ms again after a stream that played for 5 s (an
+/// underrun half a minute into a song must not inherit the wait of an earlier outage: the
+/// player is silent for all of it).
+#[derive(Debug)]
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(100);
+    const MAX: Duration = Duration::from_secs(2);
+    const HEALTHY: Duration = Duration::from_secs(5);
+
+    /// The wait after a failure; `played` is how long the stream ran (`None`: it never
+    /// started).
+    fn after_failure(&mut self, played: Option<Duration>) -> Duration {
+        if played.is_some_and(|p| p >= Self::HEALTHY) {
+            self.next = Self::FIRST;
+        }
+        let wait = self.next;
+        self.next = (wait * 2).min(Self::MAX);
+        wait
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self { next: Self::FIRST }
     }
 }
 
@@ -257,4 +293,34 @@ fn heard_at(info: &cpal::OutputCallbackInfo) -> u64 {
     let ts = info.timestamp();
     let delay = ts.playback.duration_since(ts.callback);
     mono_ns() + delay.as_nanos() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Backoff;
+    use std::time::Duration;
+
+    #[test]
+    fn backoff_doubles_while_reopening_fails_and_starts_over_after_a_healthy_stream() {
+        let ms = Duration::from_millis;
+        let mut b = Backoff::default();
+        let waits: Vec<Duration> = (0..7).map(|_| b.after_failure(None)).collect();
+        assert_eq!(
+            waits,
+            [
+                ms(100),
+                ms(200),
+                ms(400),
+                ms(800),
+                ms(1600),
+                ms(2000),
+                ms(2000)
+            ]
+        );
+        // A stream that failed again within a second keeps the long wait …
+        assert_eq!(b.after_failure(Some(ms(900))), ms(2000));
+        // … one that played for half a minute starts over.
+        assert_eq!(b.after_failure(Some(Duration::from_secs(30))), ms(100));
+        assert_eq!(b.after_failure(Some(ms(50))), ms(200));
+    }
 }
