@@ -397,17 +397,7 @@ impl LiveBeatTracker {
         let avail = (self.count as usize).min(len) as f64;
         let k_max = (((avail - 1.0) / p).floor() as usize).clamp(1, 16);
         let decay = self.cfg.comb_decay.clamp(0.0, 1.0);
-        let mut best_x = now;
-        let mut best_s = f32::NEG_INFINITY;
-        let mut x = now - p + 0.5;
-        while x <= now + 1e-9 {
-            let s = self.comb(x, p, k_max, decay);
-            if s > best_s {
-                best_s = s;
-                best_x = x;
-            }
-            x += 0.5;
-        }
+        let (mut best_x, best_s) = self.best_phase(now, p, k_max, decay);
         // While the tempo changes, the phase and the period the grid advances
         // by come from the local fit; the trailing estimate would put every
         // next beat late by its error.
@@ -525,13 +515,22 @@ impl LiveBeatTracker {
             .into_iter()
             .map(|x| self.comb(x, p, BEATS, DECAY))
             .fold(0.0f32, f32::max);
-        let mut best = 0.0f32;
+        self.best_phase(now, p, BEATS, DECAY).1 > ratio * on_grid
+    }
+
+    /// The comb's strongest phase over the last period (half-frame steps up
+    /// to `now`) and its strength.
+    fn best_phase(&self, now: f64, p: f64, k_max: usize, decay: f32) -> (f64, f32) {
+        let (mut best_x, mut best_s) = (now, f32::NEG_INFINITY);
         let mut x = now - p + 0.5;
         while x <= now + 1e-9 {
-            best = best.max(self.comb(x, p, BEATS, DECAY));
+            let s = self.comb(x, p, k_max, decay);
+            if s > best_s {
+                (best_x, best_s) = (x, s);
+            }
             x += 0.5;
         }
-        best > ratio * on_grid
+        (best_x, best_s)
     }
 
     /// Whether the tempo is ramping (see [`LiveConfig::ramp_threshold`]).
