@@ -172,21 +172,26 @@ def main():
         lines.append("| **mean** | " + " | ".join(fmt(m) for m in means) + " |")
         lines.append("")
 
-    # Live phase error after the tracker has heard LIVE_SETTLE_S of music.
-    all_s, all_f = [], []
-    ok_s = []  # clips where the live tracker is at the reference's metrical level
-    per_clip = []
-    for c in clips:
-        e = est["convoy live"].get(c, {})
-        if "beats" not in e:
-            continue
-        s, f = phase_errors(truth[c]["beats"], e["beats"], LIVE_SETTLE_S)
-        all_s += s
-        all_f += f
-        if at_level(truth[c]["beats"], e["beats"], LIVE_SETTLE_S):
-            ok_s += s
-        if s:
-            per_clip.append(f"{c} {1000 * np.percentile(s, 95):.0f} ms")
+    # Phase error after the tracker has heard LIVE_SETTLE_S of music, for any tracker.
+    def phase_stats(t):
+        """All errors (s and fraction of a period), the errors on the clips at the reference's
+        level, how many such clips, and each clip's p95."""
+        all_s, all_f, level_s, n_level, per_clip = [], [], [], 0, []
+        for c in clips:
+            e = est[t].get(c, {})
+            if "beats" not in e:
+                continue
+            s, f = phase_errors(truth[c]["beats"], e["beats"], LIVE_SETTLE_S)
+            all_s += s
+            all_f += f
+            if at_level(truth[c]["beats"], e["beats"], LIVE_SETTLE_S):
+                level_s += s
+                n_level += 1
+            if s:
+                per_clip.append(f"{c} {1000 * np.percentile(s, 95):.0f} ms")
+        return all_s, all_f, level_s, n_level, per_clip
+
+    all_s, all_f, ok_s, _, per_clip = phase_stats("convoy live")
     lines.append(f"### Convoy live: beat-phase error after {LIVE_SETTLE_S:.0f} s")
     lines.append("")
     if all_s:
@@ -209,16 +214,7 @@ def main():
     lines.append("| tracker | beats | median | p95 | clips at the reference's level | their beats | median | p95 |")
     lines.append("|---|---:|---:|---:|---:|---:|---:|---:|")
     for t in trackers:
-        a_s, l_s, n_level = [], [], 0
-        for c in clips:
-            e = est[t].get(c, {})
-            if "beats" not in e:
-                continue
-            s, _ = phase_errors(truth[c]["beats"], e["beats"], LIVE_SETTLE_S)
-            a_s += s
-            if at_level(truth[c]["beats"], e["beats"], LIVE_SETTLE_S):
-                l_s += s
-                n_level += 1
+        a_s, _, l_s, n_level, _ = phase_stats(t)
         ms = lambda v, q: f"{1000 * np.percentile(v, q):.1f} ms" if v else "–"
         lines.append(f"| {t} | {len(a_s)} | {ms(a_s, 50)} | {ms(a_s, 95)} | {n_level} | "
                      f"{len(l_s)} | {ms(l_s, 50)} | {ms(l_s, 95)} |")
