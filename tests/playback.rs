@@ -21,6 +21,7 @@ fn virtual_sink(ppm: f64, latency_ms: f64, record: &std::path::Path, fast: bool)
         pilot: true,
         fast,
         label: "virtual",
+        stall: None,
     }))
 }
 

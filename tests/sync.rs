@@ -110,3 +110,35 @@ fn a_scheduled_start_is_played_on_the_same_sample_by_every_bike() {
         assert!(first < 3.0, "{}: {first} ms off at the start", n["node"]);
     }
 }
+
+#[test]
+fn a_leader_device_outage_is_not_heard_by_the_fleet() {
+    // The leader's sound device stops for 300 ms (a stream being rebuilt). The leader seeks
+    // itself back onto the timeline it publishes; the followers neither seek nor part.
+    let s = scenario(
+        "outage",
+        port_base(3),
+        &[
+            "--nodes",
+            "3",
+            "--seconds",
+            "20",
+            "--leader-audio-stall-at-s",
+            "10",
+            "--leader-audio-stall-ms",
+            "300",
+        ],
+    );
+    let o = &s["leader_outage"];
+    assert_eq!(o["gaps"].as_u64(), Some(1), "{o}");
+    assert_eq!(o["leader_catch_ups"].as_u64(), Some(1), "{o}");
+    let apart = o["followers_max_ms"].as_f64().unwrap_or(f64::INFINITY);
+    eprintln!("leader outage: followers apart by at most {apart:.3} ms meanwhile");
+    assert!(apart < 2.0, "followers {apart} ms apart during the outage");
+    assert_eq!(s["seeks_after_lock"].as_u64(), Some(0), "a follower seeked");
+    let p99 = s["p99_ms"].as_f64().expect("p99");
+    assert!(
+        p99 < 2.0,
+        "p99 {p99} ms against the leader outside the outage"
+    );
+}

@@ -64,6 +64,13 @@ pub struct ScenarioArgs {
     /// Leader clock step size, ms.
     #[arg(long, default_value_t = 2000.0)]
     pub leader_step_ms: f64,
+    /// The leader's sound device stops for --leader-audio-stall-ms at this time (s after
+    /// the followers start; 0: never), as a stream being rebuilt.
+    #[arg(long, default_value_t = 0.0)]
+    pub leader_audio_stall_at_s: f64,
+    /// Length of the leader's device outage, ms.
+    #[arg(long, default_value_t = 300.0)]
+    pub leader_audio_stall_ms: f64,
     /// The leader starts its track this many seconds after it starts (a scheduled start
     /// announced to followers that are already running, when larger than --join-after-s).
     #[arg(long, default_value_t = 0.5)]
@@ -210,6 +217,23 @@ pub struct Summary {
     pub relay_received: u64,
     /// The flood, when there was one.
     pub flood: Option<FloodSummary>,
+    /// `--leader-audio-stall-at-s`: the leader's device outage.
+    pub leader_outage: Option<OutageSummary>,
+}
+
+/// What the leader's device outage did to the fleet. Each outage window runs from the
+/// leader's last period heard before it to 2 s after its first period heard after it (the
+/// old contents of its ring, then its catch-up seek); the followers' offsets against the
+/// leader in these windows are left out of the figures above and replaced by their
+/// offsets against each other.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OutageSummary {
+    /// Silences found in the leader's recording.
+    pub gaps: usize,
+    /// The leader's catch-up seeks (its last status).
+    pub leader_catch_ups: u64,
+    /// Largest |offset| between two followers in the windows, ms (NaN with one follower).
+    pub followers_max_ms: f64,
 }
 
 fn spread(k: usize, n: usize) -> f64 {
@@ -374,6 +398,16 @@ pub fn run(args: &ScenarioArgs) -> anyhow::Result<Summary> {
             args.leader_step_at_s + args.join_after_s
         ));
         leader_sets.push(format!("clock.step_ms={}", args.leader_step_ms));
+    }
+    if args.leader_audio_stall_at_s > 0.0 {
+        leader_sets.push(format!(
+            "audio.virtual.stall_at_s={}",
+            args.leader_audio_stall_at_s + args.join_after_s
+        ));
+        leader_sets.push(format!(
+            "audio.virtual.stall_ms={}",
+            args.leader_audio_stall_ms
+        ));
     }
     let impair = |seed: u64| ImpairConfig {
         delay_ms: args.delay_ms,
@@ -658,6 +692,17 @@ fn analyse(
         }
         Some(a.1 + (b.1 - a.1) * (mono - a.0) / (b.0 - a.0))
     };
+    // The leader's device outages, each with the time it needs to play out its ring's old
+    // contents and seek back onto the line.
+    let outages: Vec<(u64, u64)> = if args.leader_audio_stall_at_s > 0.0 {
+        lead.gaps((args.leader_audio_stall_ms * 0.5e6) as u64)
+            .into_iter()
+            .map(|(a, b)| (a, b + 2_000_000_000))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let in_outage = |t: u64| outages.iter().any(|&(a, b)| (a..=b).contains(&t));
     let mut csv = std::fs::File::create(args.out.join("offsets.csv"))?;
     writeln!(csv, "t_s,node,offset_ms")?;
     let t_origin = lead.span().map_or(0, |s| s.0);
@@ -683,7 +728,12 @@ fn analyse(
                 .map(|(_, o)| o.abs() * 1e3);
             failover_max = around.fold(failover_max, |m, o| Some(m.map_or(o, |m: f64| m.max(o))));
         }
-        let (lock, after) = after_lock_ms(&series);
+        let outside: Vec<(u64, f64)> = series
+            .iter()
+            .copied()
+            .filter(|(t, _)| !in_outage(*t))
+            .collect();
+        let (lock, after) = after_lock_ms(&outside);
         all_after.extend(after.iter().copied());
         if let Some(f) = flood {
             for (t, o) in series.iter().filter(|(t, _)| lock.is_some_and(|l| *t >= l)) {
@@ -734,6 +784,32 @@ fn analyse(
             sntp_err_max_us: sntp_errs.iter().copied().fold(f64::NAN, f64::max),
         });
     }
+    let leader_outage = if args.leader_audio_stall_at_s > 0.0 {
+        let traces = nodes
+            .iter()
+            .map(|n| Trace::load(&n.rec, rate))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut followers_max_ms = f64::NAN;
+        for (i, a) in traces.iter().enumerate() {
+            for b in &traces[i + 1..] {
+                for (_, o) in offsets(a, b, 10_000_000)
+                    .iter()
+                    .filter(|(t, _)| in_outage(*t))
+                {
+                    followers_max_ms = followers_max_ms.max(o.abs() * 1e3);
+                }
+            }
+        }
+        Some(OutageSummary {
+            gaps: outages.len(),
+            leader_catch_ups: last_status(&leader.log)
+                .and_then(|s| s["catch_ups"].as_u64())
+                .unwrap_or(0),
+            followers_max_ms,
+        })
+    } else {
+        None
+    };
     let locks: Vec<f64> = results.iter().filter_map(|r| r.join_to_lock_s).collect();
     let summary = Summary {
         lock_median_s: (!locks.is_empty()).then(|| quantile(&locks, 0.5)),
@@ -765,6 +841,7 @@ fn analyse(
             max_flood_ms: flooded.iter().copied().fold(f64::NAN, f64::max),
         }),
         nodes: results,
+        leader_outage,
     };
     std::fs::write(
         args.out.join("summary.json"),
@@ -837,6 +914,12 @@ fn print_summary(s: &Summary) {
             f.max_flood_ms,
             f.leader_cpu_calm_pct,
             f.leader_cpu_flood_pct
+        );
+    }
+    if let Some(o) = &s.leader_outage {
+        println!(
+            "OUTAGE   leader device silent {} time(s), {} catch-up seek(s); followers against each other meanwhile: max {:.4} ms",
+            o.gaps, o.leader_catch_ups, o.followers_max_ms
         );
     }
     if let (Some(m), Some(p)) = (s.lock_median_s, s.lock_p99_s) {

@@ -423,6 +423,10 @@ pub struct VirtualSinkConfig {
     pub pilot: bool,
     /// Simulated time, unpaced.
     pub fast: bool,
+    /// Injected outage: seconds after the sink starts (0 = none).
+    pub stall_at_s: f64,
+    /// Outage length, ms.
+    pub stall_ms: f64,
 }
 
 impl Config {
@@ -526,6 +530,14 @@ impl Config {
                 "audio.virtual.latency_ms",
                 format!("{} is outside 0..=10000", v.latency_ms),
             ));
+        }
+        for (key, value, hi) in [
+            ("audio.virtual.stall_at_s", v.stall_at_s, 1e6),
+            ("audio.virtual.stall_ms", v.stall_ms, 60_000.0),
+        ] {
+            if !(value.is_finite() && (0.0..=hi).contains(&value)) {
+                return Err(range(key, format!("{value} is outside 0..={hi}")));
+            }
         }
         let y = &self.sync;
         for (key, v, lo, hi) in [

@@ -127,6 +127,9 @@ struct Status<'a> {
     rejected: u64,
     lock: LockStatus,
     underruns: u64,
+    /// Leading: times its own playback fell off the published timeline (a device outage)
+    /// and was seeked back onto it.
+    catch_ups: u64,
     /// The fleet's light state (src/node/lights.rs).
     lights: lights::Summary,
     /// Serving (leader or sub-leader): timeline datagrams sent, live subscribers, SNTP
@@ -541,10 +544,10 @@ struct View<'a> {
 
 impl View<'_> {
     fn print_status(&self, role: Role, fleet: Option<&crate::fleet::FleetView>) {
-        let (est, tl) = self
+        let (est, tl, catch_ups) = self
             .net
             .lock()
-            .map(|n| (n.estimate, n.timeline.clone()))
+            .map(|n| (n.estimate, n.timeline.clone(), n.catch_ups))
             .unwrap_or_default();
         let st = self.player.status();
         let mono = mono_ns();
@@ -571,6 +574,7 @@ impl View<'_> {
             rejected: self.stats.snapshot().total_rejected(),
             lock: self.lock.lock().map(|l| l.clone()).unwrap_or_default(),
             underruns: self.player.underruns(),
+            catch_ups,
             lights: self.lights.summary(),
             timelines_sent: c.timelines_sent.load(Relaxed),
             subscribers: c.subscribers.load(Relaxed),

@@ -72,6 +72,16 @@ impl Trace {
         Some((self.points.first()?.0, self.points.last()?.0))
     }
 
+    /// Silences of the device: `(last heard before, first heard after)` for every pair of
+    /// neighbouring periods heard more than `min_ns` apart.
+    pub fn gaps(&self, min_ns: u64) -> Vec<(u64, u64)> {
+        self.points
+            .windows(2)
+            .filter(|w| w[1].0 - w[0].0 > min_ns)
+            .map(|w| (w[0].0, w[1].0))
+            .collect()
+    }
+
     /// Track position heard at `t` (linear between the two neighbouring periods), if `t`
     /// lies inside continuous playback (no gap or seek between the neighbours).
     pub fn position_at(&self, t: u64) -> Option<f64> {

@@ -83,6 +83,9 @@ pub struct NetState {
     /// Leader: ignore playback reports heard before this monotonic instant (the old audio
     /// still draining before a scheduled start).
     pub hold_until_ns: u64,
+    /// Leader: times its own playback fell off the timeline it publishes (the device
+    /// stalled or underran) and was seeked back onto it.
+    pub catch_ups: u64,
 }
 
 /// Follower loop figures, for status and the scenario tool.
@@ -270,9 +273,13 @@ impl Controller for FollowerController {
 /// The leader's half: measures "frame F heard at fleet time X" from its own playback and
 /// keeps the published timeline's anchor and rate current (a regression over recent
 /// reports). What the fleet plays — track, playing, epoch — is the node's decision, written
-/// into [`NetState::timeline`]; this controller only measures. An unannounced jump of the
-/// heard frame against the monotonic clock (an underrun gap) bumps the epoch, so followers
-/// rejoin at once instead of slewing.
+/// into [`NetState::timeline`]; this controller only measures, with one exception: when
+/// the heard frame jumps against the monotonic clock without an announcement (the device
+/// stalled, its stream was rebuilt, or the ring underran), the leader's playback has left
+/// the timeline the fleet follows, and the leader seeks itself back onto it. The fleet
+/// never hears the leader's outage; the leader's own listeners hear a gap, as they would
+/// anyway. Without an established line yet (the first 2 s of a plan) the epoch is bumped
+/// instead, so followers rejoin at the leader's new position.
 pub struct LeaderController {
     clock: LocalClock,
     output_latency_ns: i64,
@@ -282,6 +289,9 @@ pub struct LeaderController {
     /// the monotonic clock) from a clock step (fleet time jumps, the frame does not).
     last_report: Option<(u64, f64)>,
     epoch_seen: Option<i32>,
+    /// Reports heard before this monotonic instant describe the ring's contents from
+    /// before a catch-up seek.
+    holdoff_until: u64,
     net: Arc<Mutex<NetState>>,
 }
 
@@ -295,8 +305,19 @@ impl LeaderController {
             last_point: None,
             last_report: None,
             epoch_seen: None,
+            holdoff_until: 0,
             net,
         }
+    }
+
+    /// Whether the current segment's points span enough (20 reports over 2 s at `fleet`)
+    /// for the published line to come from the regression, and so to stand on its own.
+    fn fitted(&self, fleet: i64) -> bool {
+        self.points.len() >= 20
+            && self
+                .points
+                .front()
+                .is_some_and(|&(t0, _)| (fleet - t0) as f64 * 1e-9 >= 2.0)
     }
 }
 
@@ -314,8 +335,9 @@ impl Controller for LeaderController {
         let Ok(mut net) = self.net.lock() else {
             return Control::Keep;
         };
-        if r.heard_at_ns < net.hold_until_ns {
-            return Control::Keep; // old audio before a scheduled start
+        if r.heard_at_ns < net.hold_until_ns.max(self.holdoff_until) {
+            // Old audio before a scheduled start or a catch-up seek.
+            return Control::Keep;
         }
         let Some(tl) = net.timeline.as_mut().filter(|t| t.playing) else {
             return Control::Keep;
@@ -327,17 +349,30 @@ impl Controller for LeaderController {
             self.points.clear();
             self.last_report = None;
         }
+        let fleet = self
+            .clock
+            .from_mono(r.heard_at_ns.saturating_add_signed(self.output_latency_ns));
         if let Some((t, f)) = self.last_report {
             let expect = f + r.heard_at_ns.saturating_sub(t) as f64 * 1e-9 * r.track_rate as f64;
             if (expect - frame).abs() > r.track_rate as f64 * 0.01 {
+                if self.fitted(fleet) {
+                    // Back onto the published line where the next written frame is heard.
+                    let write_fleet = self.clock.from_mono(
+                        r.write_heard_at_ns
+                            .saturating_add_signed(self.output_latency_ns),
+                    );
+                    let target = tl.frame_at(write_fleet);
+                    // `last_report` stays: should the seek not land, the next report
+                    // after the hold-off is off the line again and seeks again.
+                    self.holdoff_until = r.write_heard_at_ns + 10_000_000;
+                    net.catch_ups += 1;
+                    return Control::Seek(target.round().max(0.0) as u64);
+                }
                 tl.epoch = tl.epoch.wrapping_add(1);
                 self.epoch_seen = Some(tl.epoch);
             }
         }
         self.last_report = Some((r.heard_at_ns, frame));
-        let fleet = self
-            .clock
-            .from_mono(r.heard_at_ns.saturating_add_signed(self.output_latency_ns));
         // A jump in position or fleet time (seek, clock step) starts a new segment.
         if let Some(&(t, f)) = self.points.back() {
             let expect = f + (fleet - t) as f64 * 1e-9 * r.track_rate as f64;
@@ -364,8 +399,7 @@ impl Controller for LeaderController {
             .iter()
             .map(|p| ((p.0 - t0) as f64 - mx) * (p.1 - my))
             .sum();
-        let span_s = (fleet - t0) as f64 * 1e-9;
-        let fitted = self.points.len() >= 20 && span_s >= 2.0 && sxx > 0.0;
+        let fitted = self.fitted(fleet) && sxx > 0.0;
         let slope_ns = if fitted {
             sxy / sxx
         } else {
@@ -416,5 +450,100 @@ mod tests {
         );
         let t = settled_at.expect("settles");
         assert!(t < 10.0, "took {t} s");
+    }
+
+    /// A leader playing on its published line, 100 ppm fast against the monotonic clock.
+    fn leader_on_line() -> (LeaderController, Arc<Mutex<NetState>>, impl Fn(u64) -> f64) {
+        let net = Arc::new(Mutex::new(NetState {
+            timeline: Some(Timeline {
+                leader: "lead".into(),
+                seq: 0,
+                track: "t".into(),
+                track_rate: 48_000,
+                anchor_frame: 0.0,
+                anchor_fleet_ns: 0,
+                frames_per_sec: 48_000.0,
+                playing: true,
+                tempo_bpm: 0.0,
+                epoch: 3,
+            }),
+            ..NetState::default()
+        }));
+        let clock = LocalClock::anchored(0, 5_000_000_000, 0.0);
+        let frame_at = |mono: u64| mono as f64 * 1e-9 * 48_000.0 * (1.0 + 100e-6);
+        (LeaderController::new(clock, 0, net.clone()), net, frame_at)
+    }
+
+    fn report(heard_at_ns: u64, frame: f64) -> PlaybackReport {
+        PlaybackReport {
+            heard_at_ns,
+            track_frame: Some(frame),
+            track_rate: 48_000,
+            write_heard_at_ns: heard_at_ns + 100_000_000,
+            speed_ppm: 0.0,
+            device_frame: 0,
+        }
+    }
+
+    #[test]
+    fn a_leader_whose_device_stalls_seeks_back_onto_the_line_the_fleet_follows() {
+        let (mut c, net, frame_at) = leader_on_line();
+        let step = 25_000_000u64;
+        let mut t = 1_000_000_000u64;
+        for _ in 0..200 {
+            assert_eq!(c.on_report(&report(t, frame_at(t))), Control::Keep);
+            t += step;
+        }
+        let line = net.lock().expect("net").timeline.clone().expect("timeline");
+        // The device stops for 300 ms: what is heard next is 300 ms behind the line.
+        t += 300_000_000;
+        let seek_at = t;
+        let behind = frame_at(t - 300_000_000);
+        let Control::Seek(target) = c.on_report(&report(t, behind)) else {
+            panic!("no catch-up seek");
+        };
+        // The seek lands where the published line is when the next written frame is heard.
+        let write_fleet = 5_000_000_000 + (t + 100_000_000) as i64;
+        let want = line.frame_at(write_fleet);
+        assert!((target as f64 - want).abs() <= 1.0, "{target} vs {want}");
+        assert!((want - frame_at(t + 100_000_000)).abs() < 5.0);
+        // The ring's old contents, still behind, are not measured; the epoch holds.
+        for _ in 0..3 {
+            t += step;
+            assert_eq!(c.on_report(&report(t, behind)), Control::Keep);
+        }
+        // Past the hold-off (the seek's write point + 10 ms): on the line again.
+        t = seek_at + 120_000_000;
+        for _ in 0..200 {
+            assert_eq!(c.on_report(&report(t, frame_at(t))), Control::Keep);
+            t += step;
+        }
+        let n = net.lock().expect("net");
+        assert_eq!(n.catch_ups, 1);
+        let after = n.timeline.clone().expect("timeline");
+        assert_eq!(after.epoch, 3, "the fleet was told to rejoin");
+        let probe = 5_000_000_000 + t as i64;
+        assert!(
+            (after.frame_at(probe) - line.frame_at(probe)).abs() < 2.0,
+            "the published line moved"
+        );
+    }
+
+    #[test]
+    fn a_jump_before_the_line_is_established_starts_a_new_epoch() {
+        let (mut c, net, frame_at) = leader_on_line();
+        let mut t = 1_000_000_000u64;
+        for _ in 0..10 {
+            c.on_report(&report(t, frame_at(t)));
+            t += 25_000_000;
+        }
+        t += 300_000_000;
+        assert_eq!(
+            c.on_report(&report(t, frame_at(t - 300_000_000))),
+            Control::Keep
+        );
+        let n = net.lock().expect("net");
+        assert_eq!(n.catch_ups, 0);
+        assert_eq!(n.timeline.as_ref().map(|t| t.epoch), Some(4));
     }
 }

@@ -44,6 +44,9 @@ pub struct PacedSinkOptions {
     pub fast: bool,
     /// Name for logs: "null" or "virtual".
     pub label: &'static str,
+    /// Injected outage: (ns after the sink starts, length ns); the DAC consumes nothing
+    /// meanwhile, as a device whose stream is being rebuilt.
+    pub stall: Option<(u64, u64)>,
 }
 
 impl PacedSinkOptions {
@@ -64,6 +67,8 @@ impl PacedSinkOptions {
             pilot: virtual_sink && v.pilot,
             fast: virtual_sink && v.fast,
             label: if virtual_sink { "virtual" } else { "null" },
+            stall: (virtual_sink && v.stall_at_s > 0.0 && v.stall_ms > 0.0)
+                .then_some(((v.stall_at_s * 1e9) as u64, (v.stall_ms * 1e6) as u64)),
         }
     }
 }
@@ -129,10 +134,22 @@ fn run_dac(
     let mut buf = vec![0.0f32; period * ch];
     let actual_rate = opts.sample_rate as f64 * (1.0 + opts.rate_error_ppm * 1e-6);
     let ns_per_frame = 1e9 / actual_rate;
-    let t0 = mono_ns() + 2_000_000;
+    let mut t0 = mono_ns() + 2_000_000;
+    let mut stall = opts.stall;
     let mut consumed: u64 = 0;
     while !stop.load(Ordering::Acquire) {
-        let consume_at = t0 + (consumed as f64 * ns_per_frame).round() as u64;
+        let mut consume_at = t0 + (consumed as f64 * ns_per_frame).round() as u64;
+        if let Some((at, len)) = stall.filter(|&(at, _)| consume_at >= t0 + at) {
+            tracing::warn!(
+                "{} sink: injected outage of {:.0} ms at {:.3} s",
+                opts.label,
+                len as f64 / 1e6,
+                at as f64 / 1e9
+            );
+            stall = None;
+            t0 += len;
+            consume_at += len;
+        }
         if opts.fast {
             // Simulated time: wait for a full period of audio instead of for the clock.
             while core.ready_frames() < period
