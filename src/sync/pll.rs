@@ -276,10 +276,11 @@ impl Controller for FollowerController {
 /// into [`NetState::timeline`]; this controller only measures, with one exception: when
 /// the heard frame jumps against the monotonic clock without an announcement (the device
 /// stalled, its stream was rebuilt, or the ring underran), the leader's playback has left
-/// the timeline the fleet follows, and the leader seeks itself back onto it. The fleet
-/// never hears the leader's outage; the leader's own listeners hear a gap, as they would
-/// anyway. Without an established line yet (the first 2 s of a plan) the epoch is bumped
-/// instead, so followers rejoin at the leader's new position.
+/// the timeline the fleet follows, and the leader seeks itself back onto it; so too when
+/// its device starts later than the plan said. The fleet never hears the leader's outage;
+/// the leader's own listeners hear a gap, as they would anyway. Should the leader be off
+/// the line again within 2 s of a catch-up (a device that cannot keep to it), the line
+/// follows the leader instead: a new epoch, which followers re-join at once.
 pub struct LeaderController {
     clock: LocalClock,
     output_latency_ns: i64,
@@ -292,6 +293,8 @@ pub struct LeaderController {
     /// Reports heard before this monotonic instant describe the ring's contents from
     /// before a catch-up seek.
     holdoff_until: u64,
+    /// Monotonic time of the last catch-up seek.
+    last_catch_up: Option<u64>,
     net: Arc<Mutex<NetState>>,
 }
 
@@ -306,6 +309,7 @@ impl LeaderController {
             last_report: None,
             epoch_seen: None,
             holdoff_until: 0,
+            last_catch_up: None,
             net,
         }
     }
@@ -344,32 +348,46 @@ impl Controller for LeaderController {
         };
         self.last_point = Some(r.heard_at_ns);
         if self.epoch_seen != Some(tl.epoch) {
-            // The node announced a new plan: measure afresh.
+            // The node announced a new plan: measure afresh, starting from the plan itself
+            // (its anchor frame is heard at the anchor's fleet time), so a device that
+            // starts late is caught like one that stalls.
             self.epoch_seen = Some(tl.epoch);
             self.points.clear();
-            self.last_report = None;
+            let planned = self
+                .clock
+                .to_mono(tl.anchor_fleet_ns)
+                .saturating_add_signed(-self.output_latency_ns);
+            self.last_report = Some((planned, tl.anchor_frame));
         }
         let fleet = self
             .clock
             .from_mono(r.heard_at_ns.saturating_add_signed(self.output_latency_ns));
         if let Some((t, f)) = self.last_report {
-            let expect = f + r.heard_at_ns.saturating_sub(t) as f64 * 1e-9 * r.track_rate as f64;
+            let since = (r.heard_at_ns as i64 - t as i64) as f64 * 1e-9;
+            let expect = f + since * r.track_rate as f64;
             if (expect - frame).abs() > r.track_rate as f64 * 0.01 {
-                if self.fitted(fleet) {
+                let again = self
+                    .last_catch_up
+                    .is_some_and(|c| r.heard_at_ns.saturating_sub(c) < 2_000_000_000);
+                if !again {
                     // Back onto the published line where the next written frame is heard.
+                    // `last_report` stays: should the seek not land, the next report after
+                    // the hold-off is off the line again.
                     let write_fleet = self.clock.from_mono(
                         r.write_heard_at_ns
                             .saturating_add_signed(self.output_latency_ns),
                     );
                     let target = tl.frame_at(write_fleet);
-                    // `last_report` stays: should the seek not land, the next report
-                    // after the hold-off is off the line again and seeks again.
                     self.holdoff_until = r.write_heard_at_ns + 10_000_000;
+                    self.last_catch_up = Some(r.heard_at_ns);
                     net.catch_ups += 1;
                     return Control::Seek(target.round().max(0.0) as u64);
                 }
+                // A catch-up that did not land: this device cannot follow the line, so the
+                // line follows the device, under a new epoch the fleet re-joins at once.
                 tl.epoch = tl.epoch.wrapping_add(1);
                 self.epoch_seen = Some(tl.epoch);
+                self.last_catch_up = None;
             }
         }
         self.last_report = Some((r.heard_at_ns, frame));
@@ -452,8 +470,9 @@ mod tests {
         assert!(t < 10.0, "took {t} s");
     }
 
-    /// A leader playing on its published line, 100 ppm fast against the monotonic clock.
-    fn leader_on_line() -> (LeaderController, Arc<Mutex<NetState>>, impl Fn(u64) -> f64) {
+    /// A leader whose plan says frame 0 is heard at monotonic 1 s (fleet = mono + 5 s), and
+    /// whose device plays 100 ppm fast against the monotonic clock from then on.
+    fn leader_with_plan() -> (LeaderController, Arc<Mutex<NetState>>, impl Fn(u64) -> f64) {
         let net = Arc::new(Mutex::new(NetState {
             timeline: Some(Timeline {
                 leader: "lead".into(),
@@ -461,16 +480,17 @@ mod tests {
                 track: "t".into(),
                 track_rate: 48_000,
                 anchor_frame: 0.0,
-                anchor_fleet_ns: 0,
+                anchor_fleet_ns: 6_000_000_000,
                 frames_per_sec: 48_000.0,
                 playing: true,
                 tempo_bpm: 0.0,
                 epoch: 3,
             }),
+            hold_until_ns: 1_000_000_000,
             ..NetState::default()
         }));
         let clock = LocalClock::anchored(0, 5_000_000_000, 0.0);
-        let frame_at = |mono: u64| mono as f64 * 1e-9 * 48_000.0 * (1.0 + 100e-6);
+        let frame_at = |mono: u64| (mono as f64 * 1e-9 - 1.0) * 48_000.0 * (1.0 + 100e-6);
         (LeaderController::new(clock, 0, net.clone()), net, frame_at)
     }
 
@@ -485,43 +505,53 @@ mod tests {
         }
     }
 
+    const STEP: u64 = 25_000_000;
+
+    /// Reports on the device's own course, `n` of them from `t`; returns the next time.
+    fn play(c: &mut LeaderController, frame_at: impl Fn(u64) -> f64, t: u64, n: usize) -> u64 {
+        let mut t = t;
+        for _ in 0..n {
+            assert_eq!(
+                c.on_report(&report(t, frame_at(t))),
+                Control::Keep,
+                "at {t}"
+            );
+            t += STEP;
+        }
+        t
+    }
+
+    /// The catch-up seek that a report of `frame` heard at `t` asks for, checked to land on
+    /// `line` where the next written frame is heard.
+    fn expect_catch_up(c: &mut LeaderController, line: &Timeline, t: u64, frame: f64) {
+        let Control::Seek(target) = c.on_report(&report(t, frame)) else {
+            panic!("no catch-up seek at {t}");
+        };
+        let want = line.frame_at(5_000_000_000 + (t + 100_000_000) as i64);
+        assert!((target as f64 - want).abs() <= 1.0, "{target} vs {want}");
+    }
+
     #[test]
     fn a_leader_whose_device_stalls_seeks_back_onto_the_line_the_fleet_follows() {
-        let (mut c, net, frame_at) = leader_on_line();
-        let step = 25_000_000u64;
-        let mut t = 1_000_000_000u64;
-        for _ in 0..200 {
-            assert_eq!(c.on_report(&report(t, frame_at(t))), Control::Keep);
-            t += step;
-        }
+        let (mut c, net, frame_at) = leader_with_plan();
+        let mut t = play(&mut c, &frame_at, 1_000_000_000, 200);
         let line = net.lock().expect("net").timeline.clone().expect("timeline");
         // The device stops for 300 ms: what is heard next is 300 ms behind the line.
         t += 300_000_000;
         let seek_at = t;
         let behind = frame_at(t - 300_000_000);
-        let Control::Seek(target) = c.on_report(&report(t, behind)) else {
-            panic!("no catch-up seek");
-        };
-        // The seek lands where the published line is when the next written frame is heard.
-        let write_fleet = 5_000_000_000 + (t + 100_000_000) as i64;
-        let want = line.frame_at(write_fleet);
-        assert!((target as f64 - want).abs() <= 1.0, "{target} vs {want}");
-        assert!((want - frame_at(t + 100_000_000)).abs() < 5.0);
-        // The ring's old contents, still behind, are not measured; the epoch holds.
+        expect_catch_up(&mut c, &line, t, behind);
+        // The ring's old contents, still behind, are not measured.
         for _ in 0..3 {
-            t += step;
+            t += STEP;
             assert_eq!(c.on_report(&report(t, behind)), Control::Keep);
         }
-        // Past the hold-off (the seek's write point + 10 ms): on the line again.
-        t = seek_at + 120_000_000;
-        for _ in 0..200 {
-            assert_eq!(c.on_report(&report(t, frame_at(t))), Control::Keep);
-            t += step;
-        }
+        // Past the hold-off (the seek's write point + 10 ms): on the line again, for good.
+        t = play(&mut c, &frame_at, seek_at + 120_000_000, 200);
         let n = net.lock().expect("net");
         assert_eq!(n.catch_ups, 1);
         let after = n.timeline.clone().expect("timeline");
-        assert_eq!(after.epoch, 3, "the fleet was told to rejoin");
+        assert_eq!(after.epoch, 3, "the fleet was told to re-join");
         let probe = 5_000_000_000 + t as i64;
         assert!(
             (after.frame_at(probe) - line.frame_at(probe)).abs() < 2.0,
@@ -530,20 +560,38 @@ mod tests {
     }
 
     #[test]
-    fn a_jump_before_the_line_is_established_starts_a_new_epoch() {
-        let (mut c, net, frame_at) = leader_on_line();
-        let mut t = 1_000_000_000u64;
-        for _ in 0..10 {
-            c.on_report(&report(t, frame_at(t)));
-            t += 25_000_000;
-        }
-        t += 300_000_000;
-        assert_eq!(
-            c.on_report(&report(t, frame_at(t - 300_000_000))),
-            Control::Keep
-        );
+    fn a_leader_whose_device_starts_late_seeks_onto_the_plan() {
+        let (mut c, net, frame_at) = leader_with_plan();
+        let plan = net.lock().expect("net").timeline.clone().expect("timeline");
+        // The first sound comes 161 ms after the planned start.
+        let t = 1_200_000_000;
+        expect_catch_up(&mut c, &plan, t, frame_at(t - 161_000_000));
+        play(&mut c, &frame_at, t + 120_000_000, 100);
         let n = net.lock().expect("net");
-        assert_eq!(n.catch_ups, 0);
-        assert_eq!(n.timeline.as_ref().map(|t| t.epoch), Some(4));
+        assert_eq!(
+            (n.catch_ups, n.timeline.as_ref().map(|l| l.epoch)),
+            (1, Some(3))
+        );
+    }
+
+    #[test]
+    fn a_leader_that_cannot_keep_to_the_line_moves_the_line_under_a_new_epoch() {
+        let (mut c, net, frame_at) = leader_with_plan();
+        let t = play(&mut c, &frame_at, 1_000_000_000, 100);
+        let line = net.lock().expect("net").timeline.clone().expect("timeline");
+        let late = |m: u64| frame_at(m - 300_000_000);
+        expect_catch_up(&mut c, &line, t, late(t));
+        // The seek does not land: still 300 ms behind after the hold-off.
+        let t = t + 120_000_000;
+        assert_eq!(c.on_report(&report(t, late(t))), Control::Keep);
+        play(&mut c, late, t + STEP, 100);
+        let n = net.lock().expect("net");
+        assert_eq!(
+            (n.catch_ups, n.timeline.as_ref().map(|l| l.epoch)),
+            (1, Some(4))
+        );
+        let moved = n.timeline.clone().expect("timeline");
+        let probe = 5_000_000_000 + (t + 100 * STEP) as i64;
+        assert!((moved.frame_at(probe) - late(t + 100 * STEP)).abs() < 2.0);
     }
 }
