@@ -223,7 +223,25 @@ fn run_in(args: &DemoArgs, dir: &Path) -> anyhow::Result<()> {
         serde_json::to_string_pretty(&figures)?,
     )?;
     print_summary(&figures);
+    if let Some((catch_ups, underruns)) = leader_device(&dir.join("bike-1.log")) {
+        if catch_ups > 0 || underruns > 0 {
+            println!(
+                "bike-1's sound device: {catch_ups} outage(s) or late start(s) caught up by \
+                 seeking back onto the fleet's timeline, {underruns} underrun(s); the figures \
+                 above, taken against bike-1, include those moments"
+            );
+        }
+    }
     Ok(())
+}
+
+/// The leader's catch-up seeks and underruns, from the last status line of its log.
+fn leader_device(log: &Path) -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string(log).ok()?;
+    text.lines().rev().find_map(|line| {
+        let v: serde_json::Value = serde_json::from_str(line).ok()?;
+        Some((v["catch_ups"].as_u64()?, v["underruns"].as_u64()?))
+    })
 }
 
 /// Write the embedded demo show and its beatmap where the show expects it.
