@@ -79,7 +79,7 @@ fn cpal_output_plays_into_the_pulseaudio_null_sink() {
         .collect();
     assert!(
         loud.len() > 48_000,
-        "only {} loud samples captured",
+        "only {} loud samples captured; convoy play said: {stderr}",
         loud.len()
     );
     let hz = zero_crossing_hz(&loud[4_800..loud.len() - 4_800], 48_000.0);
