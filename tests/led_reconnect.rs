@@ -234,6 +234,12 @@ async fn reconnects_and_restores_state_after_port_vanishes() {
         log.contains(&Command::State(want)),
         "state re-sent: {log:?}"
     );
+    // The device logs the re-sent state before the host has its ack; the counter follows
+    // the ack.
+    wait_until("the state re-send's ack", Duration::from_secs(2), || {
+        handle.current_status().state_resends >= 1
+    })
+    .await;
     let s = handle.current_status();
     println!(
         "status: connects={} resends={} acks={} dropped={} rtt_avg={:?}",
