@@ -237,11 +237,8 @@ fn run_in(args: &DemoArgs, dir: &Path) -> anyhow::Result<()> {
 
 /// The leader's catch-up seeks and underruns, from the last status line of its log.
 fn leader_device(log: &Path) -> Option<(u64, u64)> {
-    let text = std::fs::read_to_string(log).ok()?;
-    text.lines().rev().find_map(|line| {
-        let v: serde_json::Value = serde_json::from_str(line).ok()?;
-        Some((v["catch_ups"].as_u64()?, v["underruns"].as_u64()?))
-    })
+    let v = super::scenario::last_status(log)?;
+    Some((v["catch_ups"].as_u64()?, v["underruns"].as_u64()?))
 }
 
 /// Write the embedded demo show and its beatmap where the show expects it.

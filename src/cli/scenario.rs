@@ -640,7 +640,8 @@ fn flood_leader(
     })
 }
 
-fn last_status(log: &Path) -> Option<serde_json::Value> {
+/// The last status line (JSON) of a node's log.
+pub(crate) fn last_status(log: &Path) -> Option<serde_json::Value> {
     let text = std::fs::read_to_string(log).ok()?;
     text.lines()
         .rev()
@@ -709,6 +710,7 @@ fn analyse(
     let mut results = Vec::new();
     let mut all_after = Vec::new();
     let (mut calm, mut flooded) = (Vec::new(), Vec::new());
+    let mut traces = Vec::with_capacity(nodes.len());
     for n in nodes {
         let trace = Trace::load(&n.rec, rate)?;
         let series = offsets(&lead, &trace, 100_000_000);
@@ -783,12 +785,9 @@ fn analyse(
             sntp_err_p50_us: quantile(&sntp_errs, 0.5),
             sntp_err_max_us: sntp_errs.iter().copied().fold(f64::NAN, f64::max),
         });
+        traces.push(trace);
     }
     let leader_outage = if args.leader_audio_stall_at_s > 0.0 {
-        let traces = nodes
-            .iter()
-            .map(|n| Trace::load(&n.rec, rate))
-            .collect::<Result<Vec<_>, _>>()?;
         let mut followers_max_ms = f64::NAN;
         for (i, a) in traces.iter().enumerate() {
             for b in &traces[i + 1..] {

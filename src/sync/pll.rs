@@ -313,16 +313,6 @@ impl LeaderController {
             net,
         }
     }
-
-    /// Whether the current segment's points span enough (20 reports over 2 s at `fleet`)
-    /// for the published line to come from the regression, and so to stand on its own.
-    fn fitted(&self, fleet: i64) -> bool {
-        self.points.len() >= 20
-            && self
-                .points
-                .front()
-                .is_some_and(|&(t0, _)| (fleet - t0) as f64 * 1e-9 >= 2.0)
-    }
 }
 
 impl Controller for LeaderController {
@@ -359,9 +349,6 @@ impl Controller for LeaderController {
                 .saturating_add_signed(-self.output_latency_ns);
             self.last_report = Some((planned, tl.anchor_frame));
         }
-        let fleet = self
-            .clock
-            .from_mono(r.heard_at_ns.saturating_add_signed(self.output_latency_ns));
         if let Some((t, f)) = self.last_report {
             let since = (r.heard_at_ns as i64 - t as i64) as f64 * 1e-9;
             let expect = f + since * r.track_rate as f64;
@@ -391,6 +378,9 @@ impl Controller for LeaderController {
             }
         }
         self.last_report = Some((r.heard_at_ns, frame));
+        let fleet = self
+            .clock
+            .from_mono(r.heard_at_ns.saturating_add_signed(self.output_latency_ns));
         // A jump in position or fleet time (seek, clock step) starts a new segment.
         if let Some(&(t, f)) = self.points.back() {
             let expect = f + (fleet - t) as f64 * 1e-9 * r.track_rate as f64;
@@ -417,7 +407,8 @@ impl Controller for LeaderController {
             .iter()
             .map(|p| ((p.0 - t0) as f64 - mx) * (p.1 - my))
             .sum();
-        let fitted = self.fitted(fleet) && sxx > 0.0;
+        let span_s = (fleet - t0) as f64 * 1e-9;
+        let fitted = self.points.len() >= 20 && span_s >= 2.0 && sxx > 0.0;
         let slope_ns = if fitted {
             sxy / sxx
         } else {
