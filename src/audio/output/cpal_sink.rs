@@ -7,7 +7,7 @@
 //! before the stream starts; the heard-at time is `now + (playback − callback)` from cpal's
 //! stream timestamps.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -115,22 +115,29 @@ impl Sink for CpalSink {
                         core: Some(c),
                         back: back_tx.clone(),
                     };
-                    let started = build_stream(&self, slot, failed.clone()).and_then(|stream| {
-                        stream
-                            .play()
-                            .map(|()| stream)
-                            .map_err(|e| AudioError::Output(format!("{}: {e}", self.name)))
-                    });
+                    let shape = Arc::new(CallbackShape::default());
+                    let started = build_stream(&self, slot, failed.clone(), shape.clone())
+                        .and_then(|stream| {
+                            stream
+                                .play()
+                                .map(|()| stream)
+                                .map_err(|e| AudioError::Output(format!("{}: {e}", self.name)))
+                        });
                     let wait = match started {
                         Ok(stream) => {
                             if let Some(tx) = ready.take() {
                                 let _ = tx.send(Ok(()));
                             }
                             let playing = std::time::Instant::now();
+                            let mut logged = false;
                             while !stop_flag.load(Ordering::Acquire)
                                 && !failed.load(Ordering::Acquire)
                             {
                                 std::thread::sleep(Duration::from_millis(20));
+                                if !logged && playing.elapsed() >= Duration::from_millis(500) {
+                                    logged = true;
+                                    shape.log(&self.name, self.config.sample_rate);
+                                }
                             }
                             drop(stream);
                             let wait = backoff.after_failure(Some(playing.elapsed()));
@@ -174,17 +181,20 @@ impl Sink for CpalSink {
     }
 }
 
-/// How long to wait before reopening a failed stream: 100 ms, doubling up to 2 s while
-/// reopening keeps failing, and 100 ms again after a stream that played for 5 s (an
+/// How long to wait before reopening a failed stream: 20 ms, doubling up to 2 s while
+/// reopening keeps failing, and 20 ms again after a stream that played for 5 s (an
 /// underrun half a minute into a song must not inherit the wait of an earlier outage: the
-/// player is silent for all of it).
+/// player is silent for all of it). The first retries are quick because the common failure
+/// is transient: PulseAudio's ALSA plugin fails a fresh stream with an I/O error now and
+/// then, two or three times in a row, and a 100 ms first wait made that a second of
+/// silence; a device that is really gone still settles at one attempt every 2 s.
 #[derive(Debug)]
 struct Backoff {
     next: Duration,
 }
 
 impl Backoff {
-    const FIRST: Duration = Duration::from_millis(100);
+    const FIRST: Duration = Duration::from_millis(20);
     const MAX: Duration = Duration::from_secs(2);
     const HEALTHY: Duration = Duration::from_secs(5);
 
@@ -240,6 +250,7 @@ fn build_stream(
     sink: &CpalSink,
     mut core: CoreSlot,
     failed: Arc<AtomicBool>,
+    shape: Arc<CallbackShape>,
 ) -> Result<cpal::Stream, AudioError> {
     let on_error = move |e: cpal::Error| {
         // Not the real-time callback: cpal reports errors from its own thread. Only the
@@ -256,8 +267,8 @@ fn build_stream(
             sink.device.build_output_stream::<i16, _, _>(
                 sink.config,
                 move |out: &mut [i16], info: &cpal::OutputCallbackInfo| {
-                    let heard = heard_at(info);
                     let ch = core.channels();
+                    let heard = heard_at(info, out.len() / ch.max(1), &shape);
                     let mut done = 0;
                     while done < out.len() {
                         let n = (out.len() - done).min(scratch.len()) / ch * ch;
@@ -278,7 +289,8 @@ fn build_stream(
         _ => sink.device.build_output_stream::<f32, _, _>(
             sink.config,
             move |out: &mut [f32], info: &cpal::OutputCallbackInfo| {
-                core.render(out, heard_at(info));
+                let frames = out.len() / core.channels().max(1);
+                core.render(out, heard_at(info, frames, &shape));
             },
             on_error,
             None,
@@ -287,12 +299,34 @@ fn build_stream(
     result.map_err(|e| AudioError::Output(format!("{name}: {e}")))
 }
 
+/// What the device's callbacks look like (frames asked for, and how far ahead of being
+/// heard they are asked), written by the callback and logged once a stream has played a
+/// moment: the figures that tell a sensible device buffer from one seconds deep.
+#[derive(Debug, Default)]
+struct CallbackShape {
+    frames: AtomicU64,
+    delay_ns: AtomicU64,
+}
+
+impl CallbackShape {
+    fn log(&self, name: &str, rate: u32) {
+        let frames = self.frames.load(Ordering::Relaxed);
+        let delay_ms = self.delay_ns.load(Ordering::Relaxed) as f64 * 1e-6;
+        tracing::info!(
+            "{name}: callbacks of {frames} frames ({:.1} ms), heard {delay_ms:.1} ms after the callback",
+            frames as f64 * 1e3 / rate.max(1) as f64
+        );
+    }
+}
+
 /// When the buffer cpal hands us will be heard, on the monotonic clock.
 #[inline]
-fn heard_at(info: &cpal::OutputCallbackInfo) -> u64 {
+fn heard_at(info: &cpal::OutputCallbackInfo, frames: usize, shape: &CallbackShape) -> u64 {
     let ts = info.timestamp();
-    let delay = ts.playback.duration_since(ts.callback);
-    mono_ns() + delay.as_nanos() as u64
+    let delay = ts.playback.duration_since(ts.callback).as_nanos() as u64;
+    shape.frames.store(frames as u64, Ordering::Relaxed);
+    shape.delay_ns.store(delay, Ordering::Relaxed);
+    mono_ns() + delay
 }
 
 #[cfg(test)]
@@ -304,15 +338,17 @@ mod tests {
     fn backoff_doubles_while_reopening_fails_and_starts_over_after_a_healthy_stream() {
         let ms = Duration::from_millis;
         let mut b = Backoff::default();
-        let waits: Vec<Duration> = (0..7).map(|_| b.after_failure(None)).collect();
+        let waits: Vec<Duration> = (0..9).map(|_| b.after_failure(None)).collect();
         assert_eq!(
             waits,
             [
-                ms(100),
-                ms(200),
-                ms(400),
-                ms(800),
-                ms(1600),
+                ms(20),
+                ms(40),
+                ms(80),
+                ms(160),
+                ms(320),
+                ms(640),
+                ms(1280),
                 ms(2000),
                 ms(2000)
             ]
@@ -320,7 +356,7 @@ mod tests {
         // A stream that failed again within a second keeps the long wait …
         assert_eq!(b.after_failure(Some(ms(900))), ms(2000));
         // … one that played for half a minute starts over.
-        assert_eq!(b.after_failure(Some(Duration::from_secs(30))), ms(100));
-        assert_eq!(b.after_failure(Some(ms(50))), ms(200));
+        assert_eq!(b.after_failure(Some(Duration::from_secs(30))), ms(20));
+        assert_eq!(b.after_failure(Some(ms(50))), ms(40));
     }
 }
