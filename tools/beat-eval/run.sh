@@ -32,7 +32,7 @@ step() { printf '\n== %s\n' "$*" >&2; }
 step "system packages"
 if ! command -v fluidsynth >/dev/null || [ ! -f "$sf2" ] || ! python3 -m venv --help >/dev/null 2>&1; then
   $sudo apt-get update -qq
-  $sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fluidsynth fluid-soundfont-gm python3-venv >/dev/null
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fluidsynth fluid-soundfont-gm python3-venv >/dev/null
 fi
 
 # A peer whose earlier result is kept (BEAT_EVAL_REUSE_PEERS=1) is neither installed nor run.
