@@ -278,8 +278,11 @@ impl Controller for FollowerController {
 /// stalled, its stream was rebuilt, or the ring underran), the leader's playback has left
 /// the timeline the fleet follows, and the leader seeks itself back onto it; so too when
 /// its device starts later than the plan said. The fleet never hears the leader's outage;
-/// the leader's own listeners hear a gap, as they would anyway. Should the leader be off
-/// the line again within 2 s of a catch-up (a device that cannot keep to it), the line
+/// the leader's own listeners hear a gap, as they would anyway. A catch-up lands where the
+/// engine expects the next written frame to be heard, an estimate that a freshly rebuilt
+/// stream can miss by a few tens of ms; a miss that is at most half the jump it corrected
+/// is corrected by another seek (twice at most). Should the leader be off the line again
+/// within 2 s of a catch-up by more than that (a device that cannot keep to it), the line
 /// follows the leader instead: a new epoch, which followers re-join at once.
 pub struct LeaderController {
     clock: LocalClock,
@@ -295,8 +298,15 @@ pub struct LeaderController {
     holdoff_until: u64,
     /// Monotonic time of the last catch-up seek.
     last_catch_up: Option<u64>,
+    /// How far off the line (frames) the playback was when the last catch-up was asked,
+    /// and how many refining seeks followed it.
+    catch_up_miss: f64,
+    refinements: u8,
     net: Arc<Mutex<NetState>>,
 }
+
+/// Refining seeks after a catch-up that landed off the line (see [`LeaderController`]).
+const MAX_REFINEMENTS: u8 = 2;
 
 impl LeaderController {
     /// Measure into `net.timeline` (when there is one and it is playing).
@@ -310,6 +320,8 @@ impl LeaderController {
             epoch_seen: None,
             holdoff_until: 0,
             last_catch_up: None,
+            catch_up_miss: 0.0,
+            refinements: 0,
             net,
         }
     }
@@ -352,11 +364,17 @@ impl Controller for LeaderController {
         if let Some((t, f)) = self.last_report {
             let since = (r.heard_at_ns as i64 - t as i64) as f64 * 1e-9;
             let expect = f + since * r.track_rate as f64;
-            if (expect - frame).abs() > r.track_rate as f64 * 0.01 {
+            let miss = (expect - frame).abs();
+            if miss > r.track_rate as f64 * 0.01 {
                 let again = self
                     .last_catch_up
                     .is_some_and(|c| r.heard_at_ns.saturating_sub(c) < 2_000_000_000);
-                if !again {
+                // A catch-up that got closer but not close enough is refined.
+                let refine =
+                    again && self.refinements < MAX_REFINEMENTS && miss <= self.catch_up_miss / 2.0;
+                if !again || refine {
+                    self.refinements = if again { self.refinements + 1 } else { 0 };
+                    self.catch_up_miss = miss;
                     // Back onto the published line where the next written frame is heard.
                     // `last_report` stays: should the seek not land, the next report after
                     // the hold-off is off the line again.
@@ -547,6 +565,47 @@ mod tests {
         assert!(
             (after.frame_at(probe) - line.frame_at(probe)).abs() < 2.0,
             "the published line moved"
+        );
+    }
+
+    #[test]
+    fn a_catch_up_that_lands_off_the_line_is_refined_not_handed_over() {
+        let (mut c, net, frame_at) = leader_with_plan();
+        let t = play(&mut c, &frame_at, 1_000_000_000, 200);
+        let line = net.lock().expect("net").timeline.clone().expect("timeline");
+        let t = t + 300_000_000;
+        expect_catch_up(&mut c, &line, t, frame_at(t - 300_000_000));
+        // The seek lands 25 ms short of the line (the write point's heard time was off).
+        let t = t + 120_000_000;
+        expect_catch_up(&mut c, &line, t, frame_at(t - 25_000_000));
+        // The refinement lands: on the line for good, under the same epoch.
+        play(&mut c, &frame_at, t + 120_000_000, 200);
+        let n = net.lock().expect("net");
+        assert_eq!(
+            (n.catch_ups, n.timeline.as_ref().map(|l| l.epoch)),
+            (2, Some(3))
+        );
+    }
+
+    #[test]
+    fn catch_ups_that_keep_missing_hand_the_line_over_after_two_refinements() {
+        let (mut c, net, frame_at) = leader_with_plan();
+        let mut t = play(&mut c, &frame_at, 1_000_000_000, 200);
+        let line = net.lock().expect("net").timeline.clone().expect("timeline");
+        // Each seek halves the miss but never lands: 400 → 160 → 64 → 25 ms.
+        for behind_ms in [400, 160, 64] {
+            t += 120_000_000;
+            expect_catch_up(&mut c, &line, t, frame_at(t - behind_ms * 1_000_000));
+        }
+        t += 120_000_000;
+        assert_eq!(
+            c.on_report(&report(t, frame_at(t - 25_000_000))),
+            Control::Keep
+        );
+        let n = net.lock().expect("net");
+        assert_eq!(
+            (n.catch_ups, n.timeline.as_ref().map(|l| l.epoch)),
+            (3, Some(4))
         );
     }
 
