@@ -223,6 +223,7 @@ fn run_in(args: &DemoArgs, dir: &Path) -> anyhow::Result<()> {
         serde_json::to_string_pretty(&figures)?,
     )?;
     print_summary(&figures);
+    print_followers(&measure_followers(&bikes, track_rate)?);
     if let Some((catch_ups, underruns)) = leader_device(&dir.join("bike-1.log")) {
         if catch_ups > 0 || underruns > 0 {
             println!(
@@ -421,6 +422,68 @@ fn measure(bikes: &[Bike], track_rate: f64) -> anyhow::Result<Vec<BikeFigures>> 
         });
     }
     Ok(figures)
+}
+
+/// Every pair of followers compared with each other, as [`measure`] compares each with the
+/// leader: when the leader plays through a real (or PulseAudio) device, its own glitches
+/// show in the figures against it, while what the fleet hears is how the others agree.
+fn measure_followers(bikes: &[Bike], track_rate: f64) -> anyhow::Result<Vec<PairFigures>> {
+    let followers: Vec<&Bike> = bikes.iter().filter(|b| !b.leader).collect();
+    let mut loaded = Vec::new();
+    for bike in &followers {
+        loaded.push((
+            Trace::load(&playback(&bike.journal), track_rate)?,
+            journal::read(&bike.journal)?,
+        ));
+    }
+    let mut pairs = Vec::new();
+    for (i, (a, a_lights)) in loaded.iter().enumerate() {
+        for (j, (b, b_lights)) in loaded.iter().enumerate().skip(i + 1) {
+            let (_, after) = after_lock_ms(&offsets(a, b, 10_000_000));
+            let lights: Vec<f64> = journal::agreement(a_lights, b_lights, 200_000_000)
+                .into_iter()
+                .map(f64::abs)
+                .collect();
+            pairs.push(PairFigures {
+                bikes: format!("{} vs {}", followers[i].name, followers[j].name),
+                offset_ms: stats(&after),
+                lights_ms: stats(&lights),
+            });
+        }
+    }
+    Ok(pairs)
+}
+
+/// One pair of followers: how far apart they played and lit, ms (p50, p99, max), from
+/// when they came within 1 ms of each other for 2 s.
+struct PairFigures {
+    bikes: String,
+    offset_ms: [f64; 3],
+    lights_ms: [f64; 3],
+}
+
+fn print_followers(pairs: &[PairFigures]) {
+    for p in pairs {
+        println!(
+            "{}: playback offset p50/p99/max {} ms; lights {} ms",
+            p.bikes,
+            triple(&p.offset_ms),
+            triple(&p.lights_ms)
+        );
+    }
+}
+
+fn triple(v: &[f64; 3]) -> String {
+    v.iter()
+        .map(|x| {
+            if x.is_nan() {
+                "-".into()
+            } else {
+                format!("{x:.3}")
+            }
+        })
+        .collect::<Vec<String>>()
+        .join("/")
 }
 
 /// The playback log a node writes beside its light journal.
