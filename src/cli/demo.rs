@@ -474,16 +474,16 @@ fn print_followers(pairs: &[PairFigures]) {
 }
 
 fn triple(v: &[f64; 3]) -> String {
-    v.iter()
-        .map(|x| {
-            if x.is_nan() {
-                "-".into()
-            } else {
-                format!("{x:.3}")
-            }
-        })
-        .collect::<Vec<String>>()
-        .join("/")
+    v.map(ms).join("/")
+}
+
+/// A figure in ms to the µs, `-` where there is none.
+fn ms(v: f64) -> String {
+    if v.is_nan() {
+        "-".to_string()
+    } else {
+        format!("{v:.3}")
+    }
 }
 
 /// The playback log a node writes beside its light journal.
@@ -505,13 +505,7 @@ fn print_summary(figures: &[BikeFigures]) {
         "{:<8} {:>8}   {:>28}   {:>36}",
         "vs bike-1", "lock", "playback offset ms p50/p99/max", "lights ms p50/p99/max (matched)"
     );
-    let f = |v: f64| {
-        if v.is_nan() {
-            "-".to_string()
-        } else {
-            format!("{v:.3}")
-        }
-    };
+    let f = ms;
     for b in figures {
         println!(
             "{:<9} {:>8}   {:>8} {:>8} {:>8}     {:>8} {:>8} {:>8} ({}/{})",
