@@ -217,13 +217,13 @@ fn run_in(args: &DemoArgs, dir: &Path) -> anyhow::Result<()> {
         }
     }
     watched?;
-    let figures = measure(&bikes, track_rate)?;
+    let (figures, pairs) = measure(&bikes, track_rate)?;
     std::fs::write(
         dir.join("summary.json"),
         serde_json::to_string_pretty(&figures)?,
     )?;
     print_summary(&figures);
-    print_followers(&measure_followers(&bikes, track_rate)?);
+    print_followers(&pairs);
     if let Some((catch_ups, underruns)) = leader_device(&dir.join("bike-1.log")) {
         if catch_ups > 0 || underruns > 0 {
             println!(
@@ -391,27 +391,39 @@ fn watch(bikes: &mut [Bike], dir: &Path, run_s: f64, stop: &AtomicBool) -> anyho
     Ok(())
 }
 
-/// Compare every follower with the leader: playback logs for playback, journals for lights.
-fn measure(bikes: &[Bike], track_rate: f64) -> anyhow::Result<Vec<BikeFigures>> {
+/// Compare every follower with the leader, and every pair of followers with each other:
+/// playback logs for playback, journals for lights. When the leader plays through a real
+/// (or PulseAudio) device, its own glitches show in the figures against it, while what the
+/// fleet hears is how the others agree.
+fn measure(
+    bikes: &[Bike],
+    track_rate: f64,
+) -> anyhow::Result<(Vec<BikeFigures>, Vec<PairFigures>)> {
     let Some(lead) = bikes.iter().find(|b| b.leader) else {
         anyhow::bail!("no leader bike");
     };
     let lead_trace = Trace::load(&playback(&lead.journal), track_rate)?;
     let lead_lights = journal::read(&lead.journal)?;
     let first_note = lead_trace.span().map(|s| s.0);
-    let mut figures = Vec::new();
+    let mut followers = Vec::new();
     for bike in bikes.iter().filter(|b| !b.leader) {
-        let trace = Trace::load(&playback(&bike.journal), track_rate)?;
-        let series = offsets(&lead_trace, &trace, 10_000_000);
+        followers.push((
+            bike.name.as_str(),
+            Trace::load(&playback(&bike.journal), track_rate)?,
+            journal::read(&bike.journal)?,
+        ));
+    }
+    let mut figures = Vec::new();
+    for (name, trace, lights) in &followers {
+        let series = offsets(&lead_trace, trace, 10_000_000);
         let (lock, after) = after_lock_ms(&series);
-        let lights = journal::read(&bike.journal)?;
         let events = lights.iter().filter(|h| h.heard_ns.is_some()).count();
-        let diffs: Vec<f64> = journal::agreement(&lead_lights, &lights, 200_000_000)
+        let diffs: Vec<f64> = journal::agreement(&lead_lights, lights, 200_000_000)
             .into_iter()
             .map(f64::abs)
             .collect();
         figures.push(BikeFigures {
-            bike: bike.name.clone(),
+            bike: name.to_string(),
             lock_s: lock
                 .zip(first_note)
                 .map(|(l, f)| l.saturating_sub(f) as f64 * 1e-9),
@@ -421,37 +433,22 @@ fn measure(bikes: &[Bike], track_rate: f64) -> anyhow::Result<Vec<BikeFigures>> 
             events,
         });
     }
-    Ok(figures)
-}
-
-/// Every pair of followers compared with each other, as [`measure`] compares each with the
-/// leader: when the leader plays through a real (or PulseAudio) device, its own glitches
-/// show in the figures against it, while what the fleet hears is how the others agree.
-fn measure_followers(bikes: &[Bike], track_rate: f64) -> anyhow::Result<Vec<PairFigures>> {
-    let followers: Vec<&Bike> = bikes.iter().filter(|b| !b.leader).collect();
-    let mut loaded = Vec::new();
-    for bike in &followers {
-        loaded.push((
-            Trace::load(&playback(&bike.journal), track_rate)?,
-            journal::read(&bike.journal)?,
-        ));
-    }
     let mut pairs = Vec::new();
-    for (i, (a, a_lights)) in loaded.iter().enumerate() {
-        for (j, (b, b_lights)) in loaded.iter().enumerate().skip(i + 1) {
+    for (i, (a_name, a, a_lights)) in followers.iter().enumerate() {
+        for (b_name, b, b_lights) in &followers[i + 1..] {
             let (_, after) = after_lock_ms(&offsets(a, b, 10_000_000));
             let lights: Vec<f64> = journal::agreement(a_lights, b_lights, 200_000_000)
                 .into_iter()
                 .map(f64::abs)
                 .collect();
             pairs.push(PairFigures {
-                bikes: format!("{} vs {}", followers[i].name, followers[j].name),
+                bikes: format!("{a_name} vs {b_name}"),
                 offset_ms: stats(&after),
                 lights_ms: stats(&lights),
             });
         }
     }
-    Ok(pairs)
+    Ok((figures, pairs))
 }
 
 /// One pair of followers: how far apart they played and lit, ms (p50, p99, max), from
@@ -505,18 +502,17 @@ fn print_summary(figures: &[BikeFigures]) {
         "{:<8} {:>8}   {:>28}   {:>36}",
         "vs bike-1", "lock", "playback offset ms p50/p99/max", "lights ms p50/p99/max (matched)"
     );
-    let f = ms;
     for b in figures {
         println!(
             "{:<9} {:>8}   {:>8} {:>8} {:>8}     {:>8} {:>8} {:>8} ({}/{})",
             b.bike,
             b.lock_s.map_or("never".into(), |l| format!("{l:.2} s")),
-            f(b.offset_ms[0]),
-            f(b.offset_ms[1]),
-            f(b.offset_ms[2]),
-            f(b.lights_ms[0]),
-            f(b.lights_ms[1]),
-            f(b.lights_ms[2]),
+            ms(b.offset_ms[0]),
+            ms(b.offset_ms[1]),
+            ms(b.offset_ms[2]),
+            ms(b.lights_ms[0]),
+            ms(b.lights_ms[1]),
+            ms(b.lights_ms[2]),
             b.matched,
             b.events
         );
@@ -529,9 +525,9 @@ fn print_summary(figures: &[BikeFigures]) {
             .map(|b| b.lock_s)
             .try_fold(0.0f64, |m, l| l.map(|l| m.max(l)))
             .map_or("never".into(), |l| format!("{l:.2} s")),
-        f(worst(|b| b.offset_ms[1])),
-        f(worst(|b| b.lights_ms[1])),
-        f(worst(|b| b.lights_ms[2])),
+        ms(worst(|b| b.offset_ms[1])),
+        ms(worst(|b| b.lights_ms[1])),
+        ms(worst(|b| b.lights_ms[2])),
     );
 }
 

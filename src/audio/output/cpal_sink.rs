@@ -268,7 +268,7 @@ fn build_stream(
                 sink.config,
                 move |out: &mut [i16], info: &cpal::OutputCallbackInfo| {
                     let ch = core.channels();
-                    let heard = heard_at(info, out.len() / ch.max(1), &shape);
+                    let heard = heard_at(info, out.len() / ch, &shape);
                     let mut done = 0;
                     while done < out.len() {
                         let n = (out.len() - done).min(scratch.len()) / ch * ch;
@@ -289,7 +289,7 @@ fn build_stream(
         _ => sink.device.build_output_stream::<f32, _, _>(
             sink.config,
             move |out: &mut [f32], info: &cpal::OutputCallbackInfo| {
-                let frames = out.len() / core.channels().max(1);
+                let frames = out.len() / core.channels();
                 core.render(out, heard_at(info, frames, &shape));
             },
             on_error,
