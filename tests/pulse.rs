@@ -52,9 +52,10 @@ fn cpal_output_plays_into_the_pulseaudio_null_sink() {
             wav.to_str().expect("utf8"),
             "--sink",
             "cpal",
-            // The null sink often stalls a new stream for 0.4–2 s after its first three
-            // callbacks (PulseAudio's start, not Convoy's: the callbacks simply stop coming),
-            // and parec drops what it buffered when killed; 5 s leaves seconds of tone.
+            // A null sink nobody reads at low latency stalls a new stream 0.4–2 s after its
+            // first three callbacks (tools/pulse-null.sh keeps it paced, a PulseAudio run
+            // elsewhere may not), and parec drops what it buffered when killed; 5 s leaves
+            // seconds of tone either way.
             "--seconds",
             "5",
             "--progress",
@@ -85,12 +86,43 @@ fn cpal_output_plays_into_the_pulseaudio_null_sink() {
         "only {} loud samples captured; convoy play said: {stderr}",
         loud.len()
     );
-    let hz = zero_crossing_hz(&loud[4_800..loud.len() - 4_800], 48_000.0);
+    // The pitch is measured on the longest stretch without a gap: PulseAudio's ALSA plugin
+    // fails a fresh stream with an I/O error now and then, and the 20–60 ms until the sink
+    // has reopened it would read as missing cycles. That stretch must still be seconds long.
+    let run = longest_unbroken(&left);
+    assert!(
+        run.len() > 48_000 + 9_600,
+        "the longest unbroken tone is {} samples; convoy play said: {stderr}",
+        run.len()
+    );
+    let hz = zero_crossing_hz(&run[4_800..run.len() - 4_800], 48_000.0);
     let level = rms(&loud);
     eprintln!(
-        "captured {:.2} s of tone: {hz:.2} Hz, rms {level:.3}",
-        loud.len() as f64 / 48_000.0
+        "captured {:.2} s of tone ({:.2} s unbroken): {hz:.2} Hz, rms {level:.3}",
+        loud.len() as f64 / 48_000.0,
+        run.len() as f64 / 48_000.0
     );
     assert!((hz - 1000.0).abs() < 1.0, "{hz} Hz");
     assert!((level - 0.3536).abs() < 0.03, "rms {level}");
+}
+
+/// The longest stretch of `x` without a gap (1 ms or more below 0.01: a 1 kHz sine at
+/// 0.5 passes that level for under 7 µs at each crossing).
+fn longest_unbroken(x: &[f32]) -> &[f32] {
+    const GAP: usize = 48;
+    let (mut best, mut start, mut quiet) = (0..0, 0, 0);
+    for (i, v) in x.iter().enumerate() {
+        if v.abs() < 0.01 {
+            quiet += 1;
+            if quiet >= GAP {
+                start = i + 1;
+            }
+        } else {
+            quiet = 0;
+            if i + 1 - start > best.len() {
+                best = start..i + 1;
+            }
+        }
+    }
+    &x[best]
 }
