@@ -7,8 +7,8 @@
 //! predecessor score penalised by `tightness * ln((t - p) / tau)^2`, with the
 //! period `tau` taken per frame from a local tempo curve so tempo changes are
 //! followed. [`estimate_meter`] picks the bar length (4, or 3 when clearly
-//! better) and the phase that maximises low-frequency onset strength on the
-//! downbeats. [`segment`] finds section boundaries as peaks of a checkerboard
+//! better) and the phase that maximises low-frequency onset strength, bass
+//! change and chord change (chroma) on the downbeats. [`segment`] finds section boundaries as peaks of a checkerboard
 //! novelty curve on the bar-level self-similarity of band-energy features,
 //! snaps them to bars, and labels sections (`intro`, `A`, `B`, …, `outro`).
 
@@ -245,14 +245,16 @@ pub struct MeterEstimate {
 }
 
 /// Chooses meter (4/4, or 3/4 when clearly better) and downbeat phase that
-/// maximise low-frequency onset strength plus bass/harmonic change on the
-/// downbeats. `low` is a per-frame low-frequency onset strength, `bass[t]` a
-/// per-frame vector of low-frequency log magnitudes (may be empty), and
+/// maximise low-frequency onset strength plus bass change plus chord change
+/// on the downbeats. `low` is a per-frame low-frequency onset strength,
+/// `bass[t]` a per-frame vector of low-frequency log magnitudes and
+/// `chroma[t]` a per-frame pitch-class profile (either may be empty), and
 /// `beats` are frame indices.
 pub fn estimate_meter(
     beats: &[usize],
     low: &[f32],
     bass: &[Vec<f32>],
+    chroma: &[[f32; 12]],
     allow_triple: bool,
 ) -> MeterEstimate {
     let fallback = MeterEstimate {
@@ -278,23 +280,18 @@ pub fn estimate_meter(
                 .unwrap_or(0.0)
         })
         .collect();
-    let change = bass_change(beats, bass);
-    let mean_flux = feat.iter().sum::<f32>() / feat.len() as f32;
-    let mean_change = change.iter().sum::<f32>() / change.len().max(1) as f32;
-    // Sum of the two cues, each normalised to a mean of 1.
-    let feat: Vec<f32> = feat
-        .iter()
-        .enumerate()
-        .map(|(i, f)| {
-            let a = if mean_flux > 1e-9 { f / mean_flux } else { 0.0 };
-            let b = if mean_change > 1e-9 {
-                change.get(i).copied().unwrap_or(0.0) / mean_change
-            } else {
-                0.0
-            };
-            a + b
-        })
-        .collect();
+    let cues = [feat, bass_change(beats, bass), chord_change(beats, chroma)];
+    // Sum of the cues, each normalised to a mean of 1 (an absent or flat
+    // cue adds nothing).
+    let mut feat = vec![0.0f32; beats.len()];
+    for (cue, w) in cues.iter().zip([1.0, 1.0, CHORD_WEIGHT]) {
+        let mean = cue.iter().sum::<f32>() / cue.len().max(1) as f32;
+        if mean > 1e-9 {
+            for (f, c) in feat.iter_mut().zip(cue) {
+                *f += w * c / mean;
+            }
+        }
+    }
     let mean_all = feat.iter().sum::<f32>() / feat.len() as f32;
     if !(mean_all.is_finite() && mean_all > 1e-9) {
         return fallback;
@@ -339,45 +336,107 @@ pub fn estimate_meter(
     best
 }
 
-/// For each beat, the RMS difference between the mean bass spectrum over the
-/// beat that starts there and over the preceding beat (harmonic change).
-fn bass_change(beats: &[usize], bass: &[Vec<f32>]) -> Vec<f32> {
-    let dim = bass.first().map(|v| v.len()).unwrap_or(0);
+/// Mean of `frames[s..e]` (non-finite values count as 0); zeros when empty.
+fn mean_frame<V: AsRef<[f32]>>(frames: &[V], s: usize, e: usize, dim: usize) -> Vec<f32> {
+    let e = e.min(frames.len());
+    let mut v = vec![0.0f32; dim];
+    if e <= s {
+        return v;
+    }
+    for f in &frames[s..e] {
+        for (a, b) in v.iter_mut().zip(f.as_ref()) {
+            *a += if b.is_finite() { *b } else { 0.0 };
+        }
+    }
+    v.iter_mut().for_each(|a| *a /= (e - s) as f32);
+    v
+}
+
+/// For each beat, `distance` between the mean feature over the beat span
+/// that starts there and over the preceding span, each without its attack
+/// (first quarter); 0 for the first and last beat.
+fn span_change<V: AsRef<[f32]>>(
+    beats: &[usize],
+    frames: &[V],
+    distance: impl Fn(&[f32], &[f32]) -> f32,
+) -> Vec<f32> {
+    let dim = frames.first().map(|v| v.as_ref().len()).unwrap_or(0);
     if dim == 0 || beats.len() < 2 {
         return Vec::new();
     }
-    let mean_over = |s: usize, e: usize| -> Vec<f32> {
-        let e = e.min(bass.len());
-        let mut v = vec![0.0f32; dim];
-        if e <= s {
-            return v;
-        }
-        for f in &bass[s..e] {
-            for (a, b) in v.iter_mut().zip(f) {
-                *a += if b.is_finite() { *b } else { 0.0 };
-            }
-        }
-        v.iter_mut().for_each(|a| *a /= (e - s) as f32);
-        v
-    };
+    let q = |a: usize, b: usize| a + (b - a) / 4;
     (0..beats.len())
         .map(|i| {
             if i == 0 || i + 1 >= beats.len() {
                 return 0.0;
             }
-            // Skip the attack (first quarter) of each beat span.
-            let q = |a: usize, b: usize| a + (b - a) / 4;
-            let prev = mean_over(q(beats[i - 1], beats[i]), beats[i]);
-            let next = mean_over(q(beats[i], beats[i + 1]), beats[i + 1]);
-            (prev
-                .iter()
-                .zip(&next)
-                .map(|(a, b)| (a - b) * (a - b))
-                .sum::<f32>()
-                / dim as f32)
-                .sqrt()
+            let prev = mean_frame(frames, q(beats[i - 1], beats[i]), beats[i], dim);
+            let next = mean_frame(frames, q(beats[i], beats[i + 1]), beats[i + 1], dim);
+            distance(&prev, &next)
         })
         .collect()
+}
+
+/// Bass change: RMS difference of the mean low-frequency log spectra.
+fn bass_change(beats: &[usize], bass: &[Vec<f32>]) -> Vec<f32> {
+    span_change(beats, bass, |a, b| {
+        (a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f32>() / a.len() as f32).sqrt()
+    })
+}
+
+/// Weight of the chord-change cue in [`estimate_meter`], against 1 for the
+/// low-band onsets and 1 for the bass change. Chords change on the downbeat
+/// in most popular music, and this cue alone sets pop's bar phase right
+/// (kick on 1 and 3 alike, bass moving on 1, 3 and 4). It is held below the
+/// others because a pad with a slow attack shows its change a beat late at
+/// fast tempi: at weight 1 or more it moves drum & bass's bars (174 BPM, a
+/// warm pad) one beat late. On the evaluation corpus every weight from 0.25
+/// to 0.75 gives the same downbeats.
+const CHORD_WEIGHT: f32 = 0.5;
+
+/// Chord change: cosine distance of the mean chroma vectors, `0..=1`.
+fn chord_change(beats: &[usize], chroma: &[[f32; 12]]) -> Vec<f32> {
+    span_change(beats, chroma, |a, b| {
+        let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+        let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+        let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+        if na > 1e-9 && nb > 1e-9 {
+            (1.0 - dot / (na * nb)).clamp(0.0, 1.0)
+        } else {
+            0.0
+        }
+    })
+}
+
+/// Pitch class (0 = C) of every FFT bin between 100 Hz and 2 kHz, as
+/// `(bin, class)` pairs, for [`chroma`]. Below 100 Hz a 2048-point frame's
+/// bins are wider than a semitone.
+pub fn chroma_bins(bin_hz: f32, n_bins: usize) -> Vec<(usize, usize)> {
+    if !(bin_hz.is_finite() && bin_hz > 0.0) {
+        return Vec::new();
+    }
+    let lo = (100.0 / bin_hz).ceil() as usize;
+    let hi = ((2000.0 / bin_hz).floor() as usize).min(n_bins.saturating_sub(1));
+    (lo.max(1)..=hi)
+        .map(|k| {
+            let midi = 69.0 + 12.0 * (k as f32 * bin_hz / 440.0).log2();
+            (k, (midi.round() as i64).rem_euclid(12) as usize)
+        })
+        .collect()
+}
+
+/// Chroma of one magnitude spectrum: the log-compressed magnitude of each
+/// bin (`ln(1 + 100 m)`) summed into its pitch class.
+pub fn chroma(bins: &[(usize, usize)], mags: &[f32]) -> [f32; 12] {
+    let mut c = [0.0f32; 12];
+    for &(k, pc) in bins {
+        if let Some(&m) = mags.get(k) {
+            if m.is_finite() && m > 0.0 {
+                c[pc] += (100.0 * m).ln_1p();
+            }
+        }
+    }
+    c
 }
 
 /// A section found by [`segment`], in frame units.
@@ -567,5 +626,50 @@ fn letter_label(i: usize) -> String {
         c.to_string()
     } else {
         format!("{c}{}", i / 26 + 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chroma_bins_name_the_pitch_class_of_each_bin() {
+        let bins = chroma_bins(440.0 / 20.0, 1025);
+        let class_of = |k: usize| bins.iter().find(|b| b.0 == k).map(|b| b.1);
+        assert_eq!(class_of(20), Some(9), "440 Hz is an A");
+        assert_eq!(class_of(40), Some(9), "880 Hz is an A");
+        assert_eq!(class_of(4), None, "88 Hz is below the chroma range");
+        assert!(chroma_bins(0.0, 1025).is_empty());
+    }
+
+    /// Kick on beats 1 and 3 alike, so the low band cannot tell 1 from 3;
+    /// the chord changing on the downbeat can.
+    #[test]
+    fn the_chord_change_decides_between_equal_kicks_on_one_and_three() {
+        let (period, n_beats) = (20usize, 32usize);
+        let beats: Vec<usize> = (0..n_beats).map(|i| 10 + i * period).collect();
+        let frames = 10 + n_beats * period;
+        let mut low = vec![0.0f32; frames];
+        for (i, &b) in beats.iter().enumerate() {
+            low[b] = if i % 2 == 1 { 1.0 } else { 0.3 };
+        }
+        let meter_with_chords_on = |phase: usize| {
+            let chroma: Vec<[f32; 12]> = (0..frames)
+                .map(|t| {
+                    let beat = (t.saturating_sub(10) / period) as isize;
+                    let bar = (beat - phase as isize).div_euclid(4);
+                    let mut c = [0.1f32; 12];
+                    c[(bar * 5).rem_euclid(12) as usize] = 1.0;
+                    c
+                })
+                .collect();
+            estimate_meter(&beats, &low, &[], &chroma, false)
+        };
+        assert_eq!(meter_with_chords_on(1).phase, 1);
+        assert_eq!(meter_with_chords_on(3).phase, 3);
+        let m = meter_with_chords_on(3);
+        assert_eq!(m.beats_per_bar, 4);
+        assert!(m.confidence > 0.1, "{m:?}");
     }
 }

@@ -127,6 +127,8 @@ struct Frames {
     level: Vec<f32>,
     /// Log magnitudes of the FFT bins between 30 and 300 Hz (bass/harmony).
     bass_spec: Vec<Vec<f32>>,
+    /// Pitch-class profile (chroma) of 100 Hz–2 kHz, for chord changes.
+    chroma: Vec<[f32; 12]>,
 }
 
 fn gather(samples: &[f32], sample_rate: u32, params: &AnalysisParams) -> (Frames, StftConfig) {
@@ -143,10 +145,12 @@ fn gather(samples: &[f32], sample_rate: u32, params: &AnalysisParams) -> (Frames
         log_db: Vec::with_capacity(cap),
         level: Vec::with_capacity(cap),
         bass_spec: Vec::with_capacity(cap),
+        chroma: Vec::with_capacity(cap),
     };
     let bin_hz = sample_rate as f32 / cfg.fft_size as f32;
     let bass_lo = ((30.0 / bin_hz).ceil() as usize).max(1);
     let bass_hi = ((300.0 / bin_hz).floor() as usize).max(bass_lo);
+    let pitch_class = beat::chroma_bins(bin_hz, stft.n_bins());
     let mut on_frame = |pos: u64, mags: &[f32]| {
         mapper.process(pos, mags);
         let r = mapper.raw3();
@@ -167,6 +171,7 @@ fn gather(samples: &[f32], sample_rate: u32, params: &AnalysisParams) -> (Frames
                 .map(|m| (m + 1e-4).ln())
                 .collect(),
         );
+        f.chroma.push(beat::chroma(&pitch_class, mags));
         let o = det.process(pos, mags);
         f.env.push(o.strength);
         f.low.push(o.low_strength);
@@ -267,6 +272,7 @@ pub fn analyze_offline(samples: &[f32], sample_rate: u32, params: &AnalysisParam
         &kept_frames,
         &fr.low,
         &fr.bass_spec,
+        &fr.chroma,
         params.allow_triple_meter,
     );
     let m = meter.beats_per_bar;
