@@ -133,4 +133,11 @@ fn the_demo_song_is_124_bpm_with_its_beats_found() {
     let scores = eval::evaluate(&truth, &map.beats);
     assert!(scores.f_measure > 0.95, "{scores:?}");
     assert_eq!(map.beats_per_bar, 4);
+    // The beatmap the demo show ships is what the analyser writes today.
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("beatmaps/demo.beatmap.json");
+    let shipped = std::fs::read_to_string(&shipped).expect("shipped demo beatmap");
+    assert!(
+        shipped == text,
+        "beatmaps/demo.beatmap.json is stale: regenerate it with `convoy analyze demo -o beatmaps/`"
+    );
 }

@@ -43,7 +43,7 @@ fn check_accepts_the_shipped_shows_and_names_lines_of_problems() {
         repo("shows/demo.toml").to_str().unwrap_or(""),
     ]);
     assert!(
-        out.contains("cue drop") && out.contains("beatmap, 124.1 BPM"),
+        out.contains("cue drop") && out.contains("beatmap, 124.0 BPM"),
         "{out}"
     );
 
