@@ -189,6 +189,7 @@ fn settles_after(samples: &[(u64, f64)], from: u64, ms: f64) -> Option<f64> {
 
 #[test]
 fn partition_then_heal_leaves_one_leader_and_the_demoted_side_relocks_without_a_seek() {
+    let _slot = crate::util::realtime_slot();
     let Some(lab) = lab(4) else { return };
     let dir = Dir::new("netns-heal");
     let bikes: Vec<Bike> = (0..4)
@@ -302,6 +303,7 @@ fn partition_then_heal_leaves_one_leader_and_the_demoted_side_relocks_without_a_
 
 #[test]
 fn a_late_joiner_locks_and_a_readdressed_restart_rejoins_unnoticed() {
+    let _slot = crate::util::realtime_slot();
     let Some(mut lab) = lab(4) else { return };
     let dir = Dir::new("netns-join");
     let n0 = Bike::start(&lab, &dir.0, 0, "n0", 10, 0);

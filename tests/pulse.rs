@@ -14,6 +14,7 @@ fn cpal_output_plays_into_the_pulseaudio_null_sink() {
         eprintln!("CONVOY_PULSE_TESTS is not 1: run through tools/test.sh to exercise cpal/ALSA");
         return;
     }
+    let _slot = crate::util::realtime_slot();
     let dir = tempfile::tempdir().expect("tmp");
     let wav = dir.path().join("tone.wav");
     let gen = Command::new(convoy_bin())

@@ -12,6 +12,17 @@ use convoy::audio::{Control, Controller, PlaybackReport};
 
 pub mod osc;
 
+/// A slot for the tests whose figures depend on being scheduled in time: the
+/// PulseAudio device (10 ms periods) and the netns fleets (sub-millisecond bounds).
+/// They take it so that no two of them run side by side: on a 2-core CI machine,
+/// four bikes in network namespaces starve PulseAudio into underruns, and a bike
+/// into missing its samples (one CI run saw both at once). A test that panicked
+/// while holding it does not poison it for the others.
+pub fn realtime_slot() -> std::sync::MutexGuard<'static, ()> {
+    static SLOT: Mutex<()> = Mutex::new(());
+    SLOT.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Path of a committed fixture.
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
