@@ -8,8 +8,8 @@
 //! period `tau` taken per frame from a local tempo curve so tempo changes are
 //! followed. [`estimate_meter`] picks the bar length (4, or 3 when clearly
 //! better) and the phase that maximises low-frequency onset strength, bass
-//! change and chord change (chroma) on the downbeats. [`segment`] finds section boundaries as peaks of a checkerboard
-//! novelty curve on the bar-level self-similarity of band-energy features,
+//! change and chord change (chroma) on the downbeats. [`segment`] finds
+//! section boundaries as peaks of a checkerboard novelty curve on the bar-level self-similarity of band-energy features,
 //! snaps them to bars, and labels sections (`intro`, `A`, `B`, …, `outro`).
 
 /// Beat tracker settings.
@@ -336,8 +336,14 @@ pub fn estimate_meter(
     best
 }
 
-/// Mean of `frames[s..e]` (non-finite values count as 0); zeros when empty.
-fn mean_frame<V: AsRef<[f32]>>(frames: &[V], s: usize, e: usize, dim: usize) -> Vec<f32> {
+/// Mean of `frames[s..e]`, non-finite values counting as `nonfinite`; zeros when empty.
+fn mean_frame<V: AsRef<[f32]>>(
+    frames: &[V],
+    s: usize,
+    e: usize,
+    dim: usize,
+    nonfinite: f32,
+) -> Vec<f32> {
     let e = e.min(frames.len());
     let mut v = vec![0.0f32; dim];
     if e <= s {
@@ -345,7 +351,7 @@ fn mean_frame<V: AsRef<[f32]>>(frames: &[V], s: usize, e: usize, dim: usize) -> 
     }
     for f in &frames[s..e] {
         for (a, b) in v.iter_mut().zip(f.as_ref()) {
-            *a += if b.is_finite() { *b } else { 0.0 };
+            *a += if b.is_finite() { *b } else { nonfinite };
         }
     }
     v.iter_mut().for_each(|a| *a /= (e - s) as f32);
@@ -370,18 +376,21 @@ fn span_change<V: AsRef<[f32]>>(
             if i == 0 || i + 1 >= beats.len() {
                 return 0.0;
             }
-            let prev = mean_frame(frames, q(beats[i - 1], beats[i]), beats[i], dim);
-            let next = mean_frame(frames, q(beats[i], beats[i + 1]), beats[i + 1], dim);
+            let prev = mean_frame(frames, q(beats[i - 1], beats[i]), beats[i], dim, 0.0);
+            let next = mean_frame(frames, q(beats[i], beats[i + 1]), beats[i + 1], dim, 0.0);
             distance(&prev, &next)
         })
         .collect()
 }
 
+/// RMS difference of two feature vectors of the same length.
+fn rms_distance(a: &[f32], b: &[f32]) -> f32 {
+    (a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f32>() / a.len().max(1) as f32).sqrt()
+}
+
 /// Bass change: RMS difference of the mean low-frequency log spectra.
 fn bass_change(beats: &[usize], bass: &[Vec<f32>]) -> Vec<f32> {
-    span_change(beats, bass, |a, b| {
-        (a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f32>() / a.len() as f32).sqrt()
-    })
+    span_change(beats, bass, rms_distance)
 }
 
 /// Weight of the chord-change cue in [`estimate_meter`], against 1 for the
@@ -477,18 +486,7 @@ pub fn segment(
     let n_bars = edges.len() - 1;
     let dim = features.first().map(|f| f.len()).unwrap_or(0);
     let bar_feat: Vec<Vec<f32>> = (0..n_bars)
-        .map(|i| {
-            let (s, e) = (edges[i], edges[i + 1]);
-            let mut v = vec![0.0f32; dim];
-            for f in &features[s..e] {
-                for (a, b) in v.iter_mut().zip(f) {
-                    *a += if b.is_finite() { *b } else { -100.0 };
-                }
-            }
-            let len = (e - s).max(1) as f32;
-            v.iter_mut().for_each(|a| *a /= len);
-            v
-        })
+        .map(|i| mean_frame(features, edges[i], edges[i + 1], dim, -100.0))
         .collect();
     let bar_level: Vec<f32> = (0..n_bars)
         .map(|i| {
@@ -497,9 +495,6 @@ pub fn segment(
             p.sqrt()
         })
         .collect();
-    let dist = |a: &[f32], b: &[f32]| -> f32 {
-        (a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f32>() / dim.max(1) as f32).sqrt()
-    };
     let mut bounds: Vec<usize> = vec![0];
     if n_bars >= 4 {
         // Self-similarity with a Gaussian kernel on RMS dB distance.
@@ -507,7 +502,7 @@ pub fn segment(
         let mut all = Vec::with_capacity(n_bars * n_bars / 2);
         for i in 0..n_bars {
             for j in 0..n_bars {
-                let v = dist(&bar_feat[i], &bar_feat[j]);
+                let v = rms_distance(&bar_feat[i], &bar_feat[j]);
                 d[i * n_bars + j] = v;
                 if j > i {
                     all.push(v);
@@ -554,17 +549,7 @@ pub fn segment(
     // Section features and levels.
     let n_sec = bounds.len() - 1;
     let sec_feat: Vec<Vec<f32>> = (0..n_sec)
-        .map(|k| {
-            let mut v = vec![0.0f32; dim];
-            for f in &bar_feat[bounds[k]..bounds[k + 1]] {
-                for (a, b) in v.iter_mut().zip(f) {
-                    *a += *b;
-                }
-            }
-            let len = (bounds[k + 1] - bounds[k]).max(1) as f32;
-            v.iter_mut().for_each(|a| *a /= len);
-            v
-        })
+        .map(|k| mean_frame(&bar_feat, bounds[k], bounds[k + 1], dim, 0.0))
         .collect();
     let sec_level: Vec<f32> = (0..n_sec)
         .map(|k| {
@@ -598,7 +583,7 @@ pub fn segment(
         }
         let found = protos
             .iter()
-            .find(|(p, _)| dist(&sec_feat[*p], &sec_feat[k]) < 3.0)
+            .find(|(p, _)| rms_distance(&sec_feat[*p], &sec_feat[k]) < 3.0)
             .map(|(_, l)| l.clone());
         labels[k] = match found {
             Some(l) => l,
