@@ -23,8 +23,9 @@
 //! that plays the same samples derives the same beats. Memory is bounded and
 //! nothing is allocated per block once the event buffer has warmed up.
 
+use super::bands::StftConfig;
 use super::bands::{BandMapper, Stft};
-use super::onset::{OnsetDetector, ENVELOPE_DELAY_HOPS};
+use super::onset::{envelope_delay_samples, OnsetDetector};
 use super::tempo::{TempoConfig, TempoEstimator};
 use super::{AnalysisParams, Beat, Event, TempoUpdate};
 
@@ -196,6 +197,8 @@ pub struct LiveBeatTracker {
     high_mean: f32,
     mean_decay: f32,
     count: u64,
+    /// Ring index of the newest frame (`count - 1`).
+    newest: usize,
     linear: Vec<f32>,
     low_linear: Vec<f32>,
     est: TempoEstimator,
@@ -226,15 +229,16 @@ pub struct LiveBeatTracker {
 }
 
 impl LiveBeatTracker {
-    /// Creates a tracker for an envelope produced every `hop` samples at `sample_rate`.
-    pub fn new(sample_rate: u32, hop: usize, cfg: &LiveConfig) -> Self {
-        let hop = hop.max(1);
+    /// Creates a tracker for an onset envelope from an STFT of geometry `stft`
+    /// (one value every `stft.hop` samples) at `sample_rate`.
+    pub fn new(sample_rate: u32, stft: StftConfig, cfg: &LiveConfig) -> Self {
+        let hop = stft.hop.max(1);
         let frame_rate = sample_rate.max(1) as f32 / hop as f32;
         let win = ((cfg.window_s.clamp(1.0, 60.0) * frame_rate) as usize).max(16);
         Self {
             cfg: *cfg,
             hop: hop as f64,
-            delay_samples: ENVELOPE_DELAY_HOPS as f64 * hop as f64,
+            delay_samples: envelope_delay_samples(stft.fft_size),
             ring: vec![0.0; win],
             low_ring: vec![0.0; win],
             phase_ring: vec![0.0; win],
@@ -242,6 +246,7 @@ impl LiveBeatTracker {
             high_mean: 0.0,
             mean_decay: 1.0 - 1.0 / win as f32,
             count: 0,
+            newest: 0,
             linear: vec![0.0; win],
             low_linear: vec![0.0; win],
             est: TempoEstimator::new(frame_rate, &cfg.tempo, win),
@@ -310,18 +315,30 @@ impl LiveBeatTracker {
     }
 
     /// The phase envelope at `frame` (0 outside the history).
+    /// The comb reads the envelope at a few thousand points per hop, so this
+    /// and [`Self::env_interp`] avoid a division and a `floor` call each.
     fn env(&self, frame: i64) -> f32 {
         let len = self.phase_ring.len() as i64;
-        if frame < 0 || frame >= self.count as i64 || frame < self.count as i64 - len {
+        // Frames back from the newest one, which sits at ring index `newest`.
+        let back = self.count as i64 - 1 - frame;
+        if frame < 0 || back < 0 || back >= len {
             return 0.0;
         }
-        self.phase_ring[(frame % len) as usize]
+        let idx = self.newest as i64 - back;
+        self.phase_ring[if idx < 0 { idx + len } else { idx } as usize]
     }
 
     fn env_interp(&self, x: f64) -> f32 {
-        let i = x.floor();
-        let f = (x - i) as f32;
-        let i = i as i64;
+        if x.is_nan() || x <= -1.0 {
+            return 0.0;
+        }
+        if x < 0.0 {
+            // Before the stream: only frame 0 contributes.
+            return self.env(0) * (1.0 + x) as f32;
+        }
+        // Truncation is the floor for x >= 0.
+        let i = x as i64;
+        let f = (x - i as f64) as f32;
         self.env(i) * (1.0 - f) + self.env(i + 1) * f
     }
 
@@ -382,6 +399,7 @@ impl LiveBeatTracker {
             strength
         };
         self.count += 1;
+        self.newest = idx;
         self.since_update += 1;
         if self.count >= self.warmup_frames
             && (self.period.is_none() || self.since_update >= self.update_frames)
@@ -719,11 +737,11 @@ impl LiveAnalyzer {
     /// Creates an analyser for mono input at `sample_rate` (0 is treated as 1).
     pub fn new(sample_rate: u32, params: &AnalysisParams) -> Self {
         let sample_rate = sample_rate.max(1);
-        let stft = Stft::new(params.stft);
+        let stft = Stft::new(params.live_stft);
         let cfg = stft.config();
         let bands = BandMapper::new(sample_rate, stft.n_bins(), cfg.hop, &params.bands);
         let onset = OnsetDetector::new(sample_rate, stft.n_bins(), cfg.hop, &params.onset);
-        let tracker = LiveBeatTracker::new(sample_rate, cfg.hop, &params.live);
+        let tracker = LiveBeatTracker::new(sample_rate, cfg, &params.live);
         Self {
             stft,
             bands,
@@ -787,6 +805,15 @@ impl LiveAnalyzer {
 #[cfg(test)]
 mod tests {
     use super::LiveConfig;
+    use crate::analysis::StftConfig;
+
+    /// A 2048-point STFT at `hop`.
+    pub(super) fn stft(hop: usize) -> StftConfig {
+        StftConfig {
+            fft_size: 2048,
+            hop,
+        }
+    }
 
     #[test]
     fn overrides_name_the_setting_and_refuse_bad_input() {
@@ -816,7 +843,7 @@ mod tests {
                 high_weight,
                 ..LiveConfig::default()
             };
-            let mut t = super::LiveBeatTracker::new(sr, hop, &cfg);
+            let mut t = super::LiveBeatTracker::new(sr, stft(hop), &cfg);
             let mut out = Vec::new();
             let on_beat = |k: usize, shift: f64| {
                 let x = (k as f64 - 10.0 + shift).rem_euclid(period);
@@ -854,6 +881,7 @@ mod tests {
 
 #[cfg(test)]
 mod ramp_tests {
+    use super::tests::stft;
     use super::{LiveBeatTracker, LiveConfig};
     use crate::analysis::{eval, Event};
 
@@ -896,7 +924,7 @@ mod ramp_tests {
             pulse(w[0], 1.0);
             pulse((w[0] + w[1]) / 2.0, 0.4);
         }
-        let mut t = LiveBeatTracker::new(sr, hop, cfg);
+        let mut t = LiveBeatTracker::new(sr, stft(hop), cfg);
         let mut out = Vec::new();
         for (i, &v) in env.iter().enumerate() {
             t.push((i * hop) as u64, v, &mut out);

@@ -33,13 +33,16 @@ pub use tempo::{TempoConfig, TempoEstimate};
 
 use bands::{BandMapper, Stft};
 use beatmap::round_time;
-use onset::{OnsetDetector, ENVELOPE_DELAY_HOPS};
+use onset::{envelope_delay_samples, OnsetDetector};
 
 /// All analysis settings; `Default` gives the tuned values.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AnalysisParams {
-    /// STFT geometry (default 2048-point FFT, hop 512).
+    /// STFT geometry of the offline analysis (default 2048-point FFT, hop 512).
     pub stft: StftConfig,
+    /// STFT geometry of the live analysis (default 2048-point FFT, hop 256;
+    /// see [`StftConfig::live`]).
+    pub live_stft: StftConfig,
     /// Band layout, smoothing, AGC and gate.
     pub bands: BandConfig,
     /// Onset detection.
@@ -66,6 +69,7 @@ impl Default for AnalysisParams {
     fn default() -> Self {
         Self {
             stft: StftConfig::default(),
+            live_stft: StftConfig::live(),
             bands: BandConfig::default(),
             onset: OnsetConfig::default(),
             tempo: TempoConfig::default(),
@@ -212,7 +216,7 @@ pub fn analyze_offline(samples: &[f32], sample_rate: u32, params: &AnalysisParam
     let (fr, cfg) = gather(samples, sr, params);
     let hop = cfg.hop as f64;
     let frame_rate = sr as f32 / cfg.hop as f32;
-    let delay_s = ENVELOPE_DELAY_HOPS as f64 * hop / sr as f64;
+    let delay_s = envelope_delay_samples(cfg.fft_size) / sr as f64;
     let frame_time = |k: usize| -> f64 { (k as f64 * hop / sr as f64 - delay_s).max(0.0) };
 
     map.envelopes.values = envelopes(&fr.raw3, cfg, sr, duration, env_rate);

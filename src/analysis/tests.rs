@@ -593,7 +593,11 @@ fn seconds_to_find_the_beat_under_five_sixteenths(
         .enumerate()
         .map(|(i, (f, b))| if i < start { *f } else { f + b })
         .collect();
-    let mut tracker = LiveBeatTracker::new(SR, hop, cfg);
+    let stft = StftConfig {
+        fft_size: 2048,
+        hop,
+    };
+    let mut tracker = LiveBeatTracker::new(SR, stft, cfg);
     let mut out = Vec::new();
     let mut settled_at = None;
     for (i, &v) in env.iter().enumerate() {
