@@ -29,6 +29,60 @@ pub enum LiveMsg {
 
 /// Messages buffered between the feed and the runner (a few seconds of hops).
 const QUEUE: usize = 1024;
+
+/// Band levels the feed has delivered, kept from the one heard now to the
+/// newest (the feed reads up to `ahead` frames past what is heard, one entry
+/// per analysis hop: 2 s ahead at hop 256 is 345 entries). Entries are
+/// dropped once a later one is heard, not by count: a count cap that was
+/// right for one hop and read-ahead lost the heard levels at another.
+#[derive(Debug, Default)]
+pub struct LiveBands {
+    levels: std::collections::VecDeque<(u64, [f32; 3])>,
+}
+
+impl LiveBands {
+    /// Entries kept at most, whatever the feed sends (30 s of 5.8 ms hops
+    /// is about 5200): a bound on memory, not a working limit.
+    const MAX: usize = 8192;
+
+    /// Appends the levels of the hop starting at `frame` (frames ascend).
+    pub fn push(&mut self, frame: u64, levels: [f32; 3]) {
+        if self.levels.len() >= Self::MAX {
+            self.levels.pop_front();
+        }
+        self.levels.push_back((frame, levels));
+    }
+
+    /// Drops every entry before the one covering `heard`.
+    pub fn heard(&mut self, heard: u64) {
+        while self.levels.get(1).is_some_and(|&(f, _)| f <= heard) {
+            self.levels.pop_front();
+        }
+    }
+
+    /// The levels of the hop covering `frame`, if the feed has delivered it.
+    pub fn at(&self, frame: u64) -> Option<[f32; 3]> {
+        let i = self.levels.partition_point(|&(f, _)| f <= frame);
+        i.checked_sub(1)
+            .and_then(|i| self.levels.get(i))
+            .map(|&(_, b)| b)
+    }
+
+    /// Forgets everything (a seek or a new track).
+    pub fn clear(&mut self) {
+        self.levels.clear();
+    }
+
+    /// Entries held.
+    pub fn len(&self) -> usize {
+        self.levels.len()
+    }
+
+    /// Whether no entry is held.
+    pub fn is_empty(&self) -> bool {
+        self.levels.is_empty()
+    }
+}
 /// Frames decoded per read.
 const BLOCK: usize = 1024;
 
@@ -149,6 +203,36 @@ fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn live_bands_keep_the_heard_hop_however_far_the_feed_reads_ahead() {
+        // The feed 30 s ahead at hop 256 (44.1 kHz): 5168 hops past the heard one.
+        let (hop, ahead) = (256u64, 30 * 44_100u64);
+        let mut bands = LiveBands::default();
+        let level = |f: u64| [(f / hop) as f32, 0.0, 0.0];
+        for f in (0..=ahead).step_by(hop as usize) {
+            bands.push(f, level(f));
+        }
+        assert_eq!(bands.at(1000), Some(level(768)), "heard hop lost");
+        assert_eq!(bands.at(ahead + 10), Some(level(ahead - ahead % hop)));
+        bands.heard(1000);
+        assert_eq!(
+            bands.at(1000),
+            Some(level(768)),
+            "the heard hop itself stays"
+        );
+        assert_eq!(bands.at(700), None, "hops before it are gone");
+        assert_eq!(bands.len(), (ahead / hop + 1 - 3) as usize);
+        bands.heard(ahead + hop * 4);
+        assert_eq!(bands.len(), 1, "the newest stays until a later one comes");
+        bands.clear();
+        assert!(bands.is_empty() && bands.at(0).is_none());
+        // A runaway feed is bounded.
+        for f in 0..(LiveBands::MAX as u64 + 100) {
+            bands.push(f, [0.0; 3]);
+        }
+        assert_eq!(bands.len(), LiveBands::MAX);
+    }
 
     #[test]
     fn the_demo_track_yields_beats_near_124_bpm_ahead_of_the_horizon() {

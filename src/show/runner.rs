@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::live::{LiveFeed, LiveMsg};
+use super::live::{LiveBands, LiveFeed, LiveMsg};
 use super::model::{ReactTarget, Show, ShowTrack, VehicleInfo, VehicleOverride};
 use super::schedule::{
     live_beat_events, look_at, onset_events, resolve_beatmap, Action, Due, Lights, PlayClock,
@@ -287,8 +287,8 @@ struct Active {
     /// The show's look (what cues made it), whatever is held.
     lights: Lights,
     live: Option<LiveFeed>,
-    /// Recent live band levels: (frame, levels).
-    live_bands: std::collections::VecDeque<(u64, [f32; 3])>,
+    /// Live band levels from the heard hop to the newest.
+    live_bands: LiveBands,
     /// Live beats seen: (reference frame, index) of the last, and the beat period in frames.
     live_ref: Option<(f64, u64)>,
     live_period: Option<f64>,
@@ -487,10 +487,9 @@ impl<P: PlayerClock> Runner<P> {
             return;
         };
         let Some(feed) = a.live.as_ref() else { return };
-        feed.horizon.store(
-            clock.frame_at(now).max(0.0) as u64,
-            std::sync::atomic::Ordering::Release,
-        );
+        let heard = clock.frame_at(now).max(0.0) as u64;
+        feed.horizon
+            .store(heard, std::sync::atomic::Ordering::Release);
         let live_beats = track.beatmap.is_none();
         let mut failed = false;
         self.live_events.clear();
@@ -517,10 +516,7 @@ impl<P: PlayerClock> Runner<P> {
                     a.onsets += 1;
                 }
                 LiveMsg::Bands(f, b) => {
-                    if a.live_bands.len() >= 256 {
-                        a.live_bands.pop_front();
-                    }
-                    a.live_bands.push_back((f, b));
+                    a.live_bands.push(f, b);
                 }
                 LiveMsg::Tempo(bpm) => {
                     if live_beats {
@@ -534,6 +530,7 @@ impl<P: PlayerClock> Runner<P> {
         for e in self.live_events.drain(..) {
             a.sched.insert(e);
         }
+        a.live_bands.heard(heard);
         if failed {
             a.live = None;
         }
@@ -719,10 +716,7 @@ impl<P: PlayerClock> Runner<P> {
             ]);
         }
         let frame = (t * f64::from(track.sample_rate)) as u64;
-        let i = a.live_bands.partition_point(|(f, _)| *f <= frame);
-        i.checked_sub(1)
-            .and_then(|i| a.live_bands.get(i))
-            .map(|(_, b)| *b)
+        a.live_bands.at(frame)
     }
 
     /// Stream band levels for the moment heard `lead` from now; returns the next time.
