@@ -67,7 +67,8 @@ pub struct LiveConfig {
     pub warmup_s: f32,
     /// Beats are emitted this long before their position (default 0.05 s).
     pub lookahead_s: f32,
-    /// Per-hop gain of the phase-locked loop, `0..=1` (default 0.1).
+    /// Per-hop gain of the phase-locked loop, `0..=1` (default 0.1; at the
+    /// live hop of 256 samples, 0.05 and 0.2 give the same corpus figures).
     pub phase_gain: f32,
     /// Weight decay per beat period of the phase comb (default 0.8).
     pub comb_decay: f32,
@@ -171,7 +172,9 @@ impl Default for LiveConfig {
 
 /// Per-hop gain of the grid's period towards the local fit on a tempo ramp
 /// (see [`LiveConfig::ramp_search`]): the fit moves in steps of 0.75 %, the
-/// grid follows it over about 20 hops (a quarter of a second).
+/// grid follows it over about 20 hops (0.12 s at the live hop of 256 samples;
+/// tuned at hop 512, where that was a quarter of a second: at hop 256 the
+/// same time constant, 0.025, moves pop's ramp p95 from 13.9 to 15.2 ms).
 const RAMP_PERIOD_GAIN: f64 = 0.05;
 
 /// Tempo estimates that must move the same way for the tempo to count as
