@@ -411,11 +411,13 @@ fn run(clips: &[Clip], params: &AnalysisParams, dump: Option<&str>) {
         eval::percentile(&ok_ahead, 95.0) * 1000.0,
     );
     println!(
-        "live beats announced ahead of the audio: min {:.1} ms, p50 {:.1} ms, max {:.1} ms \
-         (blocks of {LIVE_BLOCK} samples)",
+        "live beats announced ahead of the audio: min {:.1} ms, p50 {:.1} ms, max {:.1} ms, \
+         {} of {} after their time (blocks of {LIVE_BLOCK} samples)",
         leads.iter().copied().fold(f64::INFINITY, f64::min) * 1000.0,
         eval::percentile(&leads, 50.0) * 1000.0,
         leads.iter().copied().fold(f64::NEG_INFINITY, f64::max) * 1000.0,
+        leads.iter().filter(|&&l| l < 0.0).count(),
+        leads.len(),
     );
     println!(
         "offline: {:.1} s of audio in {:.2} s = {:.0}x real time ({:.2} ms per audio second; this machine, 1 thread)",
