@@ -9,8 +9,9 @@
 //! followed. [`estimate_meter`] picks the bar length (4, or 3 when clearly
 //! better) and the phase that maximises low-frequency onset strength, bass
 //! change and chord change (chroma) on the downbeats. [`segment`] finds
-//! section boundaries as peaks of a checkerboard novelty curve on the bar-level self-similarity of band-energy features,
-//! snaps them to bars, and labels sections (`intro`, `A`, `B`, …, `outro`).
+//! section boundaries as peaks of a checkerboard novelty curve on the
+//! bar-level self-similarity of band-energy features, snaps them to bars, and
+//! labels sections (`intro`, `A`, `B`, …, `outro`).
 
 /// Beat tracker settings.
 #[derive(Debug, Clone, Copy, PartialEq)]

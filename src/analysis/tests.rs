@@ -594,8 +594,8 @@ fn seconds_to_find_the_beat_under_five_sixteenths(
         .map(|(i, (f, b))| if i < start { *f } else { f + b })
         .collect();
     let stft = StftConfig {
-        fft_size: 2048,
         hop,
+        ..StftConfig::default()
     };
     let mut tracker = LiveBeatTracker::new(SR, stft, cfg);
     let mut out = Vec::new();
