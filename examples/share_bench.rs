@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use convoy::node::handle::{NodeHandle, Snapshot};
+use convoy::control::{NodeHandle, Snapshot};
 use convoy::web::{Auth, Library, LibraryConfig, TrackHash, WebState};
 
 fn library(dir: &std::path::Path, rate: u64) -> Result<Library, convoy::web::ShareError> {

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use convoy::node::handle::NodeHandle;
+use convoy::control::NodeHandle;
 use convoy::web::{self, Auth, AuthConfig, Library, LibraryConfig, WebState};
 
 #[tokio::main]

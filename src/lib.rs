@@ -33,7 +33,7 @@
 //!   address space (Convoy, Reaper, AbletonOSC, QLab-style replies) and the control server.
 //! - [`web`] — the phone web app and its REST + WebSocket API, the EchoFlux-style playback
 //!   API and follower, and track sharing (content-addressed library, resumable throttled
-//!   downloads); talks to the node only through `node::handle`.
+//!   downloads); talks to the node only through `control`.
 //! - [`cli`] — the command-line front door; the only place that uses `anyhow`.
 
 pub mod analysis;
@@ -41,6 +41,7 @@ pub mod audio;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod control;
 pub mod fleet;
 pub mod led;
 pub mod node;

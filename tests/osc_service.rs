@@ -5,13 +5,13 @@
 
 use std::time::Duration;
 
-use convoy::node::handle::{Command, Meters, Origin};
+use convoy::clock::{TimeNow, WallClock};
+use convoy::control::{Command, Meters, Origin};
 use convoy::osc::codec::{
     self, Epoch, LengthPrefixDecoder, OscBundle, OscPacket, OscType, SlipDecoder, IMMEDIATE,
 };
 use convoy::osc::wled::AudioSyncFrame;
 use convoy::osc::TcpFraming;
-use convoy::security::replay::{FleetClock, SystemClock};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
@@ -198,7 +198,7 @@ async fn timed_bundles_fire_at_their_timetag() {
     let c = client().await;
     let to = svc.udp_addr();
     // 20 bundles, 60..250 ms ahead, sent in reverse order: they must fire in time order.
-    let base = SystemClock.now_ns() + 60_000_000;
+    let base = WallClock.now_ns() + 60_000_000;
     let dues: Vec<u64> = (0..20u64).map(|i| base + i * 10_000_000).collect();
     for (i, &due) in dues.iter().enumerate().rev() {
         let b = OscPacket::Bundle(OscBundle {
@@ -231,7 +231,7 @@ async fn timed_bundles_fire_at_their_timetag() {
     assert!(p50 < 2_000.0, "bundles fired late: {late_us:?}");
 
     // Too far ahead: refused with an error naming the setting; nothing reaches the node.
-    let far = SystemClock.now_ns() + 7_200_000_000_000;
+    let far = WallClock.now_ns() + 7_200_000_000_000;
     let b = OscPacket::Bundle(OscBundle {
         timetag: codec::timetag_from_nanos(far, Epoch::UNIX).unwrap(),
         content: vec![msg("/convoy/stop", vec![])],
@@ -244,7 +244,7 @@ async fn timed_bundles_fire_at_their_timetag() {
     );
     // In the past: at once.
     let past = OscPacket::Bundle(OscBundle {
-        timetag: codec::timetag_from_nanos(SystemClock.now_ns() - 5_000_000_000, Epoch::UNIX)
+        timetag: codec::timetag_from_nanos(WallClock.now_ns() - 5_000_000_000, Epoch::UNIX)
             .unwrap(),
         content: vec![msg("/convoy/next", vec![])],
     });
@@ -252,7 +252,7 @@ async fn timed_bundles_fire_at_their_timetag() {
     assert_eq!(node.next(0.5).await.command, Command::Next);
     // A pending bundle is dropped (and counted) at shutdown.
     let later = OscPacket::Bundle(OscBundle {
-        timetag: codec::timetag_from_nanos(SystemClock.now_ns() + 60_000_000_000, Epoch::UNIX)
+        timetag: codec::timetag_from_nanos(WallClock.now_ns() + 60_000_000_000, Epoch::UNIX)
             .unwrap(),
         content: vec![msg("/convoy/next", vec![])],
     });

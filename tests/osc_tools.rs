@@ -8,7 +8,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use convoy::node::handle::{Command, Meters};
+use convoy::control::{Command, Meters};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command as Process;

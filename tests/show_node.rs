@@ -10,7 +10,8 @@ use std::process::{Child, Command as Proc, Stdio};
 use std::time::Duration;
 
 use convoy::config::Config;
-use convoy::node::{self, NodeCommand, NodeHandle, NodeOptions, Origin, Snapshot};
+use convoy::control::{Command as NodeCommand, NodeHandle, Origin, Snapshot};
+use convoy::node::{self, NodeOptions};
 use convoy::show::journal;
 
 use crate::util::{convoy_bin, run_convoy};
@@ -188,7 +189,12 @@ async fn a_solo_node_with_a_show_takes_light_commands_and_reports_the_show() {
     assert!(held.is_some(), "the manual pattern reaches the lights");
     let refused = handle.execute(pattern("lava"), Origin::Internal).await;
     assert!(
-        matches!(&refused, Err(node::HandleError::Refused(m)) if m.contains("unknown pattern")),
+        matches!(
+            &refused,
+            Err(convoy::control::HandleError::Refused(
+                convoy::control::Refusal::UnknownPattern(_)
+            ))
+        ),
         "{refused:?}"
     );
     // `Go` hands the lights back to the show (the drop at 3.9 s makes it beatflash).

@@ -89,7 +89,7 @@ fn chrony_client_reads_convoys_server() {
     // Our server runs 250 ms ahead: chrony must see exactly that.
     let server = rt.spawn(sntp::serve(
         sock,
-        LocalClock::unix(250_000_000, 0.0),
+        convoy::clock::FleetClock::own(LocalClock::unix(250_000_000, 0.0)),
         None,
         Default::default(),
     ));

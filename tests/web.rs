@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use convoy::node::handle::{Command, NodeHandle, Snapshot};
+use convoy::control::{Command, NodeHandle, Snapshot};
 use convoy::web::client::{read_body, HttpClient};
 use convoy::web::echoflux::{Action, Follower, FollowerConfig};
 use convoy::web::{self, Auth, AuthConfig, Library, LibraryConfig, TrackHash, WebState};
@@ -351,7 +351,7 @@ async fn the_websocket_pushes_changes_at_most_ten_per_second() {
     s.handle
         .execute(
             Command::Play { track: None },
-            convoy::node::handle::Origin::Internal,
+            convoy::control::Origin::Internal,
         )
         .await
         .expect("play");
@@ -653,7 +653,7 @@ async fn the_echoflux_follower_steers_a_node_after_another_player() {
     );
     // Both stopped: nothing to do.
     assert_eq!(follower.poll_once().await.expect("poll"), Action::Keep);
-    let origin = convoy::node::handle::Origin::Internal;
+    let origin = convoy::control::Origin::Internal;
     player
         .handle
         .execute(

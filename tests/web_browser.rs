@@ -10,7 +10,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use convoy::node::handle::Command;
+use convoy::control::Command;
 use convoy::web::client::{read_body, HttpClient};
 use hyper::Method;
 use serde_json::{json, Value};

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::io::AsyncBufReadExt;
 
-use crate::clock::{mono_ns, LocalClock};
+use crate::clock::{mono_ns, FleetClock, LocalClock};
 use crate::config::Config;
 use crate::fleet::{self, FleetConfig, FleetView, MemberInfo, Membership};
 use crate::security::{FleetKey, Guard, GuardConfig, Keyring, Sealer};
@@ -63,7 +63,7 @@ pub fn run(config: Config, args: &MemberArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(async move {
-        let (handle, mut views) = Membership::spawn(cfg, me, guard, sealer, clock)?;
+        let (handle, mut views) = Membership::spawn(cfg, me, guard, sealer, FleetClock::own(clock))?;
         let print = |v: &FleetView| {
             let line = Line {
                 mono_ns: mono_ns(),

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 use crate::config::Config;
-use crate::node::handle::Snapshot;
+use crate::control::Snapshot;
 use crate::osc::codec::{self, OscMessage, OscPacket, OscType};
 
 /// Arguments of `convoy status`.
@@ -259,7 +259,7 @@ pub fn render(s: &Snapshot) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::node::handle::{PeerState, SyncState};
+    use crate::control::{PeerState, SyncState};
 
     fn snapshot() -> Snapshot {
         Snapshot {

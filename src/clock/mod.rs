@@ -3,12 +3,15 @@
 //! the machine's monotonic clock ([`mono_ns`], shared by every process on the host, which
 //! is what makes multi-process measurements exact), a node's *local* clock (monotonic plus
 //! an injectable offset and frequency error, [`LocalClock`], used to simulate bikes whose
-//! crystals disagree), and *fleet* time (local time corrected by the sync layer's offset
-//! and frequency estimate). [`NtpTime`] is the 64-bit NTP format shared by SNTP packets and
+//! crystals disagree), and *fleet* time ([`FleetClock`]: a leader's own clock, or a
+//! follower's local time corrected by the sync layer's offset and frequency estimate,
+//! published on a watch channel). [`NtpTime`] is the 64-bit NTP format shared by SNTP packets and
 //! OSC timetags.
 
+mod fleet;
 mod ntp;
 
+pub use fleet::{Basis, ClockEstimate, FleetClock, FleetState};
 pub use ntp::NtpTime;
 
 /// Nanoseconds of `CLOCK_MONOTONIC`. The same clock for every process on the machine, so
@@ -207,5 +210,34 @@ mod tests {
             (off - 2_000_000_000).abs() < 50_000_000,
             "offset now {off} ns"
         );
+    }
+}
+
+/// Anything that tells the time in ns on the fleet's scale (Unix epoch): the node's
+/// [`FleetClock`], the [`WallClock`] of a standalone tool, a test's stepped clock.
+pub trait TimeNow {
+    /// The time now, ns.
+    fn now_ns(&self) -> u64;
+}
+
+impl TimeNow for FleetClock {
+    fn now_ns(&self) -> u64 {
+        self.now_or_local().max(0) as u64
+    }
+}
+
+impl<F: Fn() -> u64> TimeNow for F {
+    fn now_ns(&self) -> u64 {
+        self()
+    }
+}
+
+/// [`TimeNow`] reading the system wall clock (`CLOCK_REALTIME`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct WallClock;
+
+impl TimeNow for WallClock {
+    fn now_ns(&self) -> u64 {
+        realtime_ns().max(0) as u64
     }
 }

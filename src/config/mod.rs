@@ -368,6 +368,23 @@ pub struct SyncConfig {
     pub lock_ms: f64,
     /// PLL update interval, ms.
     pub update_ms: f64,
+    /// Reports ignored after a seek until the new audio has been heard this long, ms.
+    pub seek_holdoff_ms: f64,
+    /// |error| under `lock_ms` for this long before playback counts as locked, s.
+    pub lock_stable_s: f64,
+    /// Leader: how often it measures its own playback, ms.
+    pub leader_point_ms: f64,
+    /// Leader: a jump of its own playback (ms of audio) that it catches up by a seek.
+    pub jump_ms: f64,
+    /// Leader: a second jump within this long after a catch-up moves the line instead, s.
+    pub catch_up_window_s: f64,
+    /// Follower: a start heard further ahead than this is scheduled on the exact sample;
+    /// closer, the track is joined where the fleet is, ms.
+    pub schedule_margin_ms: f64,
+    /// Follower: timeline re-subscription interval, s.
+    pub resubscribe_s: f64,
+    /// Leader: a subscriber silent this long is dropped, s.
+    pub subscriber_expiry_s: f64,
 }
 
 /// `[node]`.
@@ -552,6 +569,24 @@ impl Config {
             ("sync.lock_ms", y.lock_ms, 0.001, 1e4),
             ("sync.update_ms", y.update_ms, 1.0, 10_000.0),
             ("sync.start_lead_ms", y.start_lead_ms, 0.0, 10_000.0),
+            ("sync.seek_holdoff_ms", y.seek_holdoff_ms, 0.0, 1_000.0),
+            ("sync.lock_stable_s", y.lock_stable_s, 0.0, 60.0),
+            ("sync.leader_point_ms", y.leader_point_ms, 1.0, 1_000.0),
+            ("sync.jump_ms", y.jump_ms, 1.0, 1_000.0),
+            ("sync.catch_up_window_s", y.catch_up_window_s, 0.0, 60.0),
+            (
+                "sync.schedule_margin_ms",
+                y.schedule_margin_ms,
+                0.0,
+                5_000.0,
+            ),
+            ("sync.resubscribe_s", y.resubscribe_s, 0.05, 60.0),
+            (
+                "sync.subscriber_expiry_s",
+                y.subscriber_expiry_s,
+                0.5,
+                600.0,
+            ),
             ("clock.ppm", self.clock.ppm, -10_000.0, 10_000.0),
             ("led.latency_ms", self.led.latency_ms, 0.0, 2_000.0),
             ("led.fps", self.led.fps, 1.0, 120.0),

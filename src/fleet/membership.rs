@@ -31,7 +31,7 @@ use super::election::{hierarchy, Action, Election, ElectionConfig, Rank};
 use super::lamport::LamportClock;
 use super::wire::{check_id, AdvertisedRole, Heartbeat};
 use super::{sender_id, FleetConfig, FleetError, FleetStats, FleetView, Member, MemberInfo};
-use crate::clock::{mono_ns, LocalClock};
+use crate::clock::{mono_ns, FleetClock};
 use crate::security::envelope::MAX_DATAGRAM;
 use crate::security::{envelope, Guard, RejectReason, Sealer, TrafficClass};
 
@@ -93,32 +93,16 @@ impl FleetHandle {
     }
 }
 
-/// The clock heartbeats are stamped with and checked against: the node's fleet clock,
-/// which may change at run time (a follower's disciplined estimate of the leader's time, a
-/// promoted leader's held-over fleet time), so it is read through a function.
-pub type FleetClock = Arc<dyn Fn() -> i64 + Send + Sync>;
-
 /// Entry points of the membership layer.
 #[derive(Debug)]
 pub struct Membership;
 
 impl Membership {
     /// Binds `cfg.bind:cfg.port` (broadcast allowed, address reusable) and starts the
-    /// task on the current tokio runtime. Heartbeats carry `clock`'s time (the node's
-    /// fleet clock), which the guard checks for freshness.
+    /// task on the current tokio runtime. Heartbeats are stamped with, and checked for
+    /// freshness against, the node's fleet `clock`, read afresh every time (a follower's
+    /// disciplined estimate of the leader's time, a promoted leader's held-over time).
     pub fn spawn(
-        cfg: FleetConfig,
-        me: MemberInfo,
-        guard: Arc<Mutex<Guard>>,
-        sealer: Sealer,
-        clock: LocalClock,
-    ) -> Result<(FleetHandle, watch::Receiver<FleetView>), FleetError> {
-        Self::spawn_with_clock(cfg, me, guard, sealer, Arc::new(move || clock.now()))
-    }
-
-    /// As [`Membership::spawn`], with heartbeats stamped and checked by a clock that may
-    /// change at run time (the node passes its fleet clock).
-    pub fn spawn_with_clock(
         cfg: FleetConfig,
         me: MemberInfo,
         guard: Arc<Mutex<Guard>>,
@@ -127,23 +111,11 @@ impl Membership {
     ) -> Result<(FleetHandle, watch::Receiver<FleetView>), FleetError> {
         let addr = SocketAddr::new(cfg.bind, cfg.port);
         let sock = bind(addr).map_err(|source| FleetError::Bind { addr, source })?;
-        Self::spawn_on_with_clock(sock, cfg, me, guard, sealer, clock)
+        Self::spawn_on(sock, cfg, me, guard, sealer, clock)
     }
 
     /// As [`Membership::spawn`], on an already-bound socket (tests bind port 0).
     pub fn spawn_on(
-        sock: std::net::UdpSocket,
-        cfg: FleetConfig,
-        me: MemberInfo,
-        guard: Arc<Mutex<Guard>>,
-        sealer: Sealer,
-        clock: LocalClock,
-    ) -> Result<(FleetHandle, watch::Receiver<FleetView>), FleetError> {
-        Self::spawn_on_with_clock(sock, cfg, me, guard, sealer, Arc::new(move || clock.now()))
-    }
-
-    /// As [`Membership::spawn_on`], with a run-time clock (see [`FleetClock`]).
-    pub fn spawn_on_with_clock(
         sock: std::net::UdpSocket,
         cfg: FleetConfig,
         me: MemberInfo,
@@ -324,7 +296,7 @@ impl Task {
             // Sealed per destination: each copy has its own sequence number, so a peer
             // reached twice sees two heartbeats, not a replay.
             self.out.clear();
-            let ts = (self.clock)().max(0) as u64;
+            let ts = self.clock.now_or_local().max(0) as u64;
             let sealed = match self.guard.lock() {
                 Ok(g) => self
                     .sealer
@@ -358,7 +330,7 @@ impl Task {
             self.stats.own += 1;
             return Vec::new();
         }
-        let now_fleet = (self.clock)().max(0) as u64;
+        let now_fleet = self.clock.now_or_local().max(0) as u64;
         let now = mono_ns();
         let mut stale = false;
         let hb = {

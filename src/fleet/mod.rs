@@ -4,15 +4,20 @@
 //! `security::envelope` and checked by the shared `security::Guard`. A pure state machine
 //! ([`election`]) runs a Bully election with terms over those heartbeats — peers expire
 //! after a timeout, a dead leader is replaced, healed partitions keep exactly one leader,
-//! a manual override wins — and [`lamport`] orders competing commands. The async driver
+//! a manual override wins — and [`lamport`] orders competing commands. What bikes tell
+//! each other besides heartbeats travels with the timeline: the replicated manual light
+//! state and cues ([`lights`], last-writer-wins registers on Lamport stamps) and control
+//! commands a follower relays to its leader ([`relay`]). The async driver
 //! ([`membership`]) owns the socket and publishes a [`FleetView`] on a `watch` channel;
 //! the node reads it to pick its sync role and leader address, and fills
-//! `node::handle::PeerState` from it. Protocol and rules: `docs/fleet.md`.
+//! `control::PeerState` from it. Protocol and rules: `docs/fleet.md`.
 
 pub mod discovery;
 pub mod election;
 pub mod lamport;
+pub mod lights;
 pub mod membership;
+pub mod relay;
 pub mod wire;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -24,7 +29,7 @@ pub use membership::{FleetHandle, Membership};
 pub use wire::AdvertisedRole;
 
 use crate::config::Config;
-use crate::node::handle::PeerState;
+use crate::control::PeerState;
 use crate::security::SenderId;
 
 /// Why membership could not start or a request failed.
@@ -287,7 +292,7 @@ pub struct FleetView {
 use serde::Serialize;
 
 impl FleetView {
-    /// `node::handle::PeerState`s of the live peers at monotonic time `now_ns`.
+    /// `control::PeerState`s of the live peers at monotonic time `now_ns`.
     pub fn peer_states(&self, now_ns: u64) -> Vec<PeerState> {
         self.peers.iter().map(|m| m.peer_state(now_ns)).collect()
     }

@@ -16,15 +16,16 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::roles::{Current, ModeCell, Roles};
+use super::roles::{Current, Roles};
 use super::{sntp_source, start_playlist, NodeError, NodeOptions};
-use crate::clock::{realtime_ns, LocalClock};
+use crate::clock::{realtime_ns, FleetClock};
 use crate::config::{Config, SyncConfig};
+use crate::control::Refusal;
 use crate::fleet::{
     self, AdvertisedRole, FleetConfig, FleetHandle, FleetView, MemberInfo, Membership,
 };
 use crate::security::{FleetSecurity, Sealer, SecurityStats};
-use crate::sync::pll::{LockStatus, NetState};
+use crate::sync::pll::LockStatus;
 
 /// The membership task and what the node does with its views.
 pub struct Fleet {
@@ -45,9 +46,7 @@ impl Fleet {
         config: &Config,
         security: &FleetSecurity,
         stats: &Arc<SecurityStats>,
-        mode: &Arc<ModeCell>,
-        net: &Arc<Mutex<NetState>>,
-        local: LocalClock,
+        clock: &FleetClock,
     ) -> Result<Fleet, NodeError> {
         let cfg = FleetConfig::from_config(config)?;
         let me = MemberInfo::from_config(config, security.fingerprint().to_string());
@@ -56,11 +55,8 @@ impl Fleet {
             stats.clone(),
         )?));
         let sealer = Sealer::new(fleet::sender_id(&me.id), realtime_ns().max(1) as u64);
-        let (mode, net) = (mode.clone(), net.clone());
-        let clock: fleet::membership::FleetClock =
-            Arc::new(move || mode.fleet_now(&local, &net).unwrap_or_else(|| local.now()));
         let alone_after = cfg.startup_grace + cfg.peer_timeout;
-        let (handle, views) = Membership::spawn_with_clock(cfg, me, guard, sealer, clock)?;
+        let (handle, views) = Membership::spawn(cfg, me, guard, sealer, clock.clone())?;
         Ok(Fleet {
             handle,
             views,
@@ -173,9 +169,11 @@ impl Fleet {
 
 /// `/convoy/fleet/lead`: this bike leads whatever the priorities (`on`), or gives the
 /// override up. Only a node whose role the fleet decides can be told to lead.
-pub fn force_leader(fleet: Option<&Fleet>, on: bool) -> Result<(), String> {
-    let f = fleet.ok_or("this bike has a fixed role: lead needs sync.role = \"auto\"")?;
-    f.handle.force_leader(on).map_err(|e| e.to_string())
+pub fn force_leader(fleet: Option<&Fleet>, on: bool) -> Result<(), Refusal> {
+    let f = fleet.ok_or(Refusal::FixedRole)?;
+    f.handle
+        .force_leader(on)
+        .map_err(|e| Refusal::Fleet(e.to_string()))
 }
 
 /// Resolves when the view changes (never without membership, or once it has stopped).

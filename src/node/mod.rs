@@ -9,9 +9,8 @@
 //! goes to stdout as one JSON line per interval (the scenario tool reads it). Network code
 //! takes already-bound sockets, so tests can bind port 0.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,29 +18,23 @@ use tokio::net::UdpSocket;
 use tokio::sync::Notify;
 
 mod auto;
-mod follower;
-pub mod handle;
-mod leader;
-pub mod lights;
-pub mod relay;
+mod deck;
 mod roles;
 pub mod show;
 pub mod tracks;
 pub mod web;
 
-pub use handle::{Command as NodeCommand, HandleError, NodeHandle, Origin, Snapshot};
-
 use crate::audio::{self, output, EngineOptions, Player};
-use crate::clock::{mono_ns, LocalClock};
+use crate::clock::{mono_ns, Basis, FleetClock, LocalClock};
 use crate::config::{Config, Role};
-use crate::osc::command::CommandParser;
-use crate::security::{FleetSecurity, SecurityError, SecurityStats, TrafficClass};
+use crate::control::{Command as NodeCommand, NodeHandle, NodeInbox, Refusal, Request, Snapshot};
+use crate::fleet::lights::{self, FleetLights};
+use crate::fleet::relay;
+use crate::security::{FleetSecurity, SecurityError, SecurityStats};
 use crate::sync::pll::{LockStatus, NetState, PllConfig};
-use crate::sync::timeline;
-use handle::{NodeInbox, Request};
-use leader::Transport;
-use lights::FleetLights;
-use roles::{Mode, ModeCell, Roles, SwitchController};
+use crate::sync::{Counters, SwitchController, Transport};
+use deck::NodeDeck;
+use roles::Roles;
 use tracks::Tracks;
 
 /// Errors that stop the daemon.
@@ -153,23 +146,7 @@ struct FleetStatus<'a> {
     publishes: bool,
     heartbeats_sent: u64,
     heartbeats_received: u64,
-    peers: Vec<handle::PeerState>,
-}
-
-/// Network counters shared by the node's tasks.
-#[derive(Debug, Default)]
-pub struct Counters {
-    sntp_ok: AtomicU64,
-    sntp_failed: AtomicU64,
-    timelines: AtomicU64,
-    relayed: AtomicU64,
-    // Hierarchical mode (roles.rs): what this node serves as leader or sub-leader.
-    /// Timeline datagrams sent to subscribers.
-    timelines_sent: AtomicU64,
-    /// Live timeline subscribers now.
-    subscribers: AtomicU64,
-    /// The SNTP server's counters.
-    sntp: Arc<crate::sync::sntp::ServeStats>,
+    peers: Vec<crate::control::PeerState>,
 }
 
 /// Run a node until the duration passes or SIGINT/SIGTERM arrives.
@@ -209,28 +186,21 @@ pub async fn run_with(
         tracing::info!("fleet key fingerprint {}", sec.fingerprint());
     }
     let latency_ns = (config.node.output_latency_ms * 1e6) as i64;
+    let fleet_clock = FleetClock::new(
+        clock,
+        latency_ns,
+        match y.role {
+            Role::Follower => Basis::Follow(None),
+            _ => Basis::Own(clock),
+        },
+    );
     let net = Arc::new(Mutex::new(NetState::default()));
     let lock = Arc::new(Mutex::new(LockStatus::default()));
     let sink = output::open_sink(&config.audio, config.audio.sink)?;
     let engine = EngineOptions::from_config(&config.audio);
-    let pll = PllConfig {
-        kp: y.kp,
-        ki: y.ki,
-        max_ppm: y.max_ppm,
-        hard_seek_ns: (y.hard_seek_ms * 1e6) as i64,
-        hard_seek_updates: y.hard_seek_updates,
-        lock_ns: (y.lock_ms * 1e6) as i64,
-        update_ns: (y.update_ms * 1e6) as i64,
-    };
-    let mode = Arc::new(ModeCell::new(match y.role {
-        Role::Follower => Mode::Follow,
-        _ => Mode::Lead(clock),
-    }));
     let controller = Box::new(SwitchController::new(
-        mode.clone(),
-        pll,
-        clock,
-        latency_ns,
+        PllConfig::from_config(&y),
+        fleet_clock.clone(),
         net.clone(),
         lock.clone(),
     ));
@@ -258,15 +228,13 @@ pub async fn run_with(
         bind_ip,
         id: id.clone(),
         security: security.clone(),
-        local: clock,
-        latency_ns,
+        fleet: fleet_clock.clone(),
         net: net.clone(),
-        player: player.clone(),
+        deck: Arc::new(NodeDeck::new(player.clone(), tracks.clone())),
         counters: counters.clone(),
         handle: handle.clone(),
         wake: wake.clone(),
         playlist: opts.playlist.clone(),
-        mode: mode.clone(),
         tracks: tracks.clone(),
         web_port: config.web.port,
         lights: shared_lights.clone(),
@@ -287,9 +255,7 @@ pub async fn run_with(
         }
         (Role::Auto, Some(sec)) => {
             roles.solo().await;
-            fleet = Some(auto::Fleet::start(
-                &config, sec, &stats, &mode, &net, clock,
-            )?);
+            fleet = Some(auto::Fleet::start(&config, sec, &stats, &fleet_clock)?);
         }
         _ => roles.solo().await,
     }
@@ -304,19 +270,17 @@ pub async fn run_with(
                 stats.clone(),
             )?)),
         };
-        let (mode, net) = (mode.clone(), net.clone());
-        let fleet_clock = move || mode.fleet_now(&clock, &net).unwrap_or(clock.now()).max(0) as u64;
-        let service = crate::osc::serve(&config.osc, handle.clone(), guard, fleet_clock).await?;
+        let service =
+            crate::osc::serve(&config.osc, handle.clone(), guard, fleet_clock.clone()).await?;
         Some(service)
     } else {
         None
     };
     // Show and lights (src/node/show.rs): cues on fleet time, light commands to the runner.
-    let lights = show::start(&config, &player, clock, &net)?;
+    let lights = show::start(&config, &player, &fleet_clock, &net)?;
     let view = View {
         id: &id,
-        clock: &clock,
-        mode: &mode,
+        fleet: &fleet_clock,
         player: &player,
         net: &net,
         lock: &lock,
@@ -354,7 +318,7 @@ pub async fn run_with(
                 let verdict = match &req.command {
                     NodeCommand::Lead { on } => auto::force_leader(fleet.as_ref(), *on),
                     cmd if lights::is_shared(cmd) => {
-                        let now = mode.fleet_now(&clock, &net).unwrap_or_else(|| clock.now());
+                        let now = fleet_clock.now_or_local();
                         share_light(cmd, now, &shared_lights, &roles, lights.as_ref(), &mut cues)
                     }
                     cmd => show::control(lights.as_ref(), cmd)
@@ -369,14 +333,14 @@ pub async fn run_with(
             }
             _ = shared_lights.changed() => {
                 // Another bike's newer light command or cue won: show it here too.
-                let now = mode.fleet_now(&clock, &net).unwrap_or_else(|| clock.now());
+                let now = fleet_clock.now_or_local();
                 for apply in shared_lights.take_unapplied() {
                     show_shared(apply, now, lights.as_ref(), &mut cues);
                 }
                 roles.ctx.wake.notify_one(); // a (sub-)leader passes it on at once
             }
-            _ = tokio::time::sleep(cues.next_in(mode.fleet_now(&clock, &net).unwrap_or_else(|| clock.now())).unwrap_or(Duration::from_secs(3600))) => {
-                let now = mode.fleet_now(&clock, &net).unwrap_or_else(|| clock.now());
+            _ = tokio::time::sleep(cues.next_in(fleet_clock.now_or_local()).unwrap_or(Duration::from_secs(3600))) => {
+                let now = fleet_clock.now_or_local();
                 for cue in cues.take_due(now) {
                     if let Some(Err(e)) = show::control(lights.as_ref(), &cue) {
                         tracing::warn!("the fleet's {cue:?} cannot be shown: {e}");
@@ -443,7 +407,7 @@ fn start_playlist(roles: &mut Roles, opts: &NodeOptions) -> Result<(), NodeError
         t.schedule(first, 0, opts.start_in.as_nanos() as u64)
             .map_err(|why| NodeError::Track {
                 track: first.clone(),
-                why,
+                why: why.to_string(),
             })?;
     }
     Ok(())
@@ -459,7 +423,7 @@ fn share_light(
     roles: &Roles,
     show: Option<&show::NodeShow>,
     cues: &mut lights::CueQueue,
-) -> Result<(), String> {
+) -> Result<(), Refusal> {
     let (entries, apply) = shared.local(cmd, now, roles.ctx.cue_lead_ns)?;
     show_shared(apply, now, show, cues);
     if let Some(tx) = roles.relay.as_ref() {
@@ -500,17 +464,17 @@ fn show_shared(
 
 /// Carry out one request: the leader applies transport commands itself, a follower relays
 /// them to the leader.
-fn execute(req: &Request, roles: &mut Roles, counters: &Counters) -> Result<(), String> {
+fn execute(req: &Request, roles: &mut Roles, counters: &Counters) -> Result<(), Refusal> {
     match (roles.transport.as_mut(), roles.relay.as_ref()) {
         (Some(t), _) => t.apply(&req.command),
-        (None, None) => Err("no leader to relay the command to yet".to_string()),
+        (None, None) => Err(Refusal::NoLeader),
         (None, Some(relay_tx)) => {
             let Some(bytes) = relay::encode(&req.command) else {
-                return Err(format!("{:?} cannot be relayed to the leader", req.command));
+                return Err(Refusal::NotRelayable(format!("{:?}", req.command)));
             };
             relay_tx
                 .try_send(bytes)
-                .map_err(|_| "the link to the leader is busy".to_string())?;
+                .map_err(|_| Refusal::Busy("the link to the leader"))?;
             counters.relayed.fetch_add(1, Relaxed);
             Ok(())
         }
@@ -530,8 +494,7 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<UdpSocket, NodeErr
 /// Everything status and snapshots are made of.
 struct View<'a> {
     id: &'a str,
-    clock: &'a LocalClock,
-    mode: &'a ModeCell,
+    fleet: &'a FleetClock,
     player: &'a Player,
     net: &'a Mutex<NetState>,
     lock: &'a Mutex<LockStatus>,
@@ -544,19 +507,20 @@ struct View<'a> {
 
 impl View<'_> {
     fn print_status(&self, role: Role, fleet: Option<&crate::fleet::FleetView>) {
-        let (est, tl, catch_ups) = self
+        let (tl, catch_ups) = self
             .net
             .lock()
-            .map(|n| (n.estimate, n.timeline.clone(), n.catch_ups))
+            .map(|n| (n.timeline.clone(), n.catch_ups))
             .unwrap_or_default();
+        let est = self.fleet.estimate();
         let st = self.player.status();
         let mono = mono_ns();
-        let local = self.clock.from_mono(mono);
+        let local = self.fleet.local().from_mono(mono);
         let c = self.counters;
         let line = Status {
             mono_ns: mono,
             local_ns: local,
-            fleet_ns: self.mode.fleet_at_mono(mono, self.clock, self.net),
+            fleet_ns: self.fleet.at_mono(mono),
             node: self.id,
             role,
             position_s: st.position.map(|p| p / st.track_rate.max(1) as f64),
@@ -595,11 +559,8 @@ impl View<'_> {
     }
 
     fn snapshot(&self, role: Role, fleet: Option<&crate::fleet::FleetView>) -> Snapshot {
-        let (est, tl) = self
-            .net
-            .lock()
-            .map(|n| (n.estimate, n.timeline.clone()))
-            .unwrap_or_default();
+        let tl = self.net.lock().ok().and_then(|n| n.timeline.clone());
+        let est = self.fleet.estimate();
         let st = self.player.status();
         let lock = self.lock.lock().map(|l| l.clone()).unwrap_or_default();
         let rate = f64::from(st.track_rate.max(1));
@@ -624,7 +585,7 @@ impl View<'_> {
                 .map(|t| f64::from(t.tempo_bpm))
                 .filter(|&b| b > 0.0),
             track: st.track,
-            sync: handle::SyncState {
+            sync: crate::control::SyncState {
                 offset_ms: est.filter(|_| following).map(|e| e.offset_ns / 1e6),
                 clock_ppm: est.filter(|_| following).map(|e| e.ppm),
                 playback_error_ms: following.then_some(lock.error_ns as f64 / 1e6),
@@ -632,10 +593,10 @@ impl View<'_> {
             },
             rejected: stats.by_reason(),
             light: if self.show {
-                handle::LightState::default() // the show fills it in
+                crate::control::LightState::default() // the show fills it in
             } else {
                 let l = self.lights.summary();
-                handle::LightState {
+                crate::control::LightState {
                     pattern: l.pattern.unwrap_or_default(),
                     hue: l.hue.unwrap_or_default(),
                     bright: l.bright.unwrap_or(1.0),
@@ -646,92 +607,4 @@ impl View<'_> {
             ..Snapshot::default()
         }
     }
-}
-
-/// The leader's timeline socket and what it serves.
-struct Publisher {
-    sock: UdpSocket,
-    net: Arc<Mutex<NetState>>,
-    hz: f64,
-    clock: roles::FleetClock,
-    security: Arc<FleetSecurity>,
-    wake: Arc<Notify>,
-    handle: NodeHandle,
-    counters: Arc<Counters>,
-    /// The fleet's light state, sent with every timeline.
-    lights: Arc<FleetLights>,
-}
-
-/// Leader: answer subscriptions, take relayed commands, and send the timeline to every
-/// live subscriber at `hz` and at once after every change.
-async fn publish_timeline(p: Publisher) {
-    let mut subscribers: HashMap<SocketAddr, tokio::time::Instant> = HashMap::new();
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / p.hz.max(0.1)));
-    let parser = CommandParser::new();
-    let mut buf = [0u8; 1500];
-    loop {
-        tokio::select! {
-            r = p.sock.recv_from(&mut buf) => {
-                let Ok((n, peer)) = r else { continue };
-                let bytes = &buf[..n];
-                let payload = bytes.get(crate::security::envelope::HEADER_LEN..).unwrap_or_default();
-                let class = if relay::is_relay(payload) { TrafficClass::Control } else { TrafficClass::Timing };
-                let now = p.clock.now().max(0) as u64;
-                let Ok(v) = p.security.open(peer, bytes, class, Some(now)) else { continue };
-                if let Some(entry) = lights::Entry::decode(&parser, v.payload) {
-                    // A light command given to a follower: the newest write wins.
-                    p.lights.merge(std::slice::from_ref(&entry));
-                } else if let Some(cmd) = relay::decode(&parser, v.payload) {
-                    p.counters.relayed.fetch_add(1, Relaxed);
-                    if let Err(e) = p.handle.submit(cmd, Origin::Fleet(format!("{:08x}@{peer}", v.sender))) {
-                        tracing::warn!("relayed command from {peer} dropped: {e}");
-                    }
-                } else if timeline::parse_subscribe(v.payload).is_some() {
-                    if subscribers.len() < 1024 || subscribers.contains_key(&peer) {
-                        subscribers.insert(peer, tokio::time::Instant::now());
-                    }
-                    // Answer at once, so a joiner need not wait for the next tick.
-                    if let Some(bytes) = sealed_timeline(&p) {
-                        let _ = p.sock.send_to(&bytes, peer).await;
-                    }
-                }
-            }
-            _ = tick.tick() => {
-                expire(&mut subscribers, &p.counters);
-                send_all(&p, &subscribers).await;
-            }
-            _ = p.wake.notified() => {
-                expire(&mut subscribers, &p.counters);
-                send_all(&p, &subscribers).await;
-                // The next tick a full period later: a sub-leader re-publishing every
-                // timeline it hears sends at its leader's rate, not twice it.
-                tick.reset();
-            }
-        }
-    }
-}
-
-/// Forget subscribers silent for 5 s (they resubscribe every second).
-fn expire(subscribers: &mut HashMap<SocketAddr, tokio::time::Instant>, counters: &Counters) {
-    let now = tokio::time::Instant::now();
-    subscribers.retain(|_, seen| now.duration_since(*seen) < Duration::from_secs(5));
-    counters
-        .subscribers
-        .store(subscribers.len() as u64, Relaxed);
-}
-
-async fn send_all(p: &Publisher, subscribers: &HashMap<SocketAddr, tokio::time::Instant>) {
-    if let Some(bytes) = sealed_timeline(p) {
-        for peer in subscribers.keys() {
-            if p.sock.send_to(&bytes, peer).await.is_ok() {
-                p.counters.timelines_sent.fetch_add(1, Relaxed);
-            }
-        }
-    }
-}
-
-fn sealed_timeline(p: &Publisher) -> Option<Vec<u8>> {
-    let tl = p.net.lock().ok()?.timeline.clone()?;
-    let osc = tl.to_osc_with(p.lights.messages()).ok()?;
-    p.security.seal(&osc, p.clock.now().max(0) as u64).ok()
 }

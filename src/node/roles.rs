@@ -1,13 +1,13 @@
 //! Role switching at run time. The player is made once; what changes with the role is the
-//! half of the playback loop it runs ([`SwitchController`], told through a [`ModeCell`])
-//! and the network tasks around it ([`Roles`]): a leader serves SNTP and publishes the
+//! half of the playback loop it runs (the [`SwitchController`](crate::sync::SwitchController),
+//! told through the [`FleetClock`]'s basis) and the network tasks around it ([`Roles`]): a leader serves SNTP and publishes the
 //! timeline, a follower disciplines its clock and follows a leader's timeline, a solo node
 //! runs neither. In hierarchical mode a sub-leader is a follower that also serves its
 //! group ([`Roles::serve_group`]): SNTP from its disciplined estimate of fleet time
-//! ([`FleetClock::Disciplined`]) and the timeline it follows, re-published unchanged; a
+//! (its [`FleetClock`] while it follows) and the timeline it follows, re-published unchanged; a
 //! follower whose upstream changes re-homes like one that changes leader. Leadership moves without a jump. A follower that is promoted keeps
 //! serving the fleet time it had disciplined (its last offset and frequency, free-running
-//! from then on, [`LocalClock::anchored`]), keeps the timeline's track and epoch, and only
+//! from then on, [`FleetClock::serving_clock`]), keeps the timeline's track and epoch, and only
 //! re-measures its anchor from its own playback — so the other followers' clock estimates
 //! and PLLs carry on undisturbed. A follower that changes leader keeps its clock filter and
 //! its lock, and plays on them until the new leader's timeline arrives. A leader that is
@@ -23,166 +23,20 @@ use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
-use super::follower::{self, Applied, Link, LocalTime};
-use super::leader::Transport;
-use super::lights::FleetLights;
 use super::tracks::Tracks;
-use super::{bind, publish_timeline, Counters, NodeError, NodeHandle, Publisher};
-use crate::audio::{Control, Controller, PlaybackReport, Player};
-use crate::clock::{mono_ns, LocalClock};
+use super::{bind, NodeError};
+use crate::clock::{mono_ns, FleetClock};
 use crate::config::{Role, SyncConfig};
+use crate::control::NodeHandle;
+use crate::fleet::lights::FleetLights;
 use crate::security::FleetSecurity;
-use crate::sync::filter::{ClockEstimate, ClockFilter, FilterConfig};
-use crate::sync::pll::{FollowerController, LeaderController, NetState, PllConfig};
-use crate::sync::sntp::{self, SntpClient, TimeSource};
-
-/// The fleet time a node serves (SNTP) and stamps its fleet messages with: a leader's own
-/// clock, or a sub-leader's disciplined estimate of the leader's, read afresh every time
-/// so it tracks the estimate as the clock filter updates it.
-#[derive(Debug, Clone)]
-pub enum FleetClock {
-    /// The clock this node serves as leader.
-    Own(LocalClock),
-    /// The estimate in `net` applied to this node's clock `local`.
-    Disciplined {
-        /// This node's clock.
-        local: LocalClock,
-        /// Holds the clock estimate.
-        net: Arc<Mutex<NetState>>,
-    },
-}
-
-impl FleetClock {
-    /// Fleet time now; a sub-leader without an estimate yet stamps with its own clock
-    /// (as a follower does).
-    pub fn now(&self) -> i64 {
-        match self {
-            FleetClock::Own(c) => c.now(),
-            FleetClock::Disciplined { local, .. } => self.time_now().unwrap_or_else(|| local.now()),
-        }
-    }
-}
-
-impl TimeSource for FleetClock {
-    fn time_now(&self) -> Option<i64> {
-        match self {
-            FleetClock::Own(c) => Some(c.now()),
-            FleetClock::Disciplined { local, net } => {
-                let est = net.lock().ok()?.estimate?;
-                Some(est.fleet_at(local.now()))
-            }
-        }
-    }
-}
-
-/// Which half of the playback loop runs.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Mode {
-    /// Measure our own playback against this fleet clock (leader, solo).
-    Lead(LocalClock),
-    /// Steer our playback onto the leader's timeline.
-    Follow,
-}
-
-/// The current [`Mode`] and a generation that changes with every switch, shared by the
-/// node and the player thread.
-#[derive(Debug)]
-pub struct ModeCell(Mutex<(Mode, u64)>);
-
-impl ModeCell {
-    /// Starts in `mode`.
-    pub fn new(mode: Mode) -> Self {
-        ModeCell(Mutex::new((mode, 0)))
-    }
-
-    /// The mode now and its generation.
-    pub fn get(&self) -> (Mode, u64) {
-        self.0.lock().map(|m| *m).unwrap_or((Mode::Follow, 0))
-    }
-
-    fn set(&self, mode: Mode) {
-        if let Ok(mut m) = self.0.lock() {
-            *m = (mode, m.1 + 1);
-        }
-    }
-
-    /// Fleet time at monotonic time `mono` (None: a follower without a clock estimate
-    /// yet): the clock we serve when leading, our estimate of the leader's otherwise.
-    pub fn fleet_at_mono(
-        &self,
-        mono: u64,
-        local: &LocalClock,
-        net: &Mutex<NetState>,
-    ) -> Option<i64> {
-        match self.get().0 {
-            Mode::Lead(clock) => Some(clock.from_mono(mono)),
-            Mode::Follow => Some(net.lock().ok()?.estimate?.fleet_at(local.from_mono(mono))),
-        }
-    }
-
-    /// Fleet time now (see [`ModeCell::fleet_at_mono`]).
-    pub fn fleet_now(&self, local: &LocalClock, net: &Mutex<NetState>) -> Option<i64> {
-        self.fleet_at_mono(mono_ns(), local, net)
-    }
-}
-
-/// The player's controller: both halves of the playback loop, one chosen by the
-/// [`ModeCell`] on every report.
-pub struct SwitchController {
-    mode: Arc<ModeCell>,
-    generation: u64,
-    follower: FollowerController,
-    leader: LeaderController,
-    latency_ns: i64,
-    net: Arc<Mutex<NetState>>,
-}
-
-impl SwitchController {
-    /// Both halves, reading `net`; the follower publishes into `lock`.
-    pub fn new(
-        mode: Arc<ModeCell>,
-        pll: PllConfig,
-        local: LocalClock,
-        latency_ns: i64,
-        net: Arc<Mutex<NetState>>,
-        lock: Arc<Mutex<crate::sync::pll::LockStatus>>,
-    ) -> Self {
-        let (m, generation) = mode.get();
-        let lead_clock = match m {
-            Mode::Lead(c) => c,
-            Mode::Follow => local,
-        };
-        SwitchController {
-            follower: FollowerController::new(pll, local, latency_ns, net.clone(), lock),
-            leader: LeaderController::new(lead_clock, latency_ns, net.clone()),
-            mode,
-            generation,
-            latency_ns,
-            net,
-        }
-    }
-}
-
-impl Controller for SwitchController {
-    fn on_report(&mut self, r: &PlaybackReport) -> Control {
-        let (mode, generation) = self.mode.get();
-        if generation != self.generation {
-            self.generation = generation;
-            match mode {
-                // Measure afresh against the clock we now serve; the speed the PLL last set
-                // stays, so our playback keeps the fleet's rate.
-                Mode::Lead(clock) => {
-                    self.leader = LeaderController::new(clock, self.latency_ns, self.net.clone());
-                }
-                Mode::Follow => self.follower.resume(),
-            }
-        }
-        match mode {
-            Mode::Lead(_) => self.leader.on_report(r),
-            Mode::Follow => self.follower.on_report(r),
-        }
-    }
-}
+use crate::sync::filter::{ClockFilter, FilterConfig};
+use crate::sync::follow::{Applied, FollowConfig};
+use crate::sync::follower::{self, Link};
+use crate::sync::pll::NetState;
+use crate::sync::publisher::{publish_timeline, Publisher};
+use crate::sync::sntp::{self, SntpClient};
+use crate::sync::{Counters, Deck, Transport};
 
 /// The role the node runs now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,14 +70,12 @@ pub struct Ctx {
     pub id: String,
     /// Fleet security (None: solo only).
     pub security: Option<Arc<FleetSecurity>>,
-    /// This node's own clock.
-    pub local: LocalClock,
-    /// Output latency, ns.
-    pub latency_ns: i64,
+    /// Fleet time as this node knows it (its basis says whether it leads or follows).
+    pub fleet: FleetClock,
     /// Shared with the controllers.
     pub net: Arc<Mutex<NetState>>,
-    /// The player.
-    pub player: Arc<Player>,
+    /// The player and the tracks, as the sync state machines drive them.
+    pub deck: Arc<dyn Deck>,
     /// Counters.
     pub counters: Arc<Counters>,
     /// The node's own handle (relayed commands come in through it).
@@ -232,9 +84,7 @@ pub struct Ctx {
     pub wake: Arc<Notify>,
     /// The playlist a leader or solo node plays.
     pub playlist: Vec<String>,
-    /// The controller's mode.
-    pub mode: Arc<ModeCell>,
-    /// Opens (and fetches) tracks.
+    /// Opens (and fetches) tracks; a follower fetches from its leader.
     pub tracks: Tracks,
     /// The web port every bike serves on (shared tracks come from the leader's; 0: none).
     pub web_port: u16,
@@ -266,7 +116,9 @@ pub struct Roles {
 impl Roles {
     /// Nothing running yet; call [`Roles::solo`], [`Roles::lead`] or [`Roles::follow`].
     pub fn new(ctx: Ctx) -> Self {
-        let filter = Arc::new(Mutex::new(ClockFilter::new(filter_config(&ctx.sync))));
+        let filter = Arc::new(Mutex::new(ClockFilter::new(FilterConfig::from_config(
+            &ctx.sync,
+        ))));
         Roles {
             ctx,
             current: Current::Solo,
@@ -279,37 +131,19 @@ impl Roles {
         }
     }
 
-    /// The fleet clock this node serves if it leads from now on: the one it serves
-    /// already, or — when it follows — its disciplined estimate of the leader's clock,
-    /// free-running from now on. Without an estimate, its own clock.
-    fn serving_clock(&self) -> LocalClock {
-        match (self.current, self.ctx.mode.get().0) {
-            (Current::Follower(_), _) => {
-                let est = self.ctx.net.lock().ok().and_then(|n| n.estimate);
-                est.map_or(self.ctx.local, |e| {
-                    held_over(&self.ctx.local, &e, mono_ns())
-                })
-            }
-            (_, Mode::Lead(clock)) => clock,
-            (_, Mode::Follow) => self.ctx.local,
-        }
-    }
-
     /// Play alone on our own clock (or the fleet clock we served): keep the transport,
     /// serve nothing.
     pub async fn solo(&mut self) {
-        let clock = self.serving_clock();
         self.stop_tasks().await;
-        self.become_authority(clock);
+        self.become_authority();
         self.current = Current::Solo;
     }
 
     /// Lead: serve SNTP and publish the timeline from the fleet clock we keep.
     pub async fn lead(&mut self) -> Result<(), NodeError> {
-        let clock = self.serving_clock();
         let was = self.current;
         self.stop_tasks().await;
-        self.become_authority(clock);
+        self.become_authority();
         if was != Current::Solo {
             tracing::info!("now leading the fleet");
         }
@@ -323,7 +157,7 @@ impl Roles {
             }
         }
         self.current = Current::Leader;
-        let serving = self.serve(FleetClock::Own(clock)).await?;
+        let serving = self.serve().await?;
         self.tasks.extend(serving);
         Ok(())
     }
@@ -335,11 +169,7 @@ impl Roles {
     pub async fn serve_group(&mut self, on: bool) -> Result<(), NodeError> {
         let wanted = on && matches!(self.current, Current::Follower(_));
         if wanted && self.group.is_empty() {
-            let clock = FleetClock::Disciplined {
-                local: self.ctx.local,
-                net: self.ctx.net.clone(),
-            };
-            self.group = self.serve(clock).await?;
+            self.group = self.serve().await?;
             if !self.group.is_empty() {
                 tracing::info!("serving a group as sub-leader");
             }
@@ -351,8 +181,9 @@ impl Roles {
         Ok(())
     }
 
-    /// Bind and start the SNTP server (from `clock`) and the timeline publisher.
-    async fn serve(&mut self, clock: FleetClock) -> Result<Vec<JoinHandle<()>>, NodeError> {
+    /// Bind and start the SNTP server and the timeline publisher, both on the node's fleet
+    /// clock (its own time when leading, its estimate of the leader's as a sub-leader).
+    async fn serve(&mut self) -> Result<Vec<JoinHandle<()>>, NodeError> {
         let Some(sec) = self.ctx.security.clone() else {
             return Ok(Vec::new()); // no key: nothing to serve
         };
@@ -366,7 +197,7 @@ impl Roles {
             .await?;
             tasks.push(tokio::spawn(sntp::serve(
                 sock,
-                clock.clone(),
+                self.ctx.fleet.clone(),
                 Some(sec.clone()),
                 self.ctx.counters.sntp.clone(),
             )));
@@ -382,12 +213,13 @@ impl Roles {
             sock,
             net: self.ctx.net.clone(),
             hz: y.publish_hz,
-            clock,
+            clock: self.ctx.fleet.clone(),
             security: sec,
             wake: self.ctx.wake.clone(),
             handle: self.ctx.handle.clone(),
             counters: self.ctx.counters.clone(),
             lights: self.ctx.lights.clone(),
+            expiry: Duration::from_secs_f64(y.subscriber_expiry_s),
         })));
         self.ctx.wake.notify_one();
         Ok(tasks)
@@ -427,12 +259,9 @@ impl Roles {
                 *a = Applied::from_timeline(tl.as_ref());
             }
             if let Ok(mut f) = self.filter.lock() {
-                *f = ClockFilter::new(filter_config(&self.ctx.sync));
+                *f = ClockFilter::new(FilterConfig::from_config(&self.ctx.sync));
             }
-            if let Ok(mut n) = self.ctx.net.lock() {
-                n.estimate = None;
-            }
-            self.ctx.mode.set(Mode::Follow);
+            self.ctx.fleet.follow();
         } else {
             tracing::info!("following a new upstream at {leader}");
         }
@@ -446,7 +275,7 @@ impl Roles {
         let sock = bind("SNTP client", SocketAddr::new(self.ctx.bind_ip, 0)).await?;
         let client = SntpClient::with_security(
             sock,
-            self.ctx.local,
+            self.ctx.fleet.local(),
             Duration::from_millis(500),
             signed.then(|| sec.clone()),
         );
@@ -455,7 +284,7 @@ impl Roles {
             sntp,
             self.filter.clone(),
             y.poll_hz,
-            self.ctx.net.clone(),
+            self.ctx.fleet.clone(),
             self.ctx.counters.clone(),
         )));
         let (relay_tx, relay_rx) = mpsc::channel(64);
@@ -466,13 +295,10 @@ impl Roles {
                 sock,
                 leader,
                 id: self.ctx.id.clone(),
-                local: LocalTime {
-                    clock: self.ctx.local,
-                    latency_ns: self.ctx.latency_ns,
-                },
+                fleet: self.ctx.fleet.clone(),
                 net: self.ctx.net.clone(),
-                player: self.ctx.player.clone(),
-                tracks: self.ctx.tracks.clone(),
+                deck: self.ctx.deck.clone(),
+                follow: FollowConfig::from_config(&self.ctx.sync),
                 counters: self.ctx.counters.clone(),
                 security: sec,
                 relay: relay_rx,
@@ -492,34 +318,24 @@ impl Roles {
         self.ctx.counters.subscribers.store(0, Relaxed);
     }
 
-    /// Own what plays, timed by `clock`: the controller measures against it and the
-    /// transport schedules on it. A transport that already uses it is kept.
-    fn become_authority(&mut self, clock: LocalClock) {
-        self.ctx.mode.set(Mode::Lead(clock));
-        if self.transport.as_ref().is_some_and(|t| t.clock == clock) {
+    /// Own what plays: serve fleet time from the clock we keep (our own, the one we already
+    /// serve, or — promoted from follower — our estimate held over) and take the transport.
+    /// A transport we already have is kept.
+    fn become_authority(&mut self) {
+        let fleet = &self.ctx.fleet;
+        fleet.lead(fleet.serving_clock(mono_ns()));
+        if self.transport.is_some() {
             return;
         }
-        let playing = self
-            .ctx
-            .net
-            .lock()
-            .ok()
-            .and_then(|n| n.timeline.as_ref().map(|t| t.track.clone()));
-        let index = playing
-            .and_then(|t| self.ctx.playlist.iter().position(|p| *p == t))
-            .unwrap_or(0);
-        self.transport = Some(Transport {
-            player: self.ctx.player.clone(),
-            net: self.ctx.net.clone(),
-            clock,
-            latency_ns: self.ctx.latency_ns,
-            id: self.ctx.id.clone(),
-            lead_ns: (self.ctx.sync.start_lead_ms * 1e6) as u64,
-            playlist: self.ctx.playlist.clone(),
-            index,
-            wake: self.ctx.wake.clone(),
-            tracks: self.ctx.tracks.clone(),
-        });
+        self.transport = Some(Transport::new(
+            self.ctx.deck.clone(),
+            self.ctx.net.clone(),
+            fleet.clone(),
+            self.ctx.id.clone(),
+            (self.ctx.sync.start_lead_ms * 1e6) as u64,
+            self.ctx.playlist.clone(),
+            self.ctx.wake.clone(),
+        ));
     }
 }
 
@@ -528,109 +344,5 @@ async fn stop(tasks: &mut Vec<JoinHandle<()>>) {
     for t in tasks.drain(..) {
         t.abort();
         let _ = t.await;
-    }
-}
-
-/// The fleet clock a follower keeps serving once it leads: what its estimate `est` says
-/// fleet time is at monotonic `now`, running from then on at the rate of its own clock
-/// corrected by the estimate's frequency.
-pub fn held_over(local: &LocalClock, est: &ClockEstimate, now: u64) -> LocalClock {
-    let ppm = ((1.0 + local.ppm * 1e-6) * (1.0 + est.ppm * 1e-6) - 1.0) * 1e6;
-    LocalClock::anchored(now, est.fleet_at(local.from_mono(now)), ppm)
-}
-
-/// The clock filter settings from `[sync]`.
-pub fn filter_config(y: &SyncConfig) -> FilterConfig {
-    FilterConfig {
-        window_s: y.filter_window_s,
-        bucket_s: y.filter_bucket_s,
-        step_threshold_ns: (y.step_threshold_ms * 1e6) as i64,
-        step_count: y.step_count.max(2) as usize,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A follower promoted at `now` serves exactly the time its estimate gave, and keeps
-    /// running at the leader's rate: an hour later it is as close to the estimate's
-    /// extrapolation as rounding allows.
-    #[test]
-    fn a_promoted_follower_serves_the_fleet_time_it_had_disciplined() {
-        let local = LocalClock {
-            offset_ns: 1_700_000_000_000_000_000,
-            ppm: 83.0,
-            ..LocalClock::IDEAL
-        };
-        let now = 5_000_000_000_000u64;
-        let est = ClockEstimate {
-            ref_local_ns: local.from_mono(now) - 30_000_000_000,
-            offset_ns: -2_345_678_901.0,
-            ppm: -121.5,
-            dispersion_ns: 50_000.0,
-            min_delay_ns: 200_000,
-            samples: 40,
-            steps: 0,
-        };
-        let served = held_over(&local, &est, now);
-        for later in [0u64, 1_000_000_000, 3_600_000_000_000] {
-            let t = now + later;
-            let want = est.fleet_at(local.from_mono(t));
-            let got = served.from_mono(t);
-            assert!((got - want).abs() <= 2, "after {later} ns: {got} vs {want}");
-        }
-    }
-
-    /// A sub-leader serves its estimate of fleet time as it is now: nothing before the
-    /// first estimate, and every update at once.
-    #[test]
-    fn a_disciplined_fleet_clock_tracks_the_estimate() {
-        let local = LocalClock::unix(0, 0.0);
-        let net = Arc::new(Mutex::new(NetState::default()));
-        let clock = FleetClock::Disciplined {
-            local,
-            net: net.clone(),
-        };
-        assert_eq!(clock.time_now(), None);
-        let own = clock.now() - local.now();
-        assert!(
-            own.abs() < 50_000_000,
-            "stamps with its own clock meanwhile"
-        );
-        for offset in [1_250_000_000.0, -40_000_000.0] {
-            let est = ClockEstimate {
-                ref_local_ns: local.now(),
-                offset_ns: offset,
-                ppm: 0.0,
-                dispersion_ns: 0.0,
-                min_delay_ns: 0,
-                samples: 8,
-                steps: 0,
-            };
-            net.lock().expect("net").estimate = Some(est);
-            let served = clock.time_now().expect("an estimate") - local.now();
-            assert!(
-                (served as f64 - offset).abs() < 50e6,
-                "{served} vs {offset}"
-            );
-        }
-    }
-
-    #[test]
-    fn the_mode_cell_counts_switches_and_tells_fleet_time() {
-        let net = Mutex::new(NetState::default());
-        let local = LocalClock::IDEAL;
-        let cell = ModeCell::new(Mode::Follow);
-        assert_eq!(cell.get().1, 0);
-        assert_eq!(
-            cell.fleet_at_mono(10, &local, &net),
-            None,
-            "no estimate yet"
-        );
-        let served = LocalClock::anchored(1_000, 9_000, 0.0);
-        cell.set(Mode::Lead(served));
-        assert_eq!(cell.get(), (Mode::Lead(served), 1));
-        assert_eq!(cell.fleet_at_mono(2_000, &local, &net), Some(10_000));
     }
 }

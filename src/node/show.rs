@@ -13,11 +13,11 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::handle::{Command, Snapshot};
 use super::NodeError;
 use crate::audio::{Player, PlayerStatus};
-use crate::clock::{mono_ns, LocalClock};
+use crate::clock::{mono_ns, FleetClock};
 use crate::config::{Config, Role};
+use crate::control::{Command, Refusal, Snapshot};
 use crate::show::{journal, PlayerClock, RunnerOptions, Show, ShowHandle, ShowRunner, VehicleInfo};
 use crate::sync::pll::NetState;
 
@@ -39,7 +39,7 @@ pub fn playlist(show: &Show) -> Vec<String> {
 pub fn start(
     config: &Config,
     player: &Arc<Player>,
-    clock: LocalClock,
+    fleet: &FleetClock,
     net: &Arc<Mutex<NetState>>,
 ) -> Result<Option<NodeShow>, NodeError> {
     let file = &config.show.file;
@@ -62,9 +62,8 @@ pub fn start(
     }
     let position = FleetPosition {
         player: player.clone(),
-        clock,
+        fleet: fleet.clone(),
         net: net.clone(),
-        latency_ns: (config.node.output_latency_ms * 1e6) as i64,
         names: show
             .tracks
             .iter()
@@ -112,11 +111,11 @@ async fn log_playback(player: Arc<Player>, file: std::fs::File) {
 
 /// Offer a command to the show: `Some(verdict)` when it is a show command (pattern, hue,
 /// bright, colour, go, cue), `None` when the node should handle it.
-pub fn control(show: Option<&NodeShow>, command: &Command) -> Option<Result<(), String>> {
+pub fn control(show: Option<&NodeShow>, command: &Command) -> Option<Result<(), Refusal>> {
     match show?.handle.control(command) {
         Ok(true) => Some(Ok(())),
         Ok(false) => None,
-        Err(e) => Some(Err(e.to_string())),
+        Err(e) => Some(Err(e)),
     }
 }
 
@@ -143,11 +142,10 @@ impl NodeShow {
 /// position taken from the fleet timeline when this node follows one.
 struct FleetPosition {
     player: Arc<Player>,
-    clock: LocalClock,
+    /// Fleet time; its output latency says when the local player's frames are really
+    /// heard (the timeline already includes it).
+    fleet: FleetClock,
     net: Arc<Mutex<NetState>>,
-    /// `node.output_latency_ms`: when the local player's frames are really heard (the
-    /// timeline already includes it).
-    latency_ns: i64,
     /// (show source, name the player reports) of every show track.
     names: Vec<(String, String)>,
 }
@@ -156,8 +154,10 @@ impl FleetPosition {
     /// (frame heard at `now`, frames per second on this node's monotonic clock) from the
     /// timeline, when this node has a fleet clock estimate and plays the timeline's track.
     fn on_timeline(&self, st: &PlayerStatus, now: u64) -> Option<(f64, f64)> {
+        // Only a follower with a clock estimate: a leader's own player is the timeline.
+        self.fleet.estimate()?;
         let net = self.net.lock().ok()?;
-        let (estimate, timeline) = (net.estimate?, net.timeline.as_ref()?);
+        let timeline = net.timeline.as_ref()?;
         if !timeline.playing {
             return None;
         }
@@ -165,9 +165,9 @@ impl FleetPosition {
         if st.track.as_deref() != Some(name.as_str()) {
             return None;
         }
-        let frame_at = |mono: u64| timeline.frame_at(estimate.fleet_at(self.clock.from_mono(mono)));
-        let here = frame_at(now);
-        let per_s = frame_at(now + 1_000_000_000) - here;
+        let frame_at = |mono: u64| Some(timeline.frame_at(self.fleet.at_mono(mono)?));
+        let here = frame_at(now)?;
+        let per_s = frame_at(now + 1_000_000_000)? - here;
         (per_s > 0.0).then_some((here, per_s))
     }
 }
@@ -182,7 +182,11 @@ impl PlayerClock for FleetPosition {
                 st.heard_at_ns = now;
                 st.speed_ppm = (per_s / f64::from(st.track_rate.max(1)) - 1.0) * 1e6;
             }
-            None => st.heard_at_ns = st.heard_at_ns.saturating_add_signed(self.latency_ns),
+            None => {
+                st.heard_at_ns = st
+                    .heard_at_ns
+                    .saturating_add_signed(self.fleet.latency_ns());
+            }
         }
         st
     }

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::WebConfig;
-use crate::node::NodeHandle;
+use crate::control::NodeHandle;
 use crate::web::{self, echoflux, Library, WebError};
 
 /// Why the web front end could not start.

@@ -30,9 +30,9 @@ use super::command::{self, Command, CommandParser};
 use super::feedback::{Clients, Peer};
 use super::pattern::{has_wildcards, Pattern};
 use super::schedule::Scheduler;
-use crate::node::handle::{NodeHandle, Origin};
+use crate::clock::TimeNow;
+use crate::control::{NodeHandle, Origin};
 use crate::security::guard::Guard;
-use crate::security::replay::FleetClock;
 
 /// The server's own methods (handled without the node).
 pub const LOCAL_METHODS: &[&str] = &[STATUS, SUBSCRIBE, UNSUBSCRIBE];
@@ -166,7 +166,7 @@ impl Executor {
                 self.rt.spawn(async move {
                     let body = match tokio::time::timeout(wait, verdict).await {
                         Ok(Ok(Ok(()))) => ok_body(&address),
-                        Ok(Ok(Err(why))) => error_body(&address, &why),
+                        Ok(Ok(Err(why))) => error_body(&address, &why.to_string()),
                         Ok(Err(_)) => error_body(&address, "the node is not running"),
                         Err(_) => error_body(
                             &address,
@@ -199,7 +199,7 @@ impl<C> std::fmt::Debug for Dispatcher<C> {
     }
 }
 
-impl<C: FleetClock + Clone + Send + 'static> Dispatcher<C> {
+impl<C: TimeNow + Clone + Send + 'static> Dispatcher<C> {
     /// A dispatcher with its timetag scheduler thread running.
     pub fn new(
         guard: Arc<Mutex<Guard>>,

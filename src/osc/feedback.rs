@@ -20,7 +20,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, Notify};
 
 use super::codec;
-use crate::node::handle::{NodeHandle, Snapshot};
+use crate::control::{NodeHandle, Snapshot};
 
 /// Where replies and feedback for one client go. Sending never blocks: a full TCP queue or
 /// a full socket buffer drops the message (a slow phone must not stall the control port).

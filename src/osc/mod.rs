@@ -7,7 +7,7 @@
 //! encoder. Adapters: [`serve`] ([`service`]) binds UDP and TCP on one port and feeds every
 //! packet to the [`dispatch::Dispatcher`] (security policy, pattern dispatch, QLab-style
 //! replies, bundles held by [`schedule`] until their timetag on the fleet clock), which talks
-//! to the node only through a [`crate::node::handle::NodeHandle`]; [`feedback`] pushes state
+//! to the node only through a [`crate::control::NodeHandle`]; [`feedback`] pushes state
 //! changes to control surfaces, [`outbound`] streams beats, bars, levels and position to
 //! configured destinations, and [`wled`] sends the WLED audio-sync V2 packet. The whole
 //! address space is documented in `docs/osc.md`.

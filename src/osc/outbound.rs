@@ -24,7 +24,7 @@ use rosc::{OscMessage, OscPacket, OscType};
 use tokio::net::UdpSocket;
 
 use super::codec;
-use crate::node::handle::{NodeHandle, Snapshot};
+use crate::control::{NodeHandle, Snapshot};
 
 /// What was last sent, to send only changes.
 #[derive(Debug, Clone, Default)]
@@ -161,7 +161,7 @@ pub async fn run_outbound(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::node::handle::Meters;
+    use crate::control::Meters;
 
     fn addrs(v: &[OscMessage]) -> Vec<&str> {
         v.iter().map(|m| m.addr.as_str()).collect()

@@ -1,7 +1,7 @@
 //! Bundles executed at their timetag, on the fleet clock.
 //!
 //! A timetag is an NTP instant; Convoy reads it as fleet time (Unix-epoch nanoseconds, the
-//! same scale as [`FleetClock::now_ns`]), so every bike fires a broadcast bundle at the same
+//! same scale as [`TimeNow::now_ns`]), so every bike fires a broadcast bundle at the same
 //! fleet instant. One dedicated thread holds a bounded min-heap of pending jobs ordered by
 //! (due time, arrival) and sleeps on a condition variable until the earliest is due; it
 //! re-reads the fleet clock at every wake and never sleeps longer than [`MAX_NAP`], so a
@@ -16,7 +16,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::security::replay::FleetClock;
+use crate::clock::TimeNow;
 
 /// Longest single wait, so a stepped fleet clock is noticed within this long.
 pub const MAX_NAP: Duration = Duration::from_millis(20);
@@ -82,7 +82,7 @@ impl<J: Send + 'static> Scheduler<J> {
     /// job (lateness: how long after its due time it ran, 0 if on time).
     pub fn spawn<C, R>(clock: C, capacity: usize, run: R) -> std::io::Result<Self>
     where
-        C: FleetClock + Send + 'static,
+        C: TimeNow + Send + 'static,
         R: Fn(J, u64) + Send + 'static,
     {
         let shared = Arc::new(Shared {
@@ -158,7 +158,7 @@ impl<J> Drop for Scheduler<J> {
     }
 }
 
-fn worker<J, C: FleetClock, R: Fn(J, u64)>(shared: &Shared<J>, clock: &C, run: &R) {
+fn worker<J, C: TimeNow, R: Fn(J, u64)>(shared: &Shared<J>, clock: &C, run: &R) {
     let mut st = shared.lock();
     loop {
         if st.stop {

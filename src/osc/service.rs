@@ -26,10 +26,10 @@ use super::codec::{self, DecodeLimits, FrameError, LengthPrefixDecoder, SlipDeco
 use super::dispatch::{Dispatcher, Executor};
 use super::feedback::{self, ClientKey, ClientLimits, Clients, Peer};
 use super::{outbound, wled};
+use crate::clock::TimeNow;
 use crate::config::{OscConfig, TcpFraming};
-use crate::node::handle::NodeHandle;
+use crate::control::NodeHandle;
 use crate::security::guard::Guard;
-use crate::security::replay::FleetClock;
 use crate::security::stats::RejectReason;
 
 /// Why the OSC service could not start.
@@ -130,7 +130,7 @@ pub async fn serve<C>(
     clock: C,
 ) -> Result<OscService, ServeError>
 where
-    C: FleetClock + Clone + Send + Sync + 'static,
+    C: TimeNow + Clone + Send + Sync + 'static,
 {
     let ip: IpAddr = cfg
         .bind
@@ -288,7 +288,7 @@ fn count_malformed(guard: &Mutex<Guard>) {
         .record(RejectReason::Malformed);
 }
 
-async fn udp_loop<C: FleetClock + Clone + Send + 'static>(
+async fn udp_loop<C: TimeNow + Clone + Send + 'static>(
     socket: Arc<UdpSocket>,
     dispatcher: Arc<Dispatcher<C>>,
     guard: Arc<Mutex<Guard>>,
@@ -326,7 +326,7 @@ struct TcpSettings {
     max_connections: usize,
 }
 
-async fn tcp_loop<C: FleetClock + Clone + Send + Sync + 'static>(
+async fn tcp_loop<C: TimeNow + Clone + Send + Sync + 'static>(
     listener: TcpListener,
     dispatcher: Arc<Dispatcher<C>>,
     clients: Arc<Clients>,
@@ -391,7 +391,7 @@ fn framing_for(cfg: TcpFraming, first: u8) -> TcpFraming {
     }
 }
 
-async fn connection<C: FleetClock + Clone + Send + 'static>(
+async fn connection<C: TimeNow + Clone + Send + 'static>(
     stream: TcpStream,
     addr: SocketAddr,
     id: u64,

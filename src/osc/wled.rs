@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use tokio::net::UdpSocket;
 
-use crate::node::handle::{Meters, NodeHandle};
+use crate::control::{Meters, NodeHandle};
 
 /// Bytes in a V2 audio-sync packet.
 pub const PACKET_LEN: usize = 44;

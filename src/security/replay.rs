@@ -5,7 +5,7 @@
 //! reordered by up to 63 positions are still accepted once while duplicates
 //! and anything older are refused. Independently, the envelope timestamp must
 //! lie within `max_skew_ns` of the receiver's fleet clock (supplied by the
-//! caller, or through the [`FleetClock`] hook). The table of tracked senders
+//! caller, or through a [`TimeNow`]). The table of tracked senders
 //! is bounded and evicts the least recently used entry; only authenticated
 //! packets reach this step, so a stranger without the key cannot fill it. An
 //! evicted sender's window restarts, which is safe because the timestamp
@@ -15,30 +15,7 @@ use std::collections::HashMap;
 
 use super::envelope::SenderId;
 
-/// Source of the receiver's fleet-clock time (ns since the Unix epoch).
-pub trait FleetClock {
-    /// Current time in nanoseconds.
-    fn now_ns(&self) -> u64;
-}
-
-/// [`FleetClock`] reading the system wall clock.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
-
-impl FleetClock for SystemClock {
-    fn now_ns(&self) -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-            .unwrap_or(0)
-    }
-}
-
-impl<F: Fn() -> u64> FleetClock for F {
-    fn now_ns(&self) -> u64 {
-        self()
-    }
-}
+use crate::clock::TimeNow;
 
 /// Why a packet failed the replay or freshness check.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -255,7 +232,7 @@ impl ReplayGuard {
     /// Same as [`ReplayGuard::check_and_commit`] reading time from `clock`.
     pub fn check_with_clock(
         &mut self,
-        clock: &impl FleetClock,
+        clock: &impl TimeNow,
         sender: SenderId,
         seq: u64,
         timestamp_ns: u64,
@@ -395,6 +372,6 @@ mod tests {
         let clock = || 42_000_000_000u64;
         assert!(g.check_with_clock(&clock, 1, 1, 42_000_000_000).is_ok());
         assert!(g.check_with_clock(&clock, 1, 2, 1).is_err());
-        assert!(SystemClock.now_ns() > 1_600_000_000_000_000_000);
+        assert!(crate::clock::WallClock.now_ns() > 1_600_000_000_000_000_000);
     }
 }

@@ -16,6 +16,4 @@ pub mod runner;
 pub mod schedule;
 
 pub use model::{Show, ShowError, VehicleInfo};
-pub use runner::{
-    ControlError, Fired, Handed, PlayerClock, RunnerOptions, ShowHandle, ShowRunner, ShowStatus,
-};
+pub use runner::{Fired, Handed, PlayerClock, RunnerOptions, ShowHandle, ShowRunner, ShowStatus};

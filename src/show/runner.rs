@@ -25,10 +25,10 @@ use super::schedule::{
 use crate::audio::{Player, PlayerStatus};
 use crate::clock::mono_ns;
 use crate::config::Config;
+use crate::control::{Command, LightState, Meters, Refusal, Snapshot};
 use crate::led::protocol::{Command as Led, LedState, Pattern, Rgb};
 use crate::led::serial::LedError;
 use crate::led::LedOutput;
-use crate::node::handle::{Command, LightState, Meters, Snapshot};
 
 /// Anything that reports what the player hears when (the [`Player`], or a test double).
 pub trait PlayerClock: Send + Sync + 'static {
@@ -146,20 +146,6 @@ impl ShowStatus {
     }
 }
 
-/// Why a control command was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ControlError {
-    /// Not a pattern the firmware knows.
-    #[error("unknown pattern {0:?}")]
-    UnknownPattern(String),
-    /// The show has stopped.
-    #[error("the show is not running")]
-    Stopped,
-    /// Too many commands queued.
-    #[error("the show is busy; command dropped")]
-    Busy,
-}
-
 #[derive(Debug, Clone)]
 enum Control {
     Pattern(Pattern),
@@ -182,11 +168,10 @@ impl ShowHandle {
     /// Offer a control-surface command. `Ok(true)`: the show took it (`Pattern`, `Hue`,
     /// `Bright`, `Color`, `Go`, `CueStart`); `Ok(false)`: not a show command, the node
     /// handles it.
-    pub fn control(&self, cmd: &Command) -> Result<bool, ControlError> {
+    pub fn control(&self, cmd: &Command) -> Result<bool, Refusal> {
         let c = match cmd {
             Command::Pattern { name } => Control::Pattern(
-                Pattern::from_name(name)
-                    .ok_or_else(|| ControlError::UnknownPattern(name.clone()))?,
+                Pattern::from_name(name).ok_or_else(|| Refusal::UnknownPattern(name.clone()))?,
             ),
             Command::Hue { degrees } => Control::Hue(f64::from(*degrees)),
             Command::Bright { level } => Control::Bright(f64::from(level.clamp(0.0, 1.0))),
@@ -196,8 +181,8 @@ impl ShowHandle {
             _ => return Ok(false),
         };
         self.control.try_send(c).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => ControlError::Busy,
-            mpsc::error::TrySendError::Closed(_) => ControlError::Stopped,
+            mpsc::error::TrySendError::Full(_) => Refusal::Busy("the show"),
+            mpsc::error::TrySendError::Closed(_) => Refusal::ShowStopped,
         })?;
         Ok(true)
     }

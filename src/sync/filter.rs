@@ -11,6 +11,8 @@
 
 use std::collections::VecDeque;
 
+pub use crate::clock::ClockEstimate;
+
 /// One SNTP exchange, in nanoseconds of the local clock.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Exchange {
@@ -35,6 +37,18 @@ pub struct FilterConfig {
     pub step_count: usize,
 }
 
+impl FilterConfig {
+    /// From `[sync]`.
+    pub fn from_config(y: &crate::config::SyncConfig) -> Self {
+        FilterConfig {
+            window_s: y.filter_window_s,
+            bucket_s: y.filter_bucket_s,
+            step_threshold_ns: (y.step_threshold_ms * 1e6) as i64,
+            step_count: y.step_count.max(2) as usize,
+        }
+    }
+}
+
 impl Default for FilterConfig {
     fn default() -> Self {
         FilterConfig {
@@ -43,41 +57,6 @@ impl Default for FilterConfig {
             step_threshold_ns: 50_000_000,
             step_count: 4,
         }
-    }
-}
-
-/// The filter's current belief about the leader's clock.
-#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
-pub struct ClockEstimate {
-    /// Local time the estimate is referenced to.
-    pub ref_local_ns: i64,
-    /// Leader minus local clock at `ref_local_ns`.
-    pub offset_ns: f64,
-    /// Leader clock rate relative to ours, ppm.
-    pub ppm: f64,
-    /// RMS residual of the exchanges used, ns (a dispersion figure).
-    pub dispersion_ns: f64,
-    /// Lowest round-trip delay in the window, ns.
-    pub min_delay_ns: i64,
-    /// Exchanges in the window.
-    pub samples: usize,
-    /// Clock steps detected so far.
-    pub steps: u64,
-}
-
-impl ClockEstimate {
-    /// Local time at which fleet time reads `fleet_ns` (inverse of [`Self::fleet_at`]).
-    pub fn local_at(&self, fleet_ns: i64) -> i64 {
-        // One fixed-point step is exact to well under a nanosecond for |ppm| ≪ 1e6.
-        let mut local = fleet_ns - self.offset_ns.round() as i64;
-        local -= self.fleet_at(local) - fleet_ns;
-        local
-    }
-
-    /// Fleet (leader) time at local time `local_ns`.
-    pub fn fleet_at(&self, local_ns: i64) -> i64 {
-        let dt = (local_ns - self.ref_local_ns) as f64;
-        local_ns + (self.offset_ns + dt * self.ppm * 1e-6).round() as i64
     }
 }
 

@@ -11,8 +11,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use crate::audio::{Control, Controller, PlaybackReport};
-use crate::clock::LocalClock;
-use crate::sync::filter::ClockEstimate;
+use crate::clock::FleetClock;
 use crate::sync::timeline::Timeline;
 
 /// Loop settings (all from `[sync]`).
@@ -32,6 +31,40 @@ pub struct PllConfig {
     pub lock_ns: i64,
     /// Controller update interval, ns.
     pub update_ns: i64,
+    /// After a seek, reports are ignored until this long after the new audio is heard
+    /// (they still describe the ring's old contents), ns.
+    pub seek_holdoff_ns: u64,
+    /// |error| must stay under `lock_ns` this long before playback counts as locked, ns.
+    pub lock_stable_ns: u64,
+    /// Leader: measure its own playback at most this often, ns.
+    pub leader_point_ns: u64,
+    /// Leader: a heard frame this far (s of audio) off its own line is a jump (a device
+    /// stall or underrun) and is caught up by a seek.
+    pub jump_s: f64,
+    /// Leader: a second jump within this long after a catch-up means the device cannot
+    /// keep to the line, which then follows the device, ns.
+    pub catch_up_window_ns: u64,
+}
+
+impl PllConfig {
+    /// From `[sync]`.
+    pub fn from_config(y: &crate::config::SyncConfig) -> Self {
+        let ns = |ms: f64| (ms * 1e6) as i64;
+        PllConfig {
+            kp: y.kp,
+            ki: y.ki,
+            max_ppm: y.max_ppm,
+            hard_seek_ns: ns(y.hard_seek_ms),
+            hard_seek_updates: y.hard_seek_updates,
+            lock_ns: ns(y.lock_ms),
+            update_ns: ns(y.update_ms),
+            seek_holdoff_ns: ns(y.seek_holdoff_ms) as u64,
+            lock_stable_ns: ns(y.lock_stable_s * 1e3) as u64,
+            leader_point_ns: ns(y.leader_point_ms) as u64,
+            jump_s: y.jump_ms / 1e3,
+            catch_up_window_ns: ns(y.catch_up_window_s * 1e3) as u64,
+        }
+    }
 }
 
 impl Default for PllConfig {
@@ -44,6 +77,11 @@ impl Default for PllConfig {
             hard_seek_updates: 30,
             lock_ns: 1_000_000,
             update_ns: 50_000_000,
+            seek_holdoff_ns: 10_000_000,
+            lock_stable_ns: 1_000_000_000,
+            leader_point_ns: 20_000_000,
+            jump_s: 0.01,
+            catch_up_window_ns: 2_000_000_000,
         }
     }
 }
@@ -73,11 +111,10 @@ impl Pi {
     }
 }
 
-/// What the network side has learned, shared with the controller.
+/// The timeline this node plays and the leader's bookkeeping around it, shared by the
+/// network tasks and the controllers (fleet time itself is the [`FleetClock`]'s).
 #[derive(Debug, Clone, Default)]
 pub struct NetState {
-    /// Leader clock estimate (followers).
-    pub estimate: Option<ClockEstimate>,
     /// Latest timeline.
     pub timeline: Option<Timeline>,
     /// Leader: ignore playback reports heard before this monotonic instant (the old audio
@@ -112,8 +149,7 @@ pub struct LockStatus {
 /// The follower's PLL.
 pub struct FollowerController {
     cfg: PllConfig,
-    clock: LocalClock,
-    output_latency_ns: i64,
+    fleet: FleetClock,
     net: Arc<Mutex<NetState>>,
     status: Arc<Mutex<LockStatus>>,
     pi: Pi,
@@ -127,18 +163,16 @@ pub struct FollowerController {
 }
 
 impl FollowerController {
-    /// A controller reading `net` and publishing into `status`.
+    /// A controller following `net`'s timeline on `fleet` time, publishing into `status`.
     pub fn new(
         cfg: PllConfig,
-        clock: LocalClock,
-        output_latency_ns: i64,
+        fleet: FleetClock,
         net: Arc<Mutex<NetState>>,
         status: Arc<Mutex<LockStatus>>,
     ) -> Self {
         FollowerController {
             cfg,
-            clock,
-            output_latency_ns,
+            fleet,
             net,
             status,
             pi: Pi::default(),
@@ -162,13 +196,6 @@ impl FollowerController {
         self.in_lock_since = None;
     }
 
-    fn fleet_at_mono(&self, est: &ClockEstimate, mono_ns: u64) -> i64 {
-        let local = self
-            .clock
-            .from_mono(mono_ns.saturating_add_signed(self.output_latency_ns));
-        est.fleet_at(local)
-    }
-
     fn publish(&self, f: impl FnOnce(&mut LockStatus)) {
         if let Ok(mut s) = self.status.lock() {
             f(&mut s);
@@ -186,12 +213,14 @@ impl Controller for FollowerController {
         {
             return Control::Keep;
         }
-        let (Some(est), Some(tl)) = (|| {
-            let n = self.net.lock().ok()?;
-            Some((n.estimate, n.timeline.clone()))
-        })()
-        .unwrap_or((None, None)) else {
+        let Some(tl) = self.net.lock().ok().and_then(|n| n.timeline.clone()) else {
             return Control::Keep;
+        };
+        let (Some(heard_fleet), Some(write_fleet)) = (
+            self.fleet.heard_at(now),
+            self.fleet.heard_at(r.write_heard_at_ns),
+        ) else {
+            return Control::Keep; // no clock estimate yet
         };
         let Some(frame) = r.track_frame else {
             return Control::Keep;
@@ -206,7 +235,7 @@ impl Controller for FollowerController {
             .last_update
             .map_or(0.0, |t| (now.saturating_sub(t)) as f64 * 1e-9);
         self.last_update = Some(now);
-        let expected = tl.frame_at(self.fleet_at_mono(&est, now));
+        let expected = tl.frame_at(heard_fleet);
         let err_s = (expected - frame) / tl.track_rate as f64;
         let err_ns = (err_s * 1e9) as i64;
         let over = err_ns.abs() > self.cfg.hard_seek_ns;
@@ -216,7 +245,6 @@ impl Controller for FollowerController {
             self.joined = true;
         }
         if !self.joined || self.over_threshold >= self.cfg.hard_seek_updates {
-            let write_fleet = self.fleet_at_mono(&est, r.write_heard_at_ns);
             if write_fleet < tl.anchor_fleet_ns {
                 // A scheduled start (play, seek, resume) still ahead: the player was loaded
                 // to start on that sample; seeking now would only start early.
@@ -232,7 +260,7 @@ impl Controller for FollowerController {
             self.over_threshold = 0;
             self.in_lock_since = None;
             // Reports describe the ring's old contents until the new audio is heard.
-            self.holdoff_until = r.write_heard_at_ns + 10_000_000;
+            self.holdoff_until = r.write_heard_at_ns + self.cfg.seek_holdoff_ns;
             self.publish(|s| {
                 s.seeks += 1;
                 if after_lock {
@@ -254,7 +282,9 @@ impl Controller for FollowerController {
         } else {
             self.in_lock_since = None;
         }
-        let stable = self.in_lock_since.is_some_and(|t| now - t >= 1_000_000_000);
+        let stable = self
+            .in_lock_since
+            .is_some_and(|t| now - t >= self.cfg.lock_stable_ns);
         let integral = self.pi.integral();
         self.publish(|s| {
             s.error_ns = err_ns;
@@ -282,11 +312,11 @@ impl Controller for FollowerController {
 /// engine expects the next written frame to be heard, an estimate that a freshly rebuilt
 /// stream can miss by a few tens of ms; a miss that is at most half the jump it corrected
 /// is corrected by another seek (twice at most). Should the leader be off the line again
-/// within 2 s of a catch-up by more than that (a device that cannot keep to it), the line
+/// within `catch_up_window_ns` of a catch-up by more than that (a device that cannot keep to it), the line
 /// follows the leader instead: a new epoch, which followers re-join at once.
 pub struct LeaderController {
-    clock: LocalClock,
-    output_latency_ns: i64,
+    cfg: PllConfig,
+    fleet: FleetClock,
     points: VecDeque<(i64, f64)>,
     last_point: Option<u64>,
     /// Last report: (heard_at mono ns, frame), to tell a jump of the frame (it moves against
@@ -309,11 +339,12 @@ pub struct LeaderController {
 const MAX_REFINEMENTS: u8 = 2;
 
 impl LeaderController {
-    /// Measure into `net.timeline` (when there is one and it is playing).
-    pub fn new(clock: LocalClock, output_latency_ns: i64, net: Arc<Mutex<NetState>>) -> Self {
+    /// Measure into `net.timeline` (when there is one and it is playing), on `fleet` time
+    /// (the clock this node serves).
+    pub fn new(cfg: PllConfig, fleet: FleetClock, net: Arc<Mutex<NetState>>) -> Self {
         LeaderController {
-            clock,
-            output_latency_ns,
+            cfg,
+            fleet,
             points: VecDeque::new(),
             last_point: None,
             last_report: None,
@@ -334,7 +365,7 @@ impl Controller for LeaderController {
         };
         if self
             .last_point
-            .is_some_and(|t| r.heard_at_ns.saturating_sub(t) < 20_000_000)
+            .is_some_and(|t| r.heard_at_ns.saturating_sub(t) < self.cfg.leader_point_ns)
         {
             return Control::Keep;
         }
@@ -355,20 +386,19 @@ impl Controller for LeaderController {
             // starts late is caught like one that stalls.
             self.epoch_seen = Some(tl.epoch);
             self.points.clear();
-            let planned = self
-                .clock
-                .to_mono(tl.anchor_fleet_ns)
-                .saturating_add_signed(-self.output_latency_ns);
+            let Some(planned) = self.fleet.play_at(tl.anchor_fleet_ns) else {
+                return Control::Keep;
+            };
             self.last_report = Some((planned, tl.anchor_frame));
         }
         if let Some((t, f)) = self.last_report {
             let since = (r.heard_at_ns as i64 - t as i64) as f64 * 1e-9;
             let expect = f + since * r.track_rate as f64;
             let miss = (expect - frame).abs();
-            if miss > r.track_rate as f64 * 0.01 {
+            if miss > r.track_rate as f64 * self.cfg.jump_s {
                 let again = self
                     .last_catch_up
-                    .is_some_and(|c| r.heard_at_ns.saturating_sub(c) < 2_000_000_000);
+                    .is_some_and(|c| r.heard_at_ns.saturating_sub(c) < self.cfg.catch_up_window_ns);
                 // A catch-up that got closer but not close enough is refined.
                 let refine =
                     again && self.refinements < MAX_REFINEMENTS && miss <= self.catch_up_miss / 2.0;
@@ -378,12 +408,11 @@ impl Controller for LeaderController {
                     // Back onto the published line where the next written frame is heard.
                     // `last_report` stays: should the seek not land, the next report after
                     // the hold-off is off the line again.
-                    let write_fleet = self.clock.from_mono(
-                        r.write_heard_at_ns
-                            .saturating_add_signed(self.output_latency_ns),
-                    );
+                    let Some(write_fleet) = self.fleet.heard_at(r.write_heard_at_ns) else {
+                        return Control::Keep;
+                    };
                     let target = tl.frame_at(write_fleet);
-                    self.holdoff_until = r.write_heard_at_ns + 10_000_000;
+                    self.holdoff_until = r.write_heard_at_ns + self.cfg.seek_holdoff_ns;
                     self.last_catch_up = Some(r.heard_at_ns);
                     net.catch_ups += 1;
                     return Control::Seek(target.round().max(0.0) as u64);
@@ -396,13 +425,13 @@ impl Controller for LeaderController {
             }
         }
         self.last_report = Some((r.heard_at_ns, frame));
-        let fleet = self
-            .clock
-            .from_mono(r.heard_at_ns.saturating_add_signed(self.output_latency_ns));
+        let Some(fleet) = self.fleet.heard_at(r.heard_at_ns) else {
+            return Control::Keep;
+        };
         // A jump in position or fleet time (seek, clock step) starts a new segment.
         if let Some(&(t, f)) = self.points.back() {
             let expect = f + (fleet - t) as f64 * 1e-9 * r.track_rate as f64;
-            if (expect - frame).abs() > r.track_rate as f64 * 0.01 {
+            if (expect - frame).abs() > r.track_rate as f64 * self.cfg.jump_s {
                 self.points.clear();
             }
         }
@@ -448,6 +477,7 @@ impl Controller for LeaderController {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::LocalClock;
 
     /// Simulated plant: a follower whose natural rate is `ppm_off` away from the leader's,
     /// starting `err0` behind. The PI loop must settle without hitting the clamp for long and
@@ -500,7 +530,11 @@ mod tests {
         }));
         let clock = LocalClock::anchored(0, 5_000_000_000, 0.0);
         let frame_at = |mono: u64| (mono as f64 * 1e-9 - 1.0) * 48_000.0 * (1.0 + 100e-6);
-        (LeaderController::new(clock, 0, net.clone()), net, frame_at)
+        (
+            LeaderController::new(PllConfig::default(), FleetClock::own(clock), net.clone()),
+            net,
+            frame_at,
+        )
     }
 
     fn report(heard_at_ns: u64, frame: f64) -> PlaybackReport {

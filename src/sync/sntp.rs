@@ -1,5 +1,5 @@
 //! SNTP (RFC 4330 / RFC 5905 packet format). The leader serves time from its local clock,
-//! a sub-leader its disciplined estimate of the leader's (any [`TimeSource`]), with a
+//! a sub-leader its disciplined estimate of the leader's (the node's [`FleetClock`]), with a
 //! small, correct server: it answers client-mode (3) requests of version 3 or 4 with
 //! a server-mode (4) reply carrying the request's transmit time as originate, the receive
 //! time taken on arrival and the transmit time taken just before sending. Followers query it
@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio::net::UdpSocket;
 
-use crate::clock::{LocalClock, NtpTime};
+use crate::clock::{FleetClock, LocalClock, NtpTime};
 use crate::security::{FleetSecurity, TrafficClass};
 use crate::sync::filter::Exchange;
 
@@ -68,26 +68,6 @@ pub fn is_client_request(request: &[u8]) -> bool {
     request.len() >= PACKET_LEN && mode == Some(3) && version.is_some_and(|v| (1..=4).contains(&v))
 }
 
-/// Where a time server reads the time it serves: a leader its own clock, a sub-leader its
-/// disciplined estimate of the leader's (which moves as the estimate updates).
-pub trait TimeSource: Send + Sync + 'static {
-    /// The time to serve now, ns; `None` while there is none (requests go unanswered, so
-    /// clients keep what they had rather than learn a wrong time).
-    fn time_now(&self) -> Option<i64>;
-}
-
-impl TimeSource for LocalClock {
-    fn time_now(&self) -> Option<i64> {
-        Some(self.now())
-    }
-}
-
-impl<F: Fn() -> Option<i64> + Send + Sync + 'static> TimeSource for F {
-    fn time_now(&self) -> Option<i64> {
-        self()
-    }
-}
-
 /// What an SNTP server has done, for status and tests.
 #[derive(Debug, Default)]
 pub struct ServeStats {
@@ -106,7 +86,7 @@ pub struct ServeStats {
 /// and ignored.
 pub async fn serve(
     socket: UdpSocket,
-    source: impl TimeSource,
+    source: FleetClock,
     security: Option<Arc<FleetSecurity>>,
     stats: Arc<ServeStats>,
 ) {
@@ -115,7 +95,7 @@ pub async fn serve(
         let Ok((n, peer)) = socket.recv_from(&mut buf).await else {
             continue;
         };
-        let t2 = source.time_now();
+        let t2 = source.now();
         let request = match &security {
             None => Some(&buf[..n]),
             Some(sec) => sec
@@ -127,7 +107,7 @@ pub async fn serve(
             stats.rejected.fetch_add(1, Relaxed);
             continue;
         };
-        let (Some(t2), Some(t3)) = (t2, source.time_now()) else {
+        let (Some(t2), Some(t3)) = (t2, source.now()) else {
             stats.unanswered.fetch_add(1, Relaxed);
             continue;
         };
@@ -298,7 +278,12 @@ mod tests {
         let client_clock = LocalClock::unix(0, 0.0);
         let srv = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
         let addr = srv.local_addr().expect("addr");
-        let task = tokio::spawn(serve(srv, server_clock, None, Default::default()));
+        let task = tokio::spawn(serve(
+            srv,
+            FleetClock::own(server_clock),
+            None,
+            Default::default(),
+        ));
         let client = SntpClient::new(
             UdpSocket::bind("127.0.0.1:0").await.expect("bind"),
             client_clock,
@@ -328,18 +313,13 @@ mod tests {
     /// leaves requests unanswered, and counts them.
     #[tokio::test]
     async fn the_server_tracks_a_moving_source_and_waits_for_one() {
-        use std::sync::atomic::AtomicI64;
+        use crate::clock::{Basis, ClockEstimate};
         let local = LocalClock::unix(0, 0.0);
-        let shift = Arc::new(AtomicI64::new(i64::MIN)); // MIN: no estimate yet
-        let s = shift.clone();
-        let source = move || {
-            let d = s.load(Relaxed);
-            (d != i64::MIN).then(|| local.now() + d)
-        };
+        let source = FleetClock::new(local, 0, Basis::Follow(None)); // no estimate yet
         let srv = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
         let addr = srv.local_addr().expect("addr");
         let stats = Arc::new(ServeStats::default());
-        let task = tokio::spawn(serve(srv, source, None, stats.clone()));
+        let task = tokio::spawn(serve(srv, source.clone(), None, stats.clone()));
         let client = SntpClient::new(
             UdpSocket::bind("127.0.0.1:0").await.expect("bind"),
             local,
@@ -351,7 +331,11 @@ mod tests {
         ));
         assert_eq!(stats.unanswered.load(Relaxed), 1);
         for d in [2_000_000_000i64, -750_000_000] {
-            shift.store(d, Relaxed);
+            source.set_estimate(Some(ClockEstimate {
+                ref_local_ns: local.now(),
+                offset_ns: d as f64,
+                ..ClockEstimate::default()
+            }));
             let ex = client.exchange(addr).await.expect("exchange");
             assert!(
                 (ex.offset_ns - d).abs() <= ex.delay_ns / 2 + 100_000,
@@ -381,7 +365,12 @@ mod tests {
         let addr = srv.local_addr().expect("addr");
         let server_sec = security("lead", 1);
         let stats = Arc::new(ServeStats::default());
-        let task = tokio::spawn(serve(srv, clock, Some(server_sec.clone()), stats.clone()));
+        let task = tokio::spawn(serve(
+            srv,
+            FleetClock::own(clock),
+            Some(server_sec.clone()),
+            stats.clone(),
+        ));
         let client = |sec| async move {
             SntpClient::with_security(
                 UdpSocket::bind("127.0.0.1:0").await.expect("bind"),

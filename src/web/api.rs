@@ -21,8 +21,8 @@ use super::auth::{Access, SESSION_COOKIE};
 use super::echoflux::PlaybackStatus;
 use super::share::{self, RangeRequest, ShareError, TrackHash};
 use super::{WebError, WebState};
+use crate::control::{Command, Origin, Snapshot};
 use crate::led::protocol::Pattern;
-use crate::node::handle::{Command, Origin, Snapshot};
 
 const INDEX_HTML: &str = include_str!("app/index.html");
 const APP_JS: &str = include_str!("app/app.js");

@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use crate::control::{
+    Command, LightState, Meters, NodeInbox, PeerState, Refusal, Snapshot, SyncState,
+};
 use crate::led::protocol::Pattern;
-use crate::node::handle::{Command, LightState, Meters, NodeInbox, PeerState, Snapshot, SyncState};
 
 /// Tempo of the simulated track.
 const BPM: f64 = 124.0;
@@ -68,7 +70,7 @@ pub fn initial_snapshot() -> Snapshot {
 }
 
 /// Apply `command` to `s`, or say why the demo node refuses it.
-pub fn apply(s: &mut Snapshot, command: &Command) -> Result<(), String> {
+pub fn apply(s: &mut Snapshot, command: &Command) -> Result<(), Refusal> {
     match command {
         Command::Play { track } => {
             if let Some(t) = track {
@@ -84,7 +86,11 @@ pub fn apply(s: &mut Snapshot, command: &Command) -> Result<(), String> {
         Command::Seek { position_ms } => {
             let end = s.duration_ms.unwrap_or(f64::MAX);
             if *position_ms > end {
-                return Err(format!("{position_ms} ms is past the end ({end:.0} ms)"));
+                return Err(Refusal::BeyondEnd {
+                    track: s.track.clone().unwrap_or_default(),
+                    position_s: position_ms / 1e3,
+                    length_s: end / 1e3,
+                });
             }
             s.position_ms = Some(*position_ms);
         }
@@ -98,13 +104,14 @@ pub fn apply(s: &mut Snapshot, command: &Command) -> Result<(), String> {
         }
         Command::ShowLoad { name } => s.show = Some(name.clone()),
         Command::Pattern { name } => {
-            let p = Pattern::from_name(name).ok_or_else(|| format!("unknown pattern {name}"))?;
+            let p =
+                Pattern::from_name(name).ok_or_else(|| Refusal::UnknownPattern(name.clone()))?;
             s.light.pattern = p.name().into();
         }
         Command::Hue { degrees } => s.light.hue = degrees % 360,
         Command::Bright { level } => s.light.bright = level.clamp(0.0, 1.0),
         Command::Color { r, g, b } => s.light.color = [*r, *g, *b],
-        other => return Err(format!("the demo node does not do {other:?}")),
+        other => return Err(Refusal::not_for(other, "demo node")),
     }
     Ok(())
 }

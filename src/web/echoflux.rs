@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use super::client::{read_body, ClientError, HttpClient};
 use crate::config::WebConfig;
-use crate::node::handle::{Command, HandleError, NodeHandle, Origin, Snapshot};
+use crate::control::{Command, HandleError, NodeHandle, Origin, Snapshot};
 
 /// The player state the API exchanges.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

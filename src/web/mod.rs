@@ -35,7 +35,7 @@ pub use auth::{Access, Auth, AuthConfig, AuthError};
 pub use share::{Library, LibraryConfig, ShareError, TrackHash};
 
 use crate::config::WebConfig;
-use crate::node::handle::{HandleError, NodeHandle};
+use crate::control::{HandleError, NodeHandle};
 
 /// Everything the handlers share. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -139,7 +139,7 @@ pub enum WebError {
 impl From<HandleError> for WebError {
     fn from(e: HandleError) -> Self {
         match e {
-            HandleError::Refused(why) => WebError::Refused(why),
+            HandleError::Refused(why) => WebError::Refused(why.to_string()),
             other => WebError::Unavailable(other.to_string()),
         }
     }

@@ -4,14 +4,14 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use convoy::clock::{TimeNow, WallClock};
 use convoy::config::{Config, OscConfig};
-use convoy::node::handle::{Command, NodeHandle, Origin, Snapshot};
+use convoy::control::{Command, NodeHandle, Origin, Snapshot};
 use convoy::osc::codec::{self, OscMessage, OscPacket};
 use convoy::osc::OscService;
 use convoy::security::key::{FleetKey, Keyring};
 use convoy::security::policy::{ControlPolicyConfig, ControlPortPolicy};
 use convoy::security::ratelimit::{ClassRates, RateLimitConfig};
-use convoy::security::replay::{FleetClock, SystemClock};
 use convoy::security::{Guard, GuardConfig};
 use tokio::sync::{mpsc, watch};
 
@@ -64,9 +64,9 @@ pub fn test_node(initial: Snapshot) -> (NodeHandle, TestNode) {
     let mut requests = inbox.requests;
     tokio::spawn(async move {
         while let Some(req) = requests.recv().await {
-            let at_ns = SystemClock.now_ns();
+            let at_ns = WallClock.now_ns();
             let verdict = match req.command {
-                Command::Go => Err("no cue list loaded".to_string()),
+                Command::Go => Err(convoy::control::Refusal::NoShow),
                 _ => Ok(()),
             };
             let _ = tx.send(Got {
@@ -125,7 +125,7 @@ pub async fn start(
 ) -> (OscService, TestNode, Arc<Mutex<Guard>>) {
     let (handle, node) = test_node(Snapshot::default());
     let g = guard(secret);
-    let svc = convoy::osc::serve(cfg, handle, g.clone(), SystemClock)
+    let svc = convoy::osc::serve(cfg, handle, g.clone(), WallClock)
         .await
         .expect("OSC service starts");
     (svc, node, g)

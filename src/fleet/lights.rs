@@ -19,9 +19,9 @@ use std::sync::{Arc, Mutex};
 use rosc::{OscMessage, OscPacket, OscType};
 use tokio::sync::Notify;
 
-use super::handle::Command;
 use super::relay;
-use crate::fleet::{LamportClock, Ordered, Stamp};
+use super::{LamportClock, Ordered, Stamp};
+use crate::control::{Command, Refusal};
 use crate::led::protocol::Pattern;
 use crate::osc::command::CommandParser;
 
@@ -54,11 +54,11 @@ pub fn is_shared(cmd: &Command) -> bool {
 }
 
 /// Why a light command is not shared.
-fn check(cmd: &Command) -> Result<usize, String> {
-    let i = field(cmd).ok_or_else(|| format!("{cmd:?} is not a light command"))?;
+fn check(cmd: &Command) -> Result<usize, Refusal> {
+    let i = field(cmd).ok_or_else(|| Refusal::not_for(cmd, "light"))?;
     match cmd {
         Command::Pattern { name } if Pattern::from_name(name).is_none() => {
-            Err(format!("unknown pattern {name:?}"))
+            Err(Refusal::UnknownPattern(name.clone()))
         }
         _ => Ok(i),
     }
@@ -244,7 +244,7 @@ impl FleetLights {
         cmd: &Command,
         now_ns: i64,
         cue_lead_ns: i64,
-    ) -> Result<(Vec<Entry>, Apply), String> {
+    ) -> Result<(Vec<Entry>, Apply), Refusal> {
         let checked = match cmd {
             Command::Go => None,
             cmd => Some(check(cmd)?),
@@ -283,7 +283,10 @@ impl FleetLights {
                 }
             }
         };
-        let mut fields = self.fields.lock().map_err(|_| "light state poisoned")?;
+        let mut fields = self
+            .fields
+            .lock()
+            .map_err(|_| Refusal::Internal("light state poisoned"))?;
         for e in &writes {
             let f = &mut fields[e.field];
             f.register
@@ -528,7 +531,7 @@ mod tests {
         );
         assert_eq!(
             lights.local(&pattern("disco-inferno"), 0, 0).map(|_| ()),
-            Err("unknown pattern \"disco-inferno\"".to_string())
+            Err(Refusal::UnknownPattern("disco-inferno".into()))
         );
         let s = lights.summary();
         assert_eq!(

@@ -7,7 +7,7 @@
 
 use rosc::{OscMessage, OscPacket, OscType};
 
-use super::handle::Command;
+use crate::control::Command;
 use crate::osc::command::CommandParser;
 
 /// Address of a relayed command.

@@ -1,19 +1,17 @@
 //! The node's control surface: one command channel in, one state snapshot out.
 //!
 //! Every front end — the OSC control port, the phone web app, the EchoFlux-style HTTP API,
-//! a DAW follower — translates its protocol into a [`Command`] (the typed control set of
-//! [`crate::osc::command`]) and sends it through a cloneable [`NodeHandle`]; the node
-//! answers each with accepted or an error message, and publishes what it is doing as a
+//! a DAW follower — translates its protocol into a [`Command`] and sends it through a
+//! cloneable [`NodeHandle`]; the node answers each with accepted or a [`Refusal`], and
+//! publishes what it is doing as a
 //! [`Snapshot`] on a `watch` channel. Front ends never touch the player, the sockets or
 //! the LED link, so each can be tested against a detached handle ([`NodeHandle::channel`])
 //! whose other end the test plays.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 
-pub use crate::osc::command::Command;
+use super::{Command, Refusal, Snapshot};
 
 /// Who asked (for logs, per-origin policy and feedback).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,11 +35,11 @@ pub struct Request {
     /// Who asked.
     pub origin: Origin,
     /// Answered with `Ok` when the node accepted the command, or why not.
-    pub reply: Option<oneshot::Sender<Result<(), String>>>,
+    pub reply: Option<oneshot::Sender<Result<(), Refusal>>>,
 }
 
 /// Why a command did not reach the node or was refused by it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum HandleError {
     /// The node has stopped.
     #[error("the node is not running")]
@@ -50,111 +48,8 @@ pub enum HandleError {
     #[error("the node is busy; command dropped")]
     Busy,
     /// The node refused the command.
-    #[error("{0}")]
-    Refused(String),
-}
-
-/// Light state as the node last commanded it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct LightState {
-    /// Pattern name (`rainbow`, `chase`, …).
-    pub pattern: String,
-    /// Hue, degrees.
-    pub hue: u16,
-    /// Brightness 0..=1.
-    pub bright: f32,
-    /// Solid colour, RGB.
-    pub color: [u8; 3],
-    /// LED link: `sim`, `connected`, `disconnected`, `none`.
-    pub link: String,
-}
-
-/// Sync quality of this node.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct SyncState {
-    /// Estimated offset of the fleet clock from ours, ms.
-    pub offset_ms: Option<f64>,
-    /// Our clock's frequency error against the fleet, ppm.
-    pub clock_ppm: Option<f64>,
-    /// Last playback error against the timeline, ms.
-    pub playback_error_ms: Option<f64>,
-    /// Playback locked to the timeline.
-    pub locked: bool,
-}
-
-/// A fleet peer as seen by this node.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct PeerState {
-    /// Vehicle id.
-    pub id: String,
-    /// Address it was heard from.
-    pub addr: String,
-    /// `leader`, `follower`, `solo`.
-    pub role: String,
-    /// Milliseconds since it was last heard.
-    pub last_heard_ms: u64,
-    /// Its playback error against the timeline (from its heartbeat), ms.
-    pub playback_error_ms: Option<f64>,
-    /// Software/protocol version.
-    pub version: String,
-}
-
-/// Live music meters (beat counter and band levels) for lights and UIs.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Meters {
-    /// Beats seen since the track started.
-    pub beat: u64,
-    /// Beat within the bar (1-based), when known.
-    pub beat_in_bar: Option<u8>,
-    /// Band levels 0..=1, low to high.
-    pub bands: Vec<f32>,
-}
-
-/// What a node is doing, published after every change and at the status interval.
-/// Missing fields read as their defaults, so `convoy status` can read older nodes.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Snapshot {
-    /// This node's vehicle id.
-    pub id: String,
-    /// `leader`, `follower` or `solo`.
-    pub role: String,
-    /// The current leader's id, if any.
-    pub leader: Option<String>,
-    /// The fleet's election term (`sync.role = "auto"`; `None` with a fixed role).
-    #[serde(default)]
-    pub term: Option<u64>,
-    /// Hierarchical mode: whom this node takes the timeline from (`None` when it leads,
-    /// plays alone or has a fixed role).
-    #[serde(default)]
-    pub upstream: Option<String>,
-    /// Hierarchical mode: this node re-publishes the timeline (leader or sub-leader).
-    #[serde(default)]
-    pub publishes: bool,
-    /// Track playing or loaded.
-    pub track: Option<String>,
-    /// Playing (not paused or stopped).
-    pub playing: bool,
-    /// Position heard now, ms.
-    pub position_ms: Option<f64>,
-    /// Track length, ms.
-    pub duration_ms: Option<f64>,
-    /// Tempo, when known.
-    pub tempo_bpm: Option<f64>,
-    /// Show loaded, if any.
-    pub show: Option<String>,
-    /// Last cue fired.
-    pub cue: Option<String>,
-    /// Lights.
-    pub light: LightState,
-    /// Sync quality.
-    pub sync: SyncState,
-    /// Known peers.
-    pub peers: Vec<PeerState>,
-    /// Meters.
-    pub meters: Meters,
-    /// Rejected-input counters by reason (security).
-    pub rejected: BTreeMap<String, u64>,
+    #[error(transparent)]
+    Refused(#[from] Refusal),
 }
 
 /// Cloneable front-end side of a node.
@@ -215,7 +110,7 @@ impl NodeHandle {
         &self,
         command: Command,
         origin: Origin,
-    ) -> Result<oneshot::Receiver<Result<(), String>>, HandleError> {
+    ) -> Result<oneshot::Receiver<Result<(), Refusal>>, HandleError> {
         let (reply, verdict) = oneshot::channel();
         self.tx
             .try_send(Request {
@@ -258,7 +153,7 @@ fn send_error<T>(e: mpsc::error::TrySendError<T>) -> HandleError {
 
 impl Request {
     /// Answer the sender, if it waits.
-    pub fn answer(self, verdict: Result<(), String>) {
+    pub fn answer(self, verdict: Result<(), Refusal>) {
         if let Some(r) = self.reply {
             let _ = r.send(verdict);
         }
@@ -279,7 +174,7 @@ mod tests {
                         inbox.state.send_modify(|s| s.playing = false);
                         Ok(())
                     }
-                    other => Err(format!("cannot {other:?}")),
+                    other => Err(Refusal::not_for(other, "test")),
                 };
                 req.answer(verdict);
             }
@@ -288,7 +183,7 @@ mod tests {
         assert_eq!(h.execute(Command::Stop, Origin::Internal).await, Ok(()));
         assert!(matches!(
             h.execute(Command::Go, Origin::Internal).await,
-            Err(HandleError::Refused(m)) if m.contains("Go")
+            Err(HandleError::Refused(Refusal::NotFor(m, _))) if m.contains("Go")
         ));
         drop((h, handle));
         node.await.ok();

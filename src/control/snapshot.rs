@@ -1,0 +1,110 @@
+//! What a node is doing, as front ends show it: the [`Snapshot`] the node publishes after
+//! every change and at the status interval (for humans, `convoy status` and journald; live
+//! beats and levels travel on the live plane, not here).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Light state as the node last commanded it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LightState {
+    /// Pattern name (`rainbow`, `chase`, …).
+    pub pattern: String,
+    /// Hue, degrees.
+    pub hue: u16,
+    /// Brightness 0..=1.
+    pub bright: f32,
+    /// Solid colour, RGB.
+    pub color: [u8; 3],
+    /// LED link: `sim`, `connected`, `disconnected`, `none`.
+    pub link: String,
+}
+
+/// Sync quality of this node.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SyncState {
+    /// Estimated offset of the fleet clock from ours, ms.
+    pub offset_ms: Option<f64>,
+    /// Our clock's frequency error against the fleet, ppm.
+    pub clock_ppm: Option<f64>,
+    /// Last playback error against the timeline, ms.
+    pub playback_error_ms: Option<f64>,
+    /// Playback locked to the timeline.
+    pub locked: bool,
+}
+
+/// A fleet peer as seen by this node.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PeerState {
+    /// Vehicle id.
+    pub id: String,
+    /// Address it was heard from.
+    pub addr: String,
+    /// `leader`, `follower`, `solo`.
+    pub role: String,
+    /// Milliseconds since it was last heard.
+    pub last_heard_ms: u64,
+    /// Its playback error against the timeline (from its heartbeat), ms.
+    pub playback_error_ms: Option<f64>,
+    /// Software/protocol version.
+    pub version: String,
+}
+
+/// Live music meters (beat counter and band levels) for lights and UIs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Meters {
+    /// Beats seen since the track started.
+    pub beat: u64,
+    /// Beat within the bar (1-based), when known.
+    pub beat_in_bar: Option<u8>,
+    /// Band levels 0..=1, low to high.
+    pub bands: Vec<f32>,
+}
+
+/// What a node is doing, published after every change and at the status interval.
+/// Missing fields read as their defaults, so `convoy status` can read older nodes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Snapshot {
+    /// This node's vehicle id.
+    pub id: String,
+    /// `leader`, `follower` or `solo`.
+    pub role: String,
+    /// The current leader's id, if any.
+    pub leader: Option<String>,
+    /// The fleet's election term (`sync.role = "auto"`; `None` with a fixed role).
+    #[serde(default)]
+    pub term: Option<u64>,
+    /// Hierarchical mode: whom this node takes the timeline from (`None` when it leads,
+    /// plays alone or has a fixed role).
+    #[serde(default)]
+    pub upstream: Option<String>,
+    /// Hierarchical mode: this node re-publishes the timeline (leader or sub-leader).
+    #[serde(default)]
+    pub publishes: bool,
+    /// Track playing or loaded.
+    pub track: Option<String>,
+    /// Playing (not paused or stopped).
+    pub playing: bool,
+    /// Position heard now, ms.
+    pub position_ms: Option<f64>,
+    /// Track length, ms.
+    pub duration_ms: Option<f64>,
+    /// Tempo, when known.
+    pub tempo_bpm: Option<f64>,
+    /// Show loaded, if any.
+    pub show: Option<String>,
+    /// Last cue fired.
+    pub cue: Option<String>,
+    /// Lights.
+    pub light: LightState,
+    /// Sync quality.
+    pub sync: SyncState,
+    /// Known peers.
+    pub peers: Vec<PeerState>,
+    /// Meters.
+    pub meters: Meters,
+    /// Rejected-input counters by reason (security).
+    pub rejected: BTreeMap<String, u64>,
+}
