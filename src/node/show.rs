@@ -1,11 +1,7 @@
 //! The show and its lights inside the node. With `[show] file` set, [`start`] loads the
 //! show and spawns a [`ShowRunner`] on the node's player, driving `[led]`'s output as this
 //! vehicle (the leader or a solo node is the `lead` bike). The runner reads positions
-//! through [`FleetPosition`]: on a follower that knows the fleet clock and timeline, the
-//! heard position comes from the timeline ("frame F is heard at fleet time X") mapped
-//! through its SNTP estimate, so its cues fire on fleet time — in step with the leader's
-//! lights even while its own audio is still converging; otherwise (leader, solo, no lock
-//! on the fleet clock yet) from the local player. Light commands from the control surface
+//! through [`FleetPosition`], so a follower's cues fire on fleet time. Light commands from the control surface
 //! (pattern, hue, bright, colour, go, cue) go to the runner ([`control`]), and the show's
 //! cue, light, meters and tempo go into the node's snapshot ([`snapshot`]). With
 //! `[show] journal` set, the lights and the playback are logged for comparison between
@@ -14,12 +10,13 @@
 use std::sync::{Arc, Mutex};
 
 use super::NodeError;
-use crate::audio::{Player, PlayerStatus};
-use crate::clock::{mono_ns, FleetClock};
+use crate::audio::Player;
+use crate::clock::FleetClock;
 use crate::config::{Config, Role};
 use crate::control::{Command, Refusal, Snapshot};
-use crate::show::{journal, PlayerClock, RunnerOptions, Show, ShowHandle, ShowRunner, VehicleInfo};
+use crate::show::{journal, RunnerOptions, Show, ShowHandle, ShowRunner, VehicleInfo};
 use crate::sync::pll::NetState;
+use crate::sync::position::FleetPosition;
 
 /// A running show in the node.
 #[derive(Debug)]
@@ -60,16 +57,12 @@ pub fn start(
         let file = std::fs::File::create(&log).map_err(|e| failed(format!("{log}: {e}")))?;
         playback = Some(tokio::spawn(log_playback(player.clone(), file)));
     }
-    let position = FleetPosition {
-        player: player.clone(),
-        fleet: fleet.clone(),
-        net: net.clone(),
-        names: show
-            .tracks
-            .iter()
-            .map(|t| (t.source.clone(), t.player_name.clone()))
-            .collect(),
-    };
+    let names = show
+        .tracks
+        .iter()
+        .map(|t| (t.source.clone(), t.player_name.clone()))
+        .collect();
+    let position = FleetPosition::new(player.clone(), fleet.clone(), net.clone(), names);
     let vehicle = VehicleInfo {
         id: config.node_id(),
         leader: config.sync.role != Role::Follower,
@@ -135,59 +128,5 @@ impl NodeShow {
         if let Some(p) = self.playback {
             p.abort();
         }
-    }
-}
-
-/// What the show runner sees as "the player": the local player's status, with the heard
-/// position taken from the fleet timeline when this node follows one.
-struct FleetPosition {
-    player: Arc<Player>,
-    /// Fleet time; its output latency says when the local player's frames are really
-    /// heard (the timeline already includes it).
-    fleet: FleetClock,
-    net: Arc<Mutex<NetState>>,
-    /// (show source, name the player reports) of every show track.
-    names: Vec<(String, String)>,
-}
-
-impl FleetPosition {
-    /// (frame heard at `now`, frames per second on this node's monotonic clock) from the
-    /// timeline, when this node has a fleet clock estimate and plays the timeline's track.
-    fn on_timeline(&self, st: &PlayerStatus, now: u64) -> Option<(f64, f64)> {
-        // Only a follower with a clock estimate: a leader's own player is the timeline.
-        self.fleet.estimate()?;
-        let net = self.net.lock().ok()?;
-        let timeline = net.timeline.as_ref()?;
-        if !timeline.playing {
-            return None;
-        }
-        let (_, name) = self.names.iter().find(|(src, _)| *src == timeline.track)?;
-        if st.track.as_deref() != Some(name.as_str()) {
-            return None;
-        }
-        let frame_at = |mono: u64| Some(timeline.frame_at(self.fleet.at_mono(mono)?));
-        let here = frame_at(now)?;
-        let per_s = frame_at(now + 1_000_000_000)? - here;
-        (per_s > 0.0).then_some((here, per_s))
-    }
-}
-
-impl PlayerClock for FleetPosition {
-    fn status(&self) -> PlayerStatus {
-        let mut st = self.player.status();
-        let now = mono_ns();
-        match self.on_timeline(&st, now) {
-            Some((frame, per_s)) => {
-                st.position = Some(frame);
-                st.heard_at_ns = now;
-                st.speed_ppm = (per_s / f64::from(st.track_rate.max(1)) - 1.0) * 1e6;
-            }
-            None => {
-                st.heard_at_ns = st
-                    .heard_at_ns
-                    .saturating_add_signed(self.fleet.latency_ns());
-            }
-        }
-        st
     }
 }

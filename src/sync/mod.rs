@@ -17,6 +17,7 @@ pub mod follower;
 pub mod impair;
 pub mod measure;
 pub mod pll;
+pub mod position;
 pub mod publisher;
 pub mod sntp;
 pub mod switch;
