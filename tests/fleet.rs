@@ -2,6 +2,8 @@
 //! network namespaces on a bridge (tests/util/netns.rs), killed, partitioned, healed,
 //! joined late and re-addressed; plus forged heartbeats against a member on loopback.
 //! The discovery and failover figures are printed (run with `--nocapture` to see them).
+//! The namespace tests need root: they are ignored under plain `cargo test` and run by
+//! tools/test.sh with `--include-ignored`.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
@@ -15,14 +17,9 @@ use crate::util::netns::{leader_of, mono_of, Lab, Member, KEY};
 
 const S: Duration = Duration::from_secs(1);
 
-/// A lab, or `None` (test skipped, saying why) when not root.
-fn lab(n: usize) -> Option<Lab> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipping: network-namespace tests need root");
-        return None;
-    }
-    Some(Lab::new(n).expect("create the namespace lab"))
+/// A lab of `n` namespaces (needs root and iproute2).
+fn lab(n: usize) -> Lab {
+    Lab::new(n).expect("create the namespace lab (root and iproute2)")
 }
 
 /// The first line printed after `since` in which `m` follows `leader`, as its `mono_ns`.
@@ -50,8 +47,9 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
 }
 
 #[test]
+#[ignore = "needs root and iproute2 for network namespaces"]
 fn discovery_and_leader_failover_figures() {
-    let Some(lab) = lab(4) else { return };
+    let lab = lab(4);
     let prio = |p: u32| format!("fleet.priority={p}");
     let t0 = mono_ns();
     let mut nodes: Vec<Member> = (0..4)
@@ -91,8 +89,9 @@ fn discovery_and_leader_failover_figures() {
 }
 
 #[test]
+#[ignore = "needs root and iproute2 for network namespaces"]
 fn partition_heals_to_one_leader_over_broadcast_only() {
-    let Some(lab) = lab(4) else { return };
+    let lab = lab(4);
     // mDNS off: the UDP broadcast heartbeat alone carries membership.
     let set = |p: u32| {
         vec![
@@ -141,8 +140,9 @@ fn partition_heals_to_one_leader_over_broadcast_only() {
 }
 
 #[test]
+#[ignore = "needs root and iproute2 for network namespaces"]
 fn late_joiner_and_restart_with_a_new_address() {
-    let Some(mut lab) = lab(3) else { return };
+    let mut lab = lab(3);
     let mut n0 = lab.member(0, "n0", &["fleet.priority=10"]);
     let n1 = lab.member(1, "n1", &["fleet.priority=20"]);
     all_follow(&[&n0, &n1], "n1", 0, 5 * S);

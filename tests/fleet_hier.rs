@@ -79,11 +79,7 @@ impl Bike {
 
     /// SIGTERM and wait: the node flushes its recording.
     fn stop(mut self) -> (Vec<Value>, PathBuf) {
-        // SAFETY: a signal to our own child.
-        unsafe {
-            libc::kill(self.node.child.id() as libc::pid_t, libc::SIGTERM);
-        }
-        let _ = self.node.child.wait();
+        self.node.terminate();
         (self.node.all(), self.rec.clone())
     }
 }

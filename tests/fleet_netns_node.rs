@@ -8,6 +8,8 @@
 //! others never notice.
 //! Offsets come from the recordings on the shared monotonic clock, not from the nodes'
 //! belief; the figures are printed (`--nocapture`).
+//! The namespace tests need root: they are ignored under plain `cargo test` and run by
+//! tools/test.sh with `--include-ignored`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -22,14 +24,9 @@ use crate::util::node::Node;
 const RATE: f64 = 44_100.0;
 const SAMPLE_NS: u64 = 50_000_000;
 
-/// A lab, or `None` (test skipped, saying why) when not root.
-fn lab(n: usize) -> Option<Lab> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipping: network-namespace tests need root");
-        return None;
-    }
-    Some(Lab::new(n).expect("create the namespace lab"))
+/// A lab of `n` namespaces (needs root and iproute2).
+fn lab(n: usize) -> Lab {
+    Lab::new(n).expect("create the namespace lab (root and iproute2)")
 }
 
 /// A temp dir for one test's recordings, removed when dropped.
@@ -104,11 +101,7 @@ impl Bike {
     /// SIGTERM and wait: the node flushes its recording. Its status lines and what it
     /// played.
     fn stop(mut self) -> Stopped {
-        // SAFETY: a signal to our own child.
-        unsafe {
-            libc::kill(self.node.child.id() as libc::pid_t, libc::SIGTERM);
-        }
-        let _ = self.node.child.wait();
+        self.node.terminate();
         let trace = Trace::load(&self.rec, RATE)
             .unwrap_or_else(|e| panic!("{}'s recording: {e}", self.name));
         Stopped {
@@ -188,9 +181,10 @@ fn settles_after(samples: &[(u64, f64)], from: u64, ms: f64) -> Option<f64> {
 }
 
 #[test]
+#[ignore = "needs root and iproute2 for network namespaces"]
 fn partition_then_heal_leaves_one_leader_and_the_demoted_side_relocks_without_a_seek() {
     let _slot = crate::util::realtime_slot();
-    let Some(lab) = lab(4) else { return };
+    let lab = lab(4);
     let dir = Dir::new("netns-heal");
     let bikes: Vec<Bike> = (0..4)
         .map(|i| Bike::start(&lab, &dir.0, i, &format!("n{i}"), 10 * (i as u32 + 1), i))
@@ -302,9 +296,10 @@ fn partition_then_heal_leaves_one_leader_and_the_demoted_side_relocks_without_a_
 }
 
 #[test]
+#[ignore = "needs root and iproute2 for network namespaces"]
 fn a_late_joiner_locks_and_a_readdressed_restart_rejoins_unnoticed() {
     let _slot = crate::util::realtime_slot();
-    let Some(mut lab) = lab(4) else { return };
+    let mut lab = lab(4);
     let dir = Dir::new("netns-join");
     let n0 = Bike::start(&lab, &dir.0, 0, "n0", 10, 0);
     let n1 = Bike::start(&lab, &dir.0, 1, "n1", 20, 1);

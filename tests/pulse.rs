@@ -1,6 +1,6 @@
 //! The real cpal/ALSA output path, on a machine without a sound card: `tools/test.sh` starts
-//! a PulseAudio null sink (ALSA's default routed to Pulse) and sets CONVOY_PULSE_TESTS=1;
-//! this test plays a tone through `--sink cpal` while `parec` records the sink's monitor,
+//! a PulseAudio null sink (ALSA's default routed to Pulse) and runs this ignored test
+//! (`--include-ignored`); it plays a tone through `--sink cpal` while `parec` records the sink's monitor,
 //! and checks the recording holds that tone.
 
 use std::process::{Command, Stdio};
@@ -9,11 +9,8 @@ use std::time::Duration;
 use crate::util::{convoy_bin, rms, zero_crossing_hz};
 
 #[test]
+#[ignore = "needs a PulseAudio null sink and parec (tools/test.sh starts them)"]
 fn cpal_output_plays_into_the_pulseaudio_null_sink() {
-    if std::env::var("CONVOY_PULSE_TESTS").as_deref() != Ok("1") {
-        eprintln!("CONVOY_PULSE_TESTS is not 1: run through tools/test.sh to exercise cpal/ALSA");
-        return;
-    }
     let _slot = crate::util::realtime_slot();
     let dir = tempfile::tempdir().expect("tmp");
     let wav = dir.path().join("tone.wav");

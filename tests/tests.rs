@@ -13,6 +13,7 @@ mod fleet_netns_node;
 mod fleet_node;
 mod flood_status;
 mod led_firmware;
+mod led_link;
 mod led_reconnect;
 mod osc_interop;
 mod osc_node;

@@ -12,7 +12,7 @@ if [[ "${1:-}" == "--test" ]]; then
   pkgs+=(iproute2)
   # Pi installer tests (tests/pi.rs): systemd-analyze verifies the systemd units.
   pkgs+=(systemd)
-  # Web app browser test (tests/web_browser.rs, CONVOY_BROWSER_TESTS=1): headless Chromium.
+  # Web app browser test (tests/web_browser.rs, an ignored test): headless Chromium.
   pkgs+=(chromium chromium-driver fonts-dejavu-core)
 fi
 # OSC interop tests (tests/osc_tools.rs): python-osc, the reference Python OSC library.

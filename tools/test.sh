@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine: installs what the tests need, starts
 # the PulseAudio null sink that the cpal test plays into, then formatting, lints and tests.
+# Tests that need something plain `cargo test` cannot assume (the null sink, simavr, liblo,
+# python-osc, chrony, chromium, systemd-analyze, root for network namespaces) are
+# `#[ignore = "needs …"]`; `--include-ignored` runs them here, so none can pass by skipping.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/setup.sh --test
 tools/pulse-null.sh
-export CONVOY_PULSE_TESTS=1 CONVOY_FIRMWARE_TESTS=1 CONVOY_INTEROP_TESTS=1
-export CONVOY_PI_TESTS=1
-export CONVOY_BROWSER_TESTS=1
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
-cargo test --locked
+cargo test --locked -- --include-ignored
 # Pi release builds (docs/cross.md): aarch64 with its unit tests under qemu-aarch64, armv7
 # built and smoke-run under qemu-arm (its tests would double the time for little news).
 tools/cross.sh aarch64 --variant cpal --test

@@ -98,22 +98,17 @@ pub fn run(config: Config, args: &PlayArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Install a SIGINT/SIGTERM handler that calls `f` once (no extra crate: a watcher thread
-/// on a self-pipe would be overkill for a flag).
+/// Install a SIGINT/SIGTERM handler that calls `f` once: signal-hook sets a flag (the
+/// only async-signal-safe thing to do) and a watcher thread polls it.
 pub(super) fn ctrlc_handler(f: impl Fn() + Send + 'static) -> std::io::Result<()> {
-    static FLAG: AtomicBool = AtomicBool::new(false);
-    extern "C" fn on_signal(_: libc::c_int) {
-        FLAG.store(true, Ordering::Release);
-    }
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-    unsafe {
-        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    let flag = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, flag.clone())?;
     }
     std::thread::Builder::new()
         .name("convoy-signal".into())
         .spawn(move || loop {
-            if FLAG.load(Ordering::Acquire) {
+            if flag.load(Ordering::Acquire) {
                 f();
                 return;
             }

@@ -16,6 +16,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::{geteuid, Pid};
 use serde_json::Value;
 
 use super::node::Node;
@@ -126,8 +128,7 @@ pub struct Lab {
 impl Lab {
     /// Creates `n` hosts. `Err` (with why) when not root or iproute2 is missing.
     pub fn new(n: usize) -> Result<Lab, String> {
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        if unsafe { libc::geteuid() } != 0 {
+        if !geteuid().is_root() {
             return Err("network-namespace tests need root".into());
         }
         let tag = format!(
@@ -289,11 +290,8 @@ impl Drop for Lab {
             if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
                 for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
                     if let Ok(pid) = pid.parse::<i32>() {
-                        // SAFETY: kill(2) has no memory preconditions; the pid runs in
-                        // a namespace this lab created.
-                        unsafe {
-                            libc::kill(pid, libc::SIGKILL);
-                        }
+                        // The pid runs in a namespace this lab created.
+                        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
                     }
                 }
             }

@@ -7,6 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use rosc::{OscMessage, OscPacket, OscType};
 use serde_json::Value;
 
@@ -96,6 +98,13 @@ impl Node {
             lines,
             osc_port,
         }
+    }
+
+    /// SIGTERM (a clean shutdown: the node flushes its recording) and wait for the exit.
+    pub fn terminate(&mut self) {
+        let pid = Pid::from_raw(i32::try_from(self.child.id()).expect("pid fits in i32"));
+        kill(pid, Signal::SIGTERM).expect("SIGTERM to our own child");
+        let _ = self.child.wait();
     }
 
     /// Every status line so far.
