@@ -44,6 +44,7 @@ pub mod config;
 pub mod control;
 pub mod fleet;
 pub mod led;
+pub mod live;
 pub mod node;
 pub mod osc;
 pub mod security;

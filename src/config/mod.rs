@@ -200,6 +200,8 @@ pub struct LedConfig {
     pub latency_ms: f64,
     /// Terminal frames per second for the simulated strip.
     pub fps: f64,
+    /// The look of a track no show covers (a pattern name; empty or `off`: no lights).
+    pub default_look: String,
 }
 
 /// `[show]`.
@@ -223,6 +225,8 @@ pub struct ShowConfig {
     /// A manual cue fires this long after it is given, on every bike, ms.
     #[serde(default = "default_cue_lead_ms")]
     pub cue_lead_ms: f64,
+    /// Beats are announced on the live plane this long before they are heard, ms.
+    pub live_lead_ms: f64,
 }
 
 fn default_cue_lead_ms() -> f64 {
@@ -595,6 +599,7 @@ impl Config {
             ("show.late_ms", self.show.late_ms, 1.0, 10_000.0),
             ("show.jump_ms", self.show.jump_ms, 5.0, 60_000.0),
             ("show.cue_lead_ms", self.show.cue_lead_ms, 0.0, 10_000.0),
+            ("show.live_lead_ms", self.show.live_lead_ms, 0.0, 2_000.0),
         ] {
             if !(v.is_finite() && (lo..=hi).contains(&v)) {
                 return Err(range(key, format!("{v} is outside {lo}..={hi}")));

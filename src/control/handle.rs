@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{Command, Refusal, Snapshot};
+use crate::clock::mono_ns;
+use crate::live::LiveBus;
 
 /// Who asked (for logs, per-origin policy and feedback).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +59,8 @@ pub enum HandleError {
 pub struct NodeHandle {
     tx: mpsc::Sender<Request>,
     state: watch::Receiver<Snapshot>,
+    /// What moves with the music (the node's show runner posts into it).
+    live: LiveBus,
 }
 
 /// The node side of a [`NodeHandle`]: requests to serve and the snapshot to publish.
@@ -77,7 +81,11 @@ impl NodeHandle {
         let (tx, requests) = mpsc::channel(QUEUE);
         let (state_tx, state) = watch::channel(initial);
         (
-            NodeHandle { tx, state },
+            NodeHandle {
+                tx,
+                state,
+                live: LiveBus::new(),
+            },
             NodeInbox {
                 requests,
                 state: state_tx,
@@ -133,9 +141,20 @@ impl NodeHandle {
             .map_err(send_error)
     }
 
-    /// The latest snapshot.
+    /// The latest snapshot, as the node last published it (for humans: status, lists).
     pub fn snapshot(&self) -> Snapshot {
         self.state.borrow().clone()
+    }
+
+    /// The snapshot with position, beat, levels and tempo as the live plane has them at
+    /// this instant: what every surface that moves with the music sends.
+    pub fn snapshot_now(&self) -> Snapshot {
+        self.snapshot().live(&self.live.view(mono_ns()))
+    }
+
+    /// The node's live plane.
+    pub fn live(&self) -> &LiveBus {
+        &self.live
     }
 
     /// A receiver that wakes on every published change.

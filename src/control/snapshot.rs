@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::live::LiveView;
+
 /// Light state as the node last commanded it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LightState {
@@ -107,4 +109,31 @@ pub struct Snapshot {
     pub meters: Meters,
     /// Rejected-input counters by reason (security).
     pub rejected: BTreeMap<String, u64>,
+}
+
+impl Snapshot {
+    /// This snapshot with what moves with the music taken from the live plane `view`:
+    /// position and length from the player's books at the view's instant, the last beat
+    /// heard by then, the band levels and tempo. What the plane does not know is kept.
+    pub fn live(mut self, view: &LiveView) -> Snapshot {
+        if let (Some(books), Some(pos)) = (&view.books, view.position_ms) {
+            if books.track.is_some() && self.track.is_some() {
+                self.position_ms = Some(pos);
+                if let Some(len) = books.frames {
+                    self.duration_ms = Some(len as f64 / f64::from(books.rate.max(1)) * 1e3);
+                }
+            }
+        }
+        if let Some(beat) = view.beat {
+            self.meters.beat = beat.number;
+            self.meters.beat_in_bar = beat.in_bar;
+        }
+        if !view.bands.is_empty() {
+            self.meters.bands.clone_from(&view.bands);
+        }
+        if view.tempo_bpm.is_some() {
+            self.tempo_bpm = view.tempo_bpm;
+        }
+        self
+    }
 }

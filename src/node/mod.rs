@@ -277,7 +277,13 @@ pub async fn run_with(
         None
     };
     // Show and lights (src/node/show.rs): cues on fleet time, light commands to the runner.
-    let lights = show::start(&config, &player, &fleet_clock, &net)?;
+    let lights = Some(show::start(
+        &config,
+        &player,
+        &fleet_clock,
+        &net,
+        handle.live(),
+    )?);
     let view = View {
         id: &id,
         fleet: &fleet_clock,

@@ -14,6 +14,7 @@ use crate::audio::Player;
 use crate::clock::FleetClock;
 use crate::config::{Config, Role};
 use crate::control::{Command, Refusal, Snapshot};
+use crate::live::LiveBus;
 use crate::show::{journal, RunnerOptions, Show, ShowHandle, ShowRunner, VehicleInfo};
 use crate::sync::pll::NetState;
 use crate::sync::position::FleetPosition;
@@ -22,6 +23,8 @@ use crate::sync::position::FleetPosition;
 #[derive(Debug)]
 pub struct NodeShow {
     handle: ShowHandle,
+    /// A show file is loaded (else only the default look runs).
+    loaded: bool,
     /// The playback log beside a journal.
     playback: Option<tokio::task::JoinHandle<()>>,
 }
@@ -31,24 +34,28 @@ pub fn playlist(show: &Show) -> Vec<String> {
     show.tracks.iter().map(|t| t.source.clone()).collect()
 }
 
-/// Start the configured show (`None` when `[show] file` is empty). Must run inside the
-/// node's tokio runtime (the runner and a serial LED output are tasks on it).
+/// Start the lights: the configured show, or with `[show] file` empty none, so every track
+/// gets `[led] default_look`. The runner posts into the node's live plane `live`. Must run
+/// inside the node's tokio runtime (a serial LED output is a task on it).
 pub fn start(
     config: &Config,
     player: &Arc<Player>,
     fleet: &FleetClock,
     net: &Arc<Mutex<NetState>>,
-) -> Result<Option<NodeShow>, NodeError> {
+    live: &LiveBus,
+) -> Result<NodeShow, NodeError> {
     let file = &config.show.file;
-    if file.is_empty() {
-        return Ok(None);
-    }
     let failed = |why: String| NodeError::Track {
         track: file.clone(),
         why,
     };
-    let show = Arc::new(Show::load(std::path::Path::new(file)).map_err(|e| failed(e.to_string()))?);
+    let show = if file.is_empty() {
+        Arc::new(Show::empty())
+    } else {
+        Arc::new(Show::load(std::path::Path::new(file)).map_err(|e| failed(e.to_string()))?)
+    };
     let mut opts = RunnerOptions::from_config(config);
+    opts.live = Some(live.clone());
     let mut playback = None;
     if !config.show.journal.is_empty() {
         let path = std::path::Path::new(&config.show.journal);
@@ -75,7 +82,11 @@ pub fn start(
     );
     let led = crate::led::open_output(&config.led);
     let handle = ShowRunner::spawn(show, Arc::new(position), led, vehicle, opts);
-    Ok(Some(NodeShow { handle, playback }))
+    Ok(NodeShow {
+        handle,
+        playback,
+        loaded: !file.is_empty(),
+    })
 }
 
 /// Beside a journal, `<journal>.playback.csv`: what the player's books say was heard when
@@ -105,7 +116,11 @@ async fn log_playback(player: Arc<Player>, file: std::fs::File) {
 /// Offer a command to the show: `Some(verdict)` when it is a show command (pattern, hue,
 /// bright, colour, go, cue), `None` when the node should handle it.
 pub fn control(show: Option<&NodeShow>, command: &Command) -> Option<Result<(), Refusal>> {
-    match show?.handle.control(command) {
+    let show = show?;
+    if !show.loaded && matches!(command, Command::Go | Command::CueStart { .. }) {
+        return Some(Err(Refusal::NoShow));
+    }
+    match show.handle.control(command) {
         Ok(true) => Some(Ok(())),
         Ok(false) => None,
         Err(e) => Some(Err(e)),

@@ -6,9 +6,11 @@
 //! `feedback_idle` (implicit), and clients that sent `/convoy/subscribe` in the last
 //! `subscribe_ttl` (explicit, optionally to another UDP port of the same host). When the
 //! table is full the least recently heard client is dropped; a closed TCP connection leaves
-//! at once. [`run_feedback`] wakes on every snapshot change (and on every new client), sends
-//! changes to settled clients and the whole state to new ones, then rests `1/feedback_hz`
-//! so a chatty node cannot flood phones: changes in between coalesce.
+//! at once. [`run_feedback`] wakes on every snapshot change, every new client, at
+//! `feedback_hz` and at the instant each beat is heard, reads position, beat and levels
+//! from the live plane at that instant, and sends only what changed to settled clients and
+//! the whole state to new ones: a phone gets the position at `feedback_hz` and the beat on
+//! the beat.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -20,6 +22,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, Notify};
 
 use super::codec;
+use crate::clock::mono_ns;
 use crate::control::{NodeHandle, Snapshot};
 
 /// Where replies and feedback for one client go. Sending never blocks: a full TCP queue or
@@ -293,12 +296,27 @@ pub fn feedback_messages(prev: Option<&Snapshot>, now: &Snapshot) -> Vec<OscMess
 pub async fn run_feedback(handle: NodeHandle, clients: Arc<Clients>, period: Duration) {
     let mut rx = handle.watch();
     let mut last: Option<Snapshot> = None;
+    let live = handle.live().clone();
+    let mut announced = live.announcements();
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut woke = mono_ns();
     loop {
         tokio::select! {
             r = rx.changed() => if r.is_err() { return },
             _ = clients.wake.notified() => {}
+            _ = tick.tick() => {}
+            _ = crate::live::next_beat(&live, woke) => {}
+            r = announced.changed() => {
+                if r.is_err() {
+                    return;
+                }
+                continue;
+            }
         }
-        let snap = rx.borrow_and_update().clone();
+        woke = mono_ns();
+        rx.borrow_and_update();
+        let snap = handle.snapshot_now();
         let (settled, fresh) = clients.targets(Instant::now());
         if !settled.is_empty() {
             for m in feedback_messages(last.as_ref(), &snap) {
@@ -315,7 +333,6 @@ pub async fn run_feedback(handle: NodeHandle, clients: Arc<Clients>, period: Dur
             }
         }
         last = Some(snap);
-        tokio::time::sleep(period).await;
     }
 }
 

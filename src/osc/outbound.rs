@@ -13,8 +13,9 @@
 //! | `/convoy/out/tempo` | `f bpm` (0 = unknown) | on change |
 //!
 //! [`OutboundState`] is the pure part (what to send for a snapshot at an instant);
-//! [`run_outbound`] drives it from snapshot changes and a tick at `outbound_hz`, so the last
-//! value of a throttled stream always goes out.
+//! [`run_outbound`] drives it from snapshot changes, a tick at `outbound_hz` and the instant
+//! each beat is heard (the live plane announces beats ahead), reading position, beat and
+//! levels from the live plane at the instant of sending.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use rosc::{OscMessage, OscPacket, OscType};
 use tokio::net::UdpSocket;
 
 use super::codec;
+use crate::clock::mono_ns;
 use crate::control::{NodeHandle, Snapshot};
 
 /// What was last sent, to send only changes.
@@ -134,12 +136,24 @@ pub async fn run_outbound(
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
+    let live = handle.live().clone();
+    let mut announced = live.announcements();
+    let mut last = mono_ns();
     loop {
         tokio::select! {
             r = rx.changed() => if r.is_err() { return },
             _ = tick.tick() => {}
+            _ = crate::live::next_beat(&live, last) => {}
+            r = announced.changed() => {
+                if r.is_err() {
+                    return;
+                }
+                continue;
+            }
         }
-        let snap = rx.borrow_and_update().clone();
+        last = mono_ns();
+        rx.borrow_and_update();
+        let snap = handle.snapshot_now();
         for m in state.update(&snap, Instant::now(), period) {
             let Ok(bytes) = codec::encode(&OscPacket::Message(m)) else {
                 continue;

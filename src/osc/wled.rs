@@ -18,7 +18,9 @@
 //! | 40 | 4 | `FFT_MajorPeak` f32 | centre frequency (Hz) of the strongest channel, ≥ 1 |
 //!
 //! [`WledEncoder`] turns the node's [`Meters`] into frames (pure, no I/O); [`run_sender`]
-//! sends them at a fixed rate from a socket the caller binds.
+//! sends them at a fixed rate from a socket the caller binds, reading the live plane at the
+//! instant of each packet, and one more packet at the instant each beat is heard, so the
+//! peak flag lands on the beat.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,6 +28,7 @@ use std::time::Duration;
 
 use tokio::net::UdpSocket;
 
+use crate::clock::mono_ns;
 use crate::control::{Meters, NodeHandle};
 
 /// Bytes in a V2 audio-sync packet.
@@ -193,8 +196,10 @@ pub fn spread_bands(bands: &[f32]) -> [u8; 16] {
     out
 }
 
-/// Sends one frame every `1/rate_hz` s to `dest` from `socket` until the task is dropped.
-/// A failed send is logged once per streak and retried on the next frame.
+/// Sends one frame every `1/rate_hz` s, and one at the instant each beat is heard, to
+/// `dest` from `socket` until the task is dropped. Levels and the beat are the live plane's
+/// at the instant of sending. A failed send is logged once per streak and retried on the
+/// next frame.
 pub async fn run_sender(
     socket: Arc<UdpSocket>,
     dest: SocketAddr,
@@ -205,11 +210,23 @@ pub async fn run_sender(
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate_hz));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut failing = false;
+    let live = handle.live().clone();
+    let mut announced = live.announcements();
+    let mut last = mono_ns();
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = crate::live::next_beat(&live, last) => {}
+            r = announced.changed() => {
+                if r.is_err() {
+                    return;
+                }
+                continue; // a beat was announced: plan the next wake again
+            }
+        }
+        last = mono_ns();
         let frame = {
-            let snap = handle.watch();
-            let s = snap.borrow();
+            let s = handle.snapshot_now();
             encoder.frame(&s.meters, s.playing)
         };
         match socket.send_to(&frame.encode(), dest).await {

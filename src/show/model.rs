@@ -405,6 +405,17 @@ impl Lines<'_> {
 }
 
 impl Show {
+    /// A show with no tracks: every track the node plays gets the default look.
+    pub fn empty() -> Show {
+        Show {
+            name: String::new(),
+            path: PathBuf::new(),
+            groups: BTreeMap::new(),
+            vehicles: BTreeMap::new(),
+            tracks: Vec::new(),
+        }
+    }
+
     /// Read and validate a show file. Relative track and beatmap paths are resolved
     /// against the file's directory.
     pub fn load(path: &Path) -> Result<Show, ShowError> {

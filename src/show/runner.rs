@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
 
 use super::live::{LiveBands, LiveFeed, LiveMsg};
 use super::model::{ReactTarget, Show, ShowTrack, VehicleInfo, VehicleOverride};
@@ -29,11 +28,18 @@ use crate::control::{Command, LightState, Meters, Refusal, Snapshot};
 use crate::led::protocol::{Command as Led, LedState, Pattern, Rgb};
 use crate::led::serial::LedError;
 use crate::led::LedOutput;
+use crate::live::{Beat, Books, LiveBus};
 
 /// Anything that reports what the player hears when (the [`Player`], or a test double).
 pub trait PlayerClock: Send + Sync + 'static {
     /// The player's current status.
     fn status(&self) -> PlayerStatus;
+
+    /// How to open the track playing now (a path, `demo`), for live analysis of a track
+    /// that is not in the show; `None`: only the show's own tracks are followed.
+    fn source(&self) -> Option<String> {
+        None
+    }
 }
 
 impl PlayerClock for Player {
@@ -90,6 +96,13 @@ pub struct RunnerOptions {
     pub trace: Option<std::sync::mpsc::Sender<Fired>>,
     /// Every command handed to the LED output, if someone listens (journals).
     pub tap: Option<std::sync::mpsc::Sender<Handed>>,
+    /// The live plane to post the player's books, beats, levels and tempo into.
+    pub live: Option<LiveBus>,
+    /// Beats are announced on the live plane this long before they are heard.
+    pub live_lead: Duration,
+    /// The look of a track that is not in the show (`[led] default_look`): `None`, such a
+    /// track gets no lights.
+    pub default_look: Option<String>,
 }
 
 impl RunnerOptions {
@@ -103,6 +116,9 @@ impl RunnerOptions {
             jump: Duration::from_secs_f64(c.show.jump_ms / 1000.0),
             trace: None,
             tap: None,
+            live: None,
+            live_lead: Duration::from_secs_f64(c.show.live_lead_ms / 1000.0),
+            default_look: Some(c.led.default_look.clone()).filter(|l| !l.is_empty() && l != "off"),
         }
     }
 }
@@ -136,7 +152,7 @@ impl ShowStatus {
     /// Copy the show's fields into a node snapshot (`show`, `cue`, `meters`, `light`,
     /// `tempo_bpm` when the show knows it).
     pub fn apply_to(&self, snap: &mut Snapshot) {
-        snap.show = Some(self.show.clone());
+        snap.show = Some(self.show.clone()).filter(|s| !s.is_empty());
         snap.cue = self.cue.clone();
         snap.meters = self.meters.clone();
         snap.light = self.light.clone();
@@ -161,7 +177,8 @@ enum Control {
 pub struct ShowHandle {
     control: mpsc::Sender<Control>,
     status: watch::Receiver<ShowStatus>,
-    task: JoinHandle<()>,
+    /// The runner's thread; it ends when `control` closes.
+    task: Option<std::thread::JoinHandle<()>>,
 }
 
 impl ShowHandle {
@@ -197,9 +214,12 @@ impl ShowHandle {
         self.status.clone()
     }
 
-    /// Stop the show (the lights keep their last state).
+    /// Stop the show (the lights keep their last state) and wait for its thread.
     pub fn stop(self) {
-        self.task.abort();
+        drop(self.control);
+        if let Some(t) = self.task {
+            let _ = t.join();
+        }
     }
 }
 
@@ -208,9 +228,12 @@ impl ShowHandle {
 pub struct ShowRunner;
 
 impl ShowRunner {
-    /// Run `show` against `player` on the current tokio runtime, sending to `led` as
-    /// `vehicle`. The runner follows whatever the player plays: it acts when the player's
-    /// track is one of the show's (by the name the player reports).
+    /// Run `show` against `player` on a thread of its own (its timing is precise to tens of
+    /// µs, so it sleeps the last stretch before each event, which must not hold up a shared
+    /// runtime), sending to `led` as `vehicle`. The runner follows whatever the player
+    /// plays: it acts when the player's track is one of the show's (by the name the player
+    /// reports), or gives any other track the default look. Must be called inside a tokio
+    /// runtime (the LED output's serial link lives there).
     pub fn spawn<P: PlayerClock>(
         show: Arc<Show>,
         player: Arc<P>,
@@ -225,6 +248,7 @@ impl ShowRunner {
         });
         let vo = show.vehicle_override(&vehicle);
         let runner = Runner {
+            base: show.clone(),
             show,
             player,
             led,
@@ -237,8 +261,21 @@ impl ShowRunner {
             hold: None,
             due: Vec::new(),
             live_events: Vec::new(),
+            default_failed: None,
         };
-        let task = tokio::spawn(runner.run(control_rx));
+        let task = std::thread::Builder::new()
+            .name("convoy-show".into())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                {
+                    Ok(rt) => rt.block_on(runner.run(control_rx)),
+                    Err(e) => tracing::error!("the show runner cannot start: {e}"),
+                }
+            })
+            .map_err(|e| tracing::error!("the show runner cannot start: {e}"))
+            .ok();
         ShowHandle {
             control: control_tx,
             status,
@@ -246,6 +283,9 @@ impl ShowRunner {
         }
     }
 }
+
+/// How often the runner posts levels (and looks for beats to announce) on the live plane.
+const LIVE_PERIOD_NS: u64 = 10_000_000;
 
 /// Idle poll period (track changes, pause, status).
 const IDLE: Duration = Duration::from_millis(20);
@@ -255,14 +295,9 @@ const IDLE: Duration = Duration::from_millis(20);
 const TIMER_SLACK: Duration = Duration::from_micros(1_200);
 
 /// Sleep until `deadline_ns` with the OS's precision (tens of µs), at most
-/// [`TIMER_SLACK`]: on a multi-threaded runtime the worker hands its other tasks over
-/// first (`block_in_place`), so nothing else waits on the runner.
+/// [`TIMER_SLACK`]: the runner has its thread to itself, so nothing else waits.
 fn wait_precisely(deadline_ns: u64) {
-    let wait = || crate::clock::sleep_until_mono(deadline_ns);
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(wait),
-        _ => wait(),
-    }
+    crate::clock::sleep_until_mono(deadline_ns);
 }
 
 struct Active {
@@ -282,9 +317,14 @@ struct Active {
     next_bands_ns: u64,
     /// Band levels for the moment being lit and that moment (s), for reactive mappings.
     levels: Option<([f32; 3], f64)>,
+    /// Beats up to this frame have been announced on the live plane.
+    announced: f64,
 }
 
 struct Runner<P> {
+    /// The show as loaded.
+    base: Arc<Show>,
+    /// The show followed now: `base`, or the default look of a track not in it.
     show: Arc<Show>,
     player: Arc<P>,
     led: LedOutput,
@@ -299,6 +339,8 @@ struct Runner<P> {
     hold: Option<Lights>,
     due: Vec<Due>,
     live_events: Vec<super::schedule::Event>,
+    /// The last track the default look could not be made for (said once).
+    default_failed: Option<String>,
 }
 
 impl<P: PlayerClock> Runner<P> {
@@ -331,6 +373,7 @@ impl<P: PlayerClock> Runner<P> {
     /// run again (monotonic ns).
     fn step(&mut self, now: u64) -> u64 {
         let st = self.player.status();
+        self.post_books(&st);
         self.follow_track(&st);
         let lead = self.opts.led_latency.as_nanos() as u64;
         let (Some(position), false, false) = (st.position, st.paused, st.finished) else {
@@ -359,12 +402,73 @@ impl<P: PlayerClock> Runner<P> {
             self.fire(d);
         }
         self.due = due;
+        let announce_at = self.announce_beats(&clock, now);
+        self.post_bands(&clock, now);
         let bands_at = self.stream_bands(&clock, now, lead);
         if let Some(a) = self.active.as_mut() {
             a.sched.compact(64);
         }
         self.publish(&clock, now);
-        poll.next_due_ns.unwrap_or(u64::MAX).min(bands_at)
+        poll.next_due_ns
+            .unwrap_or(u64::MAX)
+            .min(bands_at)
+            .min(announce_at)
+    }
+
+    /// Post the player's books on the live plane.
+    fn post_books(&self, st: &PlayerStatus) {
+        let Some(live) = &self.opts.live else { return };
+        match (&st.track, st.position) {
+            (Some(_), Some(frame)) => live.set_books(Books {
+                track: st.track.clone(),
+                frame,
+                heard_at_ns: st.heard_at_ns,
+                rate: st.track_rate,
+                speed_ppm: st.speed_ppm,
+                playing: !st.paused && !st.finished,
+                frames: st.track_frames,
+            }),
+            (None, _) => live.clear(),
+            _ => {}
+        }
+    }
+
+    /// Announce on the live plane every beat heard within `live_lead` from now; returns
+    /// when to look again.
+    fn announce_beats(&mut self, clock: &PlayClock, now: u64) -> u64 {
+        let lead = self.opts.live_lead.as_nanos() as u64;
+        let (Some(live), Some(a)) = (&self.opts.live, self.active.as_mut()) else {
+            return u64::MAX;
+        };
+        let horizon = clock.frame_at(now + lead);
+        let events = a.sched.events();
+        let from = events.partition_point(|e| e.frame <= a.announced);
+        for e in &events[from..] {
+            if e.frame > horizon {
+                break;
+            }
+            if let Action::Beat { index, in_bar } = e.action {
+                live.announce(Beat {
+                    number: index + 1,
+                    in_bar: Some(in_bar.saturating_add(1)),
+                    heard_ns: clock.heard_ns(e.frame).max(0.0) as u64,
+                });
+            }
+        }
+        a.announced = a.announced.max(horizon);
+        // Live beats arrive from the feed as it reads ahead, and the levels move: post
+        // again soon.
+        now + LIVE_PERIOD_NS
+    }
+
+    /// Post the band levels heard now on the live plane (the LED stream sends them at
+    /// `bands_hz`, the plane carries them at every pass).
+    fn post_bands(&self, clock: &PlayClock, now: u64) {
+        let Some(live) = &self.opts.live else { return };
+        let t = clock.frame_at(now) / f64::from(clock.rate.max(1));
+        if let Some(levels) = self.bands_now(t) {
+            live.set_bands(&levels);
+        }
     }
 
     fn follow_track(&mut self, st: &PlayerStatus) {
@@ -373,6 +477,13 @@ impl<P: PlayerClock> Runner<P> {
             return;
         }
         self.active = None;
+        self.show = self.base.clone();
+        if name.is_some_and(|n| self.base.track_by_player_name(n).is_none()) {
+            if let Some(fallback) = self.default_show(name.unwrap_or_default()) {
+                self.show = fallback;
+            }
+        }
+        self.vo = self.show.vehicle_override(&self.vehicle);
         let show = self.show.clone();
         let Some((index, track)) = name.and_then(|n| show.track_by_player_name(n)) else {
             self.status.send_modify(|s| s.track = None);
@@ -407,6 +518,7 @@ impl<P: PlayerClock> Runner<P> {
             last_bands: None,
             next_bands_ns: 0,
             levels: None,
+            announced: f64::NEG_INFINITY,
         });
         self.status.send_modify(|s| {
             s.track = Some(index);
@@ -415,6 +527,29 @@ impl<P: PlayerClock> Runner<P> {
         });
         // The scheduler's first poll reports a jump, which sends the look and starts the
         // live feed at the heard position.
+    }
+
+    /// The default look for the track the player calls `name` (not in the show): a
+    /// one-track show that flashes on every beat and follows the bass with brightness,
+    /// on the track's beatmap beside it (`<file>.beatmap.json`, or `beatmaps/<stem>.beatmap.json`)
+    /// or on live analysis. Opening the track to probe it is the runner thread's to wait on.
+    fn default_show(&mut self, name: &str) -> Option<Arc<Show>> {
+        let pattern = self.opts.default_look.clone()?;
+        let source = self.player.source()?;
+        if self.default_failed.as_deref() == Some(source.as_str()) {
+            return None;
+        }
+        match default_look(&source, name, &pattern) {
+            Ok(show) => {
+                tracing::info!(track = %source, look = %pattern, "no show for this track: the default look");
+                Some(Arc::new(show))
+            }
+            Err(e) => {
+                tracing::warn!(track = %source, "no default look for this track: {e}");
+                self.default_failed = Some(source);
+                None
+            }
+        }
     }
 
     fn track(&self) -> Option<&ShowTrack> {
@@ -441,6 +576,10 @@ impl<P: PlayerClock> Runner<P> {
             .take_while(|e| e.frame <= frame)
             .filter(|e| matches!(e.action, Action::Beat { .. }))
             .count() as u64;
+        a.announced = frame;
+        if let Some(live) = &self.opts.live {
+            live.retract_after(mono_ns());
+        }
         let needs_live = track.beatmap.is_none() || track.needs_onsets();
         if needs_live {
             let ahead = (self.opts.live_ahead_s * f64::from(track.sample_rate)) as u64;
@@ -507,6 +646,9 @@ impl<P: PlayerClock> Runner<P> {
                     if live_beats {
                         self.status
                             .send_modify(|s| s.tempo_bpm = Some(f64::from(bpm)));
+                        if let Some(live) = &self.opts.live {
+                            live.set_tempo(Some(f64::from(bpm)));
+                        }
                     }
                 }
                 LiveMsg::Failed => failed = true,
@@ -684,9 +826,18 @@ impl<P: PlayerClock> Runner<P> {
         };
         if ok {
             self.sent = Some(target);
+            let hue = self.shown_hue();
             self.status
-                .send_modify(|s| s.light = light_state(&target, &self.led));
+                .send_modify(|s| s.light = light_state(&target, hue, &self.led));
         }
+    }
+
+    /// The hue shown, in whole degrees as commanded (the controller's byte loses a degree
+    /// in three).
+    fn shown_hue(&self) -> u16 {
+        let lights = self.hold.or_else(|| self.active.as_ref().map(|a| a.lights));
+        let deg = lights.map_or(0.0, |l| l.hue) + self.vo.hue_offset;
+        (deg.rem_euclid(360.0).round() as u16) % 360
     }
 
     fn bands_now(&self, t: f64) -> Option<[f32; 3]> {
@@ -743,6 +894,9 @@ impl<P: PlayerClock> Runner<P> {
         if let Some(map) = &track.beatmap {
             let t = clock.frame_at(now) / f64::from(clock.rate.max(1));
             let bpm = map.tempo_at(t);
+            if let Some(live) = &self.opts.live {
+                live.set_tempo(Some(bpm));
+            }
             self.status.send_if_modified(|s| {
                 let changed = s.tempo_bpm != Some(bpm);
                 s.tempo_bpm = Some(bpm);
@@ -824,14 +978,39 @@ fn diff(prev: &LedState, next: &LedState, reactive: bool) -> Option<Led> {
     }
 }
 
-fn light_state(s: &LedState, led: &LedOutput) -> LightState {
+fn light_state(s: &LedState, hue: u16, led: &LedOutput) -> LightState {
     LightState {
         pattern: s.pattern.name().to_string(),
-        hue: (u32::from(s.hue) * 360 / 256) as u16,
+        hue,
         bright: f32::from(s.bright) / 255.0,
         color: [s.color.r, s.color.g, s.color.b],
         link: led.link_label().to_string(),
     }
+}
+
+/// The default look as a one-track show for `source` (the player calls it `name`).
+fn default_look(source: &str, name: &str, pattern: &str) -> Result<Show, String> {
+    if Pattern::from_name(pattern).is_none() {
+        return Err(format!("led.default_look: unknown pattern {pattern:?}"));
+    }
+    let path = std::path::Path::new(source);
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or(name);
+    let beside = format!("{source}.beatmap.json");
+    let shared = format!("beatmaps/{stem}.beatmap.json");
+    let beatmap = [beside, shared]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).is_file())
+        .map(|p| format!("beatmap = {p:?}\n"))
+        .unwrap_or_default();
+    let text = format!(
+        "format = \"convoy-show\"\nversion = 1\nname = \"default look\"\n\
+         [[track]]\nfile = {source:?}\n{beatmap}\
+         look = {{ pattern = {pattern:?}, hue = 200, bright = 0.8 }}\n\
+         [[track.cue]]\nname = \"beat\"\nevery = \"beat\"\nflash = true\n\
+         [[track.react]]\nband = \"low\"\nto = \"bright\"\nmin = 0.35\nmax = 1.0\n"
+    );
+    let cwd = std::env::current_dir().unwrap_or_default();
+    Show::parse(&text, &cwd.join("default-look.toml")).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -20,9 +20,13 @@ pub struct FleetPosition {
     /// heard (the timeline already includes it).
     fleet: FleetClock,
     net: Arc<Mutex<NetState>>,
-    /// (show source, name the player reports) of every show track.
-    names: Vec<(String, String)>,
+    /// (source, name the player reports) of every show track, and of other tracks the
+    /// timeline played (learnt by opening them once).
+    names: Mutex<Vec<(String, String)>>,
 }
+
+/// Tracks outside the show whose player names are remembered.
+const LEARNT: usize = 16;
 
 impl FleetPosition {
     /// The position of `player`, on the timeline in `net` when following; `names` pairs
@@ -37,8 +41,26 @@ impl FleetPosition {
             player,
             fleet,
             net,
-            names,
+            names: Mutex::new(names),
         }
+    }
+
+    /// The name the player reports for timeline track `source`.
+    fn player_name(&self, source: &str) -> Option<String> {
+        let mut names = self.names.lock().ok()?;
+        if let Some((_, name)) = names.iter().find(|(src, _)| src == source) {
+            return Some(name.clone()).filter(|n| !n.is_empty());
+        }
+        // A track outside the show (the default look): open it once to learn its name (a
+        // track that does not open is remembered as nameless, not retried every pass).
+        let name = crate::audio::open_track(source)
+            .map(|s| s.name())
+            .unwrap_or_default();
+        if names.len() >= LEARNT {
+            names.remove(0);
+        }
+        names.push((source.to_string(), name.clone()));
+        Some(name).filter(|n| !n.is_empty())
     }
 
     /// (frame heard at `now`, frames per second on this node's monotonic clock) from the
@@ -51,10 +73,14 @@ impl FleetPosition {
         if !timeline.playing {
             return None;
         }
-        let (_, name) = self.names.iter().find(|(src, _)| *src == timeline.track)?;
+        let track = timeline.track.clone();
+        drop(net);
+        let name = self.player_name(&track)?;
         if st.track.as_deref() != Some(name.as_str()) {
             return None;
         }
+        let net = self.net.lock().ok()?;
+        let timeline = net.timeline.as_ref().filter(|t| t.track == track)?;
         let frame_at = |mono: u64| Some(timeline.frame_at(self.fleet.at_mono(mono)?));
         let here = frame_at(now)?;
         let per_s = frame_at(now + 1_000_000_000)? - here;
@@ -63,6 +89,14 @@ impl FleetPosition {
 }
 
 impl PlayerClock for FleetPosition {
+    fn source(&self) -> Option<String> {
+        let net = self.net.lock().ok()?;
+        net.timeline
+            .as_ref()
+            .map(|t| t.track.clone())
+            .filter(|t| !t.is_empty())
+    }
+
     fn status(&self) -> PlayerStatus {
         let mut st = self.player.status();
         let now = mono_ns();

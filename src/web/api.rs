@@ -15,13 +15,13 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::watch;
-use tokio::time::Instant;
 
 use super::auth::{Access, SESSION_COOKIE};
 use super::echoflux::PlaybackStatus;
 use super::share::{self, RangeRequest, ShareError, TrackHash};
 use super::{WebError, WebState};
-use crate::control::{Command, Origin, Snapshot};
+use crate::clock::mono_ns;
+use crate::control::{Command, NodeHandle, Origin, Snapshot};
 use crate::led::protocol::Pattern;
 
 const INDEX_HTML: &str = include_str!("app/index.html");
@@ -31,8 +31,9 @@ const OPENAPI_YAML: &str = include_str!("../../docs/web-api.yaml");
 
 /// Largest JSON control body.
 const CONTROL_BODY_LIMIT: usize = 16 * 1024;
-/// Snapshots pushed over a WebSocket at most this often (10/s).
-const WS_MIN_INTERVAL: Duration = Duration::from_millis(100);
+/// While something plays, the WebSocket carries the live position this often (25/s),
+/// besides every change and every beat.
+const WS_LIVE_INTERVAL: Duration = Duration::from_millis(40);
 
 pub(super) fn router(state: WebState) -> Router {
     Router::new()
@@ -181,43 +182,61 @@ async fn logout() -> Response {
 }
 
 async fn status(State(s): State<WebState>) -> Json<Snapshot> {
-    Json(s.handle().snapshot())
+    Json(s.handle().snapshot_now())
 }
 
 async fn ws(State(s): State<WebState>, upgrade: WebSocketUpgrade) -> Response {
-    let rx = s.handle().watch();
-    upgrade.on_upgrade(move |socket| push_snapshots(socket, rx))
+    let handle = s.handle().clone();
+    upgrade.on_upgrade(move |socket| push_snapshots(socket, handle))
 }
 
-/// Send the snapshot now and after every change, at most every [`WS_MIN_INTERVAL`]
-/// (changes in between coalesce into the latest), until the client goes away.
-async fn push_snapshots(mut socket: WebSocket, mut rx: watch::Receiver<Snapshot>) {
-    let mut pending = true;
-    let mut next_allowed = Instant::now();
+/// Send the snapshot with the live plane's position, beat and levels now, after every
+/// change, every [`WS_LIVE_INTERVAL`] while something plays and at the instant each beat
+/// is heard, until the client goes away.
+async fn push_snapshots(mut socket: WebSocket, handle: NodeHandle) {
+    let mut rx: watch::Receiver<Snapshot> = handle.watch();
+    let live = handle.live().clone();
+    let mut announced = live.announcements();
+    let mut tick = tokio::time::interval(WS_LIVE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_sent: Option<Snapshot> = None;
+    let mut woke = mono_ns();
     loop {
-        if pending {
-            tokio::time::sleep_until(next_allowed).await;
-            let text = serde_json::to_string(&*rx.borrow_and_update());
-            let Ok(text) = text else { return };
+        let snap = handle.snapshot_now();
+        if last_sent.as_ref() != Some(&snap) {
+            let Ok(text) = serde_json::to_string(&snap) else {
+                return;
+            };
             if socket.send(Message::Text(text.into())).await.is_err() {
                 return;
             }
-            next_allowed = Instant::now() + WS_MIN_INTERVAL;
-            pending = false;
+            last_sent = Some(snap);
         }
-        tokio::select! {
-            changed = rx.changed() => {
-                if changed.is_err() {
-                    let _ = socket.send(Message::Close(None)).await;
-                    return;
+        loop {
+            tokio::select! {
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        let _ = socket.send(Message::Close(None)).await;
+                        return;
+                    }
+                    rx.borrow_and_update();
                 }
-                pending = true;
+                _ = tick.tick() => {}
+                _ = crate::live::next_beat(&live, woke) => {}
+                r = announced.changed() => {
+                    if r.is_err() {
+                        return;
+                    }
+                    continue; // a beat was announced: plan the wake again
+                }
+                msg = socket.recv() => match msg {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                    Some(Ok(_)) => continue,
+                }
             }
-            msg = socket.recv() => match msg {
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
-                Some(Ok(_)) => {}
-            }
+            break;
         }
+        woke = mono_ns();
     }
 }
 
@@ -495,7 +514,7 @@ async fn track(
 }
 
 async fn playback_status(State(s): State<WebState>) -> Json<PlaybackStatus> {
-    Json(PlaybackStatus::from_snapshot(&s.handle().snapshot()))
+    Json(PlaybackStatus::from_snapshot(&s.handle().snapshot_now()))
 }
 
 async fn playback_seek(

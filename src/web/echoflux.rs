@@ -201,7 +201,7 @@ impl Follower {
         {
             return Ok(Action::HoldOff);
         }
-        let action = decide(&player, &self.handle.snapshot(), self.cfg.threshold_ms);
+        let action = decide(&player, &self.handle.snapshot_now(), self.cfg.threshold_ms);
         let origin = || Origin::Web(self.cfg.url.clone());
         match &action {
             Action::Keep | Action::HoldOff => return Ok(action),
