@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
+use convoy::library::{Library, LibraryConfig};
 use convoy::node::handle::NodeHandle;
-use convoy::web::{self, Auth, AuthConfig, Library, LibraryConfig, WebState};
+use convoy::web::{self, Auth, AuthConfig, WebState};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

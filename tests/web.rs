@@ -6,10 +6,11 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use convoy::library::client::{read_body, HttpClient};
+use convoy::library::{Library, LibraryConfig, TrackHash};
 use convoy::node::handle::{Command, NodeHandle, Snapshot};
-use convoy::web::client::{read_body, HttpClient};
 use convoy::web::echoflux::{Action, Follower, FollowerConfig};
-use convoy::web::{self, Auth, AuthConfig, Library, LibraryConfig, TrackHash, WebState};
+use convoy::web::{self, Auth, AuthConfig, WebState};
 use hyper::Method;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;

@@ -10,8 +10,8 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use convoy::library::client::{read_body, HttpClient};
 use convoy::node::handle::Command;
-use convoy::web::client::{read_body, HttpClient};
 use hyper::Method;
 use serde_json::{json, Value};
 

@@ -15,10 +15,10 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, Notify};
 
 use super::lights::{self, FleetLights};
-use super::tracks::{TrackError, Tracks};
 use super::Counters;
 use crate::audio::{self, Player};
 use crate::clock::{mono_ns, LocalClock};
+use crate::library::{TrackError, Tracks};
 use crate::osc::command::CommandParser;
 use crate::security::{FleetSecurity, TrafficClass};
 use crate::sync::filter::{ClockEstimate, ClockFilter};

@@ -29,7 +29,7 @@ pub struct Transport {
     /// Wakes the publisher to send the timeline now.
     pub(super) wake: Arc<Notify>,
     /// Opens tracks (files, built-ins, shared library tracks by hash).
-    pub(super) tracks: super::tracks::Tracks,
+    pub(super) tracks: crate::library::Tracks,
 }
 
 impl Transport {

@@ -26,7 +26,6 @@ pub mod lights;
 pub mod relay;
 mod roles;
 pub mod show;
-pub mod tracks;
 pub mod web;
 
 pub use handle::{Command as NodeCommand, HandleError, NodeHandle, Origin, Snapshot};
@@ -34,6 +33,7 @@ pub use handle::{Command as NodeCommand, HandleError, NodeHandle, Origin, Snapsh
 use crate::audio::{self, output, EngineOptions, Player};
 use crate::clock::{mono_ns, LocalClock};
 use crate::config::{Config, Role};
+use crate::library::{LibraryConfig, Tracks};
 use crate::osc::command::CommandParser;
 use crate::security::{FleetSecurity, SecurityError, SecurityStats, TrafficClass};
 use crate::sync::pll::{LockStatus, NetState, PllConfig};
@@ -42,7 +42,6 @@ use handle::{NodeInbox, Request};
 use leader::Transport;
 use lights::FleetLights;
 use roles::{Mode, ModeCell, Roles, SwitchController};
-use tracks::Tracks;
 
 /// Errors that stop the daemon.
 #[derive(Debug, thiserror::Error)]
@@ -236,11 +235,8 @@ pub async fn run_with(
     ));
     let player = Arc::new(Player::start(sink, engine, controller)?);
     // The web app and the track library come first: the first track may be a shared one.
-    let web = web::WebService::start(&config.web, handle.clone()).await?;
-    let tracks = match &web {
-        Some(w) => Tracks::with_library(w.library().clone()),
-        None => Tracks::new(crate::web::library_config(&config.web)),
-    };
+    let tracks = Tracks::new(LibraryConfig::from_config(&config.web));
+    let web = web::WebService::start(&config.web, handle.clone(), &tracks).await?;
     let wake = Arc::new(Notify::new());
     let bind_ip: std::net::IpAddr = y
         .bind

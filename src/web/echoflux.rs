@@ -17,8 +17,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::client::{read_body, ClientError, HttpClient};
 use crate::config::WebConfig;
+use crate::library::client::{read_body, ClientError, HttpClient};
 use crate::node::handle::{Command, HandleError, NodeHandle, Origin, Snapshot};
 
 /// The player state the API exchanges.
