@@ -5,9 +5,10 @@
 use std::time::{Duration, Instant};
 
 use convoy::control::{NodeHandle, Snapshot};
-use convoy::web::{Auth, Library, LibraryConfig, TrackHash, WebState};
+use convoy::library::{Library, LibraryConfig, LibraryError, TrackHash};
+use convoy::web::{Auth, WebState};
 
-fn library(dir: &std::path::Path, rate: u64) -> Result<Library, convoy::web::ShareError> {
+fn library(dir: &std::path::Path, rate: u64) -> Result<Library, LibraryError> {
     Library::open(LibraryConfig {
         dir: dir.to_path_buf(),
         max_bytes: 1 << 30,

@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use convoy::control::NodeHandle;
-use convoy::web::{self, Auth, AuthConfig, Library, LibraryConfig, WebState};
+use convoy::library::{Library, LibraryConfig};
+use convoy::web::{self, Auth, AuthConfig, WebState};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -31,9 +31,11 @@
 //!   limits, vehicle whitelist and the external control-port policy.
 //! - [`osc`] — OSC address patterns, size-capped codec and TCP framings, the typed control
 //!   address space (Convoy, Reaper, AbletonOSC, QLab-style replies) and the control server.
+//! - [`library`] — the content-addressed track and show library, fetching shared tracks
+//!   from other bikes (resumable, hash-checked, throttled) and opening timeline tracks.
 //! - [`web`] — the phone web app and its REST + WebSocket API, the EchoFlux-style playback
-//!   API and follower, and track sharing (content-addressed library, resumable throttled
-//!   downloads); talks to the node only through `control`.
+//!   API and follower, and serving library tracks (with `Range`); talks to the node only
+//!   through `control`.
 //! - [`cli`] — the command-line front door; the only place that uses `anyhow`.
 
 pub mod analysis;
@@ -44,6 +46,7 @@ pub mod config;
 pub mod control;
 pub mod fleet;
 pub mod led;
+pub mod library;
 pub mod live;
 pub mod node;
 pub mod osc;

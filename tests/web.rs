@@ -7,10 +7,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use convoy::control::{Command, NodeHandle, Snapshot};
-use convoy::web::client::{read_body, HttpClient};
+use convoy::library::client::{read_body, HttpClient};
+use convoy::library::{Library, LibraryConfig, TrackHash};
 use convoy::web::echoflux::{Action, Follower, FollowerConfig};
-use convoy::web::share::Throttle;
-use convoy::web::{self, Auth, AuthConfig, Library, LibraryConfig, TrackHash, WebState};
+use convoy::web::{self, Auth, AuthConfig, WebState};
 use hyper::Method;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -633,29 +633,6 @@ async fn sharing_keeps_to_its_bandwidth_cap() {
         "{rate} B/s over a {CAP} B/s cap"
     );
     assert!(rate >= CAP as f64 * 0.7, "{rate} B/s is far under the cap");
-}
-
-/// The token bucket under that cap, in paused time: `take` sleeps off exactly the debt the
-/// rate requires, and an idle minute refills one burst, no more.
-#[tokio::test(start_paused = true)]
-async fn the_share_throttle_sleeps_off_its_debt() {
-    use tokio::time::Instant;
-    let mut bucket = Throttle::new(100_000, 10_000);
-    let t0 = Instant::now();
-    for _ in 0..100 {
-        bucket.take(10_000).await;
-    }
-    // 1 MB at 100 kB/s, the first 10 kB burst free: 9.9 s.
-    assert_eq!(t0.elapsed(), Duration::from_millis(9_900));
-    tokio::time::sleep(Duration::from_secs(60)).await;
-    let t1 = Instant::now();
-    bucket.take(10_000).await;
-    assert_eq!(t1.elapsed(), Duration::ZERO);
-    bucket.take(10_000).await;
-    assert_eq!(t1.elapsed(), Duration::from_millis(100));
-    // Unlimited never waits.
-    Throttle::new(0, 0).take(1 << 30).await;
-    assert_eq!(t1.elapsed(), Duration::from_millis(100));
 }
 
 #[tokio::test]

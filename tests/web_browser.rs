@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use convoy::control::Command;
-use convoy::web::client::{read_body, HttpClient};
+use convoy::library::client::{read_body, HttpClient};
 use hyper::Method;
 use serde_json::{json, Value};
 

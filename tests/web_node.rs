@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use convoy::web::client::{read_body, HttpClient};
+use convoy::library::client::{read_body, HttpClient};
 use hyper::Method;
 use serde_json::Value;
 

@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use super::tracks::{TrackError, Tracks};
 use crate::audio::{Player, PlayerCommand, PlayerStatus, Source};
 use crate::control::Refusal;
+use crate::library::{TrackError, Tracks};
 use crate::sync::Deck;
 
 /// The player and the tracks of this bike.

@@ -21,7 +21,6 @@ mod auto;
 mod deck;
 mod roles;
 pub mod show;
-pub mod tracks;
 pub mod web;
 
 use crate::audio::{self, output, EngineOptions, Player};
@@ -30,12 +29,12 @@ use crate::config::{Config, Role};
 use crate::control::{Command as NodeCommand, NodeHandle, NodeInbox, Refusal, Request, Snapshot};
 use crate::fleet::lights::{self, FleetLights};
 use crate::fleet::relay;
+use crate::library::{LibraryConfig, Tracks};
 use crate::security::{FleetSecurity, SecurityError, SecurityStats};
 use crate::sync::pll::{LockStatus, NetState, PllConfig};
 use crate::sync::{Counters, SwitchController, Transport};
 use deck::NodeDeck;
 use roles::Roles;
-use tracks::Tracks;
 
 /// Errors that stop the daemon.
 #[derive(Debug, thiserror::Error)]
@@ -206,11 +205,8 @@ pub async fn run_with(
     ));
     let player = Arc::new(Player::start(sink, engine, controller)?);
     // The web app and the track library come first: the first track may be a shared one.
-    let web = web::WebService::start(&config.web, handle.clone()).await?;
-    let tracks = match &web {
-        Some(w) => Tracks::with_library(w.library().clone()),
-        None => Tracks::new(crate::web::library_config(&config.web)),
-    };
+    let tracks = Tracks::new(LibraryConfig::from_config(&config.web));
+    let web = web::WebService::start(&config.web, handle.clone(), &tracks).await?;
     let wake = Arc::new(Notify::new());
     let bind_ip: std::net::IpAddr = y
         .bind

@@ -23,12 +23,12 @@ use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
-use super::tracks::Tracks;
 use super::{bind, NodeError};
 use crate::clock::{mono_ns, FleetClock};
 use crate::config::{Role, SyncConfig};
 use crate::control::NodeHandle;
 use crate::fleet::lights::FleetLights;
+use crate::library::Tracks;
 use crate::security::FleetSecurity;
 use crate::sync::filter::{ClockFilter, FilterConfig};
 use crate::sync::follow::{Applied, FollowConfig};

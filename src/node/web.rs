@@ -10,7 +10,8 @@ use tokio::task::JoinHandle;
 
 use crate::config::WebConfig;
 use crate::control::NodeHandle;
-use crate::web::{self, echoflux, Library, WebError};
+use crate::library::Tracks;
+use crate::web::{self, echoflux, WebError};
 
 /// Why the web front end could not start.
 #[derive(Debug, thiserror::Error)]
@@ -31,24 +32,24 @@ pub enum WebStartError {
 /// The running web server (and follower).
 pub struct WebService {
     addr: SocketAddr,
-    library: Library,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl WebService {
     /// Start what `[web]` asks for; `None` when the web server is off and no player is
-    /// followed.
+    /// followed. The server shares the node's library (opened here, creating it).
     pub async fn start(
         cfg: &WebConfig,
         handle: NodeHandle,
+        tracks: &Tracks,
     ) -> Result<Option<WebService>, WebStartError> {
         let follower = echoflux::Follower::from_config(cfg, handle.clone());
         if !cfg.enabled && follower.is_none() {
             return Ok(None);
         }
-        let state = web::WebState::from_config(cfg, handle)?;
-        let library = state.library().clone();
+        let library = tracks.open_library().map_err(WebError::from)?;
+        let state = web::WebState::from_config(cfg, handle, library)?;
         let (stop, stopped) = watch::channel(false);
         let until_stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
@@ -78,22 +79,12 @@ impl WebService {
             tracing::info!("following the player at {}", cfg.follow_url);
             tasks.push(tokio::spawn(f.run(until_stopped(stopped))));
         }
-        Ok(Some(WebService {
-            addr,
-            library,
-            stop,
-            tasks,
-        }))
+        Ok(Some(WebService { addr, stop, tasks }))
     }
 
     /// Where the web server listens (port 0 when only the follower runs).
     pub fn addr(&self) -> SocketAddr {
         self.addr
-    }
-
-    /// The track library the server shares.
-    pub fn library(&self) -> &Library {
-        &self.library
     }
 
     /// Stop serving: in-flight requests finish, the follower stops polling.

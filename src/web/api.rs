@@ -6,7 +6,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -18,11 +18,12 @@ use tokio::sync::watch;
 
 use super::auth::{Access, SESSION_COOKIE};
 use super::echoflux::PlaybackStatus;
-use super::share::{self, RangeRequest, ShareError, TrackHash};
+use super::tracks::track;
 use super::{WebError, WebState};
 use crate::clock::mono_ns;
 use crate::control::{Command, NodeHandle, Origin, Snapshot};
 use crate::led::protocol::Pattern;
+use crate::library::LibraryError;
 
 const INDEX_HTML: &str = include_str!("app/index.html");
 const APP_JS: &str = include_str!("app/app.js");
@@ -410,7 +411,7 @@ async fn upload(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if announced.is_some_and(|n| n > limit) {
-        return Err(ShareError::TooLarge {
+        return Err(LibraryError::TooLarge {
             what: "upload".into(),
             limit,
         }
@@ -437,7 +438,7 @@ async fn upload(
             })?;
             let bytes = axum::body::to_bytes(body, usize::try_from(limit).unwrap_or(usize::MAX))
                 .await
-                .map_err(|_| ShareError::TooLarge {
+                .map_err(|_| LibraryError::TooLarge {
                     what: format!("show {name}"),
                     limit,
                 })?;
@@ -455,62 +456,6 @@ async fn upload(
 
 async fn tracks(State(s): State<WebState>) -> Result<Json<Value>, WebError> {
     Ok(Json(json!({ "tracks": s.library().tracks()? })))
-}
-
-/// A library track with single-range support (resumable downloads).
-async fn track(
-    State(s): State<WebState>,
-    Path(sha256): Path<String>,
-    headers: HeaderMap,
-) -> Result<Response, WebError> {
-    let hash: TrackHash = sha256.parse()?;
-    let path = s.library().path(&hash).ok_or(ShareError::NotFound(hash))?;
-    let len = tokio::fs::metadata(&path)
-        .await
-        .map_err(|source| ShareError::Io {
-            path: path.clone(),
-            source,
-        })?
-        .len();
-    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
-    let (status, start, count) = match share::parse_range(range, len) {
-        RangeRequest::Full => (StatusCode::OK, 0, len),
-        RangeRequest::Part { start, end } => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
-        RangeRequest::Unsatisfiable => return Err(WebError::RangeNotSatisfiable { len }),
-    };
-    let file = share::open_at(&path, start).await?;
-    let body = Body::from_stream(share::file_stream(
-        file,
-        count,
-        s.library().serve_throttle(),
-    ));
-    let content_type = match path.extension().and_then(|e| e.to_str()) {
-        Some("wav") => "audio/wav",
-        Some("flac") => "audio/flac",
-        Some("ogg") => "audio/ogg",
-        Some("mp3") => "audio/mpeg",
-        _ => "application/octet-stream",
-    };
-    let mut resp = Response::new(body);
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(count));
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=31536000, immutable"),
-    );
-    if let Ok(etag) = HeaderValue::from_str(&format!("\"{hash}\"")) {
-        h.insert(header::ETAG, etag);
-    }
-    if status == StatusCode::PARTIAL_CONTENT {
-        if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{}/{len}", start + count - 1))
-        {
-            h.insert(header::CONTENT_RANGE, v);
-        }
-    }
-    Ok(resp)
 }
 
 async fn playback_status(State(s): State<WebState>) -> Json<PlaybackStatus> {

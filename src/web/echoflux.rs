@@ -17,9 +17,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::client::{read_body, ClientError, HttpClient};
 use crate::config::WebConfig;
 use crate::control::{Command, HandleError, NodeHandle, Origin, Snapshot};
+use crate::library::client::{read_body, ClientError, HttpClient};
 
 /// The player state the API exchanges.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,41 +1,37 @@
 //! The web server: the phone app, its REST + WebSocket API, the EchoFlux-style playback API
-//! and track sharing, all on one axum router.
+//! and the HTTP side of track sharing, all on one axum router.
 //!
 //! [`serve`] takes an already-bound listener and a [`WebState`] (a [`NodeHandle`], the
-//! [`Auth`] policy and the track [`Library`]); it never touches the player or the sockets
-//! itself. Each control request becomes one [`Command`] sent with
+//! [`Auth`] policy and the node's track [`Library`], which [`crate::library`] owns: storage,
+//! hashing, downloads and pacing); it never touches the player or the sockets itself. Each control request becomes one [`Command`] sent with
 //! `handle.execute(cmd, Origin::Web(addr))`, and the node's verdict becomes the HTTP status
 //! (`{"error": "..."}` with 4xx/5xx on failure). A middleware applies the auth policy by
 //! method before any handler runs, so nothing changes without the PIN when one is set. The
 //! app itself (`src/web/app/`) is plain HTML, CSS and JS compiled into the binary. The API
 //! is specified in `docs/web-api.yaml` (also served at `/api/openapi.yaml`) and described in
-//! `docs/web.md`. Submodules: [`auth`] (PIN, sessions, failure gate), [`share`] (library and
-//! downloader), [`client`] (a tiny HTTP client), [`echoflux`] (following an external
-//! player) and [`demo`] (a simulated node for demos and tests).
+//! `docs/web.md`. Submodules: [`auth`] (PIN, sessions, failure gate), `tracks` (serving a
+//! library track with `Range`), [`echoflux`] (following an external player) and [`demo`] (a
+//! simulated node for demos and tests).
 
 pub mod auth;
-pub mod client;
 pub mod demo;
 pub mod echoflux;
-pub mod share;
 
 mod api;
+mod tracks;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-pub use auth::{Access, Auth, AuthConfig, AuthError};
-pub use share::{Library, LibraryConfig, ShareError, TrackHash};
-
 use crate::config::WebConfig;
 use crate::control::{HandleError, NodeHandle};
+use crate::library::{Library, LibraryError};
+pub use auth::{Access, Auth, AuthConfig, AuthError};
 
 /// Everything the handlers share. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -65,16 +61,18 @@ impl WebState {
         }
     }
 
-    /// State from the `[web]` section: opens (creating) the library directory and checks
-    /// the PIN.
-    pub fn from_config(cfg: &WebConfig, handle: NodeHandle) -> Result<Self, WebError> {
+    /// State from the `[web]` section (checks the PIN) and the node's library.
+    pub fn from_config(
+        cfg: &WebConfig,
+        handle: NodeHandle,
+        library: Library,
+    ) -> Result<Self, WebError> {
         let auth = Auth::new(&AuthConfig {
             pin: cfg.pin.clone(),
             open_reads: cfg.open_reads,
             login_burst: cfg.login_burst,
             login_per_minute: cfg.login_per_minute,
         })?;
-        let library = Library::open(library_config(cfg))?;
         Ok(Self::new(handle, auth, library))
     }
 
@@ -91,18 +89,6 @@ impl WebState {
     /// The track library.
     pub fn library(&self) -> &Library {
         &self.inner.library
-    }
-}
-
-/// The library settings of a `[web]` section.
-pub fn library_config(cfg: &WebConfig) -> LibraryConfig {
-    LibraryConfig {
-        dir: PathBuf::from(&cfg.library),
-        max_bytes: cfg.upload_max_mib.saturating_mul(1024 * 1024),
-        rate: cfg.share_rate_kib.saturating_mul(1024),
-        timeout: Duration::from_secs_f64(cfg.share_timeout_s),
-        attempts: cfg.share_attempts,
-        pin: (!cfg.pin.is_empty()).then(|| cfg.pin.clone()),
     }
 }
 
@@ -133,7 +119,7 @@ pub enum WebError {
     },
     /// The library failed (storage, or a rejected upload).
     #[error(transparent)]
-    Share(#[from] ShareError),
+    Library(#[from] LibraryError),
 }
 
 impl From<HandleError> for WebError {
@@ -159,11 +145,11 @@ impl WebError {
             WebError::Refused(_) => StatusCode::CONFLICT,
             WebError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             WebError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
-            WebError::Share(e) => match e {
-                ShareError::BadHash(_) | ShareError::BadName(_) => StatusCode::BAD_REQUEST,
-                ShareError::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                ShareError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-                ShareError::NotFound(_) => StatusCode::NOT_FOUND,
+            WebError::Library(e) => match e {
+                LibraryError::BadHash(_) | LibraryError::BadName(_) => StatusCode::BAD_REQUEST,
+                LibraryError::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                LibraryError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                LibraryError::NotFound(_) => StatusCode::NOT_FOUND,
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             },
         }

@@ -6,7 +6,8 @@
 //! gives that without reqwest's dependency tree. Every wait — connect, response head, each
 //! body frame — is bounded by the client's timeout, so a peer that stalls is an error, not a
 //! hang. Bodies are read either whole (capped, [`read_body`]) or frame by frame by the caller
-//! (the track downloader, which throttles and writes as it goes).
+//! (the track downloader, which throttles and writes as it goes). It lives here because
+//! the downloader is its main user; `web`'s EchoFlux follower uses it too.
 
 use std::time::Duration;
 

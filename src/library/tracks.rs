@@ -1,7 +1,7 @@
 //! Turning the track names on the timeline into audio sources, fetching shared tracks.
 //!
 //! A timeline names its track either as the player understands it (`demo`, a file path
-//! every bike has) or by content: the 64-hex SHA-256 of a track in the web library (what the
+//! every bike has) or by content: the 64-hex SHA-256 of a track in the library (what the
 //! phone app's library plays). A node asked to open a content name it does not have starts
 //! one background download from its peers' web servers ([`Library::ensure`]: resumable,
 //! SHA-256-checked, bandwidth-capped) and answers [`TrackError::Fetching`] until the file is
@@ -11,8 +11,9 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use super::hash::content_name;
+use super::{Library, LibraryConfig, LibraryError, TrackHash};
 use crate::audio::{self, AudioError, Source};
-use crate::web::{Library, LibraryConfig, TrackHash};
 
 /// Why a track could not be opened (yet).
 #[derive(Debug, thiserror::Error)]
@@ -51,22 +52,10 @@ struct Inner {
 impl Tracks {
     /// A resolver whose library is opened from `cfg` when first needed.
     pub fn new(cfg: LibraryConfig) -> Self {
-        Self::build(cfg, OnceLock::new())
-    }
-
-    /// A resolver sharing an open library (the web server's).
-    pub fn with_library(library: Library) -> Self {
-        let cell = OnceLock::new();
-        let cfg = library.config().clone();
-        let _ = cell.set(Ok(library));
-        Self::build(cfg, cell)
-    }
-
-    fn build(cfg: LibraryConfig, library: OnceLock<Result<Library, String>>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 cfg,
-                library,
+                library: OnceLock::new(),
                 peers: Mutex::new(Vec::new()),
                 fetching: Mutex::new(HashSet::new()),
             }),
@@ -92,6 +81,19 @@ impl Tracks {
             return Ok(audio::open_track(&path)?);
         }
         self.fetch(library, hash)
+    }
+
+    /// The library, opened now if it is not yet: the web server serves the same one, so
+    /// uploads, downloads and serving share its buckets. An error here is not remembered.
+    pub fn open_library(&self) -> Result<Library, LibraryError> {
+        if let Some(Ok(library)) = self.inner.library.get() {
+            return Ok(library.clone());
+        }
+        let opened = Library::open(self.inner.cfg.clone())?;
+        match self.inner.library.get_or_init(|| Ok(opened.clone())) {
+            Ok(library) => Ok(library.clone()),
+            Err(_) => Ok(opened),
+        }
     }
 
     fn library(&self) -> Result<Library, TrackError> {
@@ -144,13 +146,6 @@ impl Tracks {
     }
 }
 
-/// A track named by its content (64 hex digits), if `name` is one.
-pub fn content_name(name: &str) -> Option<TrackHash> {
-    (name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()))
-        .then(|| name.to_ascii_lowercase().parse().ok())
-        .flatten()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,16 +160,6 @@ mod tests {
             attempts: 1,
             pin: None,
         }
-    }
-
-    #[test]
-    fn only_64_hex_digits_are_content_names() {
-        let h = "ab".repeat(32);
-        assert_eq!(content_name(&h).map(|t| t.to_string()), Some(h.clone()));
-        assert!(content_name(&h.to_uppercase()).is_some());
-        assert!(content_name("demo").is_none());
-        assert!(content_name(&"g".repeat(64)).is_none());
-        assert!(content_name(&"a".repeat(63)).is_none());
     }
 
     #[test]
@@ -223,5 +208,31 @@ mod tests {
             "a failed download is forgotten so it can be retried"
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_library_opens_once_and_is_shared() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("lib");
+        let tracks = Tracks::new(config(&dir));
+        let served = tracks.open_library().expect("opens");
+        assert!(dir.join("shows").is_dir());
+        let again = tracks.open_library().expect("again");
+        let played = tracks.library().expect("the same for playing");
+        assert!(Arc::ptr_eq(&served.inner, &again.inner));
+        assert!(Arc::ptr_eq(&served.inner, &played.inner));
+
+        // A file where the directory should be: opening fails, and so do shared tracks.
+        let file = tmp.path().join("file");
+        std::fs::write(&file, b"x").expect("write");
+        let broken = Tracks::new(config(&file.join("lib")));
+        assert!(matches!(
+            broken.open_library(),
+            Err(LibraryError::Io { .. })
+        ));
+        assert!(matches!(
+            broken.open(&"ab".repeat(32)),
+            Err(TrackError::Library(_))
+        ));
     }
 }
