@@ -15,6 +15,7 @@ mod flood_status;
 mod led_firmware;
 mod led_link;
 mod led_reconnect;
+mod live_plane;
 mod osc_interop;
 mod osc_node;
 mod osc_robustness;

@@ -335,7 +335,7 @@ async fn closed_reads_need_the_pin_too() {
 }
 
 #[tokio::test]
-async fn the_websocket_pushes_changes_at_most_ten_per_second() {
+async fn the_websocket_pushes_every_change_at_most_fifty_per_second() {
     use futures_util::StreamExt;
     let s = start("", true, 0).await;
     let ws_url = format!("{}/api/ws", s.base.replace("http://", "ws://"));
@@ -373,7 +373,8 @@ async fn the_websocket_pushes_changes_at_most_ten_per_second() {
         playing_seen,
         "the play command shows up in a pushed snapshot"
     );
-    assert!((5.0..=10.5).contains(&rate), "{rate}/s");
+    // Every change goes out (the live plane's 20 Hz and more), coalesced at 50/s at most.
+    assert!((15.0..=50.5).contains(&rate), "{rate}/s");
 }
 
 fn wav(n: usize, seed: u8) -> Vec<u8> {

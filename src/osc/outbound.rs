@@ -98,9 +98,11 @@ impl OutboundState {
                 ));
             }
         }
+        // A quarter period of slack: a tick that fires a little early still sends, so the
+        // streams go out at `outbound_hz`, not every other tick.
         let due = self
             .last_stream
-            .is_none_or(|t| now.saturating_duration_since(t) >= period);
+            .is_none_or(|t| now.saturating_duration_since(t) >= period - period / 4);
         let bands_changed = self.bands != m.bands;
         let position_changed = self.position_ms != s.position_ms;
         if due && (bands_changed || position_changed) {

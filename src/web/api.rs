@@ -35,6 +35,8 @@ const CONTROL_BODY_LIMIT: usize = 16 * 1024;
 /// While something plays, the WebSocket carries the live position this often (25/s),
 /// besides every change and every beat.
 const WS_LIVE_INTERVAL: Duration = Duration::from_millis(40);
+/// Pushes closer together than this coalesce (at most 50/s, whatever changes).
+const WS_MIN_INTERVAL: Duration = Duration::from_millis(20);
 
 pub(super) fn router(state: WebState) -> Router {
     Router::new()
@@ -202,15 +204,20 @@ async fn push_snapshots(mut socket: WebSocket, handle: NodeHandle) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_sent: Option<Snapshot> = None;
     let mut woke = mono_ns();
+    let mut next_allowed = tokio::time::Instant::now();
     loop {
-        let snap = handle.snapshot_now();
-        if last_sent.as_ref() != Some(&snap) {
+        if last_sent.as_ref() != Some(&handle.snapshot_now()) {
+            // Changes closer together than WS_MIN_INTERVAL coalesce (a beat waits at most
+            // that long behind a burst of changes).
+            tokio::time::sleep_until(next_allowed).await;
+            let snap = handle.snapshot_now();
             let Ok(text) = serde_json::to_string(&snap) else {
                 return;
             };
             if socket.send(Message::Text(text.into())).await.is_err() {
                 return;
             }
+            next_allowed = tokio::time::Instant::now() + WS_MIN_INTERVAL;
             last_sent = Some(snap);
         }
         loop {
