@@ -3,11 +3,10 @@
 //! — which track frame is heard at which fleet time, at what rate — over OSC ([`timeline`]);
 //! a PI loop on each follower steers the resampler's speed so its speaker plays the frame
 //! the timeline says, seeking only on join or after a large persistent error ([`pll`]).
-//! [`impair`] is the userspace network impairment layer the tests put between nodes.
+//! The impairment relay and the playback-offset measures the tests and the scenario use
+//! live in `rig` (`rig::impair`, `rig::measure`).
 
 pub mod filter;
-pub mod impair;
-pub mod measure;
 pub mod pll;
 pub mod sntp;
 pub mod timeline;
