@@ -55,7 +55,8 @@ pub enum Command {
     Analyze(analyze::AnalyzeArgs),
     /// Print the effective configuration (defaults + file + overrides) as TOML.
     Config,
-    /// Utilities: generate test signals.
+    /// Utilities: fleet keys and test signals (and, built with the `rig` feature, the sync
+    /// scenario and the impairment relay).
     #[command(subcommand)]
     Tool(tool::ToolCommand),
 }
