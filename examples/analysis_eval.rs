@@ -20,7 +20,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use convoy::analysis::{analyze_offline, eval, synth, AnalysisParams, Event, LiveAnalyzer};
+use convoy::analysis::{analyze_offline, synth, AnalysisParams, Event, LiveAnalyzer};
+use convoy::rig::eval;
 
 /// Live phase errors are counted once the tracker has heard this much music.
 const SETTLE_S: f64 = 8.0;

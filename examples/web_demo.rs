@@ -28,8 +28,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         login_burst: 5,
         login_per_minute: 3.0,
     })?;
-    let (handle, inbox) = NodeHandle::channel(web::demo::initial_snapshot());
-    tokio::spawn(web::demo::run(inbox, None));
+    let (handle, inbox) = NodeHandle::channel(convoy::rig::web_sim::initial_snapshot());
+    tokio::spawn(convoy::rig::web_sim::run(inbox, None));
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await?;
     println!(
         "Convoy web demo on http://{} (library {})",

@@ -16,7 +16,7 @@
 //! - [`analysis`] — pure DSP: FFT bands, onsets, tempo, Ellis DP beat tracking, downbeats,
 //!   sections, the streaming live tracker and the versioned beatmap format.
 //! - [`sync`] — fleet time (SNTP server + sntpc client, offset/frequency filter), the OSC
-//!   timeline, the playback PLL and the UDP impairment relay used by the tests.
+//!   timeline and the playback PLL.
 //! - [`fleet`] — membership: mDNS and broadcast-heartbeat discovery, the Bully election
 //!   state machine with terms, Lamport ordering of competing commands, and the async
 //!   driver that publishes who leads.
@@ -36,7 +36,10 @@
 //! - [`web`] — the phone web app and its REST + WebSocket API, the EchoFlux-style playback
 //!   API and follower, and serving library tracks (with `Range`); talks to the node only
 //!   through `control`.
-//! - [`cli`] — the command-line front door; the only place that uses `anyhow`.
+//! - `rig` (cargo feature `rig`, on by default, off in the Pi binaries) — the measuring rigs:
+//!   UDP impairment relay, playback-offset measures, flood sender, the multi-node scenario,
+//!   beat-tracking scores and a simulated node for the web app; see `src/rig/mod.rs`.
+//! - [`cli`] — the command-line front door; with `rig`, the only places that use `anyhow`.
 
 pub mod analysis;
 pub mod audio;
@@ -50,6 +53,8 @@ pub mod library;
 pub mod live;
 pub mod node;
 pub mod osc;
+#[cfg(any(test, feature = "rig"))]
+pub mod rig;
 pub mod security;
 pub mod show;
 pub mod sync;

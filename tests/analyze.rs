@@ -4,7 +4,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use convoy::analysis::{eval, Beatmap};
+use convoy::analysis::Beatmap;
+use convoy::rig::eval;
 
 use crate::util::{convoy_bin, fixture};
 

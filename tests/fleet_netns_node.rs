@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use convoy::clock::mono_ns;
-use convoy::sync::measure::{offsets, Trace};
+use convoy::rig::measure::{offsets, Trace};
 use serde_json::Value;
 
 use crate::util::netns::Lab;

@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use convoy::clock::mono_ns;
-use convoy::sync::measure::{offsets, Trace};
+use convoy::rig::measure::{offsets, Trace};
 use serde_json::Value;
 
 use crate::util::convoy_bin;

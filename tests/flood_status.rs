@@ -10,7 +10,7 @@ use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use convoy::security::flood::{self, Flood, Target};
+use convoy::rig::flood::{self, Flood, Target};
 use convoy::security::{envelope, sender_id, FleetKey, Keyring};
 use serde_json::Value;
 

@@ -42,9 +42,9 @@ pub async fn start(pin: &str, open_reads: bool, rate: u64) -> Server {
         login_per_minute: 6.0,
     })
     .expect("auth");
-    let (handle, inbox) = NodeHandle::channel(web::demo::initial_snapshot());
+    let (handle, inbox) = NodeHandle::channel(convoy::rig::web_sim::initial_snapshot());
     let (seen, commands) = mpsc::unbounded_channel();
-    tokio::spawn(web::demo::run(inbox, Some(seen)));
+    tokio::spawn(convoy::rig::web_sim::run(inbox, Some(seen)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -642,7 +642,7 @@ async fn the_echoflux_follower_steers_a_node_after_another_player() {
     let player = start("", true, 0).await;
     let (handle, inbox) = NodeHandle::channel(Snapshot::default());
     let (seen, mut commands) = mpsc::unbounded_channel();
-    tokio::spawn(web::demo::run(inbox, Some(seen)));
+    tokio::spawn(convoy::rig::web_sim::run(inbox, Some(seen)));
     let mut follower = Follower::new(
         FollowerConfig {
             url: player.base.clone(),

@@ -6,10 +6,13 @@
 #
 # Idempotent: installs what it needs from Debian (sudo when not root) and skips what is
 # there. Per target it builds (release profile)
-#   DIST/convoy-TARGET          with the cpal (ALSA) output, when libasound2-dev:ARCH installs
-#                               (--variant cpal falls back to nocpal when it does not)
+#   DIST/convoy-TARGET          --no-default-features --features cpal-output: the cpal (ALSA)
+#                               output, when libasound2-dev:ARCH installs (--variant cpal falls
+#                               back to nocpal when it does not)
 #   DIST/convoy-TARGET-nocpal   --no-default-features (no ALSA; what the qemu tests use)
 # plus stripped copies (*.stripped), DIST = ${CARGO_TARGET_DIR:-target}/cross-dist.
+# Neither has the `rig` feature (src/rig: `demo`, `tool scenario`, `tool impair`): a bike
+# carries only what it runs.
 # --test runs the library's unit tests (--no-default-features, release profile, so they
 # reuse the release build's dependencies) under qemu-user.
 #
@@ -35,7 +38,7 @@ while (($#)); do
       [[ ${2:-} =~ ^(both|cpal|nocpal)$ ]] ||
         { echo "cross: --variant must be both, cpal or nocpal, got '${2:-}'" >&2; exit 2; }
       variant=$2; shift 2 ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "cross: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -128,7 +131,8 @@ build_target() {
 
   local out=$tdir/$triple/release/convoy
   if ((with_cpal)); then
-    CARGO_TARGET_DIR=$tdir "${cargo[@]}" build "${zflags[@]}" --release --locked --target "$triple" --bin convoy
+    CARGO_TARGET_DIR=$tdir "${cargo[@]}" build "${zflags[@]}" --release --locked --target "$triple" \
+      --no-default-features --features cpal-output --bin convoy
     cp "$out" "$dist/convoy-$name"
     # The target's libasound comes from multiarch; libc stays the cross one (see above).
     "$qemu" -L "/usr/$gnu" -E "LD_LIBRARY_PATH=/usr/$gnu/lib:/usr/lib/$gnu" "$dist/convoy-$name" --version

@@ -881,7 +881,8 @@ mod tests {
 #[cfg(test)]
 mod ramp_tests {
     use super::{LiveBeatTracker, LiveConfig};
-    use crate::analysis::{eval, Event, StftConfig};
+    use crate::analysis::{Event, StftConfig};
+    use crate::rig::eval;
 
     /// Beat times (s) of a tempo ramping linearly from `b0` to `b1` BPM over
     /// `seconds`: beat `k` is where the integral of the tempo reaches `k`.

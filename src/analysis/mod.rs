@@ -15,7 +15,6 @@
 pub mod bands;
 pub mod beat;
 pub mod beatmap;
-pub mod eval;
 pub mod live;
 pub mod onset;
 pub mod synth;

@@ -2,6 +2,7 @@
 
 use super::synth::{self, DrumSpec, SynthClip};
 use super::*;
+use crate::rig::eval;
 
 const SR: u32 = 44_100;
 

@@ -25,9 +25,9 @@ use anyhow::Context;
 
 use crate::clock::mono_ns;
 use crate::led::sim::SimStrip;
+use crate::rig::measure::{after_lock_ms, offsets, quantile, Trace};
 use crate::show::journal::{self, Tail};
 use crate::show::Show;
-use crate::sync::measure::{after_lock_ms, offsets, quantile, Trace};
 
 /// The show and beatmap `convoy demo` runs when given no `--show`.
 const DEMO_SHOW: &str = include_str!("../../shows/demo.toml");
@@ -205,10 +205,7 @@ fn run_in(args: &DemoArgs, dir: &Path) -> anyhow::Result<()> {
     let watched = watch(&mut bikes, dir, start_in + music_s, &stop);
     for bike in &bikes {
         if let Some(child) = &bike.child {
-            // SAFETY: sending a signal to our own child process id.
-            unsafe {
-                libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-            }
+            crate::rig::terminate(child);
         }
     }
     for bike in &mut bikes {
@@ -238,7 +235,7 @@ fn run_in(args: &DemoArgs, dir: &Path) -> anyhow::Result<()> {
 
 /// The leader's catch-up seeks and underruns, from the last status line of its log.
 fn leader_device(log: &Path) -> Option<(u64, u64)> {
-    let v = super::scenario::last_status(log)?;
+    let v = crate::rig::scenario::last_status(log)?;
     Some((v["catch_ups"].as_u64()?, v["underruns"].as_u64()?))
 }
 

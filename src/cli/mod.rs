@@ -2,11 +2,11 @@
 //! print as one line naming the cause and exit non-zero.
 
 mod analyze;
+#[cfg(feature = "rig")]
 mod demo;
 mod member;
 mod node;
 mod play;
-mod scenario;
 mod show;
 mod status;
 mod tool;
@@ -46,6 +46,7 @@ pub enum Command {
     Show(show::ShowArgs),
     /// Run a 3-bike fleet with lights on this machine (no hardware or network needed) and
     /// print how well the bikes agree.
+    #[cfg(feature = "rig")]
     Demo(demo::DemoArgs),
     /// Ask a running node (its OSC control port) what it is doing: track, sync, peers,
     /// rejected input.
@@ -54,7 +55,8 @@ pub enum Command {
     Analyze(analyze::AnalyzeArgs),
     /// Print the effective configuration (defaults + file + overrides) as TOML.
     Config,
-    /// Utilities: generate test signals.
+    /// Utilities: fleet keys and test signals (and, built with the `rig` feature, the sync
+    /// scenario and the impairment relay).
     #[command(subcommand)]
     Tool(tool::ToolCommand),
 }
@@ -112,6 +114,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Node(args) => node::run(config()?, args),
         Command::Show(args) => show::run(config()?, args),
         Command::Analyze(args) => analyze::run(args),
+        #[cfg(feature = "rig")]
         Command::Demo(args) => demo::run(args),
         Command::Status(args) => status::run(&config()?, args),
         Command::Config => {

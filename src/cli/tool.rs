@@ -1,4 +1,5 @@
-//! `convoy tool …`: generate the signals the tests, benchmarks and sync rig use.
+//! `convoy tool …`: generate the signals the tests, benchmarks and sync rig use, make fleet
+//! keys, and (with the `rig` feature) run the sync scenario and the impairment relay.
 
 use std::path::PathBuf;
 
@@ -16,9 +17,11 @@ pub enum ToolCommand {
     Member(super::member::MemberArgs),
     /// Run the fleet-sync rig: N node processes with skewed clocks and DACs behind an
     /// impaired network; prints measured playback offsets.
-    Scenario(super::scenario::ScenarioArgs),
+    #[cfg(feature = "rig")]
+    Scenario(crate::rig::scenario::ScenarioArgs),
     /// A UDP impairment relay (delay, jitter, loss, duplication, stalls) between a listen
     /// address and an upstream.
+    #[cfg(feature = "rig")]
     Impair {
         /// Listen address, e.g. 127.0.0.1:7000.
         listen: std::net::SocketAddr,
@@ -95,7 +98,9 @@ pub fn parse_signal(s: &str) -> anyhow::Result<Signal> {
 pub fn run(cmd: &ToolCommand) -> anyhow::Result<()> {
     match cmd {
         ToolCommand::Member(_) => anyhow::bail!("`tool member` needs the configuration"),
-        ToolCommand::Scenario(args) => super::scenario::run(args).map(|_| ()),
+        #[cfg(feature = "rig")]
+        ToolCommand::Scenario(args) => crate::rig::scenario::run(args).map(|_| ()),
+        #[cfg(feature = "rig")]
         ToolCommand::Impair {
             listen,
             upstream,
@@ -106,7 +111,7 @@ pub fn run(cmd: &ToolCommand) -> anyhow::Result<()> {
             stall_every_s,
             stall_ms,
         } => {
-            let cfg = crate::sync::impair::ImpairConfig {
+            let cfg = crate::rig::impair::ImpairConfig {
                 delay_ms: *delay_ms,
                 jitter_ms: *jitter_ms,
                 loss: *loss,
@@ -120,7 +125,7 @@ pub fn run(cmd: &ToolCommand) -> anyhow::Result<()> {
                 let sock = tokio::net::UdpSocket::bind(listen)
                     .await
                     .with_context(|| format!("cannot bind {listen}"))?;
-                crate::sync::impair::relay(sock, *upstream, cfg, Default::default()).await?;
+                crate::rig::impair::relay(sock, *upstream, cfg, Default::default()).await?;
                 Ok(())
             })
         }

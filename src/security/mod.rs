@@ -7,12 +7,11 @@
 //! [`key`], checked against a per-sender [`replay`] window and timestamp
 //! window, [`ratelimit`]ed per address and per peer, filtered by [`policy`],
 //! and counted in [`stats`]; [`guard::Guard`] composes all of it behind one
-//! call. [`flood`] is the hostile sender the flood tests and the scenario rig
-//! use. See `SECURITY.md` for what this does and does not protect.
+//! call. The hostile sender the flood tests and the scenario use is `rig::flood`.
+//! See `SECURITY.md` for what this does and does not protect.
 
 pub mod envelope;
 pub mod fleet;
-pub mod flood;
 pub mod guard;
 pub mod key;
 pub mod policy;

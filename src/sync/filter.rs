@@ -358,7 +358,7 @@ fn golden_max(mut lo: f64, mut hi: f64, f: impl Fn(f64) -> f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sync::impair::Rng;
+    use crate::rig::impair::Rng;
 
     /// Exchange interval of the simulation: the default `sync.poll_hz` of 10.
     const POLL_NS: f64 = 100e6;

@@ -7,15 +7,14 @@
 //! player and tracks): the leader's [`Transport`] (commands → plans on the timeline), the
 //! follower's timeline state machine ([`follow`]) and the [`SwitchController`] that runs
 //! the leader's or the follower's half of the playback loop as the role changes; and their
-//! network tasks ([`publisher`], [`follower`]). [`impair`] is the userspace network
-//! impairment layer the tests put between nodes.
+//! network tasks ([`publisher`], [`follower`]). The impairment relay and the
+//! playback-offset measures the tests and the scenario use live in `rig` (`rig::impair`,
+//! `rig::measure`).
 
 pub mod deck;
 pub mod filter;
 pub mod follow;
 pub mod follower;
-pub mod impair;
-pub mod measure;
 pub mod pll;
 pub mod position;
 pub mod publisher;

@@ -10,11 +10,10 @@
 //! app itself (`src/web/app/`) is plain HTML, CSS and JS compiled into the binary. The API
 //! is specified in `docs/web-api.yaml` (also served at `/api/openapi.yaml`) and described in
 //! `docs/web.md`. Submodules: [`auth`] (PIN, sessions, failure gate), `tracks` (serving a
-//! library track with `Range`), [`echoflux`] (following an external player) and [`demo`] (a
-//! simulated node for demos and tests).
+//! library track with `Range`) and [`echoflux`] (following an external player). The
+//! simulated node the app demo and the web tests serve is `rig::web_sim`.
 
 pub mod auth;
-pub mod demo;
 pub mod echoflux;
 
 mod api;

@@ -6,7 +6,7 @@
 //! shared monotonic clock and prints the true inter-node playback offsets. With `--auto`
 //! every node elects its role, and every datagram between two nodes (heartbeats, SNTP,
 //! timeline) crosses a relay in front of the receiving node's ports ([`AutoNet`]). With
-//! `--flood-pps` a stranger ([`crate::security::flood`]) floods the leader's timeline, SNTP
+//! `--flood-pps` a stranger ([`crate::rig::flood`]) floods the leader's timeline, SNTP
 //! and control ports for a while, and the summary compares the followers' offsets and the
 //! leader's CPU before and during the flood.
 
@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::sync::impair::{self, ImpairConfig, ImpairStats};
-use crate::sync::measure::{after_lock_ms, offsets, quantile, Trace};
+use crate::rig::impair::{self, ImpairConfig, ImpairStats};
+use crate::rig::measure::{after_lock_ms, offsets, quantile, Trace};
 
 /// Scenario parameters.
 #[derive(Debug, Clone, clap::Args)]
@@ -144,7 +144,7 @@ struct FloodRun {
     calm_from_mono: u64,
     from_mono: u64,
     to_mono: u64,
-    report: crate::security::flood::FloodReport,
+    report: crate::rig::flood::FloodReport,
     cpu_calm_pct: f64,
     cpu_flood_pct: f64,
 }
@@ -492,10 +492,7 @@ pub fn run(args: &ScenarioArgs) -> anyhow::Result<Summary> {
     }
     // SIGTERM: nodes flush their recordings and exit.
     for n in nodes.iter().chain(std::iter::once(&leader)) {
-        // SAFETY: sending a signal to our own child process id.
-        unsafe {
-            libc::kill(n.child.id() as libc::pid_t, libc::SIGTERM);
-        }
+        super::terminate(&n.child);
     }
     for n in nodes.iter_mut().chain(std::iter::once(&mut leader)) {
         let _ = n.child.wait();
@@ -589,7 +586,7 @@ fn flood_leader(
     (timeline, sntp, control): (u16, u16, u16),
     joined: std::time::Instant,
 ) -> anyhow::Result<FloodRun> {
-    use crate::security::flood::{self, Flood, Target};
+    use crate::rig::flood::{self, Flood, Target};
     use crate::security::{envelope, sender_id, FleetKey, Keyring};
     let calm_at = joined + Duration::from_secs_f64((args.flood_at_s - args.flood_s).max(0.0));
     let start_at = joined + Duration::from_secs_f64(args.flood_at_s);

@@ -18,9 +18,9 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::envelope::{self, HEADER_LEN, MAGIC, MAX_DATAGRAM, TAG_LEN, VERSION};
-use super::fleet::sender_id;
-use super::key::{FleetKey, Keyring};
+use crate::security::envelope::{self, HEADER_LEN, MAGIC, MAX_DATAGRAM, TAG_LEN, VERSION};
+use crate::security::fleet::sender_id;
+use crate::security::key::{FleetKey, Keyring};
 
 /// What listens on a flooded port, which decides what is sent to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
