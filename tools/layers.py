@@ -7,7 +7,9 @@ that points from a lower layer to a higher one (the goal is none).
 
 The layer order below is the one docs/architecture.md draws; a module may use any module in
 a lower layer or its own, never a higher one. References are found as `crate::name` paths,
-including grouped `use crate::{a::..., b}` imports; `#[cfg(test)]` code counts too.
+including grouped `use crate::{a::..., b}` imports, in code only (comments are skipped).
+Unit-test code (`#[cfg(test)] mod tests`, `tests.rs`) may use the measuring rigs; its
+imports are listed apart and count only when they point at something other than `rig`.
 """
 import re
 import sys
@@ -17,12 +19,15 @@ from pathlib import Path
 # Lowest first. Modules on one line share a layer and may use each other only if listed in
 # PEERS below (none are: a same-layer import is reported as well).
 LAYERS = [
-    ["clock", "config"],
+    ["clock"],
+    ["config"],
     ["security", "analysis", "led"],
     ["audio"],
+    ["live"],
     ["control"],
     ["osc", "show", "library"],
-    ["sync", "fleet", "link"],
+    ["fleet"],
+    ["sync", "link"],
     ["web"],
     ["node"],
     ["rig"],
@@ -57,6 +62,15 @@ def refs(text):
     return found
 
 
+def split_tests(path, text):
+    """(product code, unit-test code) of a file, comments removed."""
+    code = "\n".join(l for l in text.splitlines() if not l.lstrip().startswith("//"))
+    if path.name == "tests.rs":
+        return "", code
+    cut = code.find("#[cfg(test)]\nmod tests")
+    return (code, "") if cut < 0 else (code[:cut], code[cut:])
+
+
 def module_of(path, src):
     rel = path.relative_to(src)
     return rel.parts[0].removesuffix(".rs") if len(rel.parts) > 1 else rel.stem
@@ -75,7 +89,12 @@ def main():
         n = text.count("\n")
         lines[mod] += n
         files.append((n, str(path.relative_to(root))))
-        for target, count in refs(text).items():
+        product, tests = split_tests(path, text)
+        found = refs(product)
+        for target, count in refs(tests).items():
+            if target != "rig":
+                found[target] += count
+        for target, count in found.items():
             if target != mod and target in RANK and mod in RANK:
                 edges[(mod, target)] += count
                 sites[(mod, target)].append(str(path.relative_to(root)))

@@ -87,7 +87,7 @@ pub struct Config {
     /// Fleet sync.
     pub sync: SyncConfig,
     /// Fleet authentication and the control-port policy.
-    pub security: crate::security::fleet::SecurityConfig,
+    pub security: SecurityConfig,
     /// The OSC control port, feedback and outbound streams.
     pub osc: OscConfig,
     /// LED output.
@@ -844,8 +844,7 @@ impl WebConfig {
             ));
         }
         if !self.pin.is_empty() {
-            crate::security::policy::SecretPrefix::new(&self.pin)
-                .map_err(|e| range("pin", e.to_string()))?;
+            check_secret(&self.pin).map_err(|e| range("pin", e.to_string()))?;
         }
         if !(1..=1000).contains(&self.login_burst) {
             return Err(range(
@@ -1038,6 +1037,56 @@ fn override_to_toml(item: &str) -> Result<String, ConfigError> {
         Some(t) => format!("[{t}]\n{key} = {literal}\n"),
         None => format!("{key} = {literal}\n"),
     })
+}
+
+/// `[security]` in the configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityConfig {
+    /// Key file (empty: use `key_env`).
+    pub key_file: String,
+    /// Environment variable holding the key as hex/base64 text.
+    pub key_env: String,
+    /// Id of the current key.
+    pub key_id: u8,
+    /// Outgoing key during a rotation (accepted, never used to sign).
+    pub previous_key_file: String,
+    /// Its id.
+    pub previous_key_id: u8,
+    /// Allowed vehicle ids (empty: every key holder).
+    pub whitelist: Vec<String>,
+    /// Largest |timestamp − now| accepted, s.
+    pub max_skew_s: f64,
+    /// External control-port policy.
+    pub control: ControlSection,
+}
+
+/// `[security.control]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlSection {
+    /// False refuses every external control message.
+    pub enabled: bool,
+    /// Allowed source networks.
+    pub allow: Vec<String>,
+    /// Required first address segment (empty: none).
+    pub secret: String,
+}
+
+/// Is `secret` usable as a shared secret OSC address segment (the control port's `secret`,
+/// the web PIN): 1..=128 bytes of printable ASCII without `/`, `#` or OSC pattern
+/// characters? The one rule; `security::policy::SecretPrefix` applies it too.
+pub fn check_secret(secret: &str) -> Result<(), &'static str> {
+    if secret.is_empty() || secret.len() > 128 {
+        return Err("must be 1..=128 bytes");
+    }
+    if !secret
+        .bytes()
+        .all(|c| c.is_ascii_graphic() && !b"/#*?[]{},!".contains(&c))
+    {
+        return Err("must be printable ASCII without '/', '#', or pattern characters");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

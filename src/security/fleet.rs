@@ -10,7 +10,7 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use serde::{Deserialize, Serialize};
+use crate::config::{ControlSection, SecurityConfig};
 
 use super::envelope::{EnvelopeError, Sealer, SenderId};
 use super::guard::{Guard, GuardConfig, Rejection};
@@ -19,40 +19,6 @@ use super::policy::{ControlPolicyConfig, ControlPortPolicy};
 use super::ratelimit::TrafficClass;
 use super::replay::ReplayConfig;
 use super::stats::{SecurityStats, StatsSnapshot};
-
-/// `[security]` in the configuration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SecurityConfig {
-    /// Key file (empty: use `key_env`).
-    pub key_file: String,
-    /// Environment variable holding the key as hex/base64 text.
-    pub key_env: String,
-    /// Id of the current key.
-    pub key_id: u8,
-    /// Outgoing key during a rotation (accepted, never used to sign).
-    pub previous_key_file: String,
-    /// Its id.
-    pub previous_key_id: u8,
-    /// Allowed vehicle ids (empty: every key holder).
-    pub whitelist: Vec<String>,
-    /// Largest |timestamp − now| accepted, s.
-    pub max_skew_s: f64,
-    /// External control-port policy.
-    pub control: ControlSection,
-}
-
-/// `[security.control]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ControlSection {
-    /// False refuses every external control message.
-    pub enabled: bool,
-    /// Allowed source networks.
-    pub allow: Vec<String>,
-    /// Required first address segment (empty: none).
-    pub secret: String,
-}
 
 impl ControlSection {
     /// The policy this section describes.

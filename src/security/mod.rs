@@ -19,8 +19,9 @@ pub mod ratelimit;
 pub mod replay;
 pub mod stats;
 
+pub use crate::config::SecurityConfig;
 pub use envelope::{open, seal, EnvelopeError, Opened, Sealer, SenderId};
-pub use fleet::{sender_id, FleetSecurity, SecurityConfig, SecurityError};
+pub use fleet::{sender_id, FleetSecurity, SecurityError};
 pub use guard::{Accepted, Guard, GuardConfig, Rejection};
 pub use key::{FleetKey, KeyError, KeyId, Keyring};
 pub use ratelimit::TrafficClass;

@@ -166,17 +166,7 @@ impl SecretPrefix {
     /// A secret segment: non-empty, at most 128 bytes, printable ASCII
     /// without `/` or OSC pattern characters.
     pub fn new(secret: &str) -> Result<Self, PolicyError> {
-        if secret.is_empty() || secret.len() > 128 {
-            return Err(PolicyError::BadSecretConfig("must be 1..=128 bytes"));
-        }
-        if !secret
-            .bytes()
-            .all(|c| c.is_ascii_graphic() && !b"/#*?[]{},!".contains(&c))
-        {
-            return Err(PolicyError::BadSecretConfig(
-                "must be printable ASCII without '/', '#', or pattern characters",
-            ));
-        }
+        crate::config::check_secret(secret).map_err(PolicyError::BadSecretConfig)?;
         Ok(Self {
             digest: Sha256::digest(secret.as_bytes()).into(),
         })
