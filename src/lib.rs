@@ -6,8 +6,12 @@
 //!
 //! # Layout
 //!
-//! - [`clock`] — the monotonic clock, injectable local clock skew, NTP/OSC timestamps: the
-//!   only place that converts between kinds of time.
+//! Layers, the three planes (control in, live out, time) and where each rule lives:
+//! `docs/architecture.md`; `tools/layers.py` checks that no import points up.
+//!
+//! - [`clock`] — the monotonic clock, injectable local clock skew, NTP/OSC timestamps and
+//!   the one fleet-time type [`clock::FleetClock`]: the only place that converts between
+//!   kinds of time.
 //! - [`config`] — `config/default.toml` (embedded) layered with a user file and `--set`
 //!   overrides; one validation for every entry point.
 //! - [`audio`] — decode (symphonia) → resample with live speed adjustment (rubato) →
@@ -15,13 +19,18 @@
 //!   is heard when, and takes speed/seek decisions from a controller.
 //! - [`analysis`] — pure DSP: FFT bands, onsets, tempo, Ellis DP beat tracking, downbeats,
 //!   sections, the streaming live tracker and the versioned beatmap format.
+//! - [`control`] — the control plane: the typed `Command`, the `NodeHandle` every surface
+//!   sends through, the status `Snapshot` and the typed `Refusal`.
+//! - [`live`] — the live plane: the player's books, beats stamped with when they are heard,
+//!   band levels and tempo, read by every output at the instant it sends.
 //! - [`sync`] — fleet time (SNTP server + sntpc client, offset/frequency filter), the OSC
-//!   timeline and the playback PLL.
+//!   timeline, the playback PLL, and the pure state machines of the leader's transport, the
+//!   follower's timeline and the role switch.
 //! - [`fleet`] — membership: mDNS and broadcast-heartbeat discovery, the Bully election
-//!   state machine with terms, Lamport ordering of competing commands, and the async
-//!   driver that publishes who leads.
-//! - [`node`] — the `convoy node` daemon: wires player, clock, sync sockets, the role the
-//!   fleet elects (fixed or `auto`), the show and lights, the web app, OSC and status.
+//!   state machine with terms, Lamport ordering of competing commands, the async driver
+//!   that publishes who leads, and the replicated manual lights and command relay.
+//! - [`node`] — the `convoy node` daemon, wiring only: player, clock, sync sockets, the
+//!   role the fleet elects (fixed or `auto`), the show and lights, the web app, OSC, status.
 //! - [`led`] — the Arduino LED protocol (pure codec), the reconnecting serial transport and a
 //!   simulated strip (drawn in the terminal); the firmware lives in `tools/arduino/`.
 //! - [`show`] — show files (playlist, cues at bars/beats/sections/times, audio-reactive

@@ -1,13 +1,13 @@
-//! The `convoy node` daemon: one player, one clock, the fleet-sync sockets and the control
-//! surface, wired together. The leader (or a solo node) owns what the fleet plays: every
-//! transport command becomes a scheduled plan on the timeline ([`leader`]); it serves SNTP
-//! and publishes the timeline to every follower that subscribed. A follower disciplines
-//! its view of the leader's clock with SNTP, follows the timeline — start, join, pause,
-//! stop, seek — and lets the PLL steer its playback ([`follower`]); commands given to a
-//! follower are relayed to the leader ([`relay`]). Every fleet datagram is sealed and
-//! checked by [`FleetSecurity`]. Front ends reach the node through a [`NodeHandle`]; status
-//! goes to stdout as one JSON line per interval (the scenario tool reads it). Network code
-//! takes already-bound sockets, so tests can bind port 0.
+//! The `convoy node` daemon, wiring only: one player, one [`FleetClock`], the fleet-sync
+//! sockets, the lights and the control surface, built from the configuration and wired
+//! together. What they do lives in their domains: the leader's plans in
+//! [`crate::sync::transport`], the follower's timeline state machine in
+//! [`crate::sync::follow`], the role switch in `roles` (tasks) and
+//! [`crate::sync::switch`] (the playback loop), the relay and shared lights in
+//! [`crate::fleet`]. Front ends reach the node through a [`NodeHandle`] and answer with a
+//! [`Refusal`] when they must; the lights post into the live plane. Status goes to stdout
+//! as one JSON line per interval (for humans, journald and the scenario tool). Network
+//! code takes already-bound sockets, so tests can bind port 0.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;

@@ -9,7 +9,7 @@
 //! is a front door for a person running it, not a domain.
 //!
 //! The module is compiled only with the cargo feature `rig` (and for the library's own unit
-//! tests, which use [`impair::Rng`] and [`eval`] whatever the features). `rig` is a
+//! tests, which use `impair::Rng` and [`eval`] whatever the features). `rig` is a
 //! **default** feature, so a clean clone's `bash tools/run.sh` (`convoy demo`), `bash
 //! tools/test.sh`, plain `cargo test` and the examples need no flags, and no integration
 //! test is ever skipped for lack of a feature. The Pi binaries leave it out: `tools/cross.sh`

@@ -5,7 +5,7 @@
 //! stalls) between every follower and the leader; then compares the recordings on the
 //! shared monotonic clock and prints the true inter-node playback offsets. With `--auto`
 //! every node elects its role, and every datagram between two nodes (heartbeats, SNTP,
-//! timeline) crosses a relay in front of the receiving node's ports ([`AutoNet`]). With
+//! timeline) crosses a relay in front of the receiving node's ports (`AutoNet`). With
 //! `--flood-pps` a stranger ([`crate::rig::flood`]) floods the leader's timeline, SNTP
 //! and control ports for a while, and the summary compares the followers' offsets and the
 //! leader's CPU before and during the flood.

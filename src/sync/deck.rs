@@ -1,6 +1,6 @@
 //! What the sync state machines ask of this bike: open a track, tell the player, read its
 //! status. The node hands them its player and track library behind this trait; the unit
-//! tests hand them [`tests::FakeDeck`], which records every command, so the leader's
+//! tests hand them `tests::FakeDeck`, which records every command, so the leader's
 //! transport and the follower's timeline state machine are tested without a sound device.
 
 use crate::audio::{PlayerCommand, PlayerStatus, Source};
