@@ -530,7 +530,8 @@ impl<P: PlayerClock> Runner<P> {
     }
 
     /// The default look for the track the player calls `name` (not in the show): a
-    /// one-track show that flashes on every beat and follows the bass with brightness,
+    /// one-track show in `[led] default_look`'s pattern (the runner sends every beat to the
+    /// strip, which `beatflash` flashes on) with brightness following the bass,
     /// on the track's beatmap beside it (`<file>.beatmap.json`, or `beatmaps/<stem>.beatmap.json`)
     /// or on live analysis. Opening the track to probe it is the runner thread's to wait on.
     fn default_show(&mut self, name: &str) -> Option<Arc<Show>> {
@@ -1006,7 +1007,6 @@ fn default_look(source: &str, name: &str, pattern: &str) -> Result<Show, String>
         "format = \"convoy-show\"\nversion = 1\nname = \"default look\"\n\
          [[track]]\nfile = {source:?}\n{beatmap}\
          look = {{ pattern = {pattern:?}, hue = 200, bright = 0.8 }}\n\
-         [[track.cue]]\nname = \"beat\"\nevery = \"beat\"\nflash = true\n\
          [[track.react]]\nband = \"low\"\nto = \"bright\"\nmin = 0.35\nmax = 1.0\n"
     );
     let cwd = std::env::current_dir().unwrap_or_default();
