@@ -114,6 +114,46 @@ fn missed(beats: &[u64], arrivals: &[u64], from: u64, to: u64, tol_ms: f64) -> u
         .count()
 }
 
+/// Poll `GET /api/playback/status` on `port` every 20 ms until `until`: (the middle of
+/// each request on the monotonic clock, its round trip, the `position_ms` it answered).
+fn poll_status(port: u16, until: Instant) -> std::thread::JoinHandle<Vec<(u64, u64, f64)>> {
+    use std::io::{Read, Write};
+    std::thread::spawn(move || {
+        let mut got = Vec::new();
+        while Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20));
+            let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+                continue;
+            };
+            let t0 = mono_ns();
+            let req = "GET /api/playback/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+            if c.write_all(req.as_bytes()).is_err() {
+                continue;
+            }
+            let mut body = String::new();
+            let _ = c.read_to_string(&mut body);
+            let t1 = mono_ns();
+            let json = body.split("\r\n\r\n").nth(1).unwrap_or_default();
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(json) {
+                if v["playing"] == true {
+                    if let Some(ms) = v["position_ms"].as_f64() {
+                        got.push(((t0 + t1) / 2, t1 - t0, ms));
+                    }
+                }
+            }
+        }
+        got
+    })
+}
+
+/// The position (ms) the books say was heard at monotonic `at`.
+fn heard_ms(rows: &[(u64, f64)], at: u64, rate: f64) -> Option<f64> {
+    let i = rows.partition_point(|r| r.0 < at);
+    let (a, b) = (rows.get(i.checked_sub(1)?)?, rows.get(i)?);
+    let frame = a.1 + (at - a.0) as f64 / (b.0 - a.0) as f64 * (b.1 - a.1);
+    Some(frame / rate * 1e3)
+}
+
 /// What a node under test sends to: outbound OSC, WLED, feedback.
 struct Sinks {
     outbound: UdpSocket,
@@ -325,6 +365,12 @@ fn a_plain_track_lights_up_and_every_output_moves_on_the_beat() {
         format!("osc.port={port}"),
     ];
     sets.extend(sinks.sets(&journal));
+    let web = port + 1000;
+    sets.extend([
+        "web.enabled=true".to_string(),
+        "web.bind=\"127.0.0.1\"".into(),
+        format!("web.port={web}"),
+    ]);
     let mut cmd = std::process::Command::new(crate::util::convoy_bin());
     for s in &sets {
         cmd.arg("--set").arg(s);
@@ -340,7 +386,27 @@ fn a_plain_track_lights_up_and_every_output_moves_on_the_beat() {
         "16",
     ]);
     let mut node = Node::launch(cmd, port);
+    let status = poll_status(web, Instant::now() + Duration::from_secs(14));
     sinks.run_and_check(&mut node, &journal, 15);
+    // The EchoFlux-style API: the position it answers is the one heard as it answers.
+    let rows = books(&journal.with_extension("jsonl.playback.csv"));
+    let polls = status.join().expect("poller");
+    let errors: Vec<f64> = polls
+        .iter()
+        .filter(|(_, rtt, _)| *rtt < 5_000_000)
+        .filter_map(|&(at, _, ms)| Some((ms - heard_ms(&rows, at, 44_100.0)?).abs()))
+        .collect();
+    println!(
+        "EchoFlux status: {} polls, position error p99 {:.2} ms",
+        errors.len(),
+        p99(&errors)
+    );
+    assert!(errors.len() > 100, "{} status polls answered", errors.len());
+    assert!(
+        p99(&errors) < 10.0,
+        "EchoFlux position error p99 {:.2} ms",
+        p99(&errors)
+    );
 }
 
 /// A follower of a leader, both with no show: the follower's outputs move on the beats it
