@@ -167,10 +167,11 @@ pub fn kick_envelope(env: &[f32], kick: &[f32], beats: &[usize], weight: f32) ->
         .map(|x| (clean(*x) as f64 - mean).powi(2))
         .sum::<f64>()
         / n as f64;
-    if !(var.sqrt() > 1e-12) {
+    let std = var.sqrt();
+    if std.is_nan() || std <= 1e-12 {
         return None;
     }
-    let k = weight / var.sqrt() as f32;
+    let k = weight / std as f32;
     Some(
         env.iter()
             .zip(kick)
