@@ -22,6 +22,10 @@ pub struct BeatConfig {
     /// RMS beat score are dropped (default 0.03, low enough to keep beats in
     /// quiet intros; 0 disables trimming).
     pub trim_threshold: f32,
+    /// Runs of at least this many such weak beats inside the track are
+    /// dropped too (default 2; 0 = never): where the music stops, the beats
+    /// stop until it returns.
+    pub silence_beats: f32,
     /// Weight of the high-band onset strength (snare, hi-hat) added to the
     /// full-band strength the tracker follows, both normalised to unit
     /// standard deviation (see [`beat_envelope`]); default 1. The full band is
@@ -29,6 +33,12 @@ pub struct BeatConfig {
     /// play a sixteenth ahead of the beat, while the backbeat snare and the
     /// hats stay on it. 0 follows the full band alone.
     pub high_weight: f32,
+    /// Weight of the kick strength (see [`super::onset::OnsetFrame::kick_strength`])
+    /// added, normalised to unit standard deviation, where the kick is a
+    /// regular pulse on the first pass's beats or half-way between them
+    /// ([`super::onset::kick_is_regular`]); the beats are then tracked again
+    /// (see [`kick_envelope`]). Default 2; 0 keeps the first pass.
+    pub kick_weight: f32,
 }
 
 impl Default for BeatConfig {
@@ -36,7 +46,9 @@ impl Default for BeatConfig {
         Self {
             tightness: 100.0,
             trim_threshold: 0.03,
+            silence_beats: 2.0,
             high_weight: 1.0,
+            kick_weight: 2.0,
         }
     }
 }
@@ -48,7 +60,9 @@ impl BeatConfig {
         super::set_numeric(assignment, "offline beat", move |key| match key {
             "tightness" => Some(&mut self.tightness),
             "trim_threshold" => Some(&mut self.trim_threshold),
+            "silence_beats" => Some(&mut self.silence_beats),
             "high_weight" => Some(&mut self.high_weight),
+            "kick_weight" => Some(&mut self.kick_weight),
             _ => None,
         })
     }
@@ -85,6 +99,86 @@ pub fn beat_envelope(env: &[f32], high: &[f32], high_weight: f32) -> Vec<f32> {
         .enumerate()
         .map(|(i, &e)| ke * clean(e) + kh * high.get(i).copied().map_or(0.0, clean))
         .collect()
+}
+
+/// Beats either side of a beat whose kicks [`kick_envelope`] looks at.
+const KICK_REACH: usize = 8;
+
+/// The strongest value of `v` within `w` frames of `x` (0 outside).
+fn max_near(v: &[f32], x: usize, w: usize) -> f32 {
+    let hi = (x + w + 1).min(v.len());
+    v.get(x.saturating_sub(w)..hi)
+        .unwrap_or(&[])
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold(0.0f32, |m, v| m.max(*v))
+}
+
+/// The beat envelope `env` with the kick strength `kick` weighed in (divided
+/// by its standard deviation, times `weight`) wherever the kick is a regular
+/// pulse on the `beats` of a first pass or half-way between them (judged on
+/// the [`KICK_REACH`] beats either side of each beat, see
+/// [`super::onset::kick_is_regular`]); `None` when it is nowhere, or when
+/// `weight` is 0. On a four-on-the-floor groove the full band can carry as
+/// much flux on the off-beat hats (and bass stabs) as on the kicks, and the
+/// first pass may follow the hats; where the kick is regular, the beat is
+/// where it is.
+pub fn kick_envelope(env: &[f32], kick: &[f32], beats: &[usize], weight: f32) -> Option<Vec<f32>> {
+    use super::onset::{kick_is_regular, KICK_GRID_MAX};
+    if !(weight.is_finite() && weight > 0.0) || beats.len() < 6 || kick.len() != env.len() {
+        return None;
+    }
+    let n = env.len();
+    let mut gain = vec![false; n];
+    let mut any = false;
+    for i in 0..beats.len() - 1 {
+        let lo = i.saturating_sub(KICK_REACH);
+        let hi = (i + KICK_REACH).min(beats.len() - 1);
+        let (mut on, mut off) = ([0.0f32; KICK_GRID_MAX], [0.0f32; KICK_GRID_MAX]);
+        let mut m = 0;
+        for j in lo..hi {
+            if m == KICK_GRID_MAX {
+                break;
+            }
+            let (a, b) = (beats[j], beats[j + 1]);
+            let w = ((b - a) / 16).max(1);
+            on[m] = max_near(kick, a, w);
+            off[m] = max_near(kick, (a + b) / 2, w);
+            m += 1;
+        }
+        if kick_is_regular(&on[..m], &off[..m]) {
+            any = true;
+            let end = if i + 2 == beats.len() {
+                n
+            } else {
+                beats[i + 1]
+            };
+            let start = if i == 0 { 0 } else { beats[i] };
+            gain[start..end].iter_mut().for_each(|g| *g = true);
+        }
+    }
+    if !any {
+        return None;
+    }
+    let clean = |x: f32| if x.is_finite() { x } else { 0.0 };
+    let mean = kick.iter().map(|x| clean(*x) as f64).sum::<f64>() / n as f64;
+    let var = kick
+        .iter()
+        .map(|x| (clean(*x) as f64 - mean).powi(2))
+        .sum::<f64>()
+        / n as f64;
+    let std = var.sqrt();
+    if std.is_nan() || std <= 1e-12 {
+        return None;
+    }
+    let k = weight / std as f32;
+    Some(
+        env.iter()
+            .zip(kick)
+            .zip(&gain)
+            .map(|((e, x), g)| if *g { e + k * clean(*x) } else { *e })
+            .collect(),
+    )
 }
 
 /// Tracks beats in `env` (one value per frame). `bpm` gives the local tempo
@@ -230,6 +324,25 @@ pub fn track_beats(env: &[f32], bpm: &[f32], frame_rate: f32, cfg: &BeatConfig) 
             .map(|i| i + 1)
             .unwrap_or(s);
         beats = beats[s..e.max(s)].to_vec();
+        // The same inside the track: where the music stops (a run of weak
+        // beats), the beats stop until it returns.
+        let run_min = cfg.silence_beats;
+        if run_min.is_finite() && run_min >= 1.0 {
+            let run_min = run_min as usize;
+            let mut keep = vec![true; beats.len()];
+            let mut i = 0;
+            while i < beats.len() {
+                let j = (i..beats.len())
+                    .find(|&j| local[beats[j]] > thr)
+                    .unwrap_or(beats.len());
+                if j - i >= run_min {
+                    keep[i..j].iter_mut().for_each(|k| *k = false);
+                }
+                i = j + 1;
+            }
+            let mut k = keep.iter();
+            beats.retain(|_| k.next().copied().unwrap_or(true));
+        }
     }
     beats
 }

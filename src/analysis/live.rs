@@ -120,6 +120,20 @@ pub struct LiveConfig {
     /// after a tempo step, before the tempo estimate (an 8 s window) follows.
     /// At 1.5 or less, funk's syncopated bars withhold right beats too.
     pub withhold_lead: f32,
+    /// Weight of the kick strength in the envelope the phase comb follows,
+    /// scaled to the full band's running mean, while the kick is a regular
+    /// pulse on the grid or half-way between its beats over the last
+    /// [`KICK_PERIODS`] periods (see [`super::onset::kick_is_regular`];
+    /// default 2, 0 = never). Judged once per beat. On a four-on-the-floor
+    /// groove the off-beat hats (and bass stabs) carry as much full-band flux
+    /// as the kicks, and the comb alone may lock to them.
+    pub kick_weight: f32,
+    /// No beat is announced while no frame of the last two beat periods had
+    /// an onset strength of at least this share of its running mean (over
+    /// the window; default 0.3, 0 = never): beats stop when the music stops
+    /// (silence, or the decaying tail after the last note) and resume with
+    /// its first onset.
+    pub silence_gate: f32,
     /// Tempo search settings.
     pub tempo: TempoConfig,
 }
@@ -143,6 +157,8 @@ impl LiveConfig {
             "ramp_search" => Some(&mut self.ramp_search),
             "ramp_threshold" => Some(&mut self.ramp_threshold),
             "withhold_lead" => Some(&mut self.withhold_lead),
+            "kick_weight" => Some(&mut self.kick_weight),
+            "silence_gate" => Some(&mut self.silence_gate),
             _ => None,
         })
     }
@@ -165,6 +181,8 @@ impl Default for LiveConfig {
             ramp_search: 0.03,
             ramp_threshold: 0.01,
             withhold_lead: 2.0,
+            kick_weight: 2.0,
+            silence_gate: 0.3,
             tempo: TempoConfig::default(),
         }
     }
@@ -181,6 +199,10 @@ const RAMP_PERIOD_GAIN: f64 = 0.05;
 /// ramping (see [`LiveConfig::ramp_threshold`]).
 const RAMP_UPDATES: usize = 4;
 
+/// Beat periods back over which the kick's regularity is judged (see
+/// [`LiveConfig::kick_weight`]).
+pub const KICK_PERIODS: usize = 16;
+
 /// Streaming tempo and beat-phase tracker fed one onset-strength value per hop.
 #[derive(Debug, Clone)]
 pub struct LiveBeatTracker {
@@ -194,6 +216,18 @@ pub struct LiveBeatTracker {
     /// The envelope the phase comb follows, same frames as `ring`: the full
     /// band, plus the high band (snare/hats) when `high_weight` is set.
     phase_ring: Vec<f32>,
+    /// Kick strength over its running mean, times the full band's running
+    /// mean (the scale of `phase_ring`), same frames as `ring`.
+    kick_ring: Vec<f32>,
+    kick_mean: f32,
+    /// Frames the kick strength lags the full band (see
+    /// [`super::onset::kick_delay_samples`]).
+    kick_lag: usize,
+    /// The kick's current weight in the phase envelope (0 or
+    /// [`LiveConfig::kick_weight`]).
+    kick_gain: f32,
+    /// Frames since the last one whose strength passed the silence gate.
+    quiet_frames: u64,
     /// Running means of the full and high band strengths (their scales in
     /// the phase envelope) and the per-frame decay of those means.
     env_mean: f32,
@@ -245,6 +279,14 @@ impl LiveBeatTracker {
             ring: vec![0.0; win],
             low_ring: vec![0.0; win],
             phase_ring: vec![0.0; win],
+            kick_ring: vec![0.0; win],
+            kick_mean: 0.0,
+            kick_lag: ((super::onset::kick_delay_samples(stft.fft_size)
+                - envelope_delay_samples(stft.fft_size))
+                / hop as f64)
+                .round() as usize,
+            kick_gain: 0.0,
+            quiet_frames: u64::MAX / 2,
             env_mean: 0.0,
             high_mean: 0.0,
             mean_decay: 1.0 - 1.0 / win as f32,
@@ -328,7 +370,12 @@ impl LiveBeatTracker {
             return 0.0;
         }
         let idx = self.newest as i64 - back;
-        self.phase_ring[if idx < 0 { idx + len } else { idx } as usize]
+        let idx = if idx < 0 { idx + len } else { idx } as usize;
+        if self.kick_gain > 0.0 {
+            self.phase_ring[idx] + self.kick_gain * self.kick_ring[idx]
+        } else {
+            self.phase_ring[idx]
+        }
     }
 
     fn env_interp(&self, x: f64) -> f32 {
@@ -370,18 +417,20 @@ impl LiveBeatTracker {
         low_strength: f32,
         out: &mut Vec<Event>,
     ) {
-        self.push_bands(sample_pos, strength, low_strength, 0.0, out);
+        self.push_bands(sample_pos, strength, low_strength, 0.0, 0.0, out);
     }
 
-    /// Pushes the onset strength and its low-band (kick/bass) and high-band
-    /// (snare/hats) parts of the frame at `sample_pos`; appends tempo updates
-    /// and beats to `out`.
+    /// Pushes the onset strength, its low-band (kick/bass) and high-band
+    /// (snare/hats) parts, and the kick strength
+    /// ([`super::onset::OnsetFrame::kick_strength`]) of the frame at
+    /// `sample_pos`; appends tempo updates and beats to `out`.
     pub fn push_bands(
         &mut self,
         sample_pos: u64,
         strength: f32,
         low_strength: f32,
         high_strength: f32,
+        kick_strength: f32,
         out: &mut Vec<Event>,
     ) {
         let len = self.ring.len();
@@ -395,6 +444,23 @@ impl LiveBeatTracker {
         let d = self.mean_decay;
         self.env_mean = d * self.env_mean + (1.0 - d) * strength;
         self.high_mean = d * self.high_mean + (1.0 - d) * high;
+        let kick = clean(kick_strength);
+        self.kick_mean = d * self.kick_mean + (1.0 - d) * kick;
+        // The kick strength lags the full band by `kick_lag` frames: it is
+        // stored with the frame it belongs to, and the newest frames wait.
+        self.kick_ring[idx] = 0.0;
+        let back = (idx + len - self.kick_lag.min(len - 1)) % len;
+        self.kick_ring[back] = if self.kick_mean > 1e-12 {
+            kick / self.kick_mean * self.env_mean
+        } else {
+            0.0
+        };
+        let gate = self.cfg.silence_gate;
+        if gate <= 0.0 || (strength > 0.0 && strength >= gate * self.env_mean) {
+            self.quiet_frames = 0;
+        } else {
+            self.quiet_frames = self.quiet_frames.saturating_add(1);
+        }
         let w = self.cfg.high_weight;
         self.phase_ring[idx] = if w > 0.0 {
             strength / self.env_mean.max(1e-9) + w * high / self.high_mean.max(1e-9)
@@ -498,9 +564,15 @@ impl LiveBeatTracker {
         // when one is due, and holds until the next.
         if next <= horizon {
             self.contradicted = self.contradicted(next, now, p);
+            self.kick_gain = if self.kick_regular(next, now, p) {
+                self.cfg.kick_weight.max(0.0)
+            } else {
+                0.0
+            };
         }
-        let confident =
-            self.phase_confidence >= self.cfg.min_phase_confidence && !self.contradicted;
+        let confident = self.phase_confidence >= self.cfg.min_phase_confidence
+            && !self.contradicted
+            && !self.silent(p);
         // The period is at least two frames, so at most one beat is due per
         // frame; the bound is a safety net.
         for _ in 0..4 {
@@ -517,6 +589,50 @@ impl LiveBeatTracker {
             }
             self.next_beat = Some(nb + p);
         }
+    }
+
+    /// Whether no onset has passed the silence gate for two beat periods
+    /// (see [`LiveConfig::silence_gate`]).
+    fn silent(&self, p: f64) -> bool {
+        self.quiet_frames as f64 > 2.0 * p
+    }
+
+    /// Whether the kick is a regular pulse on the grid or half-way between
+    /// its beats over the last [`KICK_PERIODS`] heard periods (see
+    /// [`LiveConfig::kick_weight`]).
+    fn kick_regular(&self, next: f64, now: f64, p: f64) -> bool {
+        use super::onset::{kick_is_regular, KICK_GRID_MAX};
+        if self.cfg.kick_weight <= 0.0 {
+            return false;
+        }
+        let len = self.kick_ring.len() as f64;
+        let w = (p / 16.0).max(1.0) as i64;
+        let kick_near = |x: f64| -> f32 {
+            let c = x.round() as i64;
+            let mut m = 0.0f32;
+            for f in c - w..=c + w {
+                let back = self.count as i64 - 1 - f;
+                if f < 0 || back < 0 || back as f64 >= len {
+                    continue;
+                }
+                let idx = self.newest as i64 - back;
+                let idx = if idx < 0 { idx + len as i64 } else { idx } as usize;
+                m = m.max(self.kick_ring[idx]);
+            }
+            m
+        };
+        let (mut on, mut off) = ([0.0f32; KICK_GRID_MAX], [0.0f32; KICK_GRID_MAX]);
+        // The last grid beat whose half-period point has been heard.
+        let mut x = next - ((next - (now - p / 2.0 - w as f64)) / p).ceil() * p;
+        let oldest = now - len + 1.0;
+        let mut m = 0;
+        while m < KICK_PERIODS.min(KICK_GRID_MAX) && x - (w as f64) >= oldest {
+            on[m] = kick_near(x);
+            off[m] = kick_near(x + p / 2.0);
+            m += 1;
+            x -= p;
+        }
+        kick_is_regular(&on[..m], &off[..m])
     }
 
     /// Whether the last few beat periods contradict the grid (see
@@ -769,7 +885,14 @@ impl LiveAnalyzer {
             if let Some(o) = of.onset {
                 out.push(Event::Onset(o));
             }
-            tracker.push_bands(pos, of.strength, of.low_strength, of.high_strength, out);
+            tracker.push_bands(
+                pos,
+                of.strength,
+                of.low_strength,
+                of.high_strength,
+                of.kick_strength,
+                out,
+            );
         });
     }
 
@@ -857,7 +980,7 @@ mod tests {
                     0.0
                 };
                 let high = if on_beat(k, 0.0) { 1.0 } else { 0.0 };
-                t.push_bands((k * hop) as u64, full, 0.0, high, &mut out);
+                t.push_bands((k * hop) as u64, full, 0.0, high, 0.0, &mut out);
                 out.clear();
             }
             let g = t.grid_unchecked().expect("a grid after 20 s");

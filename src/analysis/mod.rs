@@ -125,6 +125,8 @@ struct Frames {
     low: Vec<f32>,
     /// High-band onset strength (snare, hi-hat).
     high: Vec<f32>,
+    /// Kick strength (plain amplitude increase below 75 Hz).
+    kick: Vec<f32>,
     raw3: Vec<[f32; 3]>,
     log_db: Vec<Vec<f32>>,
     level: Vec<f32>,
@@ -144,6 +146,7 @@ fn gather(samples: &[f32], sample_rate: u32, params: &AnalysisParams) -> (Frames
         env: Vec::with_capacity(cap),
         low: Vec::with_capacity(cap),
         high: Vec::with_capacity(cap),
+        kick: Vec::with_capacity(cap),
         raw3: Vec::with_capacity(cap),
         log_db: Vec::with_capacity(cap),
         level: Vec::with_capacity(cap),
@@ -179,11 +182,17 @@ fn gather(samples: &[f32], sample_rate: u32, params: &AnalysisParams) -> (Frames
         f.env.push(o.strength);
         f.low.push(o.low_strength);
         f.high.push(o.high_strength);
+        f.kick.push(o.kick_strength);
     };
     stft.push(samples, &mut on_frame);
     // Flush the tail so the last samples are seen by a frame.
     let pad = vec![0.0f32; cfg.hop];
     stft.push(&pad, &mut on_frame);
+    // The kick strength lags the full band: align it with its frames.
+    let lag = onset::kick_delay_samples(cfg.fft_size) - envelope_delay_samples(cfg.fft_size);
+    let lag = ((lag / cfg.hop as f64).round() as usize).min(f.kick.len());
+    f.kick.drain(..lag);
+    f.kick.extend(std::iter::repeat_n(0.0, lag));
     (f, cfg)
 }
 
@@ -253,7 +262,13 @@ pub fn analyze_offline(samples: &[f32], sample_rate: u32, params: &AnalysisParam
         }
     }
     let beat_env = beat::beat_envelope(&fr.env, &fr.high, params.beat.high_weight);
-    let beat_frames = beat::track_beats(&beat_env, &curve, frame_rate, &params.beat);
+    let mut beat_frames = beat::track_beats(&beat_env, &curve, frame_rate, &params.beat);
+    // Where the kick is a regular pulse, the beat is where the kick is.
+    if let Some(env) =
+        beat::kick_envelope(&beat_env, &fr.kick, &beat_frames, params.beat.kick_weight)
+    {
+        beat_frames = beat::track_beats(&env, &curve, frame_rate, &params.beat);
+    }
     let mut beats: Vec<f64> = Vec::with_capacity(beat_frames.len());
     let mut kept_frames: Vec<usize> = Vec::with_capacity(beat_frames.len());
     for &b in &beat_frames {

@@ -41,6 +41,9 @@ pub struct DrumPattern {
     pub snare: Vec<(u32, f32)>,
     /// Hi-hat steps and velocities.
     pub hat: Vec<(u32, f32)>,
+    /// Bass stab steps and velocities: a short note of the bar's bass note
+    /// an octave up (house's off-beat stab); empty for most patterns.
+    pub stab: Vec<(u32, f32)>,
 }
 
 /// Parameters of [`drum_track`].
@@ -227,6 +230,10 @@ pub fn drum_track(spec: &DrumSpec) -> SynthClip {
             let h = hat(sr, &mut rng);
             add(&mut buf, t0 + s as f64 * step, sr, &h, 0.5 * v);
         }
+        for &(s, v) in &p.stab {
+            let st = bass(2.0 * notes[b % notes.len()], 0.12, sr);
+            add(&mut buf, t0 + s as f64 * step, sr, &st, 0.3 * v);
+        }
         let bar_len = (bpb as f64 * beat_dur) as f32;
         let bs = bass(notes[b % notes.len()], bar_len, sr);
         add(&mut buf, t0, sr, &bs, 0.25);
@@ -271,6 +278,7 @@ pub fn pattern_rock() -> DrumPattern {
         kick: steps(&[0, 8], 1.0),
         snare: steps(&[4, 12], 1.0),
         hat: steps(&[0, 2, 4, 6, 8, 10, 12, 14], 0.6),
+        stab: Vec::new(),
     }
 }
 
@@ -282,6 +290,7 @@ pub fn pattern_hiphop() -> DrumPattern {
         kick: steps(&[0, 7, 10], 1.0),
         snare: steps(&[4, 12], 1.0),
         hat: steps(&[0, 2, 4, 6, 8, 10, 12, 14], 0.6),
+        stab: Vec::new(),
     }
 }
 
@@ -293,6 +302,34 @@ pub fn pattern_house() -> DrumPattern {
         kick: steps(&[0, 4, 8, 12], 1.0),
         snare: steps(&[4, 12], 0.8),
         hat: steps(&[2, 6, 10, 14], 0.8),
+        stab: Vec::new(),
+    }
+}
+
+/// House as DJs play it: a kick on every beat, open-ish hats and a bass stab
+/// on every off-beat, no clap. The full band carries as much flux off the beat
+/// as on it; only the kick says where the beat is.
+pub fn pattern_house_offbeat() -> DrumPattern {
+    DrumPattern {
+        name: "house_offbeat".into(),
+        beats_per_bar: 4,
+        kick: steps(&[0, 4, 8, 12], 1.0),
+        snare: Vec::new(),
+        hat: steps(&[2, 6, 10, 14], 1.0),
+        stab: steps(&[2, 6, 10, 14], 1.0),
+    }
+}
+
+/// Half-time: kick on 1 and the "a" of 2, snare on 3 only, eighth hats (as
+/// 140 BPM dubstep and trap are counted).
+pub fn pattern_halftime() -> DrumPattern {
+    DrumPattern {
+        name: "halftime".into(),
+        beats_per_bar: 4,
+        kick: steps(&[0, 7], 1.0),
+        snare: steps(&[8], 1.0),
+        hat: steps(&[0, 2, 4, 6, 8, 10, 12, 14], 0.5),
+        stab: Vec::new(),
     }
 }
 
@@ -304,6 +341,7 @@ pub fn pattern_dnb() -> DrumPattern {
         kick: steps(&[0, 10], 1.0),
         snare: steps(&[4, 12], 1.0),
         hat: steps(&[0, 2, 4, 6, 8, 10, 12, 14], 0.5),
+        stab: Vec::new(),
     }
 }
 
@@ -319,6 +357,7 @@ pub fn pattern_funk() -> DrumPattern {
         kick: steps(&[0, 3, 6, 10], 1.0),
         snare,
         hat,
+        stab: Vec::new(),
     }
 }
 
@@ -330,6 +369,7 @@ pub fn pattern_waltz() -> DrumPattern {
         kick: steps(&[0], 1.0),
         snare: steps(&[4, 8], 0.5),
         hat: steps(&[0, 2, 4, 6, 8, 10], 0.5),
+        stab: Vec::new(),
     }
 }
 

@@ -649,6 +649,7 @@ fn offline_beats_follow_the_backbeat_when_the_kick_anticipates_it() {
         kick: vec![(3, 1.0), (7, 1.0), (11, 1.0), (15, 1.0)],
         snare: vec![(4, 1.0), (12, 1.0), (7, 0.3), (10, 0.3), (13, 0.3)],
         hat,
+        stab: Vec::new(),
     };
     let clip = drum(pattern, 104.0, false);
     let beat_f = |high_weight: f32| {
@@ -701,4 +702,131 @@ fn offline_overrides_name_the_setting_and_refuse_bad_input() {
         .is_err_and(|e| e.contains("tightness")));
     assert!(cfg.set("nope=1").is_err_and(|e| e.contains("nope")));
     assert_eq!(cfg.high_weight, 0.5);
+}
+
+/// Issue #26: a 128 BPM house groove (a kick on every beat, hats and, in one
+/// version, a bass stab on every off-beat) gave beats on the hats, offline
+/// and live. The beat is where the kick is.
+#[test]
+fn house_kick_on_every_beat_and_offbeat_hats_put_the_beats_on_the_kicks() {
+    let with_stab = synth::pattern_house_offbeat();
+    let without_stab = synth::DrumPattern {
+        stab: Vec::new(),
+        ..synth::pattern_house_offbeat()
+    };
+    for pattern in [without_stab, with_stab] {
+        let stab = !pattern.stab.is_empty();
+        let clip = drum(pattern, 128.0, false);
+        let map = analyze_offline(&clip.samples, SR, &AnalysisParams::default());
+        let f = eval::f_measure(&clip.beats, &map.beats, 0.07);
+        assert!(f > 0.9, "stab {stab}: offline beat F {f}");
+        let live = secs(&live_beats(&clip.samples, SR, 1024), SR);
+        let after: Vec<f64> = live.iter().copied().filter(|&t| t > 12.0).collect();
+        let truth: Vec<f64> = clip.beats.iter().copied().filter(|&t| t > 12.0).collect();
+        assert!(
+            after.len() as f64 > 0.9 * truth.len() as f64,
+            "stab {stab}: {} live beats after 12 s, {} true",
+            after.len(),
+            truth.len()
+        );
+        let f = eval::f_measure(&truth, &after, 0.07);
+        assert!(f > 0.9, "stab {stab}: live beat F after 12 s {f}");
+    }
+}
+
+/// Issue #26: fast breaks and half-time grooves keep their tempo offline.
+#[test]
+fn drum_and_bass_at_172_and_half_time_at_140_keep_their_tempo_offline() {
+    for (pattern, bpm) in [
+        (synth::pattern_dnb(), 172.0),
+        (synth::pattern_halftime(), 140.0),
+    ] {
+        let clip = drum(pattern, bpm, false);
+        let map = analyze_offline(&clip.samples, SR, &AnalysisParams::default());
+        assert!(
+            (map.tempo_bpm / bpm - 1.0).abs() < 0.03,
+            "{}: tempo {}",
+            clip.name,
+            map.tempo_bpm
+        );
+        let f = eval::f_measure(&clip.beats, &map.beats, 0.07);
+        assert!(f > 0.9, "{}: beat F {f}", clip.name);
+        let live = live_beats(&clip.samples, SR, 1024);
+        let bpm_live = live.last().map_or(0.0, |b| b.bpm) as f64;
+        assert!(
+            (bpm_live / bpm - 1.0).abs() < 0.03,
+            "{}: live tempo {bpm_live}",
+            clip.name
+        );
+    }
+}
+
+/// Issue #26: a slow waltz must not settle on double tempo live.
+#[test]
+fn a_slow_waltz_keeps_its_tempo_live() {
+    let clip = drum(synth::pattern_waltz(), 84.0, false);
+    let live = live_beats(&clip.samples, SR, 1024);
+    let late: Vec<f32> = live
+        .iter()
+        .filter(|b| b.sample_pos as f64 > 15.0 * SR as f64)
+        .map(|b| b.bpm)
+        .collect();
+    assert!(!late.is_empty(), "no live beats after 15 s");
+    let mut sorted = late.clone();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    let median = sorted[sorted.len() / 2] as f64;
+    assert!((median / 84.0 - 1.0).abs() < 0.05, "live tempo {median}");
+    let map = analyze_offline(&clip.samples, SR, &AnalysisParams::default());
+    assert!(
+        (map.tempo_bpm / 84.0 - 1.0).abs() < 0.03,
+        "offline tempo {}",
+        map.tempo_bpm
+    );
+}
+
+/// Issue #26: beats stop when the music stops and resume when it returns,
+/// offline and live.
+#[test]
+fn beats_stop_in_a_silent_gap_and_resume_after_it() {
+    let part = drum(synth::pattern_rock(), 120.0, false);
+    let gap_s = 8.0;
+    let end_a = part.samples.len() as f64 / SR as f64;
+    let mut samples = part.samples.clone();
+    samples.extend(std::iter::repeat_n(0.0f32, (gap_s * SR as f64) as usize));
+    let start_b = samples.len() as f64 / SR as f64;
+    samples.extend_from_slice(&part.samples);
+    let last_a = part.beats.last().copied().unwrap_or(0.0);
+    let truth: Vec<f64> = part
+        .beats
+        .iter()
+        .copied()
+        .chain(part.beats.iter().map(|b| b + start_b))
+        .collect();
+    let map = analyze_offline(&samples, SR, &AnalysisParams::default());
+    let in_gap = |t: f64| t > last_a + 1.1 && t < start_b - 0.1;
+    let offline_gap: Vec<f64> = map.beats.iter().copied().filter(|&t| in_gap(t)).collect();
+    assert!(
+        offline_gap.is_empty(),
+        "offline beats in the gap: {offline_gap:?}"
+    );
+    let f = eval::f_measure(&truth, &map.beats, 0.07);
+    assert!(f > 0.9, "offline beat F {f}");
+    let live = secs(&live_beats(&samples, SR, 1024), SR);
+    let live_gap: Vec<f64> = live.iter().copied().filter(|&t| in_gap(t)).collect();
+    assert!(
+        live_gap.len() <= 1,
+        "live beats in the gap: {live_gap:?} (music ends {end_a:.2} s)"
+    );
+    let back: Vec<f64> = live
+        .iter()
+        .copied()
+        .filter(|&t| t > start_b + 4.0)
+        .collect();
+    let truth_back: Vec<f64> = truth
+        .iter()
+        .copied()
+        .filter(|&t| t > start_b + 4.0)
+        .collect();
+    let f = eval::f_measure(&truth_back, &back, 0.07);
+    assert!(f > 0.9, "live beat F after the gap {f}");
 }
