@@ -438,3 +438,47 @@ fn a_follower_with_no_show_moves_on_the_fleet_beat() {
     sinks.run_and_check(&mut follower, &journal, 18);
     leader.terminate();
 }
+
+/// A node following another through the EchoFlux-style API (`web.follow_url`) seeks once
+/// to join and never again: the positions both answer are the ones heard as they answer
+/// (before the live plane, the 1 s snapshot made the follower seek about every 2 s).
+#[test]
+fn an_echoflux_follower_joins_once_and_never_seeks_again() {
+    let base = 33_000 + (std::process::id() % 500) as u16 * 4;
+    let web = base + 1;
+    let _played = Node::spawn(
+        "player",
+        "solo",
+        base,
+        &[
+            "web.enabled=true".into(),
+            "web.bind=\"127.0.0.1\"".into(),
+            format!("web.port={web}"),
+        ],
+        &["--track", "demo", "--seconds", "26"],
+    );
+    let follower = Node::spawn(
+        "echo",
+        "solo",
+        base + 2,
+        &[
+            format!("web.follow_url=\"http://127.0.0.1:{web}\""),
+            "web.follow_poll_ms=100.0".into(),
+        ],
+        &["--seconds", "25"],
+    );
+    follower.wait("the follower to play along", 10.0, |v| {
+        v["playing"] == true && v["track"] == "demo"
+    });
+    let joined = mono_ns();
+    std::thread::sleep(Duration::from_secs(20));
+    let epochs: std::collections::BTreeSet<i64> = follower
+        .all()
+        .iter()
+        .filter(|v| v["mono_ns"].as_u64().is_some_and(|t| t > joined + 2_000_000_000))
+        .filter(|v| v["playing"] == true)
+        .filter_map(|v| v["epoch"].as_i64())
+        .collect();
+    println!("EchoFlux follower: epochs after joining {epochs:?}");
+    assert_eq!(epochs.len(), 1, "the follower seeked after joining: epochs {epochs:?}");
+}

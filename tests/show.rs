@@ -341,3 +341,41 @@ async fn a_show_on_a_serial_controller_lands_on_the_beat_and_survives_a_3s_unplu
     handle.stop();
     drop(socat);
 }
+
+/// Feedback shows what was commanded (issue #20): a hue sent in whole degrees comes back
+/// as exactly those degrees, not through the controller's byte (100 used to read 99).
+#[tokio::test]
+async fn a_commanded_hue_reads_back_exactly() {
+    let config = Config::load(None, &[]).expect("defaults");
+    let sink = output::open_sink(&config.audio, SinkKind::Null).expect("null sink");
+    let player = Arc::new(
+        Player::start(
+            sink,
+            EngineOptions::from_config(&config.audio),
+            Box::new(FreeRun),
+        )
+        .expect("player"),
+    );
+    let show = Arc::new(Show::load(&repo("shows/demo.toml")).expect("demo show"));
+    let handle = ShowRunner::spawn(
+        show,
+        player,
+        LedOutput::sim(60),
+        VehicleInfo {
+            id: "bike-1".into(),
+            leader: true,
+        },
+        RunnerOptions::from_config(&config),
+    );
+    for degrees in [0u16, 1, 100, 181, 359] {
+        handle
+            .control(&convoy::control::Command::Hue { degrees })
+            .expect("taken");
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while handle.status().light.hue != degrees && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(handle.status().light.hue, degrees);
+    }
+    handle.stop();
+}
