@@ -475,10 +475,18 @@ fn an_echoflux_follower_joins_once_and_never_seeks_again() {
     let epochs: std::collections::BTreeSet<i64> = follower
         .all()
         .iter()
-        .filter(|v| v["mono_ns"].as_u64().is_some_and(|t| t > joined + 2_000_000_000))
+        .filter(|v| {
+            v["mono_ns"]
+                .as_u64()
+                .is_some_and(|t| t > joined + 2_000_000_000)
+        })
         .filter(|v| v["playing"] == true)
         .filter_map(|v| v["epoch"].as_i64())
         .collect();
     println!("EchoFlux follower: epochs after joining {epochs:?}");
-    assert_eq!(epochs.len(), 1, "the follower seeked after joining: epochs {epochs:?}");
+    assert_eq!(
+        epochs.len(),
+        1,
+        "the follower seeked after joining: epochs {epochs:?}"
+    );
 }
