@@ -128,9 +128,16 @@ pub async fn follow_timeline(mut link: Link) {
                 };
                 if newer {
                     link.wake.notify_one();
-                    if let Ok(mut applied) = link.applied.lock() {
-                        applied.apply(&tl, &link.fleet, link.deck.as_ref(), &link.follow);
-                    }
+                    // Applying may open a track (file I/O): off the runtime's workers, and
+                    // awaited, so timelines still apply in order.
+                    let (applied, fleet, deck, follow) =
+                        (link.applied.clone(), link.fleet.clone(), link.deck.clone(), link.follow);
+                    let _ = tokio::task::spawn_blocking(move || {
+                        if let Ok(mut a) = applied.lock() {
+                            a.apply(&tl, &fleet, deck.as_ref(), &follow);
+                        }
+                    })
+                    .await;
                 }
             }
         }
