@@ -169,6 +169,22 @@ fn fake_controller(path: PathBuf, log: Arc<Mutex<Vec<Arrival>>>) -> Arc<Mutex<Si
     dev
 }
 
+/// The built-in configuration, a free-running player on the null sink and the demo show.
+fn demo_on_null_sink() -> (Config, Arc<Player>, Arc<Show>) {
+    let config = Config::builtin().expect("config");
+    let sink = output::open_sink(&config.audio, SinkKind::Null).expect("null sink");
+    let player = Arc::new(
+        Player::start(
+            sink,
+            EngineOptions::from_config(&config.audio),
+            Box::new(FreeRun),
+        )
+        .expect("player"),
+    );
+    let show = Arc::new(Show::load(&repo("shows/demo.toml")).expect("demo show"));
+    (config, player, show)
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
@@ -221,17 +237,7 @@ async fn a_show_on_a_serial_controller_lands_on_the_beat_and_survives_a_3s_unplu
     .expect("connect")
     .expect("status");
 
-    let config = Config::builtin().expect("config");
-    let sink = output::open_sink(&config.audio, SinkKind::Null).expect("null sink");
-    let player = Arc::new(
-        Player::start(
-            sink,
-            EngineOptions::from_config(&config.audio),
-            Box::new(FreeRun),
-        )
-        .expect("player"),
-    );
-    let show = Arc::new(Show::load(&repo("shows/demo.toml")).expect("demo show"));
+    let (config, player, show) = demo_on_null_sink();
     let (trace_tx, trace_rx) = std::sync::mpsc::channel();
     let mut opts = RunnerOptions::from_config(&config);
     // A pty has no serial line delay: the compensation covers queue and task wake-ups.
@@ -346,17 +352,7 @@ async fn a_show_on_a_serial_controller_lands_on_the_beat_and_survives_a_3s_unplu
 /// as exactly those degrees, not through the controller's byte (100 used to read 99).
 #[tokio::test]
 async fn a_commanded_hue_reads_back_exactly() {
-    let config = Config::load(None, &[]).expect("defaults");
-    let sink = output::open_sink(&config.audio, SinkKind::Null).expect("null sink");
-    let player = Arc::new(
-        Player::start(
-            sink,
-            EngineOptions::from_config(&config.audio),
-            Box::new(FreeRun),
-        )
-        .expect("player"),
-    );
-    let show = Arc::new(Show::load(&repo("shows/demo.toml")).expect("demo show"));
+    let (config, player, show) = demo_on_null_sink();
     let handle = ShowRunner::spawn(
         show,
         player,
