@@ -174,6 +174,12 @@ sink = "auto"
 # The cheap resampler: ~3 % of a Pi Zero 2 W core instead of ~6 % (docs/benchmarks.md).
 resampler = "fast"
 
+[led]
+# The Arduino on the USB link the udev rule makes (99-convoy-led.rules). Unplugged, the
+# node plays on and reconnects when it comes back; "sim" draws a strip instead.
+output = "serial"
+port = "/dev/convoy-led"
+
 [sync]
 # One bike is the leader; every other bike follows it.
 role = "solo"
