@@ -131,11 +131,6 @@ impl FleetClock {
         }
     }
 
-    /// Is this node the source of fleet time (leading or alone)?
-    pub fn is_own(&self) -> bool {
-        matches!(self.basis().0, Basis::Own(_))
-    }
-
     /// Fleet time at monotonic instant `mono` (None: following without an estimate yet).
     pub fn at_mono(&self, mono: u64) -> Option<i64> {
         match self.basis().0 {

@@ -95,15 +95,7 @@ impl NodeHandle {
 
     /// Send a command and wait for the node's verdict.
     pub async fn execute(&self, command: Command, origin: Origin) -> Result<(), HandleError> {
-        let (reply, verdict) = oneshot::channel();
-        self.tx
-            .try_send(Request {
-                command,
-                origin,
-                reply: Some(reply),
-            })
-            .map_err(send_error)?;
-        match verdict.await {
+        match self.send(command, origin)?.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(why)) => Err(HandleError::Refused(why)),
             Err(_) => Err(HandleError::Closed),
