@@ -5,7 +5,7 @@ set -euo pipefail
 SECS="${1:-60}"
 cd "$(dirname "$0")"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
-TARGETS=(envelope_open osc_decode framer_length_prefix framer_slip osc_pattern led_protocol fleet_heartbeat)
+TARGETS=(envelope_open osc_decode framer_length_prefix framer_slip osc_pattern led_protocol fleet_heartbeat timeline_decode sntp_packet http_range)
 for t in "${TARGETS[@]}"; do
   mkdir -p "corpus/$t"
   echo "=== $t (${SECS}s)"

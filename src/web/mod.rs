@@ -17,6 +17,7 @@ pub mod auth;
 pub mod echoflux;
 
 mod api;
+pub mod range;
 mod tracks;
 
 use std::future::Future;
