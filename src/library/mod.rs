@@ -92,6 +92,14 @@ pub enum LibraryError {
         /// The limit, bytes.
         limit: u64,
     },
+    /// Storing it would take the library past its quota (`web.library_max_mib`).
+    #[error("the library is full: {used} bytes in use of its {limit}-byte quota (web.library_max_mib); delete tracks or raise the quota")]
+    QuotaExceeded {
+        /// The quota, bytes.
+        limit: u64,
+        /// Bytes in use when the upload began.
+        used: u64,
+    },
     /// No track with this hash in the library.
     #[error("no track {0} in the library")]
     NotFound(TrackHash),
