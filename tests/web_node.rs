@@ -204,7 +204,10 @@ async fn issue21_a_node_keeps_its_descriptors_and_memory_under_attack() {
         "node fds: {fds_before} before, {fds_held} with 200 idle clients, {fds_after} after; \
          all closed within {waited:?}"
     );
-    assert!(closed.iter().all(|c| *c), "a connection stayed open for 10 s");
+    assert!(
+        closed.iter().all(|c| *c),
+        "a connection stayed open for 10 s"
+    );
     assert!(fds_held <= fds_before + 64 + 8, "{fds_held} fds held");
     assert!(fds_after <= fds_before + 4, "{fds_after} fds after");
 
@@ -228,8 +231,15 @@ async fn issue21_a_node_keeps_its_descriptors_and_memory_under_attack() {
     });
     let statuses = futures_util::future::join_all(uploads).await;
     let rss_after = rss_kib(pid);
-    eprintln!("node RSS: {rss_before} KiB before three 64 MiB shows, {rss_after} KiB after: {statuses:?}");
-    assert_eq!(statuses, vec![413, 413, 413]);
+    eprintln!(
+        "node RSS: {rss_before} KiB before three 64 MiB shows, {rss_after} KiB after: {statuses:?}"
+    );
+    // Two upload slots by default: the third may find both busy (503).
+    assert!(
+        statuses.iter().all(|s| *s == 413 || *s == 503)
+            && statuses.iter().filter(|s| **s == 503).count() <= 1,
+        "{statuses:?}"
+    );
     assert!(
         rss_after.saturating_sub(rss_before) < 32 * 1024,
         "RSS grew {rss_before} → {rss_after} KiB"

@@ -76,10 +76,10 @@ pub enum LibraryError {
         source: std::io::Error,
     },
     /// Not 64 hex digits.
-    #[error("{0:?} is not a SHA-256 (64 hex digits)")]
+    #[error("'{0}' is not a SHA-256 (64 hex digits)")]
     BadHash(String),
-    /// A show file name that is not a plain `name.json` / `name.toml`.
-    #[error("bad show name {0:?}: use 1-64 characters [A-Za-z0-9._-] ending in .json or .toml")]
+    /// A show file name that is not a plain `name.toml`.
+    #[error("bad show name '{0}': use 1-64 characters [A-Za-z0-9._-] ending in .toml")]
     BadName(String),
     /// The bytes are not a track Convoy can play (or a show that does not parse).
     #[error("{0}")]

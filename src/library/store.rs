@@ -1,9 +1,11 @@
 //! Storage: the library directory, its content-addressed tracks and named show files.
 //!
-//! Tracks are `<sha256>.<wav|flac|ogg|mp3>`, shows `shows/<name>.json|.toml`. An upload is
-//! written to a temporary `.part` file, hashed and checked as it arrives (size cap, a format
-//! Convoy plays, a show that parses) and renamed into place only when complete, so a final
-//! name always holds a whole, verified file; a rejected upload leaves nothing behind.
+//! Tracks are `<sha256>.<wav|flac|ogg|mp3>`, shows `shows/<name>.toml`. An upload streams
+//! chunk by chunk into a temporary `.part` file in its destination directory, hashed and
+//! checked as it arrives (its size cap and the library quota), then checked as a whole (a
+//! track must probe as audio, a show must pass the caller's show check), fsynced and renamed
+//! into place only when complete and valid, so a final name always holds a whole, verified
+//! file; a rejected or interrupted upload leaves nothing behind and replaces nothing.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -409,7 +411,9 @@ mod tests {
         v
     }
 
-    fn one<T: Into<Bytes>>(b: T) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
+    fn one<T: Into<Bytes>>(
+        b: T,
+    ) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
         futures_util::stream::iter([Ok(b.into())])
     }
 
@@ -519,10 +523,18 @@ mod tests {
             .expect("stored");
         assert!(p.ends_with("shows/night-ride.toml"));
         assert_eq!(n, good.len() as u64);
-        for bad in ["../x.toml", ".hidden.toml", "x.txt", "x.json", "", "a/b.toml"] {
+        for bad in [
+            "../x.toml",
+            ".hidden.toml",
+            "x.txt",
+            "x.json",
+            "",
+            "a/b.toml",
+        ] {
             assert!(
                 matches!(
-                    lib.store_show(bad, one(good), 1000, None, needs_track).await,
+                    lib.store_show(bad, one(good), 1000, None, needs_track)
+                        .await,
                     Err(LibraryError::BadName(_))
                 ),
                 "{bad}"
@@ -530,15 +542,25 @@ mod tests {
         }
         // Only comments: refused with the checker's message, the stored show untouched.
         let err = lib
-            .store_show("night-ride.toml", one("# nothing\n# here\n"), 1000, None, needs_track)
+            .store_show(
+                "night-ride.toml",
+                one("# nothing\n# here\n"),
+                1000,
+                None,
+                needs_track,
+            )
             .await
             .expect_err("no track");
-        assert!(err.to_string().contains("the show has no [[track]]"), "{err}");
+        assert!(
+            err.to_string().contains("the show has no [[track]]"),
+            "{err}"
+        );
         assert_eq!(std::fs::read_to_string(&p).expect("kept"), good);
         // Past the cap: refused while streaming.
         let big = "#".repeat(1500);
         assert!(matches!(
-            lib.store_show("big.toml", one(big), 1000, None, needs_track).await,
+            lib.store_show("big.toml", one(big), 1000, None, needs_track)
+                .await,
             Err(LibraryError::TooLarge { limit: 1000, .. })
         ));
         // An interrupted upload leaves nothing.

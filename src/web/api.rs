@@ -18,8 +18,8 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use super::auth::SESSION_COOKIE;
-use super::guard::guard;
 use super::echoflux::PlaybackStatus;
+use super::guard::guard;
 use super::tracks::track;
 use super::{WebError, WebState};
 use crate::clock::mono_ns;
@@ -111,9 +111,9 @@ async fn json_errors(request: Request, next: Next) -> Response {
         .map(|b| String::from_utf8_lossy(&b).trim().to_string())
         .unwrap_or_default();
     let error = match (status, text.as_str()) {
-        (StatusCode::PAYLOAD_TOO_LARGE, _) => format!(
-            "the request body is larger than this route's {CONTROL_BODY_LIMIT}-byte limit"
-        ),
+        (StatusCode::PAYLOAD_TOO_LARGE, _) => {
+            format!("the request body is larger than this route's {CONTROL_BODY_LIMIT}-byte limit")
+        }
         (_, "") => status
             .canonical_reason()
             .unwrap_or("request failed")

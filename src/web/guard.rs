@@ -81,9 +81,12 @@ pub fn changes_state(method: &Method) -> bool {
 /// Refuse a request a browser sent from a page that is not this bike's (nor allowed).
 pub fn check_site(headers: &HeaderMap, policy: &SitePolicy) -> Result<(), GuardError> {
     let text = |name: header::HeaderName| {
-        headers
-            .get(name)
-            .map(|v| v.to_str().unwrap_or("(not text)").trim().to_ascii_lowercase())
+        headers.get(name).map(|v| {
+            v.to_str()
+                .unwrap_or("(not text)")
+                .trim()
+                .to_ascii_lowercase()
+        })
     };
     let origin = text(header::ORIGIN);
     let fetch_site = headers
@@ -201,9 +204,8 @@ pub(super) async fn guard(
             }
         }
     }
-    let open = !path.starts_with("/api/")
-        || session
-        || matches!(path, "/api/info" | "/api/openapi.yaml");
+    let open =
+        !path.starts_with("/api/") || session || matches!(path, "/api/info" | "/api/openapi.yaml");
     if !open {
         let access = if writes { Access::Write } else { Access::Read };
         s.auth().check(addr.ip(), headers, access)?;
@@ -237,8 +239,8 @@ mod tests {
             check_site(&headers(&[host, ("origin", "http://bike1.local:8080")]), &p),
             Ok(())
         );
-        let evil = check_site(&headers(&[host, ("origin", "http://evil.example")]), &p)
-            .expect_err("evil");
+        let evil =
+            check_site(&headers(&[host, ("origin", "http://evil.example")]), &p).expect_err("evil");
         assert_eq!(
             evil.to_string(),
             "cross-site request refused: the page at http://evil.example is not this bike \
@@ -259,7 +261,10 @@ mod tests {
     fn json_routes_take_json_and_uploads_no_form_types() {
         let json = ("content-type", "application/json; charset=utf-8");
         let plain = ("content-type", "text/plain;charset=UTF-8");
-        assert_eq!(check_body_type(&headers(&[json, ("content-length", "2")]), false), Ok(()));
+        assert_eq!(
+            check_body_type(&headers(&[json, ("content-length", "2")]), false),
+            Ok(())
+        );
         assert_eq!(check_body_type(&headers(&[]), false), Ok(()), "no body");
         let e = check_body_type(&headers(&[plain, ("content-length", "2")]), false)
             .expect_err("text/plain");
@@ -270,7 +275,10 @@ mod tests {
         assert!(check_body_type(&headers(&[("content-length", "9")]), false).is_err());
         assert!(check_body_type(&headers(&[plain]), true).is_err());
         for ok in ["application/octet-stream", "audio/wav", "application/toml"] {
-            assert_eq!(check_body_type(&headers(&[("content-type", ok)]), true), Ok(()));
+            assert_eq!(
+                check_body_type(&headers(&[("content-type", ok)]), true),
+                Ok(())
+            );
         }
         assert_eq!(check_body_type(&headers(&[]), true), Ok(()));
     }
@@ -279,8 +287,15 @@ mod tests {
     fn without_a_pin_only_loopback_changes_things() {
         assert_eq!(loopback_only("127.0.0.1".parse().expect("ip")), Ok(()));
         assert_eq!(loopback_only("::1".parse().expect("ip")), Ok(()));
-        assert_eq!(loopback_only("::ffff:127.0.0.1".parse().expect("ip")), Ok(()));
+        assert_eq!(
+            loopback_only("::ffff:127.0.0.1".parse().expect("ip")),
+            Ok(())
+        );
         let e = loopback_only("192.168.4.20".parse().expect("ip")).expect_err("remote");
-        assert!(e.to_string().starts_with("set web.pin to control from other devices"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("set web.pin to control from other devices"),
+            "{e}"
+        );
     }
 }

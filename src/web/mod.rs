@@ -2,16 +2,23 @@
 //! and the HTTP side of track sharing, all on one axum router.
 //!
 //! [`serve`] takes an already-bound listener and a [`WebState`] (a [`NodeHandle`], the
-//! [`Auth`] policy and the node's track [`Library`], which [`crate::library`] owns: storage,
-//! hashing, downloads and pacing); it never touches the player or the sockets itself. Each control request becomes one [`Command`] sent with
+//! [`Auth`] policy, the node's track [`Library`], which [`crate::library`] owns: storage,
+//! hashing, downloads and pacing, and the server's [`Limits`]); it never touches the player
+//! or the sockets itself. Each control request becomes one [`Command`] sent with
 //! `handle.execute(cmd, Origin::Web(addr))`, and the node's verdict becomes the HTTP status
-//! (`{"error": "..."}` with 4xx/5xx on failure). A middleware applies the auth policy by
-//! method before any handler runs, so nothing changes without the PIN when one is set. The
-//! app itself (`src/web/app/`) is plain HTML, CSS and JS compiled into the binary. The API
-//! is specified in `docs/web-api.yaml` (also served at `/api/openapi.yaml`) and described in
-//! `docs/web.md`. Submodules: [`auth`] (PIN, sessions, failure gate), `tracks` (serving a
-//! library track with `Range`) and [`echoflux`] (following an external player). The
-//! simulated node the app demo and the web tests serve is `rig::web_sim`.
+//! (`{"error": "..."}` with 4xx/5xx on failure, every error status included). A middleware
+//! ([`guard`]) refuses cross-site requests, form-typed bodies and, without a PIN, changes
+//! from anywhere but the bike itself, then applies the auth policy by method, before any
+//! handler runs. The accept loop (`serve`) caps connections and times out idle and slow
+//! clients; WebSocket clients and uploads have caps of their own. The app itself
+//! (`src/web/app/`) is plain HTML, CSS and JS compiled into the binary. The API is specified
+//! in `docs/web-api.yaml` (also served at `/api/openapi.yaml`) and described in
+//! `docs/web.md`. Submodules: [`auth`] (PIN, sessions, failure gate), [`guard`] (the request
+//! guard), `serve` (connections), `tracks` (serving a library track with `Range`) and
+//! [`echoflux`] (following an external player). The simulated node the app demo and the
+//! web tests serve is `rig::web_sim`.
+//!
+//! [`Command`]: crate::control::Command
 
 pub mod auth;
 pub mod echoflux;
@@ -162,13 +169,17 @@ impl WebState {
 
     /// A WebSocket slot, if one is free.
     fn websocket_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, WebError> {
-        self.inner.websockets.clone().try_acquire_owned().map_err(|_| {
-            WebError::Unavailable(format!(
-                "too many WebSocket clients: at most {} at once (web.max_websockets); close \
+        self.inner
+            .websockets
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| {
+                WebError::Unavailable(format!(
+                    "too many WebSocket clients: at most {} at once (web.max_websockets); close \
                  another tab or phone",
-                self.inner.limits.max_websockets
-            ))
-        })
+                    self.inner.limits.max_websockets
+                ))
+            })
     }
 
     /// An upload slot, if one is free.
