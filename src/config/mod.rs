@@ -1329,6 +1329,10 @@ mod tests {
             ("web.follow_url=ftp://x", "web.follow_url"),
             ("web.follow_poll_ms=0", "web.follow_poll_ms"),
             ("web.upload_max_mib=0", "web.upload_max_mib"),
+            ("web.max_connections=0", "web.max_connections"),
+            ("web.max_uploads=0", "web.max_uploads"),
+            ("web.header_timeout_s=0", "web.header_timeout_s"),
+            ("web.allowed_origins=[\"evil.example\"]", "web.allowed_origins"),
         ] {
             let err = Config::load(None, &[set.into()])
                 .expect_err(set)
