@@ -1332,7 +1332,10 @@ mod tests {
             ("web.max_connections=0", "web.max_connections"),
             ("web.max_uploads=0", "web.max_uploads"),
             ("web.header_timeout_s=0", "web.header_timeout_s"),
-            ("web.allowed_origins=[\"evil.example\"]", "web.allowed_origins"),
+            (
+                "web.allowed_origins=[\"evil.example\"]",
+                "web.allowed_origins",
+            ),
         ] {
             let err = Config::load(None, &[set.into()])
                 .expect_err(set)
