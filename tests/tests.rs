@@ -31,4 +31,5 @@ mod sntp_interop;
 mod sync;
 mod web;
 mod web_browser;
+mod web_guard;
 mod web_node;

@@ -377,8 +377,17 @@ async fn the_websocket_pushes_every_change_at_most_fifty_per_second() {
     assert!((15.0..=50.5).contains(&rate), "{rate}/s");
 }
 
-fn wav(n: usize, seed: u8) -> Vec<u8> {
-    let mut v = b"RIFF\0\0\0\0WAVEfmt ".to_vec();
+/// A real 8 kHz 16-bit mono WAV file with `n` bytes of noise (uploads are probed as audio).
+pub fn wav(n: usize, seed: u8) -> Vec<u8> {
+    let n = n & !1;
+    let mut v = b"RIFF".to_vec();
+    v.extend(((36 + n) as u32).to_le_bytes());
+    v.extend(b"WAVEfmt ");
+    for field in [16u32, 0x0001_0001, 8000, 16_000, 0x0010_0002] {
+        v.extend(field.to_le_bytes());
+    }
+    v.extend(b"data");
+    v.extend((n as u32).to_le_bytes());
     let mut x = u32::from(seed) | 1;
     v.extend((0..n).map(|_| {
         x ^= x << 13;
@@ -446,12 +455,12 @@ async fn uploads_land_in_the_library_and_download_with_ranges() {
     let html = post(&format!("{}/api/upload", s.base), "<html></html>").await;
     assert_eq!(html.status, 415, "{}", html.body);
     let show = post(
-        &format!("{}/api/upload?kind=show&name=night.json", s.base),
-        r#"{"cues":[]}"#,
+        &format!("{}/api/upload?kind=show&name=night.toml", s.base),
+        "format = \"convoy-show\"\nversion = 1\n[[track]]\nfile = \"demo\"\n",
     )
     .await;
     assert_eq!(show.status, 201, "{}", show.body);
-    assert!(s.library.dir().join("shows/night.json").is_file());
+    assert!(s.library.dir().join("shows/night.toml").is_file());
     let list = http(Method::GET, &format!("{}/api/tracks", s.base), &[], "").await;
     assert!(list.body.contains(&hash));
 }

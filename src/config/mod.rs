@@ -281,6 +281,21 @@ pub struct WebConfig {
     pub library: String,
     /// Largest upload or download, MiB.
     pub upload_max_mib: u64,
+    /// Largest show upload, KiB.
+    pub show_max_kib: u64,
+    /// Total size the library may grow to by uploads, MiB.
+    pub library_max_mib: u64,
+    /// Uploads at once; more get 503.
+    pub max_uploads: u32,
+    /// Open HTTP connections at once; more are closed with 503.
+    pub max_connections: u32,
+    /// WebSocket clients at once; more get 503 before the upgrade.
+    pub max_websockets: u32,
+    /// Time to send a request's headers (and the longest an idle connection or a stalled
+    /// upload is kept), s.
+    pub header_timeout_s: f64,
+    /// Origins besides the bike's own allowed to send state-changing requests.
+    pub allowed_origins: Vec<String>,
     /// Sharing bandwidth, KiB/s (0 = unlimited).
     pub share_rate_kib: u64,
     /// Per-wait network timeout while sharing, s.
@@ -858,6 +873,28 @@ impl WebConfig {
                 format!("{} is outside 1..=65536", self.upload_max_mib),
             ));
         }
+        for (key, v, lo, hi) in [
+            ("show_max_kib", self.show_max_kib, 1, 65_536),
+            ("library_max_mib", self.library_max_mib, 1, 16_777_216),
+            ("max_uploads", u64::from(self.max_uploads), 1, 64),
+            ("max_connections", u64::from(self.max_connections), 4, 4096),
+            ("max_websockets", u64::from(self.max_websockets), 1, 1024),
+        ] {
+            if !(lo..=hi).contains(&v) {
+                return Err(range(key, format!("{v} is outside {lo}..={hi}")));
+            }
+        }
+        for o in &self.allowed_origins {
+            let ok = (o.starts_with("http://") || o.starts_with("https://"))
+                && !o.ends_with('/')
+                && !o.contains(char::is_whitespace);
+            if !ok {
+                return Err(range(
+                    "allowed_origins",
+                    format!("{o:?} is not an origin like \"http://192.168.4.1:8080\""),
+                ));
+            }
+        }
         if self.share_rate_kib > 10_000_000 {
             return Err(range(
                 "share_rate_kib",
@@ -876,6 +913,7 @@ impl WebConfig {
         for (key, v, lo, hi) in [
             ("login_per_minute", self.login_per_minute, 0.01, 6000.0),
             ("share_timeout_s", self.share_timeout_s, 0.1, 3600.0),
+            ("header_timeout_s", self.header_timeout_s, 0.1, 600.0),
             ("follow_poll_ms", self.follow_poll_ms, 10.0, 60_000.0),
             (
                 "follow_threshold_ms",
@@ -1291,6 +1329,13 @@ mod tests {
             ("web.follow_url=ftp://x", "web.follow_url"),
             ("web.follow_poll_ms=0", "web.follow_poll_ms"),
             ("web.upload_max_mib=0", "web.upload_max_mib"),
+            ("web.max_connections=0", "web.max_connections"),
+            ("web.max_uploads=0", "web.max_uploads"),
+            ("web.header_timeout_s=0", "web.header_timeout_s"),
+            (
+                "web.allowed_origins=[\"evil.example\"]",
+                "web.allowed_origins",
+            ),
         ] {
             let err = Config::load(None, &[set.into()])
                 .expect_err(set)

@@ -76,10 +76,10 @@ pub enum LibraryError {
         source: std::io::Error,
     },
     /// Not 64 hex digits.
-    #[error("{0:?} is not a SHA-256 (64 hex digits)")]
+    #[error("'{0}' is not a SHA-256 (64 hex digits)")]
     BadHash(String),
-    /// A show file name that is not a plain `name.json` / `name.toml`.
-    #[error("bad show name {0:?}: use 1-64 characters [A-Za-z0-9._-] ending in .json or .toml")]
+    /// A show file name that is not a plain `name.toml`.
+    #[error("bad show name '{0}': use 1-64 characters [A-Za-z0-9._-] ending in .toml")]
     BadName(String),
     /// The bytes are not a track Convoy can play (or a show that does not parse).
     #[error("{0}")]
@@ -91,6 +91,14 @@ pub enum LibraryError {
         what: String,
         /// The limit, bytes.
         limit: u64,
+    },
+    /// Storing it would take the library past its quota (`web.library_max_mib`).
+    #[error("the library is full: {used} bytes in use of its {limit}-byte quota (web.library_max_mib); delete tracks or raise the quota")]
+    QuotaExceeded {
+        /// The quota, bytes.
+        limit: u64,
+        /// Bytes in use when the upload began.
+        used: u64,
     },
     /// No track with this hash in the library.
     #[error("no track {0} in the library")]

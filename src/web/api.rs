@@ -1,4 +1,5 @@
-//! Routes and handlers: requests in, [`Command`]s to the node, JSON out.
+//! Routes and handlers: requests in, [`Command`]s to the node, JSON out. Every error
+//! status, including the ones axum answers itself (405, 413, a bad path), is JSON.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -6,7 +7,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
-use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -16,8 +17,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
-use super::auth::{Access, SESSION_COOKIE};
+use super::auth::SESSION_COOKIE;
 use super::echoflux::PlaybackStatus;
+use super::guard::guard;
 use super::tracks::track;
 use super::{WebError, WebState};
 use crate::clock::mono_ns;
@@ -71,34 +73,60 @@ pub(super) fn router(state: WebState) -> Router {
         .route("/api/playback/seek", post(playback_seek))
         .route("/api/playback/play", post(playback_play))
         .fallback(|| async { WebError::NotFound("no such page or API route".into()) })
+        .method_not_allowed_fallback(|method: axum::http::Method| async move {
+            let mut resp = (
+                StatusCode::METHOD_NOT_ALLOWED,
+                Json(json!({ "error": format!("method {method} is not allowed on this route") })),
+            )
+                .into_response();
+            resp.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST"));
+            resp
+        })
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         .layer(DefaultBodyLimit::max(CONTROL_BODY_LIMIT))
+        .layer(middleware::from_fn(json_errors))
         .with_state(state)
 }
 
-/// The auth policy by method: GET/HEAD under `/api/` read, everything else there writes.
-/// The app's static files, `/api/info`, login and logout are always reachable.
-async fn guard(
-    State(s): State<WebState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    request: Request,
-    next: Next,
-) -> Result<Response, WebError> {
-    let path = request.uri().path();
-    let open = !path.starts_with("/api/")
-        || matches!(
-            path,
-            "/api/info" | "/api/login" | "/api/logout" | "/api/openapi.yaml"
-        );
-    if !open {
-        let access = if matches!(*request.method(), Method::GET | Method::HEAD) {
-            Access::Read
-        } else {
-            Access::Write
-        };
-        s.auth().check(addr.ip(), request.headers(), access)?;
+/// Largest plain-text error body turned into JSON.
+const ERROR_TEXT_LIMIT: usize = 4096;
+
+/// Give every error status a `{"error": ...}` body: axum's own answers (413 from the body
+/// limit, a path or query it cannot parse) are plain text or empty.
+async fn json_errors(request: Request, next: Next) -> Response {
+    let resp = next.run(request).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
     }
-    Ok(next.run(request).await)
+    let (mut parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, ERROR_TEXT_LIMIT)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let error = match (status, text.as_str()) {
+        (StatusCode::PAYLOAD_TOO_LARGE, _) => {
+            format!("the request body is larger than this route's {CONTROL_BODY_LIMIT}-byte limit")
+        }
+        (_, "") => status
+            .canonical_reason()
+            .unwrap_or("request failed")
+            .to_string(),
+        (_, t) => t.to_string(),
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let body = serde_json::to_vec(&json!({ "error": error })).unwrap_or_default();
+    Response::from_parts(parts, Body::from(body))
 }
 
 async fn asset(body: &'static str, content_type: &'static str) -> Response {
@@ -188,9 +216,13 @@ async fn status(State(s): State<WebState>) -> Json<Snapshot> {
     Json(s.handle().snapshot_now())
 }
 
-async fn ws(State(s): State<WebState>, upgrade: WebSocketUpgrade) -> Response {
+async fn ws(State(s): State<WebState>, upgrade: WebSocketUpgrade) -> Result<Response, WebError> {
+    let slot = s.websocket_slot()?;
     let handle = s.handle().clone();
-    upgrade.on_upgrade(move |socket| push_snapshots(socket, handle))
+    Ok(upgrade.on_upgrade(move |socket| async move {
+        push_snapshots(socket, handle).await;
+        drop(slot);
+    }))
 }
 
 /// Send the snapshot with the live plane's position, beat and levels now, after every
@@ -296,7 +328,7 @@ async fn transport(
         }
         other => {
             return Err(WebError::NotFound(format!(
-                "no transport action {other:?} (play, stop, pause, seek, next)"
+                "no transport action '{other}' (play, stop, pause, seek, next)"
             )))
         }
     };
@@ -352,7 +384,7 @@ async fn light(
             let pattern = Pattern::from_name(name.trim()).ok_or_else(|| {
                 let known: Vec<&str> = Pattern::ALL.iter().map(|p| p.name()).collect();
                 WebError::BadRequest(format!(
-                    "unknown pattern {name:?} (known: {})",
+                    "unknown pattern '{name}' (known: {})",
                     known.join(", ")
                 ))
             })?;
@@ -388,7 +420,7 @@ async fn light(
         }
         other => {
             return Err(WebError::NotFound(format!(
-                "no light setting {other:?} (pattern, hue, bright, color)"
+                "no light setting '{other}' (pattern, hue, bright, color)"
             )))
         }
     };
@@ -411,54 +443,97 @@ async fn upload(
     body: Body,
 ) -> Result<(StatusCode, Json<Value>), WebError> {
     let Query(q) = Query::<UploadQuery>::try_from_uri(&uri)
-        .map_err(|e| WebError::BadRequest(format!("upload query: {e}")))?;
-    let limit = s.library().config().max_bytes;
+        .map_err(|e| WebError::BadRequest(format!("upload query: {}", e.body_text())))?;
+    let kind = q.kind.as_deref().unwrap_or("track");
+    let limits = s.limits();
+    let limit = match kind {
+        "track" => s.library().config().max_bytes,
+        "show" => limits.show_max_bytes,
+        other => {
+            return Err(WebError::BadRequest(format!(
+                "upload kind must be track or show, not '{other}'"
+            )))
+        }
+    };
     let announced = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if announced.is_some_and(|n| n > limit) {
         return Err(LibraryError::TooLarge {
-            what: "upload".into(),
+            what: format!("a {kind} upload"),
             limit,
         }
         .into());
     }
-    match q.kind.as_deref().unwrap_or("track") {
-        "track" => {
-            let (hash, path) = s.library().store_track(body.into_data_stream()).await?;
-            let bytes = tokio::fs::metadata(&path)
-                .await
-                .map(|m| m.len())
-                .unwrap_or(0);
-            let format = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-            Ok((
-                StatusCode::CREATED,
-                Json(json!({
-                    "kind": "track", "sha256": hash.to_string(), "format": format, "bytes": bytes,
-                })),
-            ))
-        }
-        "show" => {
-            let name = q.name.ok_or_else(|| {
-                WebError::BadRequest("a show upload needs ?name=<file>.json|.toml".into())
-            })?;
-            let bytes = axum::body::to_bytes(body, usize::try_from(limit).unwrap_or(usize::MAX))
-                .await
-                .map_err(|_| LibraryError::TooLarge {
-                    what: format!("show {name}"),
-                    limit,
-                })?;
-            s.library().store_show(&name, &bytes).await?;
-            Ok((
-                StatusCode::CREATED,
-                Json(json!({ "kind": "show", "name": name, "bytes": bytes.len() })),
-            ))
-        }
-        other => Err(WebError::BadRequest(format!(
-            "upload kind must be track or show, not {other:?}"
-        ))),
+    let _slot = s.upload_slot()?;
+    let quota = Some(limits.library_max_bytes);
+    let chunks = std::pin::pin!(stalling_after(body, limits.header_timeout));
+    if kind == "track" {
+        let (hash, path) = s.library().store_track_within(chunks, quota).await?;
+        let bytes = tokio::fs::metadata(&path)
+            .await
+            .map(|m| m.len())
+            .unwrap_or(0);
+        let format = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+        return Ok((
+            StatusCode::CREATED,
+            Json(json!({
+                "kind": "track", "sha256": hash.to_string(), "format": format, "bytes": bytes,
+            })),
+        ));
     }
+    let name = q
+        .name
+        .ok_or_else(|| WebError::BadRequest("a show upload needs ?name=<file>.toml".into()))?;
+    let (_, bytes) = s
+        .library()
+        .store_show(&name, chunks, limit, quota, check_show)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "kind": "show", "name": name, "bytes": bytes })),
+    ))
+}
+
+/// The show model's own check, as `convoy show --check` runs it, of an uploaded show that
+/// will live at `path`. Its problems, one per line, are the refusal.
+fn check_show(text: &str, path: &std::path::Path) -> Result<(), String> {
+    crate::show::Show::parse(text, path)
+        .map(|_| ())
+        .map_err(|e| match e {
+            crate::show::model::ShowError::Invalid { problems, .. } => problems
+                .iter()
+                .map(|p| format!("line {}: {}", p.line, p.message))
+                .collect::<Vec<_>>()
+                .join("; "),
+            other => other.to_string(),
+        })
+}
+
+/// The request body as a stream of chunks that fails when the client sends nothing for
+/// `stall` (a slow or stalled upload does not hold its slot for ever).
+fn stalling_after(
+    body: Body,
+    stall: Duration,
+) -> impl futures_util::Stream<Item = Result<axum::body::Bytes, String>> {
+    let data = body.into_data_stream();
+    futures_util::stream::unfold(Some(data), move |state| async move {
+        use futures_util::StreamExt;
+        let mut data = state?;
+        match tokio::time::timeout(stall, data.next()).await {
+            Ok(None) => None,
+            Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(data))),
+            Ok(Some(Err(e))) => Some((Err(e.to_string()), None)),
+            Err(_) => Some((
+                Err(format!(
+                    "nothing arrived for {:.0} s (web.header_timeout_s)",
+                    stall.as_secs_f64()
+                )),
+                None,
+            )),
+        }
+    })
 }
 
 async fn tracks(State(s): State<WebState>) -> Result<Json<Value>, WebError> {

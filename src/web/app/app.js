@@ -234,13 +234,15 @@ document.querySelectorAll(".tabs button").forEach((b) =>
 
 // ---- upload ----
 function upload(file) {
-  const show = /\.(json|toml)$/i.test(file.name);
+  const show = /\.toml$/i.test(file.name);
   const url = show ? `/api/upload?kind=show&name=${encodeURIComponent(file.name)}` : "/api/upload?kind=track";
   const bar = $("#up-progress");
   bar.classList.remove("hidden");
   return new Promise((resolve) => {
     const x = new XMLHttpRequest();
     x.open("POST", url);
+    // Never a form type (text/plain…): the server refuses those on uploads (cross-site guard).
+    x.setRequestHeader("content-type", "application/octet-stream");
     x.upload.onprogress = (e) => { if (e.lengthComputable) bar.firstElementChild.style.width = `${(100 * e.loaded) / e.total}%`; };
     x.onload = async () => {
       bar.classList.add("hidden");
