@@ -10,13 +10,15 @@
 //! commands a follower relays to its leader ([`relay`]). The async driver
 //! ([`membership`]) owns the socket and publishes a [`FleetView`] on a `watch` channel;
 //! the node reads it to pick its sync role and leader address, and fills
-//! `control::PeerState` from it. Protocol and rules: `docs/fleet.md`.
+//! `control::PeerState` from it; [`netif`] turns the limited broadcast into each
+//! interface's own. Protocol and rules: `docs/fleet.md`.
 
 pub mod discovery;
 pub mod election;
 pub mod lamport;
 pub mod lights;
 pub mod membership;
+pub mod netif;
 pub mod relay;
 pub mod wire;
 
@@ -260,6 +262,9 @@ pub struct FleetStats {
     pub foreign: u64,
     /// Heartbeat sends that failed.
     pub send_errors: u64,
+    /// Datagrams carrying this node's own id from another address: another bike uses
+    /// the same vehicle id.
+    pub duplicate_id: u64,
     /// Authentic heartbeats of a better-ranked leader taken although they failed the
     /// freshness check, while no fresh one came: how a bike whose clock is far off joins.
     pub stale_leader: u64,
