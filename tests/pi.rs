@@ -207,7 +207,10 @@ fn second_install_into_a_staging_root_changes_nothing() {
         .find_map(|l| l.strip_prefix("pin = \""))
         .and_then(|l| l.strip_suffix('"'))
         .expect("a web PIN in the starter config");
-    assert!(pin.len() == 6 && pin.bytes().all(|c| c.is_ascii_digit()), "{pin}");
+    assert!(
+        pin.len() == 6 && pin.bytes().all(|c| c.is_ascii_digit()),
+        "{pin}"
+    );
     let secret = starter
         .lines()
         .find_map(|l| l.strip_prefix("secret = \""))
@@ -216,10 +219,15 @@ fn second_install_into_a_staging_root_changes_nothing() {
     assert_eq!(secret.len(), 16, "{secret}");
     assert!(first.contains(&format!("web PIN: {pin} ")), "{first}");
     assert!(
-        first.contains(&format!("OSC control secret: {secret} (address /{secret}/convoy/play")),
+        first.contains(&format!(
+            "OSC control secret: {secret} (address /{secret}/convoy/play"
+        )),
         "{first}"
     );
-    assert!(!second.contains(pin) && !second.contains(secret), "printed twice:\n{second}");
+    assert!(
+        !second.contains(pin) && !second.contains(secret),
+        "printed twice:\n{second}"
+    );
 }
 
 #[test]
@@ -228,7 +236,10 @@ fn the_fleet_key_is_generated_once_or_installed_from_key() {
     let first = dir.path().join("first");
     let (ok, out, err) = install(&["--root", first.to_str().expect("utf-8")]);
     assert!(ok, "{err}");
-    assert!(out.contains("every bike of this fleet needs the same one"), "{out}");
+    assert!(
+        out.contains("every bike of this fleet needs the same one"),
+        "{out}"
+    );
     // The second bike gets the first one's key.
     let key = first.join("etc/convoy/fleet.key");
     let second = dir.path().join("second");

@@ -1126,7 +1126,10 @@ mod tests {
     fn default_vehicle_ids_differ_per_machine_and_keep_the_host_name() {
         let a = default_node_id("raspberrypi", Some("0123456789abcdef0123456789abcdef"));
         let b = default_node_id("raspberrypi", Some("fedcba9876543210fedcba9876543210"));
-        assert!(a.starts_with("raspberrypi-") && a.len() == "raspberrypi-".len() + 6, "{a}");
+        assert!(
+            a.starts_with("raspberrypi-") && a.len() == "raspberrypi-".len() + 6,
+            "{a}"
+        );
         assert_ne!(a, b, "two machines flashed from one image share an id");
         assert_eq!(default_node_id("raspberrypi", None), "raspberrypi");
         let c = Config::load(None, &["node.id=left".to_string()]).expect("config");

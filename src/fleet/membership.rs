@@ -160,6 +160,7 @@ impl Membership {
             Rank {
                 forced: me.leader,
                 priority: me.priority,
+                has_tracks: me.has_tracks,
                 id: me.id.clone(),
             },
             now,
@@ -305,6 +306,7 @@ impl Task {
             claims: self.election.is_leader() && !leaving,
             hello,
             leaving,
+            has_tracks: r.has_tracks,
             role: self.me.role,
             term: self.election.term(),
             lamport: self.lamport.tick(),
@@ -543,6 +545,7 @@ impl Task {
             sntp_port: s.hb.sntp_port,
             priority: s.hb.priority,
             forced: s.hb.forced,
+            has_tracks: s.hb.has_tracks,
             claims: e.claims,
             term: s.hb.term,
             role: s.hb.role,
@@ -563,6 +566,7 @@ impl Task {
             sntp_port: self.me.sntp_port,
             priority: r.priority,
             forced: r.forced,
+            has_tracks: r.has_tracks,
             claims: self.election.is_leader(),
             term: self.election.term(),
             role: self.me.role,
@@ -606,6 +610,7 @@ impl Task {
                 .map(|m| Rank {
                     forced: m.forced,
                     priority: m.priority,
+                    has_tracks: m.has_tracks,
                     id: m.id.clone(),
                 })
                 .collect();

@@ -167,6 +167,8 @@ pub struct MemberInfo {
     pub version: String,
     /// Fleet key fingerprint (advertised over mDNS; peers with another one are ignored).
     pub fingerprint: String,
+    /// It has tracks to play (set by the node; ranks it above equal priorities).
+    pub has_tracks: bool,
 }
 
 impl MemberInfo {
@@ -187,6 +189,7 @@ impl MemberInfo {
             sntp_port: c.sync.sntp_port,
             version: env!("CARGO_PKG_VERSION").to_string(),
             fingerprint,
+            has_tracks: false,
         }
     }
 }
@@ -208,6 +211,8 @@ pub struct Member {
     pub priority: u8,
     /// Leadership forced on it.
     pub forced: bool,
+    /// It has tracks to play.
+    pub has_tracks: bool,
     /// It claims to lead.
     pub claims: bool,
     /// Its term.
@@ -350,6 +355,7 @@ mod tests {
             sntp_port: 3,
             priority: 1,
             forced: false,
+            has_tracks: false,
             claims: true,
             term: 4,
             role: AdvertisedRole::Leader,

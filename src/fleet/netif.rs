@@ -168,7 +168,12 @@ mod tests {
 
     #[test]
     fn local_addresses_include_every_loopback_address() {
-        let ifaces = [iface("wlan0", [10, 42, 0, 12], Some([10, 42, 0, 255]), false)];
+        let ifaces = [iface(
+            "wlan0",
+            [10, 42, 0, 12],
+            Some([10, 42, 0, 255]),
+            false,
+        )];
         assert!(is_local("10.42.0.12".parse().expect("ip"), &ifaces));
         assert!(is_local("127.0.0.3".parse().expect("ip"), &ifaces));
         assert!(!is_local("10.42.0.13".parse().expect("ip"), &ifaces));

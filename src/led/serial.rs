@@ -786,16 +786,14 @@ impl SerialTask {
         loop {
             self.status.send_modify(|s| s.link = LinkState::Connecting);
             match self.connect().await {
-                Ok(link) => {
-                    match self.serve(link).await {
-                        Exit::Done => break,
-                        Exit::Lost(e) => {
-                            tracing::warn!(path = %path_label, error = %e, "LED controller disconnected");
-                            self.set_disconnected(&e);
-                            warned = true;
-                        }
+                Ok(link) => match self.serve(link).await {
+                    Exit::Done => break,
+                    Exit::Lost(e) => {
+                        tracing::warn!(path = %path_label, error = %e, "LED controller disconnected");
+                        self.set_disconnected(&e);
+                        warned = true;
                     }
-                }
+                },
                 Err(e) => {
                     if !warned {
                         tracing::warn!("{}", unavailable_hint(&self.config.path, &e));
