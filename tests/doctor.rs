@@ -60,3 +60,39 @@ fn doctor_names_a_missing_key_and_a_missing_led_port_with_their_fixes() {
         "{out}"
     );
 }
+
+/// A free UDP port on 127.0.0.1.
+fn free_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Issue #27: a bike with the wrong key heard the fleet fail authentication and said
+/// nothing. Now each side warns once, naming the source and the fix.
+#[test]
+fn a_bike_with_another_key_warns_once_that_authentication_fails() {
+    let (pa, pb) = (free_port(), free_port());
+    let member = |id: &str, port: u16, peer: u16, key: &str| {
+        std::process::Command::new(crate::util::convoy_bin())
+            .args(["--set", &format!("node.id={id}")])
+            .args(["--set", "sync.bind=127.0.0.1"])
+            .args(["--set", &format!("fleet.port={port}")])
+            .args(["--set", "fleet.mdns=false"])
+            .args(["--set", &format!("fleet.broadcast=[\"127.0.0.1:{peer}\"]")])
+            .args(["tool", "member", "--seconds", "3", "--every", "1"])
+            .env("CONVOY_FLEET_KEY", key)
+            .env("CONVOY_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("convoy tool member")
+    };
+    let a = member("a", pa, pb, &"11".repeat(32));
+    let b = member("b", pb, pa, &"22".repeat(32));
+    let err_a = String::from_utf8_lossy(&a.wait_with_output().expect("a").stderr).into_owned();
+    let _ = b.wait_with_output();
+    let warning = format!("3 fleet datagrams from 127.0.0.1:{pb} failed authentication: does this bike have the fleet key?");
+    assert_eq!(err_a.matches(&warning).count(), 1, "{err_a}");
+}

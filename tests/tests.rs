@@ -6,6 +6,7 @@ mod analyze;
 mod cli;
 mod decode;
 mod doctor;
+mod first_ride;
 mod fleet;
 mod fleet_control;
 mod fleet_hier;

@@ -209,10 +209,15 @@ output = "serial"
 port = "/dev/convoy-led"
 
 [sync]
-# One bike is the leader; every other bike follows it.
-role = "solo"
-# role = "follower"
-# leader = "10.42.0.1:9123"
+# "auto": the bikes elect their leader (highest fleet.priority, then a bike with tracks
+# to play, then the highest id; docs/fleet.md) and follow it, with no address to type.
+# Fixed roles instead: role = "leader" on one bike, role = "follower" and
+# leader = "10.42.0.1:9123" on the others.
+role = "auto"
+
+[osc]
+# The control port for TouchOSC and DAWs; every address starts with the secret below.
+enabled = true
 
 [node]
 # This bike's vehicle id on the fleet network. Empty: the host name and a short hash of
