@@ -44,7 +44,7 @@ pub fn interfaces() -> Vec<Iface> {
             };
             let flags = ifa.ifa_flags;
             let broadcast = if flags & libc::IFF_BROADCAST as u32 != 0 {
-                v4(ifa.ifa_ifu)
+                directed(addr, v4(ifa.ifa_netmask), v4(ifa.ifa_ifu))
             } else {
                 None
             };
@@ -66,6 +66,24 @@ pub fn interfaces() -> Vec<Iface> {
         libc::freeifaddrs(head);
     }
     out
+}
+
+/// The network's directed broadcast: `addr | !netmask` (the kernel always routes it for
+/// prefixes up to /30, also when the address was added without `brd`, which leaves the
+/// interface's own broadcast field 0.0.0.0); else the interface's broadcast field when it
+/// is a real address.
+pub fn directed(
+    addr: Ipv4Addr,
+    netmask: Option<Ipv4Addr>,
+    field: Option<Ipv4Addr>,
+) -> Option<Ipv4Addr> {
+    if let Some(mask) = netmask {
+        let m = u32::from(mask);
+        if m.count_ones() <= 30 && m != 0 {
+            return Some(Ipv4Addr::from(u32::from(addr) | !m));
+        }
+    }
+    field.filter(|b| !b.is_unspecified() && !b.is_broadcast())
 }
 
 /// An IPv4 socket address behind `sa`, if it is one.
@@ -164,6 +182,18 @@ mod tests {
         let lo: IpAddr = "127.0.0.1".parse().expect("ip");
         assert_eq!(expand(&[limited], &ifaces, lo), [limited]);
         assert_eq!(expand(&[limited], &ifaces[..1], any), [limited]);
+    }
+
+    #[test]
+    fn the_directed_broadcast_comes_from_the_netmask_when_the_field_is_empty() {
+        let a = Ipv4Addr::new(10, 77, 0, 1);
+        let m24 = Some(Ipv4Addr::new(255, 255, 255, 0));
+        // `ip addr add 10.77.0.1/24` without `brd`: the field reads 0.0.0.0.
+        let none = Some(Ipv4Addr::UNSPECIFIED);
+        assert_eq!(directed(a, m24, none), Some(Ipv4Addr::new(10, 77, 0, 255)));
+        assert_eq!(directed(a, None, none), None);
+        let field = Some(Ipv4Addr::new(10, 77, 0, 255));
+        assert_eq!(directed(a, None, field), field);
     }
 
     #[test]
