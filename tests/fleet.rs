@@ -194,6 +194,7 @@ fn heartbeat(id: &str) -> Vec<u8> {
         claims: true,
         hello: false,
         leaving: false,
+        has_tracks: false,
         role: AdvertisedRole::Leader,
         term: 1_000,
         lamport: 1,

@@ -1,6 +1,7 @@
 //! The Raspberry Pi installer (`tools/pi/install.sh`, docs/pi.md), run for real into a
 //! staging root: what `--dry-run` announces, that a second install changes nothing, that
-//! bad flags are refused before anything is written, and that the systemd units pass
+//! bad flags are refused before anything is written (a missing root is created after),
+//! the fleet key and the generated secrets, and that the systemd units pass
 //! `systemd-analyze verify` (an ignored test: tools/test.sh installs systemd and runs it
 //! with `--include-ignored`).
 
@@ -74,6 +75,7 @@ fn dry_run_prints_every_action_and_writes_nothing() {
         "would install /usr/local/bin/convoy (mode 755)",
         "would install /etc/convoy/default.toml (mode 644)",
         "would install /etc/convoy/convoy.toml (mode 644)",
+        "would install /etc/convoy/fleet.key (mode 600)",
         "would install /etc/systemd/system/convoy.service (mode 644)",
         "would install /etc/udev/rules.d/99-convoy-led.rules (mode 644)",
         "would install /etc/NetworkManager/system-connections/convoy-adhoc.nmconnection (mode 600)",
@@ -188,6 +190,83 @@ fn second_install_into_a_staging_root_changes_nothing() {
     let (ok, shown, err) = run_convoy(&["--config", config.to_str().expect("utf-8"), "config"]);
     assert!(ok, "the installed convoy.toml is rejected: {err}");
     assert!(shown.contains("resampler = \"fast\""), "{shown}");
+
+    // The fleet key: root only, where the unit's LoadCredential= takes it from; the
+    // starter file points at the credential the service sees.
+    assert_eq!(before["etc/convoy/fleet.key"].0 & 0o777, 0o600);
+    let key = text(root.path(), "etc/convoy/fleet.key");
+    assert_eq!(key.trim().len(), 64, "a 32-byte hex key: {key:?}");
+    assert!(unit
+        .lines()
+        .any(|l| l == "LoadCredential=fleet.key:/etc/convoy/fleet.key"));
+    let starter = text(root.path(), "etc/convoy/convoy.toml");
+    assert!(starter.contains("key_file = \"/run/credentials/convoy.service/fleet.key\""));
+    // The web PIN and the OSC control secret: generated, in the file, printed once.
+    let pin = starter
+        .lines()
+        .find_map(|l| l.strip_prefix("pin = \""))
+        .and_then(|l| l.strip_suffix('"'))
+        .expect("a web PIN in the starter config");
+    assert!(
+        pin.len() == 6 && pin.bytes().all(|c| c.is_ascii_digit()),
+        "{pin}"
+    );
+    let secret = starter
+        .lines()
+        .find_map(|l| l.strip_prefix("secret = \""))
+        .and_then(|l| l.strip_suffix('"'))
+        .expect("an OSC control secret in the starter config");
+    assert_eq!(secret.len(), 16, "{secret}");
+    assert!(first.contains(&format!("web PIN: {pin} ")), "{first}");
+    assert!(
+        first.contains(&format!(
+            "OSC control secret: {secret} (address /{secret}/convoy/play"
+        )),
+        "{first}"
+    );
+    assert!(
+        !second.contains(pin) && !second.contains(secret),
+        "printed twice:\n{second}"
+    );
+}
+
+#[test]
+fn the_fleet_key_is_generated_once_or_installed_from_key() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let first = dir.path().join("first");
+    let (ok, out, err) = install(&["--root", first.to_str().expect("utf-8")]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("every bike of this fleet needs the same one"),
+        "{out}"
+    );
+    // The second bike gets the first one's key.
+    let key = first.join("etc/convoy/fleet.key");
+    let second = dir.path().join("second");
+    let (ok, out, err) = install(&[
+        "--root",
+        second.to_str().expect("utf-8"),
+        "--key",
+        key.to_str().expect("utf-8"),
+    ]);
+    assert!(ok, "{err}");
+    assert!(!out.contains("new key"), "{out}");
+    assert_eq!(
+        text(&first, "etc/convoy/fleet.key"),
+        text(&second, "etc/convoy/fleet.key")
+    );
+    // A file that holds no key is refused before anything is written.
+    let bad = dir.path().join("bad.key");
+    std::fs::write(&bad, "not a key\n").expect("write");
+    let third = dir.path().join("third");
+    let (ok, _, err) = install(&[
+        "--root",
+        third.to_str().expect("utf-8"),
+        "--key",
+        bad.to_str().expect("utf-8"),
+    ]);
+    assert!(!ok && err.contains("--key"), "{err}");
+    assert!(!third.exists(), "a refused install created its root");
 }
 
 #[test]
@@ -261,12 +340,20 @@ fn bad_flags_are_refused_before_anything_is_written() {
             "{args:?}: the error does not name {names}: {err}"
         );
     }
-    let (ok, _, err) = install(&["--root", "/nonexistent/convoy-root"]);
-    assert!(!ok && err.contains("/nonexistent/convoy-root"), "{err}");
     assert!(
         tree(root.path()).is_empty(),
         "a refused install wrote files"
     );
+    // A missing root is created, but only once every flag passed.
+    let missing = root.path().join("new/bike");
+    let m = missing.to_str().expect("utf-8");
+    let (ok, _, err) = install(&["--root", m, "--rt-priority", "99"]);
+    assert!(!ok && err.contains("--rt-priority"), "{err}");
+    assert!(!missing.exists(), "a refused install created its root");
+    let (ok, out, err) = install(&["--root", m]);
+    assert!(ok, "{err}");
+    assert!(out.lines().any(|l| l == format!("create {m}")), "{out}");
+    assert!(missing.join("etc/convoy/convoy.toml").is_file());
 }
 
 #[test]

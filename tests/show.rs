@@ -95,6 +95,31 @@ fn the_demo_show_plays_on_the_simulated_strip() {
     assert!(err.contains("light commands sent"), "{err}");
 }
 
+/// Issue #27: `--led serial` without the Arduino said "16 light commands sent" and only
+/// `--log debug` named the missing port. Now one warning with the fix, and nothing counts
+/// as sent.
+#[test]
+fn a_missing_led_port_warns_once_and_nothing_counts_as_sent() {
+    let path = repo("shows/demo.toml");
+    let port = "/nonexistent/convoy-led";
+    let (ok, _, err) = run_convoy(&[
+        "show",
+        path.to_str().unwrap_or(""),
+        "--sink",
+        "null",
+        "--led",
+        "serial",
+        "--port",
+        port,
+        "--seconds",
+        "3",
+    ]);
+    assert!(ok, "{err}");
+    let warning = format!("LED port {port} missing: is the Arduino plugged in?");
+    assert_eq!(err.matches(&warning).count(), 1, "{err}");
+    assert!(err.contains("0 light commands sent"), "{err}");
+}
+
 struct Socat(Child);
 
 impl Socat {

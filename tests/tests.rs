@@ -5,6 +5,8 @@ mod util;
 mod analyze;
 mod cli;
 mod decode;
+mod doctor;
+mod first_ride;
 mod fleet;
 mod fleet_control;
 mod fleet_hier;

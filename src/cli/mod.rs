@@ -4,6 +4,7 @@
 mod analyze;
 #[cfg(feature = "rig")]
 mod demo;
+mod doctor;
 mod member;
 mod node;
 mod play;
@@ -51,6 +52,10 @@ pub enum Command {
     /// Ask a running node (its OSC control port) what it is doing: track, sync, peers,
     /// rejected input.
     Status(status::StatusArgs),
+    /// Say what is wrong on this bike and how to fix it: fleet key, duplicate vehicle id,
+    /// route for the fleet broadcast, LED port, sound card, the running node's clock.
+    /// Exits non-zero when something is wrong.
+    Doctor(doctor::DoctorArgs),
     /// Analyse tracks offline (tempo, beats, bars, sections, envelopes) into beatmaps.
     Analyze(analyze::AnalyzeArgs),
     /// Print the effective configuration (defaults + file + overrides) as TOML.
@@ -117,6 +122,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         #[cfg(feature = "rig")]
         Command::Demo(args) => demo::run(args),
         Command::Status(args) => status::run(&config()?, args),
+        Command::Doctor(args) => doctor::run(&config()?, args),
         Command::Config => {
             let text = toml::to_string_pretty(&config()?)?;
             print!("{text}");

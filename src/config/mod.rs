@@ -831,16 +831,38 @@ impl Config {
         Ok(())
     }
 
-    /// The vehicle id: the configured one, or the host name.
+    /// The vehicle id: the configured one, or the host name and six hex digits of the
+    /// machine id (`/etc/machine-id`), so bikes flashed from one image (one host name,
+    /// a machine id each, made at first boot) never share an id.
     pub fn node_id(&self) -> String {
         if !self.node.id.is_empty() {
             return self.node.id.clone();
         }
-        std::fs::read_to_string("/etc/hostname")
-            .ok()
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "convoy".to_string())
+        let read = |p: &str| {
+            std::fs::read_to_string(p)
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+        };
+        let host = read("/etc/hostname").unwrap_or_else(|| "convoy".to_string());
+        let machine = read("/etc/machine-id").or_else(|| read("/var/lib/dbus/machine-id"));
+        default_node_id(&host, machine.as_deref())
+    }
+}
+
+/// `host-abcdef`: the host name and the first six hex digits of SHA-256 of the machine id
+/// (the id itself is not published: systemd asks for it to be kept private); the host name
+/// alone without a machine id.
+pub fn default_node_id(host: &str, machine_id: Option<&str>) -> String {
+    use sha2::{Digest, Sha256};
+    match machine_id {
+        Some(m) => {
+            let h = Sha256::digest(m.as_bytes());
+            // 64 bytes is the id limit: keep the host part short enough.
+            let host: String = host.chars().take(48).collect();
+            format!("{host}-{:02x}{:02x}{:02x}", h[0], h[1], h[2])
+        }
+        None => host.to_string(),
     }
 }
 
@@ -1136,6 +1158,20 @@ mod tests {
         let mut f = tempfile::NamedTempFile::new().expect("tempfile");
         f.write_all(text.as_bytes()).expect("write");
         f
+    }
+
+    #[test]
+    fn default_vehicle_ids_differ_per_machine_and_keep_the_host_name() {
+        let a = default_node_id("raspberrypi", Some("0123456789abcdef0123456789abcdef"));
+        let b = default_node_id("raspberrypi", Some("fedcba9876543210fedcba9876543210"));
+        assert!(
+            a.starts_with("raspberrypi-") && a.len() == "raspberrypi-".len() + 6,
+            "{a}"
+        );
+        assert_ne!(a, b, "two machines flashed from one image share an id");
+        assert_eq!(default_node_id("raspberrypi", None), "raspberrypi");
+        let c = Config::load(None, &["node.id=left".to_string()]).expect("config");
+        assert_eq!(c.node_id(), "left", "node.id overrides");
     }
 
     #[test]

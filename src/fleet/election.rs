@@ -16,13 +16,17 @@
 
 use std::collections::BTreeMap;
 
-/// What orders candidates: manual override first, then priority, then id.
+/// What orders candidates: manual override first, then priority, then having something to
+/// play, then id.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 pub struct Rank {
     /// Leadership forced by configuration (`fleet.leader = true`) or a command.
     pub forced: bool,
     /// Configured priority; 0 means "never lead" unless forced.
     pub priority: u8,
+    /// It has tracks to play: among equal priorities it leads before a bike without any,
+    /// so an auto fleet never elects a leader with nothing to play.
+    pub has_tracks: bool,
     /// Vehicle id (unique in a fleet): the deterministic tie-break.
     pub id: String,
 }
@@ -355,8 +359,17 @@ mod tests {
         Rank {
             forced: false,
             priority,
+            has_tracks: false,
             id: id.into(),
         }
+    }
+
+    #[test]
+    fn among_equal_priorities_a_bike_with_tracks_leads() {
+        let mut with = rank("a", 100);
+        with.has_tracks = true;
+        assert!(with > rank("z", 100), "tracks outrank the id tie-break");
+        assert!(rank("z", 101) > with, "priority still comes first");
     }
 
     /// A simulated fleet: every node hears every other one it is connected to, once per

@@ -29,6 +29,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::discovery::{Advert, Discovered, Mdns};
 use super::election::{hierarchy, Action, Election, ElectionConfig, Rank};
 use super::lamport::LamportClock;
+use super::netif::{self, Iface};
 use super::wire::{check_id, AdvertisedRole, Heartbeat};
 use super::{sender_id, FleetConfig, FleetError, FleetStats, FleetView, Member, MemberInfo};
 use crate::clock::{mono_ns, FleetClock};
@@ -159,6 +160,7 @@ impl Membership {
             Rank {
                 forced: me.leader,
                 priority: me.priority,
+                has_tracks: me.has_tracks,
                 id: me.id.clone(),
             },
             now,
@@ -182,6 +184,10 @@ impl Membership {
             playback_error_ms: None,
             stats: FleetStats::default(),
             fresh_at: None,
+            ifaces: (netif::interfaces(), now),
+            warned_sends: Vec::new(),
+            warned_duplicates: Vec::new(),
+            bad_auth: HashMap::new(),
             out: Vec::with_capacity(MAX_DATAGRAM),
             payload: Vec::with_capacity(256),
         };
@@ -190,6 +196,43 @@ impl Membership {
         tokio::spawn(run(task, sock, rx, view_tx, mdns));
         Ok((FleetHandle { tx, lamport }, view_rx))
     }
+}
+
+/// The warning for a heartbeat that could not be sent, with what to do about it.
+pub fn send_failure(addr: SocketAddr, e: &std::io::Error) -> String {
+    if e.raw_os_error() == Some(libc::ENETUNREACH) {
+        format!(
+            "fleet broadcast to {addr} failed: ENETUNREACH — no route: this bike has no \
+             interface or route for that address (a WiFi profile without a gateway has no \
+             route for 255.255.255.255 and no interface broadcast was found); set \
+             fleet.broadcast to the fleet network's broadcast address, e.g. \"10.42.0.255\", \
+             or add a route (`convoy doctor` checks). Peers will not hear this bike."
+        )
+    } else {
+        format!(
+            "fleet broadcast to {addr} failed: {e}; peers will not hear this bike \
+             (`convoy doctor` checks the fleet network)"
+        )
+    }
+}
+
+/// The warning for fleet datagrams that fail authentication.
+pub fn bad_auth_warning(n: u32, from: SocketAddr, fingerprint: &str) -> String {
+    format!(
+        "{n} fleet datagrams from {from} failed authentication: does this bike have the \
+         fleet key? Every bike needs the same key file (/etc/convoy/fleet.key, docs/pi.md); \
+         this bike's key fingerprint is {fingerprint} (`convoy doctor` shows it). Until the \
+         keys match, neither bike hears the other."
+    )
+}
+
+/// The warning for another bike heard using this bike's id.
+pub fn duplicate_warning(id: &str, from: SocketAddr) -> String {
+    format!(
+        "duplicate vehicle id {id} from {from}: set node.id (two bikes with one id \
+         confuse the election and the timeline; the default is the host name and a hash \
+         of /etc/machine-id)"
+    )
 }
 
 /// A UDP socket with `SO_REUSEADDR` (several members may share a host and port, each
@@ -240,6 +283,15 @@ struct Task {
     stats: FleetStats,
     /// Monotonic ns of the last heartbeat accepted fresh (None: none yet).
     fresh_at: Option<u64>,
+    /// This machine's interfaces and when they were read (re-read every few seconds:
+    /// the WiFi may come up after the node).
+    ifaces: (Vec<Iface>, u64),
+    /// Destinations whose failed send was warned about (until one succeeds again).
+    warned_sends: Vec<SocketAddr>,
+    /// Addresses heard using our own id (warned once each).
+    warned_duplicates: Vec<SocketAddr>,
+    /// Datagrams that failed authentication, per source address (bounded).
+    bad_auth: HashMap<IpAddr, u32>,
     out: Vec<u8>,
     payload: Vec<u8>,
 }
@@ -254,6 +306,7 @@ impl Task {
             claims: self.election.is_leader() && !leaving,
             hello,
             leaving,
+            has_tracks: r.has_tracks,
             role: self.me.role,
             term: self.election.term(),
             lamport: self.lamport.tick(),
@@ -271,9 +324,10 @@ impl Task {
 
     /// Where periodic heartbeats go: the destinations, plus mDNS peers not heard lately
     /// (their broadcasts do not reach us, so ours may not reach them either).
-    fn targets(&self, now: u64) -> Vec<SocketAddr> {
+    fn targets(&mut self, now: u64) -> Vec<SocketAddr> {
         let timeout = self.cfg.peer_timeout.as_nanos() as u64;
-        let mut t = self.cfg.destinations.clone();
+        self.refresh_interfaces(now);
+        let mut t = netif::expand(&self.cfg.destinations, &self.ifaces.0, self.cfg.bind);
         for (id, addr) in &self.mdns_peers {
             let heard = self
                 .seen
@@ -284,6 +338,13 @@ impl Task {
             }
         }
         t
+    }
+
+    /// Re-reads the interfaces when the last read is older than 2 s.
+    fn refresh_interfaces(&mut self, now: u64) {
+        if now.saturating_sub(self.ifaces.1) > 2_000_000_000 {
+            self.ifaces = (netif::interfaces(), now);
+        }
     }
 
     async fn send_to(&mut self, sock: &UdpSocket, hb: &Heartbeat, to: &[SocketAddr]) {
@@ -308,10 +369,18 @@ impl Task {
                 return;
             }
             match sock.send_to(&self.out, addr).await {
-                Ok(_) => self.stats.sent += 1,
+                Ok(_) => {
+                    self.stats.sent += 1;
+                    self.warned_sends.retain(|a| a != addr);
+                }
                 Err(e) => {
                     self.stats.send_errors += 1;
-                    tracing::debug!("heartbeat to {addr}: {e}");
+                    if self.warned_sends.contains(addr) {
+                        tracing::debug!("heartbeat to {addr}: {e}");
+                    } else {
+                        self.warned_sends.push(*addr);
+                        tracing::warn!("{}", send_failure(*addr, &e));
+                    }
                 }
             }
         }
@@ -327,7 +396,23 @@ impl Task {
     fn on_datagram(&mut self, bytes: &[u8], from: SocketAddr) -> Vec<Action> {
         let me = self.sealer.sender().to_be_bytes();
         if bytes.get(6..10) == Some(&me[..]) {
-            self.stats.own += 1;
+            // Ours comes back from our own port on one of our addresses; anything else
+            // carrying our id is another bike configured (or flashed) with the same one.
+            let mut own = netif::is_local(from.ip(), &self.ifaces.0);
+            if !own {
+                // Our address may have changed since the interfaces were read.
+                self.ifaces = (netif::interfaces(), mono_ns());
+                own = netif::is_local(from.ip(), &self.ifaces.0);
+            }
+            if own && from.port() == self.port {
+                self.stats.own += 1;
+            } else {
+                self.stats.duplicate_id += 1;
+                if !self.warned_duplicates.contains(&from) {
+                    self.warned_duplicates.push(from);
+                    tracing::warn!("{}", duplicate_warning(&self.me.id, from));
+                }
+            }
             return Vec::new();
         }
         let now_fleet = self.clock.now_or_local().max(0) as u64;
@@ -353,6 +438,12 @@ impl Task {
                 Err(e) => {
                     self.stats.rejected += 1;
                     tracing::debug!("membership datagram rejected: {e}");
+                    let bad_key =
+                        matches!(e.reason(), RejectReason::BadTag | RejectReason::UnknownKey);
+                    drop(guard);
+                    if bad_key {
+                        self.on_bad_auth(from);
+                    }
                     return Vec::new();
                 }
             };
@@ -403,6 +494,22 @@ impl Task {
         actions
     }
 
+    /// A datagram from `from` failed authentication: after a few from one address, warn
+    /// once (a bike with another key hears the fleet and is never heard: it would
+    /// otherwise sit silent with nothing in its log).
+    fn on_bad_auth(&mut self, from: SocketAddr) {
+        const WARN_AFTER: u32 = 3;
+        let ip = from.ip();
+        if !self.bad_auth.contains_key(&ip) && self.bad_auth.len() >= 64 {
+            return; // bounded: a flood of spoofed sources cannot grow it
+        }
+        let n = self.bad_auth.entry(ip).or_insert(0);
+        *n = n.saturating_add(1);
+        if *n == WARN_AFTER {
+            tracing::warn!("{}", bad_auth_warning(*n, from, &self.me.fingerprint));
+        }
+    }
+
     /// No fresh heartbeat for a peer timeout: our clock may be the odd one out.
     fn alone(&self, now: u64) -> bool {
         let timeout = self.cfg.peer_timeout.as_nanos() as u64;
@@ -438,6 +545,7 @@ impl Task {
             sntp_port: s.hb.sntp_port,
             priority: s.hb.priority,
             forced: s.hb.forced,
+            has_tracks: s.hb.has_tracks,
             claims: e.claims,
             term: s.hb.term,
             role: s.hb.role,
@@ -458,6 +566,7 @@ impl Task {
             sntp_port: self.me.sntp_port,
             priority: r.priority,
             forced: r.forced,
+            has_tracks: r.has_tracks,
             claims: self.election.is_leader(),
             term: self.election.term(),
             role: self.me.role,
@@ -501,6 +610,7 @@ impl Task {
                 .map(|m| Rank {
                     forced: m.forced,
                     priority: m.priority,
+                    has_tracks: m.has_tracks,
                     id: m.id.clone(),
                 })
                 .collect();

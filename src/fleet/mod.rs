@@ -10,13 +10,15 @@
 //! commands a follower relays to its leader ([`relay`]). The async driver
 //! ([`membership`]) owns the socket and publishes a [`FleetView`] on a `watch` channel;
 //! the node reads it to pick its sync role and leader address, and fills
-//! `control::PeerState` from it. Protocol and rules: `docs/fleet.md`.
+//! `control::PeerState` from it; [`netif`] turns the limited broadcast into each
+//! interface's own. Protocol and rules: `docs/fleet.md`.
 
 pub mod discovery;
 pub mod election;
 pub mod lamport;
 pub mod lights;
 pub mod membership;
+pub mod netif;
 pub mod relay;
 pub mod wire;
 
@@ -165,6 +167,8 @@ pub struct MemberInfo {
     pub version: String,
     /// Fleet key fingerprint (advertised over mDNS; peers with another one are ignored).
     pub fingerprint: String,
+    /// It has tracks to play (set by the node; ranks it above equal priorities).
+    pub has_tracks: bool,
 }
 
 impl MemberInfo {
@@ -185,6 +189,7 @@ impl MemberInfo {
             sntp_port: c.sync.sntp_port,
             version: env!("CARGO_PKG_VERSION").to_string(),
             fingerprint,
+            has_tracks: false,
         }
     }
 }
@@ -206,6 +211,8 @@ pub struct Member {
     pub priority: u8,
     /// Leadership forced on it.
     pub forced: bool,
+    /// It has tracks to play.
+    pub has_tracks: bool,
     /// It claims to lead.
     pub claims: bool,
     /// Its term.
@@ -260,6 +267,9 @@ pub struct FleetStats {
     pub foreign: u64,
     /// Heartbeat sends that failed.
     pub send_errors: u64,
+    /// Datagrams carrying this node's own id from another address: another bike uses
+    /// the same vehicle id.
+    pub duplicate_id: u64,
     /// Authentic heartbeats of a better-ranked leader taken although they failed the
     /// freshness check, while no fresh one came: how a bike whose clock is far off joins.
     pub stale_leader: u64,
@@ -345,6 +355,7 @@ mod tests {
             sntp_port: 3,
             priority: 1,
             forced: false,
+            has_tracks: false,
             claims: true,
             term: 4,
             role: AdvertisedRole::Leader,

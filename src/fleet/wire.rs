@@ -33,6 +33,8 @@ const CLAIMS: u8 = 1;
 const FORCED: u8 = 2;
 const HELLO: u8 = 4;
 const LEAVING: u8 = 8;
+/// The sender has tracks to play (older nodes ignore the bit).
+const TRACKS: u8 = 16;
 
 /// Why a heartbeat payload was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -137,6 +139,8 @@ pub struct Heartbeat {
     pub hello: bool,
     /// The sender is shutting down.
     pub leaving: bool,
+    /// The sender has tracks to play (it ranks above a bike of equal priority without).
+    pub has_tracks: bool,
     /// Sync role it runs.
     pub role: AdvertisedRole,
     /// Its term.
@@ -164,6 +168,7 @@ impl Heartbeat {
             rank: Rank {
                 forced: self.forced,
                 priority: self.priority,
+                has_tracks: self.has_tracks,
                 id: self.id.clone(),
             },
             claims: self.claims,
@@ -180,6 +185,7 @@ impl Heartbeat {
             (self.forced, FORCED),
             (self.hello, HELLO),
             (self.leaving, LEAVING),
+            (self.has_tracks, TRACKS),
         ]
         .iter()
         .filter(|(on, _)| *on)
@@ -231,6 +237,7 @@ impl Heartbeat {
             claims: flags & CLAIMS != 0,
             hello: flags & HELLO != 0,
             leaving: flags & LEAVING != 0,
+            has_tracks: flags & TRACKS != 0,
             role,
             term,
             lamport,
@@ -328,6 +335,7 @@ mod tests {
             claims: true,
             hello: false,
             leaving: false,
+            has_tracks: false,
             role: AdvertisedRole::Leader,
             term: 0x0102_0304_0506_0708,
             lamport: 99,
@@ -338,6 +346,19 @@ mod tests {
             leader: "bike-7".into(),
             version: "0.1.0".into(),
         }
+    }
+
+    #[test]
+    fn the_has_tracks_flag_round_trips() {
+        let hb = Heartbeat {
+            has_tracks: true,
+            ..sample()
+        };
+        let mut out = Vec::new();
+        hb.encode_into(&mut out).expect("encodes");
+        assert_eq!(out[2], CLAIMS | FORCED | TRACKS);
+        let back = Heartbeat::decode(&out).expect("decodes");
+        assert!(back.has_tracks && back.beat().rank.has_tracks);
     }
 
     #[test]

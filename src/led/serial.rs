@@ -663,6 +663,9 @@ pub enum Delivery {
     Queued,
     /// A stream update dropped because the queue was full.
     DroppedStale,
+    /// The controller is not connected: nothing is written now. A state command is kept
+    /// and sent on the next connect; a stream update is dropped.
+    Held,
 }
 
 /// Cloneable handle to the serial LED task.
@@ -681,6 +684,9 @@ impl LedHandle {
             return self.try_send(cmd);
         }
         self.tx.send(cmd).await.map_err(|_| LedError::TaskGone)?;
+        if self.status.borrow().link != LinkState::Connected {
+            return Ok(Delivery::Held);
+        }
         Ok(Delivery::Queued)
     }
 
@@ -688,6 +694,7 @@ impl LedHandle {
     /// commands return [`LedError::QueueFull`] instead.
     pub fn try_send(&self, cmd: Command) -> Result<Delivery, LedError> {
         match self.tx.try_send(cmd) {
+            Ok(()) if self.status.borrow().link != LinkState::Connected => Ok(Delivery::Held),
             Ok(()) => Ok(Delivery::Queued),
             Err(mpsc::error::TrySendError::Closed(_)) => Err(LedError::TaskGone),
             Err(mpsc::error::TrySendError::Full(c)) if c.is_stream() => {
@@ -708,6 +715,25 @@ impl LedHandle {
     /// The current status.
     pub fn current_status(&self) -> LedStatus {
         self.status.borrow().clone()
+    }
+}
+
+/// The one warning for a controller that cannot be reached, with what to do about it.
+pub fn unavailable_hint(path: &Path, e: &LedError) -> String {
+    if !path.exists() {
+        format!(
+            "LED port {} missing: is the Arduino plugged in? (the udev rule links it as \
+             /dev/convoy-led; `ls -l /dev/serial/by-id/` lists serial devices; set led.port, \
+             or led.output = \"sim\" to draw the strip instead). No light command is \
+             written until it appears; retrying.",
+            path.display()
+        )
+    } else {
+        format!(
+            "LED port {} unusable: {e} (is this user in group dialout? `convoy doctor` \
+             checks); retrying.",
+            path.display()
+        )
     }
 }
 
@@ -755,6 +781,8 @@ enum Exit {
 impl SerialTask {
     async fn run(mut self) {
         let path_label = self.config.path.display().to_string();
+        // Warn once (at start, or when a connection is lost), not on every retry.
+        let mut warned = false;
         loop {
             self.status.send_modify(|s| s.link = LinkState::Connecting);
             match self.connect().await {
@@ -763,10 +791,16 @@ impl SerialTask {
                     Exit::Lost(e) => {
                         tracing::warn!(path = %path_label, error = %e, "LED controller disconnected");
                         self.set_disconnected(&e);
+                        warned = true;
                     }
                 },
                 Err(e) => {
-                    tracing::debug!(path = %path_label, error = %e, "LED controller not available");
+                    if !warned {
+                        tracing::warn!("{}", unavailable_hint(&self.config.path, &e));
+                        warned = true;
+                    } else {
+                        tracing::debug!(path = %path_label, error = %e, "LED controller not available");
+                    }
                     self.set_disconnected(&e);
                 }
             }

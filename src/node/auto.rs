@@ -47,9 +47,12 @@ impl Fleet {
         security: &FleetSecurity,
         stats: &Arc<SecurityStats>,
         clock: &FleetClock,
+        has_tracks: bool,
     ) -> Result<Fleet, NodeError> {
         let cfg = FleetConfig::from_config(config)?;
-        let me = MemberInfo::from_config(config, security.fingerprint().to_string());
+        let mut me = MemberInfo::from_config(config, security.fingerprint().to_string());
+        // A bike with something to play leads before an equal one without (docs/fleet.md).
+        me.has_tracks = has_tracks;
         let guard = Arc::new(Mutex::new(FleetSecurity::guard_from_config(
             &config.security,
             stats.clone(),

@@ -251,7 +251,14 @@ pub async fn run_with(
         }
         (Role::Auto, Some(sec)) => {
             roles.solo().await;
-            fleet = Some(auto::Fleet::start(&config, sec, &stats, &fleet_clock)?);
+            let has_tracks = !opts.playlist.is_empty();
+            fleet = Some(auto::Fleet::start(
+                &config,
+                sec,
+                &stats,
+                &fleet_clock,
+                has_tracks,
+            )?);
         }
         _ => roles.solo().await,
     }

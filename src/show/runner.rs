@@ -706,8 +706,10 @@ impl<P: PlayerClock> Runner<P> {
     }
 
     fn send_traced(&mut self, cmd: Led, cue: Option<String>, d: &Due) {
-        let ok = self.send_tagged(cmd, cue.clone(), Some(d.heard_ns));
-        if ok {
+        // Only what reaches a controller counts as sent: not what a disconnected serial
+        // link holds for its reconnect.
+        let delivered = self.send_tagged(cmd, cue.clone(), Some(d.heard_ns));
+        if delivered == Some(crate::led::serial::Delivery::Queued) {
             self.status.send_modify(|s| {
                 s.sent += 1;
                 s.late += u64::from(d.late);
@@ -726,23 +728,28 @@ impl<P: PlayerClock> Runner<P> {
 
     /// Hand one command to the LED output without waiting.
     fn send(&mut self, cmd: Led) -> bool {
-        self.send_tagged(cmd, None, None)
+        self.send_tagged(cmd, None, None).is_some()
     }
 
     /// [`Self::send`] for a cue or beat (`heard_ns`: when its beat is heard).
-    fn send_tagged(&mut self, cmd: Led, cue: Option<String>, heard_ns: Option<f64>) -> bool {
+    fn send_tagged(
+        &mut self,
+        cmd: Led,
+        cue: Option<String>,
+        heard_ns: Option<f64>,
+    ) -> Option<crate::led::serial::Delivery> {
         match self.hand(cmd, cue, heard_ns) {
-            Ok(_) => true,
+            Ok(d) => Some(d),
             Err(LedError::QueueFull { .. }) => {
                 // A state command found the queue full: forget what was sent so the whole
                 // state goes out with the next update.
                 self.sent = None;
                 self.status.send_modify(|s| s.led_queue_full += 1);
-                false
+                None
             }
             Err(e) => {
                 tracing::debug!(error = %e, "LED output refused a command");
-                false
+                None
             }
         }
     }

@@ -3,7 +3,7 @@
 #
 #   sudo tools/pi/install.sh [--binary FILE] [--wifi ADDRESS/PREFIX | --mesh ADDRESS/PREFIX]
 #                            [--ssid NAME] [--channel N] [--iface IFACE] [--rt-priority N]
-#                            [--prefix DIR] [--root DIR] [--dry-run]
+#                            [--key FILE] [--prefix DIR] [--root DIR] [--dry-run]
 #
 # Installs the binary (PREFIX/bin/convoy), the configuration (/etc/convoy: the documented
 # defaults as default.toml, a starter convoy.toml and convoy.env that are never
@@ -11,6 +11,12 @@
 # hardened), the udev rule for the Arduino (group dialout, /dev/convoy-led) and, on
 # request, the fleet network: --wifi writes a NetworkManager ad-hoc profile, --mesh a
 # batman-adv mesh service for large groups.
+#
+# The fleet key is /etc/convoy/fleet.key (root only, mode 600); the service reads it through
+# systemd's LoadCredential= as /run/credentials/convoy.service/fleet.key. Every bike of a
+# fleet needs the same key: the first install generates one, the others get a copy with
+# --key. The starter convoy.toml gets a fresh web PIN and OSC control secret, printed once
+# at the end.
 #
 #   --binary FILE     the convoy binary (default: target/release/convoy, or the
 #                     aarch64/armv7 build from tools/cross.sh that matches this machine)
@@ -20,9 +26,11 @@
 #   --channel N       2.4 GHz channel (default 6)
 #   --iface IFACE     WiFi interface (default wlan0)
 #   --rt-priority N   SCHED_RR priority of the service, 1-49 (default 20)
+#   --key FILE        the fleet key to install (copy /etc/convoy/fleet.key from the first
+#                     bike); without it an existing key is kept, else a new one is made
 #   --prefix DIR      install prefix (default /usr/local)
-#   --root DIR        install into a staging root: files only, nothing is started, no
-#                     package is installed (what CI tests)
+#   --root DIR        install into a staging root (created if missing): files only,
+#                     nothing is started, no package is installed (what CI tests)
 #   --dry-run         print every action, change nothing
 #
 # Idempotent: a file is written only when its content or mode differs, systemd and udev
@@ -44,6 +52,7 @@ ssid=convoy-mesh
 channel=6
 iface=wlan0
 rt_priority=20
+key=""
 
 die() { echo "install: $*" >&2; exit 2; }
 need_value() { [[ $# -ge 2 && -n $2 ]] || die "$1 needs a value"; }
@@ -52,6 +61,7 @@ while (($#)); do
     --binary) need_value "$@"; binary=$2; shift 2 ;;
     --root) need_value "$@"; root=$2; shift 2 ;;
     --prefix) need_value "$@"; prefix=$2; shift 2 ;;
+    --key) need_value "$@"; key=$2; shift 2 ;;
     --wifi|--mesh)
       need_value "$@"
       [[ -z $net ]] || die "--wifi and --mesh both use the WiFi interface: choose one"
@@ -61,7 +71,7 @@ while (($#)); do
     --iface) need_value "$@"; iface=$2; shift 2 ;;
     --rt-priority) need_value "$@"; rt_priority=$2; shift 2 ;;
     --dry-run) dry=1; shift ;;
-    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
   esac
 done
@@ -69,9 +79,8 @@ done
 # --- validate everything before touching anything --------------------------------------
 [[ $prefix == /* ]] || die "--prefix must be an absolute path, got '$prefix'"
 if [[ -n $root ]]; then
-  [[ -d $root ]] || die "--root $root is not a directory"
-  root=$(cd "$root" && pwd)
-  [[ $root == / ]] && root=""
+  [[ $root == /* ]] || root=$PWD/$root
+  [[ -d $root || ! -e $root ]] || die "--root $root is not a directory"
 fi
 [[ $rt_priority =~ ^[0-9]+$ ]] && ((rt_priority >= 1 && rt_priority <= 49)) ||
   die "--rt-priority must be 1-49 (below the kernel's IRQ threads at 50), got '$rt_priority'"
@@ -96,8 +105,24 @@ if [[ -z $binary ]]; then
   [[ -n $binary ]] || die "no convoy binary found (looked at ${candidates[*]}); build one or pass --binary"
 fi
 [[ -f $binary && -x $binary ]] || die "--binary $binary is not an executable file"
+if [[ -n $key ]]; then
+  [[ -f $key && -r $key ]] || die "--key $key is not a readable file"
+  k=$(tr -d ' \t\r\n' <"$key")
+  [[ $k =~ ^[0-9a-fA-F]{32,128}$ || $k =~ ^[A-Za-z0-9+/]{22,}={0,2}$ ]] ||
+    die "--key $key holds no hex or base64 key (make one with: convoy tool keygen FILE)"
+fi
 if [[ -z $root ]] && ((!dry)) && [[ $(id -u) -ne 0 ]]; then
   die "installing into / needs root: run with sudo, or use --root DIR / --dry-run"
+fi
+
+# Everything is valid: only now may the staging root be created.
+if [[ -n $root ]]; then
+  if [[ ! -d $root ]]; then
+    say_root="create $root"
+    if ((dry)); then echo "would $say_root"; else mkdir -p "$root"; echo "$say_root"; fi
+  fi
+  [[ -d $root ]] && root=$(cd "$root" && pwd)
+  [[ $root == / ]] && root=""
 fi
 
 bindir=$prefix/bin
@@ -163,9 +188,12 @@ udev_changed=0
 put "$binary" "$bindir/convoy" 755 && restart=1
 
 put "$repo/config/default.toml" /etc/convoy/default.toml 644 || true
-cat >"$tmp/convoy.toml" <<'EOF'
+# Fresh secrets for a new starter file (a kept file keeps its own).
+pin=$(printf '%06d' $(($(od -An -tu4 -N4 /dev/urandom | tr -d ' ') % 1000000)))
+secret=$(od -An -tx1 -N8 /dev/urandom | tr -d ' \n')
+cat >"$tmp/convoy.toml" <<EOF
 # This bike's Convoy settings: any key of /etc/convoy/default.toml (which documents them
-# all) can be set here; `convoy --config /etc/convoy/convoy.toml config` shows the result.
+# all) can be set here; \`convoy --config /etc/convoy/convoy.toml config\` shows the result.
 # A reinstall never overwrites this file.
 
 [audio]
@@ -181,12 +209,55 @@ output = "serial"
 port = "/dev/convoy-led"
 
 [sync]
-# One bike is the leader; every other bike follows it.
-role = "solo"
-# role = "follower"
-# leader = "10.42.0.1:9123"
+# "auto": the bikes elect their leader (highest fleet.priority, then a bike with tracks
+# to play, then the highest id; docs/fleet.md) and follow it, with no address to type.
+# Fixed roles instead: role = "leader" on one bike, role = "follower" and
+# leader = "10.42.0.1:9123" on the others.
+role = "auto"
+
+[osc]
+# The control port for TouchOSC and DAWs; every address starts with the secret below.
+enabled = true
+
+[node]
+# This bike's vehicle id on the fleet network. Empty: the host name and a short hash of
+# /etc/machine-id, so bikes flashed from one image still differ. Set a name you like.
+id = ""
+
+[security]
+# The fleet key: /etc/convoy/fleet.key (root only), handed to the service by systemd's
+# LoadCredential= (convoy.service). Every bike of a fleet needs the same key file.
+key_file = "/run/credentials/convoy.service/fleet.key"
+
+[security.control]
+# OSC control (TouchOSC, DAWs) must start every address with this secret:
+# /$secret/convoy/play. Generated by the installer.
+secret = "$secret"
+
+[web]
+# The phone web app's PIN (the app is off until enabled = true). Generated by the installer.
+pin = "$pin"
 EOF
-keep "$tmp/convoy.toml" /etc/convoy/convoy.toml 644 && restart=1
+fresh_config=0
+if keep "$tmp/convoy.toml" /etc/convoy/convoy.toml 644; then
+  restart=1
+  fresh_config=1
+fi
+
+# The fleet key: --key, else the one already installed, else a new one.
+fresh_key=0
+if [[ -n $key ]]; then
+  tr -d ' \t\r\n' <"$key" >"$tmp/fleet.key"
+  echo >>"$tmp/fleet.key"
+  put "$tmp/fleet.key" /etc/convoy/fleet.key 600 && restart=1
+else
+  od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$tmp/fleet.key"
+  echo >>"$tmp/fleet.key"
+  if keep "$tmp/fleet.key" /etc/convoy/fleet.key 600; then
+    restart=1
+    fresh_key=1
+  fi
+fi
 cat >"$tmp/convoy.env" <<'EOF'
 # Arguments of `convoy node` for the service (see `convoy node --help`), e.g. the track a
 # leader plays. A reinstall never overwrites this file.
@@ -278,5 +349,17 @@ if ((!staging)); then
     else echo "unchanged convoy.service running"; fi
   else
     system systemctl start convoy.service
+  fi
+fi
+
+# --- what the rider needs to know, once ---------------------------------------------------
+if ((!dry)); then
+  if ((fresh_key)); then
+    echo "fleet key: new key in /etc/convoy/fleet.key; every bike of this fleet needs the same one:"
+    echo "  copy it to the others and install them with --key fleet.key"
+  fi
+  if ((fresh_config)); then
+    echo "web PIN: $pin (web.pin in /etc/convoy/convoy.toml)"
+    echo "OSC control secret: $secret (address /$secret/convoy/play; security.control.secret)"
   fi
 fi
