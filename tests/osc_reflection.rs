@@ -75,7 +75,8 @@ async fn issue21_an_unverified_address_gets_no_more_than_it_sent() {
     let redirected = attacker.send_to(&redirect, to).await.expect("send");
     // The state changes while they listen: a subscriber would be told.
     for i in 0..10 {
-        node.state.send_modify(|s| s.track = Some(format!("track {i}")));
+        node.state
+            .send_modify(|s| s.track = Some(format!("track {i}")));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let ((got, msgs), (got_victim, victim_msgs)) =

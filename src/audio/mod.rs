@@ -36,8 +36,5 @@ pub fn open_track(spec: &str) -> Result<Box<dyn Source>, AudioError> {
 
 /// Is `spec` one of the generated tracks [`open_track`] knows (no file behind it)?
 pub fn is_builtin(spec: &str) -> bool {
-    matches!(
-        spec,
-        "demo" | "builtin:demo" | "pilot" | "builtin:pilot"
-    )
+    matches!(spec, "demo" | "builtin:demo" | "pilot" | "builtin:pilot")
 }

@@ -151,7 +151,10 @@ mod tests {
         assert!(m.open("sub/a.wav").is_ok());
         let abs = music.join("sub/a.wav");
         assert!(m.open(&abs.to_string_lossy()).is_ok());
-        assert!(m.open("inside.wav").is_ok(), "a symlink staying inside is fine");
+        assert!(
+            m.open("inside.wav").is_ok(),
+            "a symlink staying inside is fine"
+        );
         refused(&m, "/etc/passwd");
         refused(&m, "../outside/secret.wav");
         refused(&m, &format!("{}/../outside/secret.wav", music.display()));

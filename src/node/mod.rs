@@ -297,7 +297,11 @@ pub async fn run_with(
     let mut ticker = tokio::time::interval(opts.status_every);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     // `/convoy/play track` being opened on the blocking pool, with its request.
-    type Opening = (Request, String, Result<Box<dyn crate::audio::Source>, Refusal>);
+    type Opening = (
+        Request,
+        String,
+        Result<Box<dyn crate::audio::Source>, Refusal>,
+    );
     let mut opening: tokio::task::JoinSet<Opening> = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
@@ -354,11 +358,13 @@ pub async fn run_with(
             }
             Some(done) = opening.join_next(), if !opening.is_empty() => {
                 let Ok((req, track, opened)) = done else { continue };
-                let verdict = match (opened, roles.transport.as_mut()) {
-                    (Ok(source), Some(t)) => t.play_opened(&track, source),
-                    (Err(e), _) => Err(e),
-                    // The role changed while it opened: relay it as any command.
-                    (Ok(_), None) => execute(&req, &mut roles, &counters),
+                let verdict = match opened {
+                    Err(e) => Err(e),
+                    Ok(source) => match roles.transport.as_mut() {
+                        Some(t) => t.play_opened(&track, source),
+                        // The role changed while it opened: relay it as any command.
+                        None => execute(&req, &mut roles, &counters),
+                    },
                 };
                 if let Err(e) = &verdict {
                     tracing::warn!("{:?} from {:?} refused: {e}", req.command, req.origin);

@@ -142,9 +142,8 @@ impl Executor {
     /// The largest reply `peer` may be sent: unlimited once its address is verified (a
     /// TCP connection, a trusted sender, a feedback client), else its request's size.
     fn reply_limit(&self, peer: &Peer, trust: Trust) -> Option<usize> {
-        let verified = matches!(peer, Peer::Tcp { .. })
-            || trust.trusted
-            || self.clients.listed(&peer.key());
+        let verified =
+            matches!(peer, Peer::Tcp { .. }) || trust.trusted || self.clients.listed(&peer.key());
         (!verified).then_some(trust.request_len)
     }
 
@@ -462,9 +461,7 @@ impl<C: TimeNow + Clone + Send + 'static> Dispatcher<C> {
 fn whole(v: &OscType) -> Option<u32> {
     match *v {
         OscType::Int(i) => u32::try_from(i).ok().filter(|&i| i < 1 << 24),
-        OscType::Float(f) if f.fract() == 0.0 && (0.0..16_777_216.0).contains(&f) => {
-            Some(f as u32)
-        }
+        OscType::Float(f) if f.fract() == 0.0 && (0.0..16_777_216.0).contains(&f) => Some(f as u32),
         _ => None,
     }
 }

@@ -253,7 +253,13 @@ impl ControlPortPolicy {
 
     /// Every accepted message carries the secret.
     pub fn requires_secret(&self) -> bool {
-        matches!(self, Self::Allow { secret: Some(_), .. })
+        matches!(
+            self,
+            Self::Allow {
+                secret: Some(_),
+                ..
+            }
+        )
     }
 
     /// Checks a control message from `src` with OSC address `address`; on
@@ -372,9 +378,18 @@ mod tests {
             Err(PolicyError::SecretRequired(lan))
         );
         assert_eq!(open.check(lan, "/convoy/status"), Ok("/convoy/status"));
-        assert_eq!(open.check(lan, "/convoy/subscribe"), Ok("/convoy/subscribe"));
-        assert_eq!(open.check(lan, "/convoy/*"), Err(PolicyError::SecretRequired(lan)));
-        assert_eq!(open.check(ip("127.0.0.1"), "/convoy/play"), Ok("/convoy/play"));
+        assert_eq!(
+            open.check(lan, "/convoy/subscribe"),
+            Ok("/convoy/subscribe")
+        );
+        assert_eq!(
+            open.check(lan, "/convoy/*"),
+            Err(PolicyError::SecretRequired(lan))
+        );
+        assert_eq!(
+            open.check(ip("127.0.0.1"), "/convoy/play"),
+            Ok("/convoy/play")
+        );
         assert_eq!(open.check(ip("::1"), "/convoy/play"), Ok("/convoy/play"));
         assert_eq!(
             open.check(ip("::ffff:127.0.0.1"), "/convoy/play"),
