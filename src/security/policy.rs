@@ -368,7 +368,7 @@ mod tests {
         assert!(!format!("{p:?}").contains("s3cret"));
         let open = ControlPortPolicy::from_config(&ControlPolicyConfig {
             enabled: true,
-            allow: vec!["0.0.0.0/0".into()],
+            allow: vec!["0.0.0.0/0".into(), "::/0".into()],
             secret: None,
         })
         .unwrap();
