@@ -54,6 +54,11 @@ impl FileSource {
             path: path.to_path_buf(),
             source,
         })?;
+        Self::from_file(file, path)
+    }
+
+    /// Probe an already opened `file` (named `path` in errors; its extension is a hint).
+    pub fn from_file(file: File, path: &Path) -> Result<FileSource, AudioError> {
         let not_audio = |reason: String| AudioError::NotAudio {
             path: path.to_path_buf(),
             reason,

@@ -33,3 +33,8 @@ pub fn open_track(spec: &str) -> Result<Box<dyn Source>, AudioError> {
         path => Ok(Box::new(decode::FileSource::open(Path::new(path))?)),
     }
 }
+
+/// Is `spec` one of the generated tracks [`open_track`] knows (no file behind it)?
+pub fn is_builtin(spec: &str) -> bool {
+    matches!(spec, "demo" | "builtin:demo" | "pilot" | "builtin:pilot")
+}

@@ -131,7 +131,8 @@ pub fn query(
     bail!(
         "no node answered /convoy/status on {addr} within {} ms ({why}); is `convoy node` \
          running there with osc.enabled = true, and does security.control allow this \
-         address? (--addr HOST:PORT asks another port)",
+         address? From another host the node answers only with security.control.secret \
+         set on both sides (docs/osc.md, Security). (--addr HOST:PORT asks another port)",
         timeout.as_millis()
     )
 }

@@ -279,6 +279,9 @@ pub struct WebConfig {
     pub login_per_minute: f64,
     /// Track library directory.
     pub library: String,
+    /// More directories a remote command (OSC, web, fleet) may play files from, besides
+    /// the library and the directories of the node's own `--track`s.
+    pub music_dirs: Vec<String>,
     /// Largest upload or download, MiB.
     pub upload_max_mib: u64,
     /// Largest show upload, KiB.

@@ -10,14 +10,16 @@
 //! the small HTTP [`client`]). Serving reads through the library too, paced by one bucket
 //! shared by every connection, so a leader feeding several followers stays within the rate;
 //! the HTTP side of serving (routes, `Range`, headers) lives in `crate::web`. [`Tracks`]
-//! turns the track names on the timeline (files, built-ins, content hashes) into audio
-//! sources, starting a background download for a shared track this bike lacks. The
+//! turns the track names on the timeline (built-ins, content hashes, files in an allowed
+//! music directory: `music`) into audio sources, starting a background download for a
+//! shared track this bike lacks. The
 //! library's settings live in `[web]` ([`LibraryConfig::from_config`]).
 
 pub mod client;
 
 mod fetch;
 mod hash;
+mod music;
 mod store;
 mod throttle;
 mod tracks;
@@ -28,6 +30,7 @@ use std::time::Duration;
 pub use client::ClientError;
 pub use fetch::Progress;
 pub use hash::{content_name, sniff_format, TrackHash};
+pub use music::{open_regular, MusicDirs, NotInLibrary};
 pub use store::{Library, TrackInfo};
 pub use tracks::{TrackError, Tracks};
 

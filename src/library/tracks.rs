@@ -1,7 +1,7 @@
 //! Turning the track names on the timeline into audio sources, fetching shared tracks.
 //!
-//! A timeline names its track either as the player understands it (`demo`, a file path
-//! every bike has) or by content: the 64-hex SHA-256 of a track in the library (what the
+//! A timeline names its track either as the player understands it (`demo`, a file in an
+//! allowed music directory every bike has: [`MusicDirs`]) or by content: the 64-hex SHA-256 of a track in the library (what the
 //! phone app's library plays). A node asked to open a content name it does not have starts
 //! one background download from its peers' web servers ([`Library::ensure`]: resumable,
 //! SHA-256-checked, bandwidth-capped) and answers [`TrackError::Fetching`] until the file is
@@ -12,6 +12,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::hash::content_name;
+use super::music::{MusicDirs, NotInLibrary};
 use super::{Library, LibraryConfig, LibraryError, TrackHash};
 use crate::audio::{self, AudioError, Source};
 
@@ -30,6 +31,10 @@ pub enum TrackError {
     /// The library directory is unusable.
     #[error("track library: {0}")]
     Library(String),
+    /// Not a built-in, a library track or a regular file in an allowed music directory;
+    /// the one answer for missing, outside and not-a-file alike.
+    #[error(transparent)]
+    NotInLibrary(#[from] NotInLibrary),
 }
 
 /// The node's track resolver. Cheap to clone; clones share downloads and peers.
@@ -47,17 +52,21 @@ struct Inner {
     peers: Mutex<Vec<String>>,
     /// Downloads in flight.
     fetching: Mutex<HashSet<TrackHash>>,
+    /// Where file tracks may come from besides the library directory.
+    music: Mutex<MusicDirs>,
 }
 
 impl Tracks {
     /// A resolver whose library is opened from `cfg` when first needed.
     pub fn new(cfg: LibraryConfig) -> Self {
+        let cfg_dir = cfg.dir.clone();
         Self {
             inner: Arc::new(Inner {
                 cfg,
                 library: OnceLock::new(),
                 peers: Mutex::new(Vec::new()),
                 fetching: Mutex::new(HashSet::new()),
+                music: Mutex::new(MusicDirs::new([cfg_dir])),
             }),
         }
     }
@@ -69,16 +78,44 @@ impl Tracks {
         }
     }
 
-    /// Open `name`: a content hash from the library (fetching it when missing), else
-    /// whatever [`audio::open_track`] understands.
+    /// Also read file tracks from `dirs` (the library directory is always allowed).
+    pub fn allow_dirs(&self, dirs: impl IntoIterator<Item = std::path::PathBuf>) {
+        if let Ok(mut m) = self.inner.music.lock() {
+            m.extend(dirs);
+        }
+    }
+
+    /// The directories file tracks may come from.
+    pub fn music_dirs(&self) -> Vec<std::path::PathBuf> {
+        self.inner
+            .music
+            .lock()
+            .map(|m| m.dirs().to_vec())
+            .unwrap_or_default()
+    }
+
+    /// Open `name`: a built-in, a content hash from the library (fetching it when
+    /// missing), or a regular file inside the library or an allowed music directory.
+    /// Never an arbitrary path: every name may come from the network.
     pub fn open(&self, name: &str) -> Result<Box<dyn Source>, TrackError> {
-        let Some(hash) = content_name(name) else {
+        if audio::is_builtin(name) {
             return Ok(audio::open_track(name)?);
+        }
+        let Some(hash) = content_name(name) else {
+            let music = self
+                .inner
+                .music
+                .lock()
+                .map(|m| m.clone())
+                .unwrap_or_default();
+            let (file, path) = music.open(name)?;
+            return Ok(Box::new(audio::decode::FileSource::from_file(file, &path)?));
         };
         let library = self.library()?;
         if let Some(path) = library.path(&hash) {
-            let path = path.to_string_lossy().into_owned();
-            return Ok(audio::open_track(&path)?);
+            let file = super::open_regular(&path)
+                .map_err(|_| TrackError::NotInLibrary(NotInLibrary(name.to_string())))?;
+            return Ok(Box::new(audio::decode::FileSource::from_file(file, &path)?));
         }
         self.fetch(library, hash)
     }
@@ -169,7 +206,7 @@ mod tests {
         assert!(tracks.open("demo").is_ok());
         assert!(matches!(
             tracks.open("/nonexistent/song.flac"),
-            Err(TrackError::Audio(_))
+            Err(TrackError::NotInLibrary(_))
         ));
         assert!(!dir.exists(), "the library was created for a plain name");
     }

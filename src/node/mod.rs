@@ -206,6 +206,8 @@ pub async fn run_with(
     let player = Arc::new(Player::start(sink, engine, controller)?);
     // The web app and the track library come first: the first track may be a shared one.
     let tracks = Tracks::new(LibraryConfig::from_config(&config.web));
+    tracks.allow_dirs(config.web.music_dirs.iter().map(std::path::PathBuf::from));
+    tracks.allow_dirs(crate::library::MusicDirs::dirs_of(&opts.playlist));
     let web = web::WebService::start(&config.web, handle.clone(), &tracks).await?;
     let wake = Arc::new(Notify::new());
     let bind_ip: std::net::IpAddr = y
@@ -301,6 +303,13 @@ pub async fn run_with(
     let deadline = opts.duration.map(|d| tokio::time::Instant::now() + d);
     let mut ticker = tokio::time::interval(opts.status_every);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    // `/convoy/play track` being opened on the blocking pool, with its request.
+    type Opening = (
+        Request,
+        String,
+        Result<Box<dyn crate::audio::Source>, Refusal>,
+    );
+    let mut opening: tokio::task::JoinSet<Opening> = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             _ = ticker.tick() => {
@@ -324,14 +333,45 @@ pub async fn run_with(
                 }
             }
             Some(req) = inbox.requests.recv() => {
-                let verdict = match &req.command {
-                    NodeCommand::Lead { on } => auto::force_leader(fleet.as_ref(), *on),
-                    cmd if lights::is_shared(cmd) => {
+                // A named track is opened (probed) on the blocking pool, never here.
+                let mut shown = None;
+                if let (NodeCommand::Play { track: Some(track) }, Some(t)) = (&req.command, roles.transport.as_ref()) {
+                    shown = show::control(lights.as_ref(), &req.command);
+                    if shown.is_none() {
+                        let (deck, track) = (t.deck(), track.clone());
+                        opening.spawn_blocking(move || {
+                            let opened = deck.open(&track);
+                            (req, track, opened)
+                        });
+                        continue;
+                    }
+                }
+                let verdict = match (shown, &req.command) {
+                    (Some(verdict), _) => verdict,
+                    (None, NodeCommand::Lead { on }) => auto::force_leader(fleet.as_ref(), *on),
+                    (None, cmd) if lights::is_shared(cmd) => {
                         let now = fleet_clock.now_or_local();
                         share_light(cmd, now, &shared_lights, &roles, lights.as_ref(), &mut cues)
                     }
-                    cmd => show::control(lights.as_ref(), cmd)
+                    (None, cmd) => show::control(lights.as_ref(), cmd)
                         .unwrap_or_else(|| execute(&req, &mut roles, &counters)),
+                };
+                if let Err(e) = &verdict {
+                    tracing::warn!("{:?} from {:?} refused: {e}", req.command, req.origin);
+                }
+                req.answer(verdict);
+                let fv = fleet.as_ref().map(auto::Fleet::view);
+                inbox.state.send_replace(show::snapshot(lights.as_ref(), view.snapshot(roles.current.role(), fv.as_ref())));
+            }
+            Some(done) = opening.join_next(), if !opening.is_empty() => {
+                let Ok((req, track, opened)) = done else { continue };
+                let verdict = match opened {
+                    Err(e) => Err(e),
+                    Ok(source) => match roles.transport.as_mut() {
+                        Some(t) => t.play_opened(&track, source),
+                        // The role changed while it opened: relay it as any command.
+                        None => execute(&req, &mut roles, &counters),
+                    },
                 };
                 if let Err(e) = &verdict {
                     tracing::warn!("{:?} from {:?} refused: {e}", req.command, req.origin);

@@ -14,8 +14,15 @@
 //! [`Origin::Osc`], in order, without blocking (the scheduler thread calls it too); the
 //! verdict is awaited on the runtime (up to `reply_timeout`) and answered as
 //! `/reply/<address> {"address":…,"status":"ok"|"error",…}`. The server's own methods —
-//! `/convoy/status` (the node's snapshot as `data`), `/convoy/subscribe [port:i]`,
+//! `/convoy/status` (the node's snapshot as `data`), `/convoy/subscribe [port:i [cookie:i]]`,
 //! `/convoy/unsubscribe [port:i]` — are handled here without the node.
+//!
+//! No amplification to an address that has not proved it asked: a UDP sender is verified
+//! when it cannot be spoofed from off-host (loopback), used the control secret, or is a
+//! feedback client already; anything else gets no reply larger than its request. A
+//! subscription starts only for a verified target: otherwise the node sends
+//! `/convoy/cookie i` (24 bytes, never more than the request) to the target, and the
+//! subscriber proves it receives there by echoing it, `/convoy/subscribe port cookie`.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -39,6 +46,8 @@ pub const LOCAL_METHODS: &[&str] = &[STATUS, SUBSCRIBE, UNSUBSCRIBE];
 const STATUS: &str = "/convoy/status";
 const SUBSCRIBE: &str = "/convoy/subscribe";
 const UNSUBSCRIBE: &str = "/convoy/unsubscribe";
+/// Sent to a subscription target that has not proved it receives there.
+pub const COOKIE: &str = "/convoy/cookie";
 
 /// What one resolved message asks for.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,8 +56,14 @@ pub enum Action {
     Node(Command),
     /// Reply with the node's snapshot.
     Status,
-    /// Feedback to the sender, or to its host at this UDP port.
-    Subscribe(Option<u16>),
+    /// Feedback to the sender, or to its host at this UDP port, with the cookie that
+    /// target was sent (if echoed).
+    Subscribe {
+        /// The target's UDP port (`None`: the sender itself).
+        port: Option<u16>,
+        /// The echoed `/convoy/cookie`.
+        cookie: Option<i32>,
+    },
     /// Stop feedback to the sender, or to its host at this UDP port.
     Unsubscribe(Option<u16>),
     /// Answer this error.
@@ -71,6 +86,19 @@ pub struct Job {
     pub peer: Peer,
     /// In order.
     pub calls: Vec<Call>,
+    /// How far the sender's address is to be believed.
+    pub trust: Trust,
+}
+
+/// What the sender of a job proved about its address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trust {
+    /// Bytes of the datagram (or frame) that carried the job: the most an unverified UDP
+    /// sender is sent back per reply.
+    pub request_len: usize,
+    /// Its source address cannot be forged from off-host (loopback) or it used the control
+    /// secret: its own address is verified.
+    pub trusted: bool,
 }
 
 /// Performs calls; shared by the transports and the timetag scheduler.
@@ -105,37 +133,73 @@ fn error_body(address: &str, message: &str) -> serde_json::Value {
 impl Executor {
     /// Runs a job's calls in order.
     pub fn run(&self, job: Job) {
+        let limit = self.reply_limit(&job.peer, job.trust);
         for call in job.calls {
-            self.call(&job.peer, call);
+            self.call(&job.peer, call, job.trust, limit);
         }
     }
 
-    fn answer(&self, peer: &Peer, address: &str, body: serde_json::Value) {
-        if !peer.send(reply_msg(address, body)) {
-            tracing::debug!(peer = %peer.addr(), address, "reply dropped (queue full)");
+    /// The largest reply `peer` may be sent: unlimited once its address is verified (a
+    /// TCP connection, a trusted sender, a feedback client), else its request's size.
+    fn reply_limit(&self, peer: &Peer, trust: Trust) -> Option<usize> {
+        let verified =
+            matches!(peer, Peer::Tcp { .. }) || trust.trusted || self.clients.listed(&peer.key());
+        (!verified).then_some(trust.request_len)
+    }
+
+    fn answer(&self, peer: &Peer, address: &str, body: serde_json::Value, limit: Option<usize>) {
+        if !peer.send_within(reply_msg(address, body), limit) {
+            tracing::debug!(peer = %peer.addr(), address, "reply dropped (queue full, or larger than the request of an unverified sender)");
         }
     }
 
-    fn call(&self, peer: &Peer, call: Call) {
+    fn call(&self, peer: &Peer, call: Call, trust: Trust, limit: Option<usize>) {
         let Call { address, action } = call;
         match action {
-            Action::Node(cmd) => self.node(peer, address, cmd),
+            Action::Node(cmd) => self.node(peer, address, cmd, limit),
             Action::Status => {
                 let data =
                     serde_json::to_value(self.handle.snapshot()).unwrap_or(serde_json::Value::Null);
                 let body = json!({"address": address, "status": "ok", "data": data});
-                self.answer(peer, &address, body);
+                self.answer(peer, &address, body, limit);
             }
-            Action::Subscribe(port) => {
-                self.clients
-                    .subscribe(self.target(peer, port), Instant::now());
-                self.answer(peer, &address, ok_body(&address));
+            Action::Subscribe { port, cookie } => {
+                let target = self.target(peer, port);
+                // Verified: a TCP connection, the trusted sender's own host, or the
+                // target's cookie echoed.
+                let verified = match &target {
+                    Peer::Tcp { .. } => true,
+                    Peer::Udp { addr, .. } => {
+                        let own_host = addr.ip() == peer.addr().ip()
+                            && (trust.trusted || matches!(peer, Peer::Tcp { .. }));
+                        own_host || cookie == Some(self.clients.cookie(*addr))
+                    }
+                };
+                if verified {
+                    self.clients.subscribe(target, Instant::now());
+                    let limit = self.reply_limit(peer, trust);
+                    self.answer(peer, &address, ok_body(&address), limit);
+                    return;
+                }
+                let to = target.addr();
+                let proof = OscMessage {
+                    addr: COOKIE.to_string(),
+                    args: vec![OscType::Int(self.clients.cookie(to))],
+                };
+                target.send_within(proof, Some(trust.request_len));
+                let why = format!(
+                    "verify first: echo the {COOKIE} sent to {to} as {SUBSCRIBE} {} cookie",
+                    port.unwrap_or(0)
+                );
+                self.answer(peer, &address, error_body(&address, &why), limit);
             }
             Action::Unsubscribe(port) => {
                 self.clients.remove(&self.target(peer, port).key());
-                self.answer(peer, &address, ok_body(&address));
+                self.answer(peer, &address, ok_body(&address), limit);
             }
-            Action::Fail(message) => self.answer(peer, &address, error_body(&address, &message)),
+            Action::Fail(message) => {
+                self.answer(peer, &address, error_body(&address, &message), limit)
+            }
         }
     }
 
@@ -150,7 +214,7 @@ impl Executor {
         }
     }
 
-    fn node(&self, peer: &Peer, address: String, cmd: Command) {
+    fn node(&self, peer: &Peer, address: String, cmd: Command, limit: Option<usize>) {
         let origin = Origin::Osc(peer.addr().to_string());
         if !self.reply {
             if let Err(e) = self.handle.submit(cmd, origin) {
@@ -159,7 +223,7 @@ impl Executor {
             return;
         }
         match self.handle.send(cmd, origin) {
-            Err(e) => self.answer(peer, &address, error_body(&address, &e.to_string())),
+            Err(e) => self.answer(peer, &address, error_body(&address, &e.to_string()), limit),
             Ok(verdict) => {
                 let peer = peer.clone();
                 let wait = self.reply_timeout;
@@ -173,7 +237,7 @@ impl Executor {
                             &format!("no verdict from the node within {} ms", wait.as_millis()),
                         ),
                     };
-                    peer.send(reply_msg(&address, body));
+                    peer.send_within(reply_msg(&address, body), limit);
                 });
             }
         }
@@ -230,9 +294,15 @@ impl<C: TimeNow + Clone + Send + 'static> Dispatcher<C> {
         self.scheduler.stop()
     }
 
-    /// Handles one decoded packet from `peer`.
-    pub fn packet(&self, packet: OscPacket, peer: &Peer) {
+    /// Handles one decoded packet from `peer`, `len` bytes on the wire.
+    pub fn packet(&self, packet: OscPacket, peer: &Peer, len: usize) {
         let now = self.clock.now_ns();
+        let trust = Trust {
+            request_len: len,
+            trusted: lock(&self.guard).control_trusted(peer.addr().ip()),
+        };
+        // Implicit feedback only for an address that proved itself.
+        let heard = self.exec.reply_limit(peer, trust).is_none();
         let mut timed = Vec::new();
         flatten(packet, None, &mut timed);
         let mut immediate = Vec::new();
@@ -248,7 +318,9 @@ impl<C: TimeNow + Clone + Send + 'static> Dispatcher<C> {
                     continue;
                 }
             };
-            self.exec.clients.touch(peer, Instant::now());
+            if heard {
+                self.exec.clients.touch(peer, Instant::now());
+            }
             let calls = self.resolve(&address, msg.args);
             match due.filter(|&d| d > now) {
                 None => immediate.extend(calls),
@@ -279,12 +351,14 @@ impl<C: TimeNow + Clone + Send + 'static> Dispatcher<C> {
             self.exec.run(Job {
                 peer: peer.clone(),
                 calls: immediate,
+                trust,
             });
         }
         for (due, calls) in later.into_iter().filter(|(_, c)| !c.is_empty()) {
             let job = Job {
                 peer: peer.clone(),
                 calls,
+                trust,
             };
             if let Err(job) = self.scheduler.schedule(due, job) {
                 let why = "too many timed bundles pending (osc.max_pending)";
@@ -299,6 +373,7 @@ impl<C: TimeNow + Clone + Send + 'static> Dispatcher<C> {
                 self.exec.run(Job {
                     peer: peer.clone(),
                     calls,
+                    trust,
                 });
             }
         }
@@ -336,11 +411,22 @@ impl<C: TimeNow + Clone + Send + 'static> Dispatcher<C> {
         let action = match address {
             STATUS => Action::Status,
             SUBSCRIBE | UNSUBSCRIBE => {
-                let port = match args.as_slice() {
-                    [] => None,
-                    [OscType::Int(p)] if (1..=65_535).contains(p) => Some(*p as u16),
+                let (port, cookie) = match args.as_slice() {
+                    [] => (None, None),
+                    [OscType::Int(p)] if (1..=65_535).contains(p) => (Some(*p as u16), None),
                     [OscType::Float(v)] if *v == 0.0 => return None,
-                    [OscType::Float(_)] => None,
+                    [OscType::Float(_)] => (None, None),
+                    [p, c] if address == SUBSCRIBE => match (whole(p), whole(c)) {
+                        // Port 0: the sender's own address.
+                        (Some(0), Some(c)) => (None, Some(c as i32)),
+                        (Some(p), Some(c)) if p <= 65_535 => (Some(p as u16), Some(c as i32)),
+                        _ => {
+                            return Some(fail(
+                                address,
+                                format!("{address}: expected port:i (0..=65535) cookie:i"),
+                            ))
+                        }
+                    },
                     _ => {
                         return Some(fail(
                             address,
@@ -349,7 +435,7 @@ impl<C: TimeNow + Clone + Send + 'static> Dispatcher<C> {
                     }
                 };
                 if address == SUBSCRIBE {
-                    Action::Subscribe(port)
+                    Action::Subscribe { port, cookie }
                 } else {
                     Action::Unsubscribe(port)
                 }
@@ -367,6 +453,16 @@ impl<C: TimeNow + Clone + Send + 'static> Dispatcher<C> {
             address: address.to_string(),
             action,
         })
+    }
+}
+
+/// A non-negative whole number below 2^24 sent as an int or a float (TouchOSC sends
+/// floats; 2^24 is where floats stop being exact).
+fn whole(v: &OscType) -> Option<u32> {
+    match *v {
+        OscType::Int(i) => u32::try_from(i).ok().filter(|&i| i < 1 << 24),
+        OscType::Float(f) if f.fract() == 0.0 && (0.0..16_777_216.0).contains(&f) => Some(f as u32),
+        _ => None,
     }
 }
 

@@ -6,13 +6,16 @@
 //! `feedback_idle` (implicit), and clients that sent `/convoy/subscribe` in the last
 //! `subscribe_ttl` (explicit, optionally to another UDP port of the same host). When the
 //! table is full the least recently heard client is dropped; a closed TCP connection leaves
-//! at once. [`run_feedback`] wakes on every snapshot change, every new client, at
+//! at once. Only verified addresses enter the table (`dispatch` decides: a TCP connection,
+//! a sender that cannot be spoofed from off-host or used the control secret, or a UDP
+//! address that echoed its [`Clients::cookie`]), so a spoofed datagram starts no stream. [`run_feedback`] wakes on every snapshot change, every new client, at
 //! `feedback_hz` and at the instant each beat is heard, reads position, beat and levels
 //! from the live plane at that instant, and sends only what changed to settled clients and
 //! the whole state to new ones: a phone gets the position at `feedback_hz` and the beat on
 //! the beat.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -74,11 +77,18 @@ impl Peer {
 
     /// Sends one message without blocking; false if it was dropped.
     pub fn send(&self, msg: OscMessage) -> bool {
+        self.send_within(msg, None)
+    }
+
+    /// Sends one message without blocking unless, over UDP, it is larger than `limit`
+    /// bytes (an address not yet verified gets nothing larger than what it sent); false
+    /// if it was dropped.
+    pub fn send_within(&self, msg: OscMessage, limit: Option<usize>) -> bool {
         let packet = OscPacket::Message(msg);
         match self {
-            Peer::Udp { socket, addr } => codec::encode(&packet)
-                .ok()
-                .is_some_and(|bytes| socket.try_send_to(&bytes, *addr).is_ok()),
+            Peer::Udp { socket, addr } => codec::encode(&packet).ok().is_some_and(|bytes| {
+                limit.is_none_or(|l| bytes.len() <= l) && socket.try_send_to(&bytes, *addr).is_ok()
+            }),
             Peer::Tcp { tx, .. } => tx.try_send(packet).is_ok(),
         }
     }
@@ -112,6 +122,8 @@ pub struct Clients {
     table: Mutex<HashMap<ClientKey, Entry>>,
     wake: Notify,
     limits: ClientLimits,
+    /// Keyed with this process's random SipHash keys: the subscribe cookie of an address.
+    cookies: std::collections::hash_map::RandomState,
 }
 
 impl Clients {
@@ -121,7 +133,19 @@ impl Clients {
             table: Mutex::new(HashMap::new()),
             wake: Notify::new(),
             limits,
+            cookies: std::collections::hash_map::RandomState::new(),
         }
+    }
+
+    /// The cookie a subscriber must echo to prove it receives at `addr`: 24 bits, so a
+    /// float argument (TouchOSC) carries it exactly; stable for this process's lifetime.
+    pub fn cookie(&self, addr: SocketAddr) -> i32 {
+        (self.cookies.hash_one(addr) & 0x00FF_FFFF) as i32
+    }
+
+    /// Is `key` in the table (it proved its address, or could not have spoofed it)?
+    pub fn listed(&self, key: &ClientKey) -> bool {
+        self.lock().contains_key(key)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ClientKey, Entry>> {

@@ -309,7 +309,7 @@ async fn udp_loop<C: TimeNow + Clone + Send + 'static>(
                     socket: socket.clone(),
                     addr: src,
                 };
-                dispatcher.packet(packet, &peer);
+                dispatcher.packet(packet, &peer, len);
             }
             Err(e) => {
                 count_malformed(&guard);
@@ -427,7 +427,7 @@ async fn connection<C: TimeNow + Clone + Send + 'static>(
         dec.feed(&buf[..n], &mut frames);
         for f in frames.drain(..) {
             match f {
-                Ok(packet) => dispatcher.packet(packet, &peer),
+                Ok(packet) => dispatcher.packet(packet, &peer, usize::MAX),
                 Err(FrameError::NegativeLength(len)) => {
                     count_malformed(guard);
                     tracing::debug!(%addr, len, "desynchronised OSC stream closed");

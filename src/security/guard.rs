@@ -120,6 +120,8 @@ pub struct Guard {
     control: ControlPortPolicy,
     stats: Arc<SecurityStats>,
     classifier: Classifier,
+    /// The "set a control secret" warning was logged (once per guard).
+    warned_no_secret: bool,
 }
 
 impl std::fmt::Debug for Guard {
@@ -146,6 +148,7 @@ impl Guard {
             control: ControlPortPolicy::Disabled,
             stats: Arc::new(SecurityStats::new()),
             classifier: Box::new(|_| TrafficClass::Control),
+            warned_no_secret: false,
         }
     }
 
@@ -265,7 +268,23 @@ impl Guard {
             });
         if let Err(e) = &r {
             self.stats.record(e.reason());
+            if let Rejection::Policy {
+                source: PolicyError::SecretRequired(_),
+                ..
+            } = e
+            {
+                if !std::mem::replace(&mut self.warned_no_secret, true) {
+                    tracing::warn!("{e}");
+                }
+            }
         }
         r
+    }
+
+    /// Is a control sender at `ip` to be believed about its address: loopback (the kernel
+    /// drops loopback sources arriving from off-host), or every accepted message carries
+    /// the control secret?
+    pub fn control_trusted(&self, ip: IpAddr) -> bool {
+        super::policy::is_loopback(ip) || self.control.requires_secret()
     }
 }

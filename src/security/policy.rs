@@ -8,8 +8,10 @@
 //! all), optionally also requiring a shared secret as the first address
 //! segment (`/<secret>/convoy/play`), which is compared in constant time (via
 //! SHA-256 digests, so not even its length leaks) and stripped before
-//! dispatch. The secret travels in clear text: it stops casual strangers, not
-//! an eavesdropper on the same WiFi.
+//! dispatch. Without a secret only loopback may send commands: another host
+//! gets the read methods ([`OPEN_READS`]) and nothing else. The secret travels
+//! in clear text: it stops casual strangers, not an eavesdropper on the same
+//! WiFi.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -36,6 +38,13 @@ pub enum PolicyError {
     /// The secret address prefix is missing or wrong.
     #[error("control message lacks the shared-secret address prefix")]
     BadSecret,
+    /// A command from another host while no secret is configured.
+    #[error(
+        "control command from {0} refused: with no security.control.secret set only this \
+         machine may send commands; set security.control.secret and prefix addresses with \
+         it (`/SECRET/convoy/play`) to control from other hosts"
+    )]
+    SecretRequired(IpAddr),
     /// A CIDR string did not parse.
     #[error("invalid CIDR {input:?}: {reason}")]
     BadCidr {
@@ -185,6 +194,20 @@ impl fmt::Debug for SecretPrefix {
     }
 }
 
+/// Methods another host may call without the secret: reads, answered no larger than
+/// the request until the sender proves its address (`osc::dispatch`).
+pub const OPEN_READS: &[&str] = &["/convoy/status", "/convoy/subscribe", "/convoy/unsubscribe"];
+
+/// Loopback, IPv4-mapped loopback included.
+pub fn is_loopback(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or(v6.is_loopback(), |v4| v4.is_loopback()),
+        IpAddr::V4(v4) => v4.is_loopback(),
+    }
+}
+
 /// Serde-friendly form of [`ControlPortPolicy`] for the config file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ControlPolicyConfig {
@@ -228,6 +251,17 @@ impl ControlPortPolicy {
         Ok(Self::Allow { subnets, secret })
     }
 
+    /// Every accepted message carries the secret.
+    pub fn requires_secret(&self) -> bool {
+        matches!(
+            self,
+            Self::Allow {
+                secret: Some(_),
+                ..
+            }
+        )
+    }
+
     /// Checks a control message from `src` with OSC address `address`; on
     /// success returns the address to dispatch (secret segment stripped).
     pub fn check<'a>(&self, src: IpAddr, address: &'a str) -> Result<&'a str, PolicyError> {
@@ -238,7 +272,10 @@ impl ControlPortPolicy {
             return Err(PolicyError::SourceNotAllowed(src));
         }
         let Some(secret) = secret else {
-            return Ok(address);
+            if is_loopback(src) || OPEN_READS.contains(&address) {
+                return Ok(address);
+            }
+            return Err(PolicyError::SecretRequired(src));
         };
         let rest = address.strip_prefix('/').ok_or(PolicyError::BadSecret)?;
         let (segment, tail) = match rest.find('/') {
@@ -331,11 +368,37 @@ mod tests {
         assert!(!format!("{p:?}").contains("s3cret"));
         let open = ControlPortPolicy::from_config(&ControlPolicyConfig {
             enabled: true,
-            allow: vec!["0.0.0.0/0".into()],
+            allow: vec!["0.0.0.0/0".into(), "::/0".into()],
             secret: None,
         })
         .unwrap();
-        assert_eq!(open.check(lan, "/convoy/play"), Ok("/convoy/play"));
+        // Issue 21 item 8: without a secret another host reads but does not command.
+        assert_eq!(
+            open.check(lan, "/convoy/play"),
+            Err(PolicyError::SecretRequired(lan))
+        );
+        assert_eq!(open.check(lan, "/convoy/status"), Ok("/convoy/status"));
+        assert_eq!(
+            open.check(lan, "/convoy/subscribe"),
+            Ok("/convoy/subscribe")
+        );
+        assert_eq!(
+            open.check(lan, "/convoy/*"),
+            Err(PolicyError::SecretRequired(lan))
+        );
+        assert_eq!(
+            open.check(ip("127.0.0.1"), "/convoy/play"),
+            Ok("/convoy/play")
+        );
+        assert_eq!(open.check(ip("::1"), "/convoy/play"), Ok("/convoy/play"));
+        assert_eq!(
+            open.check(ip("::ffff:127.0.0.1"), "/convoy/play"),
+            Ok("/convoy/play")
+        );
+        assert!(PolicyError::SecretRequired(lan)
+            .to_string()
+            .contains("set security.control.secret"));
+        assert!(!open.requires_secret() && p.requires_secret());
         let nobody = ControlPortPolicy::from_config(&ControlPolicyConfig {
             enabled: true,
             ..Default::default()

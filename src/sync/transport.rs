@@ -66,6 +66,31 @@ impl Transport {
     /// Start `track` at `frame`, heard `lead_ns` from now, on every bike.
     pub fn schedule(&mut self, track: &str, frame: u64, lead_ns: u64) -> Result<(), Refusal> {
         let source = self.deck.open(track)?;
+        self.schedule_source(track, source, frame, lead_ns)
+    }
+
+    /// `/convoy/play track` with the track already opened (off the command loop, on the
+    /// blocking pool: see `node`).
+    pub fn play_opened(
+        &mut self,
+        track: &str,
+        source: Box<dyn crate::audio::Source>,
+    ) -> Result<(), Refusal> {
+        self.schedule_source(track, source, 0, self.lead_ns)
+    }
+
+    /// The deck tracks are opened from.
+    pub fn deck(&self) -> Arc<dyn Deck> {
+        self.deck.clone()
+    }
+
+    fn schedule_source(
+        &mut self,
+        track: &str,
+        source: Box<dyn crate::audio::Source>,
+        frame: u64,
+        lead_ns: u64,
+    ) -> Result<(), Refusal> {
         let spec = source.spec();
         let rate = spec.sample_rate;
         if let Some(len) = spec.frames.filter(|&len| frame >= len) {

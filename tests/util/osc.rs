@@ -88,10 +88,15 @@ pub fn test_node(initial: Snapshot) -> (NodeHandle, TestNode) {
 
 /// A guard allowing 127.0.0.0/8 (optionally behind a secret), with room for test bursts.
 pub fn guard(secret: Option<&str>) -> Arc<Mutex<Guard>> {
+    guard_allowing(&["127.0.0.0/8"], secret)
+}
+
+/// A guard allowing the networks `allow` (optionally behind a secret).
+pub fn guard_allowing(allow: &[&str], secret: Option<&str>) -> Arc<Mutex<Guard>> {
     let ring = Keyring::new(FleetKey::from_bytes(1, &[7; 32]).expect("key"));
     let policy = ControlPortPolicy::from_config(&ControlPolicyConfig {
         enabled: true,
-        allow: vec!["127.0.0.0/8".into()],
+        allow: allow.iter().map(|a| a.to_string()).collect(),
         secret: secret.map(str::to_string),
     })
     .expect("policy");
