@@ -242,9 +242,7 @@ fn spoofed_junk_with_the_leaders_address_does_not_split_the_fleet() {
     let follower = bike("bike-a", 0, 100);
     let leader = bike("bike-b", 1, 200);
     let settled = follower.wait("bike-a to lock to bike-b", 20.0, |v| {
-        v["role"] == "follower"
-            && v["fleet"]["leader"] == "bike-b"
-            && v["lock"]["locked"] == true
+        v["role"] == "follower" && v["fleet"]["leader"] == "bike-b" && v["lock"]["locked"] == true
     });
     let term = settled["fleet"]["term"].as_u64().expect("term");
     // bike-a is 127.0.0.1 with its membership port at base + 2; bike-b is 127.0.0.2
@@ -262,7 +260,12 @@ fn spoofed_junk_with_the_leaders_address_does_not_split_the_fleet() {
         seed,
     };
     let at_follower = spoof([127, 0, 0, 2], vec![base + 2], [127, 0, 0, 1], 21);
-    let at_leader = spoof([127, 0, 0, 1], vec![base + 10, base + 11], [127, 0, 0, 2], 22);
+    let at_leader = spoof(
+        [127, 0, 0, 1],
+        vec![base + 10, base + 11],
+        [127, 0, 0, 2],
+        22,
+    );
     let from = mono();
     let other = std::thread::spawn(move || at_leader.run(&AtomicBool::new(false)));
     let report = at_follower

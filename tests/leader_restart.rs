@@ -145,12 +145,10 @@ fn a_restarted_or_stalled_leader_is_rejoined_and_never_reported_locked_while_far
     let tf = Trace::load(&frec, RATE).expect("follower's recording");
     let series = offsets(&tn, &tf, 20_000_000);
     assert!(series.len() > 200, "too few samples: {}", series.len());
-    let rejoin_at = series
+    let rejoin_s = series
         .iter()
         .find(|(t, o)| *t > restarted_at && o.abs() < 0.05)
-        .map(|(t, _)| *t)
-        .expect("the follower never came within 50 ms of the restarted leader");
-    let rejoin_s = (rejoin_at - restarted_at) as f64 / 1e9;
+        .map_or(f64::INFINITY, |(t, _)| (t - restarted_at) as f64 / 1e9);
     let relock_s = (relocked_at - restarted_at) as f64 / 1e9;
     let worst = |from: u64, to: u64| {
         locked_offsets(&lines, &series, from, to)
@@ -188,7 +186,10 @@ fn a_restarted_or_stalled_leader_is_rejoined_and_never_reported_locked_while_far
         stall_worst * 1e3,
         max_after_cont * 1e3,
     );
-    assert!(rejoin_s < 4.0, "re-joined {rejoin_s:.2} s after the restart");
+    assert!(
+        rejoin_s < 4.0,
+        "re-joined {rejoin_s:.2} s after the restart"
+    );
     assert!(
         restart_worst < 0.05,
         "reported locked {:.3} ms away from the restarted leader",

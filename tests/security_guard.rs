@@ -237,7 +237,9 @@ fn spoofed_junk_from_the_leaders_address_does_not_spend_its_budget() {
         if i % 50 == 0 {
             // The genuine heartbeat, 4 a second.
             let d = seal(&r, LEADER, i + 1, t);
-            if g.check_class(leader, &d, TrafficClass::Membership, t).is_ok() {
+            if g.check_class(leader, &d, TrafficClass::Membership, t)
+                .is_ok()
+            {
                 heartbeats += 1;
             }
         }

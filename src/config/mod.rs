@@ -594,7 +594,12 @@ impl Config {
                 0.5,
                 600.0,
             ),
-            ("sync.timeline_fresh_ms", y.timeline_fresh_ms, 50.0, 60_000.0),
+            (
+                "sync.timeline_fresh_ms",
+                y.timeline_fresh_ms,
+                50.0,
+                60_000.0,
+            ),
             ("clock.ppm", self.clock.ppm, -10_000.0, 10_000.0),
             ("led.latency_ms", self.led.latency_ms, 0.0, 2_000.0),
             ("led.fps", self.led.fps, 1.0, 120.0),

@@ -527,7 +527,13 @@ impl View<'_> {
         let (tl, catch_ups, lock) = self
             .net
             .lock()
-            .map(|n| (n.timeline.clone(), n.catch_ups, verified(lock.clone(), &n, role, mono)))
+            .map(|n| {
+                (
+                    n.timeline.clone(),
+                    n.catch_ups,
+                    verified(lock.clone(), &n, role, mono),
+                )
+            })
             .unwrap_or((None, 0, lock));
         let est = self.fleet.estimate();
         let st = self.player.status();
@@ -579,7 +585,12 @@ impl View<'_> {
         let (tl, lock) = self
             .net
             .lock()
-            .map(|n| (n.timeline.clone(), verified(lock.clone(), &n, role, mono_ns())))
+            .map(|n| {
+                (
+                    n.timeline.clone(),
+                    verified(lock.clone(), &n, role, mono_ns()),
+                )
+            })
             .unwrap_or((None, lock));
         let est = self.fleet.estimate();
         let st = self.player.status();

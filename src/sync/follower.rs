@@ -297,6 +297,6 @@ mod tests {
             }
         );
         assert!(take(&mut state, &tl(4_000, 3), 2 * S + S / 5).newer);
-        assert!(!take(&mut state, &tl(9_000, 301), 2 * S + S / 4).newer);
+        assert!(!take(&mut state, &tl(4_000, 2), 2 * S + S / 4).newer);
     }
 }

@@ -299,8 +299,7 @@ impl Controller for FollowerController {
             return Control::Keep; // no clock estimate yet
         };
         let Some(frame) = r.track_frame else {
-            self.unverified(None, !fresh);
-            return Control::Keep;
+            return Control::Keep; // paused or loading: nothing to measure
         };
         let restarted = self
             .source
