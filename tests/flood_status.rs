@@ -210,3 +210,98 @@ fn status_without_a_node_names_the_address_and_the_setting() {
         "{err}"
     );
 }
+
+/// Issue #21 (item 3): a stranger spoofs the leader's source address and sends junk and
+/// forgeries (the flood tool's mix) at 300 datagrams/s to a follower's membership port,
+/// and with the follower's address to the leader's SNTP and timeline ports, for 5 s. Two
+/// `sync.role=auto` bikes on their own loopback addresses. The per-address budget used to
+/// be spent before the HMAC, on datagrams that never authenticated: the follower dropped
+/// the leader after 1.5 s and led itself (terms 3 → 10 in a second run). Now addresses
+/// are charged only for authentic datagrams: the follower keeps its leader, the term does
+/// not move, and it stays locked.
+#[test]
+fn spoofed_junk_with_the_leaders_address_does_not_split_the_fleet() {
+    use crate::util::node::{auto_fleet, auto_sets};
+    // Apart from the other tests' ports and below the ephemeral range.
+    let base = 18_000 + (std::process::id() % 100) as u16 * 20;
+    let fleet = auto_fleet(0..2, base);
+    let bike = |name: &str, k: u16, priority: u8| {
+        let mut sets = auto_sets(name, k, base, &fleet);
+        sets.extend([
+            "audio.sink=null".to_string(),
+            format!("fleet.priority={priority}"),
+        ]);
+        let mut cmd = Command::new(convoy_bin());
+        for s in &sets {
+            cmd.arg("--set").arg(s);
+        }
+        cmd.args(["--log", "warn", "node", "--track", "demo"])
+            .args(["--status-every", "0.1", "--start-in", "0.5"]);
+        Node::launch(cmd, 0)
+    };
+    let follower = bike("bike-a", 0, 100);
+    let leader = bike("bike-b", 1, 200);
+    let settled = follower.wait("bike-a to lock to bike-b", 20.0, |v| {
+        v["role"] == "follower" && v["fleet"]["leader"] == "bike-b" && v["lock"]["locked"] == true
+    });
+    let term = settled["fleet"]["term"].as_u64().expect("term");
+    // bike-a is 127.0.0.1 with its membership port at base + 2; bike-b is 127.0.0.2
+    // with its timeline and SNTP at base + 10, base + 11.
+    let spoof = |from: [u8; 4], to: Vec<u16>, dest: [u8; 4], seed: u64| Flood {
+        targets: to
+            .into_iter()
+            .map(|p| ((dest, p).into(), Target::Fleet))
+            .collect(),
+        rate_pps: 300.0,
+        duration: Duration::from_secs(5),
+        sources: vec![from.into()],
+        captured: Vec::new(),
+        impersonate: "bike-b".into(),
+        seed,
+    };
+    let at_follower = spoof([127, 0, 0, 2], vec![base + 2], [127, 0, 0, 1], 21);
+    let at_leader = spoof(
+        [127, 0, 0, 1],
+        vec![base + 10, base + 11],
+        [127, 0, 0, 2],
+        22,
+    );
+    let from = mono();
+    let other = std::thread::spawn(move || at_leader.run(&AtomicBool::new(false)));
+    let report = at_follower
+        .run(&AtomicBool::new(false))
+        .expect("flood runs");
+    let report2 = other.join().expect("flood thread").expect("flood runs");
+    let to = mono();
+    std::thread::sleep(Duration::from_millis(300));
+    let during = follower.between(from, to + 300_000_000);
+    assert!(during.len() >= 30, "status lines missing");
+    let terms: std::collections::BTreeSet<u64> = during
+        .iter()
+        .filter_map(|v| v["fleet"]["term"].as_u64())
+        .collect();
+    let lost = during
+        .iter()
+        .filter(|v| v["role"] != "follower" || v["fleet"]["leader"] != "bike-b")
+        .count();
+    let unlocked = during
+        .iter()
+        .filter(|v| v["lock"]["locked"] != true)
+        .count();
+    let led = leader.between(from, to);
+    eprintln!(
+        "spoofed flood: {} + {} datagrams in {:.1} s ({:?}); follower lines {}: without \
+         bike-b as leader {lost}, not locked {unlocked}, terms {terms:?} (before {term}); \
+         leader lines not leading {}",
+        report.sent,
+        report2.sent,
+        report.seconds,
+        report.by_kind,
+        during.len(),
+        led.iter().filter(|v| v["role"] != "leader").count(),
+    );
+    assert_eq!(lost, 0, "the follower dropped its leader");
+    assert_eq!(terms.into_iter().collect::<Vec<_>>(), vec![term]);
+    assert_eq!(unlocked, 0, "the follower lost its lock");
+    assert!(led.iter().all(|v| v["role"] == "leader"));
+}

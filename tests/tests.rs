@@ -14,6 +14,7 @@ mod fleet_lights;
 mod fleet_netns_node;
 mod fleet_node;
 mod flood_status;
+mod leader_restart;
 mod led_firmware;
 mod led_link;
 mod led_reconnect;

@@ -39,6 +39,17 @@ pub fn sleep_until_mono(deadline_ns: u64) {
     }
 }
 
+/// This process's incarnation: the Unix time in ns at which it first asked (the node asks
+/// at start), fixed for its life. A leader's timeline carries it, so a leader restarted under
+/// the same id is a new timeline to its followers, not an old one whose sequence went
+/// back (`sync::timeline`). Later restarts have larger incarnations while the wall clock
+/// moves forward; a follower copes with one that went back (a Pi without an RTC) by taking
+/// any timeline once the one it holds is stale.
+pub fn incarnation() -> u64 {
+    static INCARNATION: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *INCARNATION.get_or_init(|| realtime_ns().max(1) as u64)
+}
+
 /// Nanoseconds of `CLOCK_REALTIME` (Unix time).
 pub fn realtime_ns() -> i64 {
     let mut ts = libc::timespec {

@@ -407,6 +407,9 @@ pub struct SyncConfig {
     pub resubscribe_s: f64,
     /// Leader: a subscriber silent this long is dropped, s.
     pub subscriber_expiry_s: f64,
+    /// Follower: a timeline not heard again for this long is stale: playback holds over
+    /// on it and is not reported locked, ms.
+    pub timeline_fresh_ms: f64,
 }
 
 /// `[node]`.
@@ -608,6 +611,12 @@ impl Config {
                 y.subscriber_expiry_s,
                 0.5,
                 600.0,
+            ),
+            (
+                "sync.timeline_fresh_ms",
+                y.timeline_fresh_ms,
+                50.0,
+                60_000.0,
             ),
             ("clock.ppm", self.clock.ppm, -10_000.0, 10_000.0),
             ("led.latency_ms", self.led.latency_ms, 0.0, 2_000.0),

@@ -108,6 +108,8 @@ pub struct Election {
     /// Whom we follow (or ourselves).
     leader: Option<String>,
     peers: BTreeMap<String, PeerEntry>,
+    /// When the last tick ran (a late one means this node itself was not running).
+    last_tick_ns: Option<u64>,
 }
 
 impl Election {
@@ -122,6 +124,7 @@ impl Election {
             max_term_seen: 0,
             leader: None,
             peers: BTreeMap::new(),
+            last_tick_ns: None,
         }
     }
 
@@ -180,10 +183,24 @@ impl Election {
         actions
     }
 
-    /// Expires silent peers and re-runs the election.
+    /// Expires silent peers and re-runs the election. Ticks come every 10–50 ms; one that
+    /// comes half a peer timeout late means this node itself was not running (stopped,
+    /// starved, suspended), not that its peers fell silent: their heartbeats of that time
+    /// wait in its socket. That gap does not count as their silence, so a node resuming
+    /// from its own stall reads them before it could expire its leader and claim (which
+    /// would only bump the fleet's term and hand the lead back a moment later). A peer
+    /// that really died is expired one timeout after the node resumed.
     pub fn on_tick(&mut self, now_ns: u64) -> Vec<Action> {
         let mut actions = Vec::new();
         let timeout = self.cfg.peer_timeout_ns;
+        if let Some(last) = self.last_tick_ns.replace(now_ns) {
+            let gap = now_ns.saturating_sub(last);
+            if gap > timeout / 2 {
+                for p in self.peers.values_mut() {
+                    p.last_heard_ns = p.last_heard_ns.saturating_add(gap).min(now_ns);
+                }
+            }
+        }
         let gone: Vec<String> = self
             .peers
             .iter()
@@ -467,6 +484,38 @@ mod tests {
                 .filter(|&i| self.alive[i])
                 .all(|i| self.nodes[i].leader() == Some(id))
         }
+    }
+
+    /// A follower whose own process stalls for 3 s (SIGSTOP, a starved Pi): when it runs
+    /// again it must not take its peers' silence for theirs, expire the leader and claim
+    /// (it used to: a term bump and a leader flap). The fleet meanwhile forgot it, and
+    /// takes it back without any change of leader or term.
+    #[test]
+    fn a_nodes_own_stall_does_not_make_it_claim() {
+        let mut sim = Sim::new(&[rank("a", 10), rank("b", 20), rank("c", 30)]);
+        sim.run(2_000);
+        assert!(sim.all_follow("c"));
+        let term = sim.nodes[2].term();
+        sim.alive[0] = false;
+        sim.run(3_000);
+        sim.alive[0] = true;
+        for _ in 0..200 {
+            sim.run(10);
+            assert!(!sim.nodes[0].is_leader(), "a claimed after its stall");
+        }
+        assert!(sim.all_follow("c"));
+        assert_eq!(sim.nodes.iter().map(|n| n.term()).max(), Some(term));
+        // A leader that really died while a node was stalled is still expired, one
+        // timeout after the node resumed.
+        sim.alive[0] = false;
+        sim.run(500);
+        sim.alive[2] = false;
+        sim.run(2_500);
+        sim.alive[0] = true;
+        sim.run(1_500);
+        assert_eq!(sim.leaders(), ["b"]);
+        assert_eq!(sim.nodes[0].leader(), Some("b"));
+        assert!(!sim.nodes[0].peers().contains_key("c"), "c expired");
     }
 
     #[test]

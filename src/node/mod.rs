@@ -193,7 +193,12 @@ pub async fn run_with(
             _ => Basis::Own(clock),
         },
     );
-    let net = Arc::new(Mutex::new(NetState::default()));
+    // This process's incarnation, fixed from its start: the timelines it publishes as a
+    // leader carry it, so followers know a restart from an old timeline.
+    tracing::debug!("incarnation {}", crate::clock::incarnation());
+    let net = Arc::new(Mutex::new(NetState::with_fresh_ns(
+        (y.timeline_fresh_ms * 1e6) as u64,
+    )));
     let lock = Arc::new(Mutex::new(LockStatus::default()));
     let sink = output::open_sink(&config.audio, config.audio.sink)?;
     let engine = EngineOptions::from_config(&config.audio);
@@ -540,6 +545,14 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<UdpSocket, NodeErr
         })
 }
 
+/// A follower's lock as of monotonic `now`: not locked without a fresh timeline.
+fn verified(lock: LockStatus, net: &NetState, role: Role, now: u64) -> LockStatus {
+    match role {
+        Role::Follower => lock.verified(net, now),
+        _ => lock,
+    }
+}
+
 /// Everything status and snapshots are made of.
 struct View<'a> {
     id: &'a str,
@@ -556,14 +569,21 @@ struct View<'a> {
 
 impl View<'_> {
     fn print_status(&self, role: Role, fleet: Option<&crate::fleet::FleetView>) {
-        let (tl, catch_ups) = self
+        let mono = mono_ns();
+        let lock = self.lock.lock().map(|l| l.clone()).unwrap_or_default();
+        let (tl, catch_ups, lock) = self
             .net
             .lock()
-            .map(|n| (n.timeline.clone(), n.catch_ups))
-            .unwrap_or_default();
+            .map(|n| {
+                (
+                    n.timeline.clone(),
+                    n.catch_ups,
+                    verified(lock.clone(), &n, role, mono),
+                )
+            })
+            .unwrap_or((None, 0, lock));
         let est = self.fleet.estimate();
         let st = self.player.status();
-        let mono = mono_ns();
         let local = self.fleet.local().from_mono(mono);
         let c = self.counters;
         let line = Status {
@@ -585,7 +605,7 @@ impl View<'_> {
             sntp_failed: c.sntp_failed.load(Relaxed),
             timelines: c.timelines.load(Relaxed),
             rejected: self.stats.snapshot().total_rejected(),
-            lock: self.lock.lock().map(|l| l.clone()).unwrap_or_default(),
+            lock,
             underruns: self.player.underruns(),
             catch_ups,
             lights: self.lights.summary(),
@@ -608,10 +628,19 @@ impl View<'_> {
     }
 
     fn snapshot(&self, role: Role, fleet: Option<&crate::fleet::FleetView>) -> Snapshot {
-        let tl = self.net.lock().ok().and_then(|n| n.timeline.clone());
+        let lock = self.lock.lock().map(|l| l.clone()).unwrap_or_default();
+        let (tl, lock) = self
+            .net
+            .lock()
+            .map(|n| {
+                (
+                    n.timeline.clone(),
+                    verified(lock.clone(), &n, role, mono_ns()),
+                )
+            })
+            .unwrap_or((None, lock));
         let est = self.fleet.estimate();
         let st = self.player.status();
-        let lock = self.lock.lock().map(|l| l.clone()).unwrap_or_default();
         let rate = f64::from(st.track_rate.max(1));
         let stats = self.stats.snapshot();
         let following = role == Role::Follower;

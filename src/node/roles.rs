@@ -150,8 +150,9 @@ impl Roles {
         // The timeline goes on under our name: same track, same anchor and epoch.
         if let Ok(mut n) = self.ctx.net.lock() {
             if let Some(t) = n.timeline.as_mut() {
-                if t.leader != self.ctx.id {
+                if t.leader != self.ctx.id || t.incarnation != crate::clock::incarnation() {
                     t.leader.clone_from(&self.ctx.id);
+                    t.incarnation = crate::clock::incarnation();
                     t.seq += 1;
                 }
             }
@@ -305,6 +306,7 @@ impl Roles {
                 applied: self.applied.clone(),
                 lights: self.ctx.lights.clone(),
                 wake: self.ctx.wake.clone(),
+                filter: self.filter.clone(),
             })));
         Ok(())
     }

@@ -1,12 +1,16 @@
 //! The single entry point that fleet sockets call for every datagram.
 //!
-//! [`Guard::check`] runs, in order: the per-source-address rate limit (before
-//! any crypto, to bound work spent on floods), envelope parsing and HMAC
+//! [`Guard::check`] runs, in order: the envelope's structure (size, magic,
+//! version, key id, length; no crypto, so junk costs next to nothing), the shared
+//! budget of unauthenticated datagrams for a source address that has not
+//! authenticated yet (bounding the HMACs a flood of forgeries can cost), HMAC
 //! verification, the vehicle whitelist, timestamp freshness and the replay
-//! window (which records the sequence number), and finally the per-peer rate
-//! limit (after the replay check, so replayed copies cannot drain a genuine
-//! peer's budget). Every rejection is counted in the shared
-//! [`SecurityStats`] under exactly one reason. [`Guard::check_control`] applies
+//! window (which records the sequence number), and finally the per-address and
+//! per-peer rate limits. Both limits count only datagrams that authenticated
+//! and were neither stale nor replayed: a spoofed source address or a replayed
+//! copy cannot drain a genuine peer's budget, and an address that has
+//! authenticated is always verified, never refused for others' junk. Every
+//! rejection is counted in the shared [`SecurityStats`] under exactly one reason. [`Guard::check_control`] applies
 //! the control-port policy and an address rate limit to unsigned OSC.
 
 use std::net::{IpAddr, SocketAddr};
@@ -226,9 +230,12 @@ impl Guard {
         class: TrafficClass,
         now_ns: u64,
     ) -> Result<Accepted<'a>, Rejection> {
-        self.rate
-            .check_addr(src.ip(), class, now_ns)
-            .map_err(|source| Rejection::RateLimited { src, source })?;
+        let limited = |source| Rejection::RateLimited { src, source };
+        envelope::precheck(&self.keyring, bytes)
+            .map_err(|source| Rejection::Envelope { src, source })?;
+        if !self.rate.is_known(src.ip(), class) {
+            self.rate.check_unauthenticated(now_ns).map_err(limited)?;
+        }
         let env = envelope::open(&self.keyring, bytes)
             .map_err(|source| Rejection::Envelope { src, source })?;
         self.whitelist
@@ -238,8 +245,11 @@ impl Guard {
             .check_and_commit(env.sender, env.seq, env.timestamp_ns, now_ns)
             .map_err(|source| Rejection::Replay { src, source })?;
         self.rate
+            .check_addr(src.ip(), class, now_ns)
+            .map_err(limited)?;
+        self.rate
             .check_peer(env.sender, class, now_ns)
-            .map_err(|source| Rejection::RateLimited { src, source })?;
+            .map_err(limited)?;
         Ok(Accepted {
             src,
             class,

@@ -1,4 +1,13 @@
-//! Token-bucket rate limiting per peer id and per source address.
+//! Token-bucket rate limiting per peer id and per source address, and one shared budget
+//! for datagrams that have not authenticated.
+//!
+//! An address or a peer is charged only for datagrams that authenticated (and were
+//! fresh, not replays): a source address costs nothing to forge, so a budget that
+//! unauthenticated datagrams could drain would let anyone silence a real peer by spoofing
+//! its address. What the unauthenticated cost is bounded by instead is the shared
+//! [`RateLimitConfig::unauthenticated`] budget, which pays for the HMAC of every
+//! well-formed envelope from an address that has not authenticated yet; an address that
+//! has (it holds a bucket) is always verified, so no flood can starve it.
 //!
 //! Traffic is split into [`TrafficClass`]es (timing, membership heartbeats,
 //! control commands, SNTP), each with its own configurable rate and burst, so
@@ -107,12 +116,20 @@ impl Default for ClassRates {
 pub struct RateLimitConfig {
     /// Limits per authenticated peer id.
     pub per_peer: ClassRates,
-    /// Limits per source address (checked before authentication).
+    /// Limits per source address (charged after authentication).
     pub per_ip: ClassRates,
+    /// All datagrams from addresses that have not authenticated yet, together: how many
+    /// HMACs a flood of well-formed forgeries can cost per second.
+    #[serde(default = "default_unauthenticated")]
+    pub unauthenticated: Rate,
     /// Bound on tracked (peer, class) buckets.
     pub max_peer_buckets: usize,
     /// Bound on tracked (address, class) buckets.
     pub max_ip_buckets: usize,
+}
+
+fn default_unauthenticated() -> Rate {
+    Rate::new(200.0, 400.0)
 }
 
 impl Default for RateLimitConfig {
@@ -121,6 +138,7 @@ impl Default for RateLimitConfig {
         Self {
             per_peer,
             per_ip: per_peer.scaled(2.0),
+            unauthenticated: default_unauthenticated(),
             max_peer_buckets: 1024,
             max_ip_buckets: 4096,
         }
@@ -210,6 +228,11 @@ impl<K: Hash + Eq + Copy> RateLimiter<K> {
         ok
     }
 
+    /// Is a bucket tracked for `key` in `class` (without touching it)?
+    pub fn contains(&self, key: K, class: TrafficClass) -> bool {
+        self.young.contains_key(&(key, class)) || self.old.contains_key(&(key, class))
+    }
+
     /// Number of buckets currently tracked.
     pub fn len(&self) -> usize {
         self.young.len() + self.old.len()
@@ -240,14 +263,19 @@ pub enum RateLimited {
         /// Traffic class.
         class: TrafficClass,
     },
+    /// Datagrams from addresses that have not authenticated exceeded their shared budget.
+    #[error("unauthenticated datagrams exceeded their shared budget")]
+    Unauthenticated,
 }
 
-/// The two limiters the fleet sockets use: per address (before the HMAC is
-/// checked, to bound CPU spent on forgeries) and per peer (after it).
+/// The limiters the fleet sockets use: per address and per peer, both charged after the
+/// HMAC, and the shared budget that pays for verifying datagrams from addresses that have
+/// not authenticated (bounding the CPU a flood of forgeries can cost).
 #[derive(Debug, Clone)]
 pub struct FleetRateLimiter {
     ips: RateLimiter<IpAddr>,
     peers: RateLimiter<SenderId>,
+    unauthenticated: (Rate, TokenBucket),
 }
 
 impl FleetRateLimiter {
@@ -256,10 +284,30 @@ impl FleetRateLimiter {
         Self {
             ips: RateLimiter::new(cfg.per_ip, cfg.max_ip_buckets),
             peers: RateLimiter::new(cfg.per_peer, cfg.max_peer_buckets),
+            unauthenticated: (
+                cfg.unauthenticated,
+                TokenBucket::full(cfg.unauthenticated, 0),
+            ),
         }
     }
 
-    /// Charges one packet to the source address.
+    /// Has `addr` sent an authentic datagram of `class` lately (it holds an address
+    /// bucket; only authentic datagrams make one)?
+    pub fn is_known(&self, addr: IpAddr, class: TrafficClass) -> bool {
+        self.ips.contains(bucket_addr(addr), class)
+    }
+
+    /// Takes one token from the shared budget of datagrams not yet authenticated.
+    pub fn check_unauthenticated(&mut self, now_ns: u64) -> Result<(), RateLimited> {
+        let (rate, bucket) = &mut self.unauthenticated;
+        if bucket.try_take(*rate, now_ns) {
+            Ok(())
+        } else {
+            Err(RateLimited::Unauthenticated)
+        }
+    }
+
+    /// Charges one authentic packet to the source address.
     pub fn check_addr(
         &mut self,
         addr: IpAddr,

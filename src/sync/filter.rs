@@ -68,6 +68,9 @@ pub struct ClockFilter {
     estimate: Option<ClockEstimate>,
     disagreeing: Vec<Exchange>,
     steps: u64,
+    /// The server was restarted ([`ClockFilter::expect_step`]): the next good exchange
+    /// that disagrees is a step at once, not after `step_count` of them.
+    expect_step: bool,
 }
 
 /// Spread of clock frequency differences expected a priori, ppm (crystals are ±100 ppm;
@@ -86,7 +89,17 @@ impl ClockFilter {
             estimate: None,
             disagreeing: Vec::new(),
             steps: 0,
+            expect_step: false,
         }
+    }
+
+    /// The server is a new incarnation (the leader restarted under the same id): its clock
+    /// may have a new basis (a promoted leader's held-over time gives way to its own clock
+    /// on restart, say). The next good exchange decides: one that disagrees by more than
+    /// the step threshold restarts the window at once, so no sample of the old incarnation
+    /// outlives it; one that agrees keeps the window (same basis, nothing lost).
+    pub fn expect_step(&mut self) {
+        self.expect_step = true;
     }
 
     /// The current estimate, once there is one.
@@ -112,7 +125,8 @@ impl ClockFilter {
                     self.disagreeing.clear();
                 }
                 self.disagreeing.push(ex);
-                if self.disagreeing.len() >= self.cfg.step_count {
+                if self.disagreeing.len() >= self.cfg.step_count || self.expect_step {
+                    self.expect_step = false;
                     // A step: restart the window from the disagreeing exchanges, keep the ppm.
                     self.steps += 1;
                     self.history = self.disagreeing.drain(..).collect();
@@ -130,6 +144,7 @@ impl ClockFilter {
             }
             if good {
                 self.disagreeing.clear();
+                self.expect_step = false;
             }
         }
         self.history.push_back(ex);
@@ -534,6 +549,48 @@ mod tests {
         let est = f.estimate().expect("est");
         assert_eq!(est.steps, 1);
         assert!((est.fleet_at(t) - t - 2_001_000_000).abs() < 100_000);
+    }
+
+    /// A restarted server (a new incarnation of the leader) on another clock basis: the
+    /// first good exchange that disagrees restarts the window, so no sample of the old
+    /// incarnation is kept; on the same basis, the window is kept whole.
+    #[test]
+    fn a_restarted_server_is_believed_at_its_first_disagreeing_exchange() {
+        let steady = |f: &mut ClockFilter, t: &mut i64, offset_ns: i64, n: usize| {
+            for _ in 0..n {
+                f.add(Exchange {
+                    local_ns: *t,
+                    offset_ns,
+                    delay_ns: 4_000_000,
+                });
+                *t += 250_000_000;
+            }
+        };
+        let mut f = ClockFilter::new(FilterConfig::default());
+        let mut t = 1_000_000_000i64;
+        steady(&mut f, &mut t, 1_000_000, 80);
+        f.expect_step();
+        steady(&mut f, &mut t, 1_000_000, 1);
+        assert_eq!(f.estimate().map(|e| (e.steps, e.samples)), Some((0, 81)));
+        // Armed again, the new incarnation serves another basis, 3 s away.
+        f.expect_step();
+        let est = f
+            .add(Exchange {
+                local_ns: t,
+                offset_ns: 3_001_000_000,
+                delay_ns: 4_000_000,
+            })
+            .expect("est");
+        assert_eq!((est.steps, est.samples), (1, 1));
+        assert!((est.fleet_at(t) - t - 3_001_000_000).abs() < 1_000);
+        // Disarmed by the step: a later wild exchange is an outlier again.
+        t += 250_000_000;
+        f.add(Exchange {
+            local_ns: t,
+            offset_ns: 9_000_000_000,
+            delay_ns: 4_000_000,
+        });
+        assert_eq!(f.estimate().map(|e| e.steps), Some(1));
     }
 
     #[test]

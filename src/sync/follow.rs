@@ -55,6 +55,9 @@ pub struct Applied {
     pub paused: bool,
     /// The last track that could not be opened (its error is logged once, not 5 times/s).
     pub failed: Option<String>,
+    /// The leader and incarnation of the timeline followed: a restart of that leader (same
+    /// id, another incarnation) begins a new timeline, applied like a new epoch.
+    pub source: Option<(String, u64)>,
 }
 
 impl Applied {
@@ -66,9 +69,11 @@ impl Applied {
                 epoch: Some(t.epoch),
                 paused: !t.playing,
                 failed: None,
+                source: Some((t.leader.clone(), t.incarnation)),
             },
             Some(t) => Applied {
                 epoch: Some(t.epoch),
+                source: Some((t.leader.clone(), t.incarnation)),
                 ..Applied::default()
             },
             None => Applied::default(),
@@ -84,10 +89,17 @@ impl Applied {
         cfg: &FollowConfig,
     ) {
         let same_track = self.track.as_deref() == Some(tl.track.as_str());
+        // A restarted leader's timeline is new whatever its epoch number says.
+        let restarted = self
+            .source
+            .as_ref()
+            .is_some_and(|(leader, inc)| tl.restarts(leader, *inc));
+        let same_epoch = self.epoch == Some(tl.epoch) && !restarted;
         if tl.track.is_empty() {
             if self.track.is_some() && deck.send(PlayerCommand::Unload).is_ok() {
                 *self = Applied {
                     epoch: Some(tl.epoch),
+                    source: Some((tl.leader.clone(), tl.incarnation)),
                     ..Applied::default()
                 };
             }
@@ -96,8 +108,8 @@ impl Applied {
         let anchor = tl.anchor_frame.max(0.0).round() as u64;
         if !tl.playing {
             if same_track && self.paused {
-                if self.epoch != Some(tl.epoch) && deck.send(PlayerCommand::Seek(anchor)).is_ok() {
-                    self.epoch = Some(tl.epoch);
+                if !same_epoch && deck.send(PlayerCommand::Seek(anchor)).is_ok() {
+                    self.now_following(tl, true);
                 }
                 return;
             }
@@ -119,8 +131,13 @@ impl Applied {
             }
             return;
         }
-        if same_track && self.epoch == Some(tl.epoch) && !self.paused {
-            return; // already following; the PLL does the rest
+        if same_track && same_epoch && !self.paused {
+            // Already following; the PLL does the rest. A timeline continued by another
+            // leader (a promotion) is the same timeline: only whom it comes from changes.
+            if self.source.as_ref().is_none_or(|(l, _)| *l != tl.leader) {
+                self.source = Some((tl.leader.clone(), tl.incarnation));
+            }
+            return;
         }
         // Without a clock estimate we cannot tell whether the start is still ahead: wait
         // for SNTP (the next timeline retries).
@@ -170,6 +187,7 @@ impl Applied {
             epoch: Some(tl.epoch),
             paused,
             failed: None,
+            source: Some((tl.leader.clone(), tl.incarnation)),
         };
     }
 
@@ -201,6 +219,7 @@ mod tests {
     fn tl(track: &str, playing: bool, epoch: i32, anchor_fleet_ns: i64) -> Timeline {
         Timeline {
             leader: "lead".into(),
+            incarnation: 1,
             seq: 1,
             track: track.into(),
             track_rate: 48_000,
@@ -305,6 +324,33 @@ mod tests {
         }
         assert_eq!(a.failed.as_deref(), Some("missing"));
         assert_eq!(a.track.as_deref(), Some("song"), "what plays is kept");
+    }
+
+    /// The leader restarted under the same id: its timeline (same track, same epoch
+    /// number, another incarnation, a start scheduled ahead) is applied like a new epoch,
+    /// on the exact sample; its next timelines change nothing.
+    #[test]
+    fn a_restarted_leaders_timeline_is_applied_like_a_new_epoch() {
+        let (deck, fleet, mut a) = (FakeDeck::default(), synced(), Applied::default());
+        let past = mono_ns() as i64 - 26_000_000_000;
+        run(&mut a, &tl("song", true, 0, past), &fleet, &deck);
+        let at = mono_ns() as i64 + 500_000_000;
+        let restarted = Timeline {
+            incarnation: 2,
+            ..tl("song", true, 0, at)
+        };
+        assert_eq!(
+            run(&mut a, &restarted, &fleet, &deck),
+            [format!("load song@96000 at={at}")]
+        );
+        assert!(run(&mut a, &restarted, &fleet, &deck).is_empty());
+        // Another leader continuing the timeline (a promotion) is not a restart.
+        let promoted = Timeline {
+            leader: "next".into(),
+            incarnation: 7,
+            ..restarted
+        };
+        assert!(run(&mut a, &promoted, &fleet, &deck).is_empty());
     }
 
     /// A promoted follower's player already plays the timeline: nothing to do.

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, Notify};
 use super::deck::Deck;
 use super::follow::{Applied, FollowConfig};
 use super::Counters;
-use crate::clock::FleetClock;
+use crate::clock::{mono_ns, FleetClock};
 use crate::fleet::lights::{self, FleetLights};
 use crate::osc::command::CommandParser;
 use crate::security::{FleetSecurity, TrafficClass};
@@ -84,6 +84,8 @@ pub struct Link {
     pub lights: Arc<FleetLights>,
     /// Woken on every newer timeline: a sub-leader's publisher re-publishes it at once.
     pub wake: Arc<Notify>,
+    /// The clock filter the SNTP task feeds: told when the leader restarts.
+    pub filter: Arc<Mutex<ClockFilter>>,
 }
 
 /// Subscribe to the leader, follow its timeline, relay commands; runs until aborted.
@@ -115,17 +117,21 @@ pub async fn follow_timeline(mut link: Link) {
                     }
                 }
                 link.counters.timelines.fetch_add(1, Relaxed);
-                let newer = {
-                    let Ok(mut state) = link.net.lock() else { continue };
-                    let newer = state
-                        .timeline
-                        .as_ref()
-                        .is_none_or(|old| old.leader != tl.leader || tl.seq > old.seq);
-                    if newer {
-                        state.timeline = Some(tl.clone());
-                    }
-                    newer
+                let Ok(Take { newer, restarted }) =
+                    link.net.lock().map(|mut state| take(&mut state, &tl, mono_ns()))
+                else {
+                    continue;
                 };
+                if restarted {
+                    tracing::info!(
+                        "{} restarted (incarnation {}): re-joining its new timeline",
+                        tl.leader,
+                        tl.incarnation
+                    );
+                    if let Ok(mut f) = link.filter.lock() {
+                        f.expect_step();
+                    }
+                }
                 if newer {
                     link.wake.notify_one();
                     // Applying may open a track (file I/O): off the runtime's workers, and
@@ -142,6 +148,41 @@ pub async fn follow_timeline(mut link: Link) {
             }
         }
     }
+}
+
+/// What a received timeline did to the follower's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Take {
+    /// It replaced the timeline held (apply it).
+    pub newer: bool,
+    /// It comes from a restart of the leader that published the one held (same id, another
+    /// incarnation).
+    pub restarted: bool,
+}
+
+/// Take an authentic timeline heard from upstream at monotonic `now` into `state`. It
+/// replaces the one held when it [supersedes](Timeline::supersedes) it (another leader, a
+/// later incarnation, a higher `seq`), or when the one held is stale (not heard within
+/// `state.fresh_ns`: whatever upstream says now beats it, even a restarted leader whose
+/// wall clock went back and whose incarnation is therefore lower). Any timeline of the
+/// held one's incarnation refreshes it (a paused leader republishes the same `seq`).
+pub fn take(state: &mut NetState, tl: &Timeline, now: u64) -> Take {
+    let fresh = state.fresh(now);
+    let (newer, refresh, restarted) = match state.timeline.as_ref() {
+        None => (true, true, false),
+        Some(old) => {
+            let newer = tl.supersedes(old) || !fresh;
+            let restarted = newer && tl.restarts(&old.leader, old.incarnation);
+            (newer, newer || tl.same_source(old), restarted)
+        }
+    };
+    if newer {
+        state.timeline = Some(tl.clone());
+    }
+    if refresh {
+        state.heard_mono_ns = now;
+    }
+    Take { newer, restarted }
 }
 
 impl Link {
@@ -162,5 +203,100 @@ impl Link {
             }
             Err(e) => tracing::warn!("cannot seal a fleet message: {e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tl(incarnation: u64, seq: i64) -> Timeline {
+        Timeline {
+            leader: "lead".into(),
+            incarnation,
+            seq,
+            track: "song".into(),
+            track_rate: 48_000,
+            anchor_frame: 0.0,
+            anchor_fleet_ns: 0,
+            frames_per_sec: 48_000.0,
+            playing: true,
+            tempo_bpm: 0.0,
+            epoch: 0,
+        }
+    }
+
+    const S: u64 = 1_000_000_000;
+
+    fn held(state: &NetState) -> (u64, i64) {
+        let t = state.timeline.as_ref().expect("a timeline");
+        (t.incarnation, t.seq)
+    }
+
+    /// The probe's case: a leader 26 s into its run (seq 500) restarts under the same id
+    /// (seq 1). Its first timeline replaces the old one at once; stragglers of the old
+    /// incarnation change nothing and refresh nothing.
+    #[test]
+    fn a_new_incarnation_at_seq_1_replaces_an_old_timeline_at_seq_500() {
+        let mut state = NetState::default();
+        assert!(take(&mut state, &tl(1_000, 500), 10 * S).newer);
+        let got = take(&mut state, &tl(2_000, 1), 10 * S + S / 2);
+        assert_eq!(
+            got,
+            Take {
+                newer: true,
+                restarted: true
+            }
+        );
+        assert_eq!(held(&state), (2_000, 1));
+        let straggler = take(&mut state, &tl(1_000, 501), 11 * S);
+        assert!(!straggler.newer && !straggler.restarted);
+        assert_eq!(held(&state), (2_000, 1));
+        assert_eq!(state.heard_mono_ns, 10 * S + S / 2, "not refreshed by it");
+        assert!(take(&mut state, &tl(2_000, 2), 11 * S).newer);
+    }
+
+    /// A paused leader republishes the same seq: that refreshes the timeline without
+    /// replacing it. Another leader (a promotion) replaces it and is no restart.
+    #[test]
+    fn republished_copies_refresh_and_another_leader_is_no_restart() {
+        let mut state = NetState::default();
+        take(&mut state, &tl(1_000, 7), S);
+        let again = take(&mut state, &tl(1_000, 7), 2 * S);
+        assert!(!again.newer);
+        assert_eq!(state.heard_mono_ns, 2 * S);
+        assert!(state.fresh(2 * S + S / 2));
+        let other = Timeline {
+            leader: "next".into(),
+            incarnation: 5,
+            seq: 8,
+            ..tl(5, 8)
+        };
+        assert_eq!(
+            take(&mut state, &other, 3 * S),
+            Take {
+                newer: true,
+                restarted: false
+            }
+        );
+    }
+
+    /// A leader restarted with its wall clock set back (a lower incarnation) is taken
+    /// once the timeline held is stale, and from then on its own seq order holds.
+    #[test]
+    fn a_lower_incarnation_is_taken_once_the_old_timeline_is_stale() {
+        let mut state = NetState::default();
+        take(&mut state, &tl(9_000, 300), S);
+        assert!(!take(&mut state, &tl(4_000, 1), S + S / 2).newer);
+        let got = take(&mut state, &tl(4_000, 2), 2 * S + S / 10);
+        assert_eq!(
+            got,
+            Take {
+                newer: true,
+                restarted: true
+            }
+        );
+        assert!(take(&mut state, &tl(4_000, 3), 2 * S + S / 5).newer);
+        assert!(!take(&mut state, &tl(4_000, 2), 2 * S + S / 4).newer);
     }
 }

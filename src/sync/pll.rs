@@ -113,16 +113,50 @@ impl Pi {
 
 /// The timeline this node plays and the leader's bookkeeping around it, shared by the
 /// network tasks and the controllers (fleet time itself is the [`FleetClock`]'s).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct NetState {
     /// Latest timeline.
     pub timeline: Option<Timeline>,
+    /// Follower: monotonic ns at which the link last heard the timeline it holds from its
+    /// upstream (0: never). Only a timeline this fresh verifies a lock.
+    pub heard_mono_ns: u64,
+    /// Follower: a timeline not heard again for this long is stale (`sync.timeline_fresh_ms`):
+    /// the follower plays on it (holdover) but no longer reports a lock, ns.
+    pub fresh_ns: u64,
     /// Leader: ignore playback reports heard before this monotonic instant (the old audio
     /// still draining before a scheduled start).
     pub hold_until_ns: u64,
     /// Leader: times its own playback fell off the timeline it publishes (the device
     /// stalled or underran) and was seeked back onto it.
     pub catch_ups: u64,
+}
+
+impl Default for NetState {
+    fn default() -> Self {
+        NetState {
+            timeline: None,
+            heard_mono_ns: 0,
+            fresh_ns: 1_000_000_000,
+            hold_until_ns: 0,
+            catch_ups: 0,
+        }
+    }
+}
+
+impl NetState {
+    /// An empty state whose timelines go stale after `fresh_ns`.
+    pub fn with_fresh_ns(fresh_ns: u64) -> Self {
+        NetState {
+            fresh_ns,
+            ..NetState::default()
+        }
+    }
+
+    /// Follower: has the timeline it holds been heard from upstream within the bound, as of
+    /// monotonic `now`?
+    pub fn fresh(&self, now: u64) -> bool {
+        self.heard_mono_ns != 0 && now.saturating_sub(self.heard_mono_ns) <= self.fresh_ns
+    }
 }
 
 /// Follower loop figures, for status and the scenario tool.
@@ -138,12 +172,30 @@ pub struct LockStatus {
     pub seeks: u64,
     /// Hard seeks after the first lock.
     pub seeks_after_lock: u64,
-    /// Locked now.
+    /// Locked now: the error has stayed under `lock_ms` for `lock_stable_s`, measured
+    /// against a timeline heard within `sync.timeline_fresh_ms`.
     pub locked: bool,
+    /// Playing on a timeline not heard again within `sync.timeline_fresh_ms` (the leader
+    /// is silent): not verified, so not locked.
+    pub holdover: bool,
     /// Monotonic ns of the first lock.
     pub first_lock_mono_ns: Option<u64>,
     /// Largest |speed| applied, ppm.
     pub max_abs_speed_ppm: f64,
+}
+
+impl LockStatus {
+    /// This status as of monotonic `now`: without a timeline heard within the bound, the
+    /// lock is not verified (holdover), whatever the PLL last published (it publishes only
+    /// when the player reports).
+    pub fn verified(&self, net: &NetState, now: u64) -> LockStatus {
+        let mut s = self.clone();
+        if !net.fresh(now) {
+            s.locked = false;
+            s.holdover = true;
+        }
+        s
+    }
 }
 
 /// The follower's PLL.
@@ -160,6 +212,9 @@ pub struct FollowerController {
     joined: bool,
     seq_track: Option<String>,
     epoch: Option<i32>,
+    /// The leader and incarnation of the timeline joined: a restart of that leader (same
+    /// id, another incarnation) is re-joined like a new epoch.
+    source: Option<(String, u64)>,
 }
 
 impl FollowerController {
@@ -183,6 +238,7 @@ impl FollowerController {
             joined: false,
             seq_track: None,
             epoch: None,
+            source: None,
         }
     }
 
@@ -201,6 +257,19 @@ impl FollowerController {
             f(&mut s);
         }
     }
+
+    /// Nothing verifies a lock now (no timeline, no clock estimate, nothing playing yet):
+    /// say so, with the error when there is one, instead of leaving the last lock standing.
+    fn unverified(&mut self, err_ns: Option<i64>, holdover: bool) {
+        self.in_lock_since = None;
+        self.publish(|s| {
+            s.locked = false;
+            s.holdover = holdover;
+            if let Some(e) = err_ns {
+                s.error_ns = e;
+            }
+        });
+    }
 }
 
 impl Controller for FollowerController {
@@ -213,23 +282,48 @@ impl Controller for FollowerController {
         {
             return Control::Keep;
         }
-        let Some(tl) = self.net.lock().ok().and_then(|n| n.timeline.clone()) else {
+        let Some((tl, fresh)) = self
+            .net
+            .lock()
+            .ok()
+            .and_then(|n| Some((n.timeline.clone()?, n.fresh(now))))
+        else {
+            self.unverified(None, false);
             return Control::Keep;
         };
         let (Some(heard_fleet), Some(write_fleet)) = (
             self.fleet.heard_at(now),
             self.fleet.heard_at(r.write_heard_at_ns),
         ) else {
+            self.unverified(None, !fresh);
             return Control::Keep; // no clock estimate yet
         };
         let Some(frame) = r.track_frame else {
-            return Control::Keep;
+            return Control::Keep; // paused or loading: nothing to measure
         };
-        if self.seq_track.as_deref() != Some(tl.track.as_str()) || self.epoch != Some(tl.epoch) {
-            // A new track, or the leader jumped (seek): join afresh, no debounce.
+        let restarted = self
+            .source
+            .as_ref()
+            .is_some_and(|(leader, inc)| tl.restarts(leader, *inc));
+        if self
+            .source
+            .as_ref()
+            .is_none_or(|(leader, inc)| *leader != tl.leader || *inc != tl.incarnation)
+        {
+            self.source = Some((tl.leader.clone(), tl.incarnation));
+        }
+        if restarted
+            || self.seq_track.as_deref() != Some(tl.track.as_str())
+            || self.epoch != Some(tl.epoch)
+        {
+            // A new track, the leader jumped (seek), or it restarted (a new incarnation,
+            // its timeline begun afresh): join afresh, no debounce.
             self.seq_track = Some(tl.track.clone());
             self.epoch = Some(tl.epoch);
             self.joined = false;
+            if restarted {
+                self.in_lock_since = None;
+            }
         }
         let dt = self
             .last_update
@@ -248,6 +342,7 @@ impl Controller for FollowerController {
             if write_fleet < tl.anchor_fleet_ns {
                 // A scheduled start (play, seek, resume) still ahead: the player was loaded
                 // to start on that sample; seeking now would only start early.
+                self.unverified(Some(err_ns), !fresh);
                 return Control::Keep;
             }
             let target = tl.frame_at(write_fleet);
@@ -267,21 +362,28 @@ impl Controller for FollowerController {
                     s.seeks_after_lock += 1;
                 }
                 s.locked = false;
+                s.holdover = !fresh;
                 s.error_ns = err_ns;
             });
             return Control::Seek(target.round().max(0.0) as u64);
         }
         if over {
-            // Waiting out the debounce: hold the speed, don't wind the integrator up.
+            // Waiting out the debounce: hold the speed, don't wind the integrator up. The
+            // error is real (a leader clock step not yet seen through SNTP, or a timeline
+            // that jumped after a stall): reported, and not locked.
+            self.unverified(Some(err_ns), !fresh);
             return Control::Keep;
         }
         let ppm = self.pi.update(&self.cfg, err_s, dt);
         let locked = err_ns.abs() < self.cfg.lock_ns;
-        if locked {
+        if locked && fresh {
             self.in_lock_since.get_or_insert(now);
         } else {
             self.in_lock_since = None;
         }
+        // Locked only against timelines heard within the bound: on a stale one the
+        // follower plays on (holdover), and the error it measures is against its own
+        // extrapolation, which verifies nothing.
         let stable = self
             .in_lock_since
             .is_some_and(|t| now - t >= self.cfg.lock_stable_ns);
@@ -291,6 +393,7 @@ impl Controller for FollowerController {
             s.speed_ppm = ppm;
             s.integral_ppm = integral;
             s.locked = stable;
+            s.holdover = !fresh;
             s.max_abs_speed_ppm = s.max_abs_speed_ppm.max(ppm.abs());
             if stable && s.first_lock_mono_ns.is_none() {
                 s.first_lock_mono_ns = Some(now);
@@ -509,12 +612,175 @@ mod tests {
         assert!(t < 10.0, "took {t} s");
     }
 
+    /// A follower on an ideal clock (fleet time = monotonic time), its timeline saying
+    /// frame 0 is heard at 1 s (epoch 1, incarnation 1), heard by the link at 1 s.
+    fn follower() -> (
+        FollowerController,
+        Arc<Mutex<NetState>>,
+        Arc<Mutex<LockStatus>>,
+    ) {
+        use crate::clock::{Basis, ClockEstimate};
+        let est = ClockEstimate {
+            samples: 8,
+            ..ClockEstimate::default()
+        };
+        let fleet = FleetClock::new(LocalClock::IDEAL, 0, Basis::Follow(Some(est)));
+        let net = Arc::new(Mutex::new(NetState {
+            timeline: Some(line(1, 1, 1, 1_000_000_000)),
+            heard_mono_ns: 1_000_000_000,
+            ..NetState::default()
+        }));
+        let status = Arc::new(Mutex::new(LockStatus::default()));
+        let c = FollowerController::new(PllConfig::default(), fleet, net.clone(), status.clone());
+        (c, net, status)
+    }
+
+    /// Frame 0 heard at fleet time `zero_ns`, 48 kHz.
+    fn line(incarnation: u64, seq: i64, epoch: i32, zero_ns: i64) -> Timeline {
+        Timeline {
+            leader: "lead".into(),
+            incarnation,
+            seq,
+            track: "t".into(),
+            track_rate: 48_000,
+            anchor_frame: 0.0,
+            anchor_fleet_ns: zero_ns,
+            frames_per_sec: 48_000.0,
+            playing: true,
+            tempo_bpm: 0.0,
+            epoch,
+        }
+    }
+
+    /// Where a follower playing on the line of frame 0 at `zero_ns` is at `t`.
+    fn on(zero_ns: i64, t: u64) -> f64 {
+        (t as i64 - zero_ns) as f64 * 48e-6
+    }
+
+    /// Reports every 50 ms (the update interval) from `t`, on `zero_ns`'s line, the link
+    /// hearing the timeline again with each when `refresh`; returns the next time.
+    fn follow(
+        c: &mut FollowerController,
+        net: &Mutex<NetState>,
+        zero_ns: i64,
+        t: u64,
+        n: usize,
+        refresh: bool,
+    ) -> u64 {
+        let mut t = t;
+        for _ in 0..n {
+            if refresh {
+                net.lock().expect("net").heard_mono_ns = t;
+            }
+            assert!(
+                matches!(c.on_report(&report(t, on(zero_ns, t))), Control::Speed(_)),
+                "at {t}"
+            );
+            t += 50_000_000;
+        }
+        t
+    }
+
+    fn status(s: &Mutex<LockStatus>) -> LockStatus {
+        s.lock().expect("status").clone()
+    }
+
+    /// The leader falls silent (killed, stopped): within the freshness bound the follower,
+    /// still playing on its last timeline (holdover), is no longer reported locked, by the
+    /// PLL and by the status read without any report.
+    #[test]
+    fn without_a_fresh_timeline_a_follower_is_not_locked() {
+        let (mut c, net, s) = follower();
+        let t = follow(&mut c, &net, 1_000_000_000, 2_000_000_000, 40, true);
+        assert!(status(&s).locked, "{:?}", status(&s));
+        let silent_from = t - 50_000_000;
+        // 1 s (the default bound) and one update later: holdover, not locked.
+        let t = follow(&mut c, &net, 1_000_000_000, t, 21, false);
+        let st = status(&s);
+        assert!(!st.locked && st.holdover, "{st:?}");
+        assert!(t - silent_from > 1_000_000_000);
+        // The status read at that time says the same even if the PLL had not run.
+        let stale = LockStatus {
+            locked: true,
+            ..LockStatus::default()
+        };
+        let n = net.lock().expect("net").clone();
+        assert!(stale.verified(&n, silent_from + 900_000_000).locked);
+        assert!(!stale.verified(&n, silent_from + 1_100_000_000).locked);
+        // The leader speaks again: locked once the error has been small for lock_stable
+        // against fresh timelines, not at once.
+        let t = follow(&mut c, &net, 1_000_000_000, t, 1, true);
+        assert!(!status(&s).locked);
+        follow(&mut c, &net, 1_000_000_000, t, 21, true);
+        assert!(status(&s).locked);
+    }
+
+    /// After a stall the leader's timeline has jumped 4.8 s under the same epoch: the
+    /// follower waits out the debounce (it could be a clock step) but reports the real
+    /// error and no lock, then seeks, and is locked again only after lock_stable.
+    #[test]
+    fn a_jumped_timeline_is_not_locked_until_rejoined() {
+        let (mut c, net, s) = follower();
+        let t = follow(&mut c, &net, 1_000_000_000, 2_000_000_000, 40, true);
+        assert!(status(&s).locked);
+        let jumped = 1_000_000_000 - 4_800_000_000; // the line is 4.8 s further on
+        {
+            let mut n = net.lock().expect("net");
+            n.timeline = Some(line(1, 2, 1, jumped));
+            n.heard_mono_ns = t;
+        }
+        let mut t = t;
+        let mut seek = None;
+        for k in 0..40 {
+            net.lock().expect("net").heard_mono_ns = t;
+            let r = c.on_report(&report(t, on(1_000_000_000, t)));
+            let st = status(&s);
+            assert!(!st.locked, "locked {k} updates after the jump: {st:?}");
+            if let Control::Seek(to) = r {
+                seek = Some((k, to));
+                break;
+            }
+            assert!((st.error_ns - 4_800_000_000).abs() < 1_000_000, "{st:?}");
+            t += 50_000_000;
+        }
+        let (k, to) = seek.expect("a seek after the debounce");
+        assert_eq!(k, 29, "the debounce");
+        assert!((to as f64 - on(jumped, t + 100_000_000)).abs() < 2.0);
+        // On the new line from the write point on.
+        t += 150_000_000;
+        let t = follow(&mut c, &net, jumped, t, 10, true);
+        assert!(!status(&s).locked, "locked before lock_stable");
+        follow(&mut c, &net, jumped, t, 21, true);
+        assert!(status(&s).locked);
+    }
+
+    /// The leader restarted under the same id: its timeline (incarnation 2, seq 1, the
+    /// same epoch number, the track from its start) is joined at once, no debounce.
+    #[test]
+    fn a_restarted_leaders_timeline_is_rejoined_at_once() {
+        let (mut c, net, s) = follower();
+        let t = follow(&mut c, &net, 1_000_000_000, 2_000_000_000, 40, true);
+        assert!(status(&s).locked);
+        let restart = t as i64 - 1_000_000_000; // frame 0 heard 1 s ago
+        {
+            let mut n = net.lock().expect("net");
+            n.timeline = Some(line(2, 1, 1, restart));
+            n.heard_mono_ns = t;
+        }
+        let Control::Seek(to) = c.on_report(&report(t, on(1_000_000_000, t))) else {
+            panic!("no re-join");
+        };
+        assert!((to as f64 - on(restart, t + 100_000_000)).abs() < 2.0);
+        assert!(!status(&s).locked);
+    }
+
     /// A leader whose plan says frame 0 is heard at monotonic 1 s (fleet = mono + 5 s), and
     /// whose device plays 100 ppm fast against the monotonic clock from then on.
     fn leader_with_plan() -> (LeaderController, Arc<Mutex<NetState>>, impl Fn(u64) -> f64) {
         let net = Arc::new(Mutex::new(NetState {
             timeline: Some(Timeline {
                 leader: "lead".into(),
+                incarnation: 1,
                 seq: 0,
                 track: "t".into(),
                 track_rate: 48_000,

@@ -87,6 +87,7 @@ mod tests {
         NetState {
             timeline: Some(Timeline {
                 leader: "lead".into(),
+                incarnation: 1,
                 seq: 1,
                 track: "t".into(),
                 track_rate: RATE,

@@ -18,7 +18,11 @@ pub const SUBSCRIBE_ADDR: &str = "/convoy/sync/subscribe";
 pub struct Timeline {
     /// Leader's vehicle id.
     pub leader: String,
-    /// Publication counter (newer wins).
+    /// The leader's incarnation: its process's boot id ([`crate::clock::incarnation`]),
+    /// so a leader restarted under the same id, whose `seq` starts again at 1, is told
+    /// apart from the one before it (0: a sender that predates the field).
+    pub incarnation: u64,
+    /// Publication counter within one incarnation (newer wins).
     pub seq: i64,
     /// Track identifier (what every node opens).
     pub track: String,
@@ -64,6 +68,29 @@ impl Timeline {
         self.anchor_frame + (fleet_ns - self.anchor_fleet_ns) as f64 * 1e-9 * self.frames_per_sec
     }
 
+    /// Does this timeline replace `old` on a follower? Timelines are ordered by (leader,
+    /// incarnation, seq): another leader's always does (a promoted follower continues the
+    /// fleet's timeline under its own name), a later incarnation of the same leader does
+    /// at once whatever its `seq` (a restarted leader counts from 1 again), and within
+    /// one incarnation the higher `seq` does.
+    pub fn supersedes(&self, old: &Timeline) -> bool {
+        self.leader != old.leader
+            || self.incarnation > old.incarnation
+            || (self.incarnation == old.incarnation && self.seq > old.seq)
+    }
+
+    /// Is this from the same leader incarnation as `old` (a republished copy, or a
+    /// newer point of the same timeline)?
+    pub fn same_source(&self, old: &Timeline) -> bool {
+        self.leader == old.leader && self.incarnation == old.incarnation
+    }
+
+    /// Is this timeline from a restart of the leader that published `old` (same id,
+    /// another incarnation)? A follower treats it as a new epoch: it re-joins at once.
+    pub fn restarts(&self, leader: &str, incarnation: u64) -> bool {
+        self.leader == leader && self.incarnation != incarnation
+    }
+
     /// Encode as an OSC bundle timetagged with the anchor's fleet time.
     pub fn to_osc(&self) -> Result<Vec<u8>, TimelineError> {
         self.to_osc_with(Vec::new())
@@ -85,6 +112,8 @@ impl Timeline {
                 OscType::Bool(self.playing),
                 OscType::Float(self.tempo_bpm),
                 OscType::Int(self.epoch),
+                // Bit-for-bit: OSC has no unsigned 64-bit type.
+                OscType::Long(self.incarnation as i64),
             ],
         };
         let bundle = OscPacket::Bundle(OscBundle {
@@ -141,16 +170,23 @@ impl Timeline {
             a.get(8),
         )
         else {
-            return Err(TimelineError::Malformed("expected s h s i d d T/F f i"));
+            return Err(TimelineError::Malformed("expected s h s i d d T/F f i [h]"));
         };
         if *rate <= 0 || !frame.is_finite() || !fps.is_finite() || *fps < 0.0 {
             return Err(TimelineError::Malformed(
                 "rate, frame or speed out of range",
             ));
         }
+        // Added after the first format: a sender without it is incarnation 0.
+        let incarnation = match a.get(9) {
+            Some(OscType::Long(i)) => *i as u64,
+            None => 0,
+            Some(_) => return Err(TimelineError::Malformed("incarnation is not an h")),
+        };
         let t = NtpTime::from_parts(bundle.timetag.seconds, bundle.timetag.fractional);
         let timeline = Timeline {
             leader: leader.clone(),
+            incarnation,
             seq: *seq,
             track: track.clone(),
             track_rate: *rate as u32,
@@ -202,6 +238,7 @@ mod tests {
     fn round_trips_through_osc_with_a_nanosecond_timetag() {
         let t = Timeline {
             leader: "bike-1".into(),
+            incarnation: 1,
             seq: 42,
             track: "pilot".into(),
             track_rate: 44_100,
@@ -232,6 +269,7 @@ mod tests {
     fn extra_messages_ride_along_and_old_readers_ignore_them() {
         let t = Timeline {
             leader: "bike-1".into(),
+            incarnation: 1,
             seq: 1,
             track: "a.wav".into(),
             track_rate: 48_000,
@@ -255,6 +293,65 @@ mod tests {
             .expect("decode")
             .1
             .is_empty());
+    }
+
+    /// The incarnation rides along; a sender that predates it (nine arguments) decodes
+    /// as incarnation 0, and old readers ignore the tenth argument.
+    #[test]
+    fn the_incarnation_round_trips_and_the_old_format_still_decodes() {
+        let t = Timeline {
+            leader: "bike-1".into(),
+            incarnation: u64::MAX - 5,
+            seq: 1,
+            track: "a.wav".into(),
+            track_rate: 48_000,
+            anchor_frame: 0.0,
+            anchor_fleet_ns: 1_764_000_000_000_000_000,
+            frames_per_sec: 48_000.0,
+            playing: true,
+            tempo_bpm: 0.0,
+            epoch: 1,
+        };
+        let bytes = t.to_osc().expect("encode");
+        assert_eq!(
+            Timeline::from_osc(&bytes).map(|b| b.incarnation),
+            Ok(u64::MAX - 5)
+        );
+        let (_, packet) = rosc::decoder::decode_udp(&bytes).expect("osc");
+        let OscPacket::Bundle(mut bundle) = packet else {
+            panic!("a bundle");
+        };
+        if let Some(OscPacket::Message(m)) = bundle.content.first_mut() {
+            m.args.truncate(9);
+        }
+        let old = rosc::encoder::encode(&OscPacket::Bundle(bundle)).expect("encode");
+        assert_eq!(Timeline::from_osc(&old).map(|b| b.incarnation), Ok(0));
+    }
+
+    /// Ordered by (leader, incarnation, seq): a restart wins at seq 1.
+    #[test]
+    fn timelines_are_ordered_by_leader_incarnation_and_seq() {
+        let t = |leader: &str, incarnation: u64, seq: i64| Timeline {
+            leader: leader.into(),
+            incarnation,
+            seq,
+            track: "a".into(),
+            track_rate: 48_000,
+            anchor_frame: 0.0,
+            anchor_fleet_ns: 0,
+            frames_per_sec: 48_000.0,
+            playing: true,
+            tempo_bpm: 0.0,
+            epoch: 0,
+        };
+        let old = t("lead", 10, 500);
+        assert!(t("lead", 11, 1).supersedes(&old));
+        assert!(t("lead", 11, 1).restarts("lead", 10));
+        assert!(!t("lead", 10, 499).supersedes(&old));
+        assert!(t("lead", 10, 501).supersedes(&old));
+        assert!(!t("lead", 9, 9_999).supersedes(&old));
+        assert!(t("next", 1, 1).supersedes(&old));
+        assert!(!t("next", 1, 1).restarts("lead", 10));
     }
 
     #[test]

@@ -116,6 +116,7 @@ impl Transport {
             let tempo = n.timeline.as_ref().map_or(0.0, |t| t.tempo_bpm);
             n.timeline = Some(Timeline {
                 leader: String::new(),
+                incarnation: 0,
                 seq,
                 track: track.to_string(),
                 track_rate: rate,
@@ -258,8 +259,8 @@ impl Transport {
         self.net.lock().ok()?.timeline.clone()
     }
 
-    /// Change the timeline under the lock with the next epoch and sequence number, then
-    /// push it to the fleet.
+    /// Change the timeline under the lock with the next epoch and sequence number, in this
+    /// process's name (id and incarnation), then push it to the fleet.
     fn update(&self, f: impl FnOnce(&mut NetState, i32, i64)) {
         if let Ok(mut n) = self.net.lock() {
             let (epoch, seq) = n
@@ -269,6 +270,7 @@ impl Transport {
             f(&mut n, epoch, seq);
             if let Some(t) = n.timeline.as_mut() {
                 t.leader.clone_from(&self.id);
+                t.incarnation = crate::clock::incarnation();
             }
         }
         self.wake.notify_one();
