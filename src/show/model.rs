@@ -387,21 +387,37 @@ struct RawReact {
 // ---------------------------------------------------------------------------
 // Loading
 
-/// Byte offset → 1-based line.
-struct Lines<'a>(&'a str);
+/// Byte offset → 1-based line. The line starts are found once, so each lookup is a
+/// binary search: a show with 100k cues used to take minutes because every value
+/// recounted the newlines from the start of the file.
+struct Lines {
+    /// Byte offset of the first character of each line after the first.
+    starts: Vec<usize>,
+}
 
-impl Lines<'_> {
+impl Lines {
+    fn new(text: &str) -> Lines {
+        Lines {
+            starts: line_starts(text.as_bytes()),
+        }
+    }
     fn of(&self, offset: usize) -> usize {
-        let end = offset.min(self.0.len());
-        self.0.as_bytes()[..end]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
-            + 1
+        // Lines that start at or before `offset`, plus the first line.
+        self.starts.partition_point(|&s| s <= offset) + 1
     }
     fn at<T>(&self, s: &Spanned<T>) -> usize {
         self.of(s.span().start)
     }
+}
+
+/// The offsets just after each `\n`.
+fn line_starts(bytes: &[u8]) -> Vec<usize> {
+    bytes
+        .iter()
+        .enumerate()
+        .filter(|(_, &b)| b == b'\n')
+        .map(|(i, _)| i + 1)
+        .collect()
 }
 
 impl Show {
@@ -428,7 +444,7 @@ impl Show {
 
     /// Validate show text as if it were the file `path`.
     pub fn parse(text: &str, path: &Path) -> Result<Show, ShowError> {
-        let lines = Lines(text);
+        let lines = Lines::new(text);
         let invalid = |problems: Vec<Problem>| ShowError::Invalid {
             path: path.to_path_buf(),
             problems,
@@ -501,7 +517,7 @@ pub struct VehicleInfo {
 }
 
 struct Loader<'a> {
-    lines: &'a Lines<'a>,
+    lines: &'a Lines,
     dir: PathBuf,
     problems: Vec<Problem>,
 }
@@ -1026,6 +1042,21 @@ mod tests {
             Err(ShowError::Invalid { problems, .. }) => problems,
             other => panic!("expected problems, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn line_lookup_matches_counting_newlines() {
+        let text = "a\nbb\n\nccc\n";
+        let lines = Lines::new(text);
+        for offset in 0..=text.len() + 3 {
+            let counted = text.as_bytes()[..offset.min(text.len())]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count()
+                + 1;
+            assert_eq!(lines.of(offset), counted, "offset {offset}");
+        }
+        assert_eq!(Lines::new("").of(0), 1);
     }
 
     #[test]
