@@ -5,6 +5,7 @@ mod util;
 mod analyze;
 mod cli;
 mod decode;
+mod docs;
 mod fleet;
 mod fleet_control;
 mod fleet_hier;
