@@ -250,19 +250,22 @@ fn summary(show: &Show) -> String {
 
 /// Where in the music `t` (track seconds) is, as cues say it: `bar 4 beat 1` (from the
 /// beatmap, or counted from the first beat on a live track); `-` before the first beat.
+/// A beat counts from [`BEAT_EARLY_S`] before it: a cue is handed out (and read off the
+/// player) a few milliseconds ahead of the beat it belongs to.
 fn musical_position(
     track: Option<&crate::show::model::ShowTrack>,
     t: f64,
     meters: &crate::control::Meters,
 ) -> String {
+    let t = t + BEAT_EARLY_S;
     if let Some(map) = track.and_then(|t| t.beatmap.as_ref()) {
-        return match map.bar_at(t + 1e-6) {
+        return match map.bar_at(t) {
             Some(bar) => {
                 let first = bar.first_beat as usize;
                 let end = (first + bar.beat_count as usize).min(map.beats.len());
                 let beat = map.beats[first.min(end)..end]
                     .iter()
-                    .filter(|&&b| b <= t + 1e-6)
+                    .filter(|&&b| b <= t)
                     .count()
                     .max(1);
                 format!("bar {} beat {beat}", bar.number)
@@ -277,6 +280,9 @@ fn musical_position(
         (n, None) => format!("bar {} beat {}", (n - 1) / bpb + 1, (n - 1) % bpb + 1),
     }
 }
+
+/// How early a position still names the coming beat, seconds.
+const BEAT_EARLY_S: f64 = 0.025;
 
 /// A light command in show units: hue in degrees, brightness in percent, colours as hex.
 pub fn describe(cmd: &crate::led::protocol::Command) -> String {
@@ -345,6 +351,12 @@ mod tests {
         let meters = crate::control::Meters::default();
         let bar4 = map.beat_time(4, 1).expect("bar 4");
         assert_eq!(musical_position(Some(track), bar4, &meters), "bar 4 beat 1");
+        // The drop, read 8 ms before its beat (as `convoy show` printed it), is bar 3.
+        let bar3 = map.beat_time(3, 1).expect("bar 3");
+        assert_eq!(
+            musical_position(Some(track), bar3 - 0.008, &meters),
+            "bar 3 beat 1"
+        );
         let b = map.beat_time(4, 3).expect("bar 4 beat 3");
         assert_eq!(
             musical_position(Some(track), b + 0.1, &meters),

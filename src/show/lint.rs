@@ -393,7 +393,9 @@ mod tests {
             base.state.color = Rgb::new(200, 100, 50);
             let frames = |s: &ShowState| {
                 let mut all = Vec::new();
-                for t in [1000u32, 1013, 1050, 1200, 1777, 2500, 9000] {
+                // Enough instants to catch every pattern's on-phase (strobe is dark most
+                // of the time) and a beat flash before it decays.
+                for t in (0..600u32).map(|k| 1000 + k * 7) {
                     let mut buf = vec![Rgb::default(); 30];
                     render(s, false, t, &mut buf);
                     all.extend(buf);
