@@ -56,13 +56,13 @@ fn good_files_get_beatmaps_and_a_corrupt_one_a_clear_error() {
         "{stderr}"
     );
     assert!(errors[1].contains("1 of 3 files"), "{stderr}");
-    for stem in ["song", "sine440_44k"] {
+    for stem in ["song.wav", "sine440_44k.flac"] {
         let text = std::fs::read_to_string(out.join(format!("{stem}.beatmap.json")))
             .unwrap_or_else(|e| panic!("{stem}: {e}\n{stderr}"));
         let map = Beatmap::from_json(&text).expect("valid beatmap");
         assert_eq!(map.track.content_hash.len(), 64);
     }
-    assert!(!out.join("broken.beatmap.json").exists());
+    assert!(!out.join("broken.wav.beatmap.json").exists());
     let names: Vec<_> = std::fs::read_dir(&out)
         .expect("dir")
         .map(|e| e.expect("entry").file_name())
@@ -84,7 +84,7 @@ fn output_is_byte_identical_across_runs_and_job_counts() {
     assert!(ok, "{err}");
     let (ok, _, err) = analyze(&[s(&flac), s(&song), "-o", s(&b), "--jobs", "2"]);
     assert!(ok, "{err}");
-    for name in ["song.beatmap.json", "sine440_44k.beatmap.json"] {
+    for name in ["song.wav.beatmap.json", "sine440_44k.flac.beatmap.json"] {
         let x = std::fs::read(a.join(name)).expect("first run");
         let y = std::fs::read(b.join(name)).expect("second run");
         assert!(x == y, "{name} differs between runs");
@@ -94,8 +94,8 @@ fn output_is_byte_identical_across_runs_and_job_counts() {
     assert!(ok && out.contains("up to date"), "{out}{err}");
     let (ok, _, err) = analyze(&[s(&song), "-o", s(&a), "--force"]);
     assert!(ok, "{err}");
-    let x = std::fs::read(a.join("song.beatmap.json")).expect("forced run");
-    let y = std::fs::read(b.join("song.beatmap.json")).expect("second run");
+    let x = std::fs::read(a.join("song.wav.beatmap.json")).expect("forced run");
+    let y = std::fs::read(b.join("song.wav.beatmap.json")).expect("second run");
     assert!(x == y);
 }
 

@@ -72,3 +72,33 @@ fn config_prints_the_effective_values() {
         "{out}"
     );
 }
+
+#[test]
+fn a_start_past_the_end_fails_and_a_clamped_speed_is_said() {
+    // issue 27: `play --start 100` on a short file exited 0 having played nothing.
+    let (ok, _, err) = run(&["play", "demo", "--sink", "null", "--start", "100"]);
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains(
+            "convoy: error: --start 100 is past the end of demo (30.97 s long): nothing to play"
+        ),
+        "{err}"
+    );
+    // issue 27: `--speed-ppm 5000000` was clamped to +1000 silently.
+    let (ok, _, err) = run(&[
+        "play",
+        "--sink",
+        "null",
+        "--seconds",
+        "0.3",
+        "--progress",
+        "false",
+        "--speed-ppm",
+        "5000000",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("--speed-ppm 5000000 is clamped to +1000 (audio.max_rate_ppm)"),
+        "{err}"
+    );
+}

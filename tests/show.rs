@@ -91,7 +91,12 @@ fn the_demo_show_plays_on_the_simulated_strip() {
         .lines()
         .find(|l| l.contains("cue drop"))
         .unwrap_or_else(|| panic!("no drop cue in {out}"));
-    assert!(drop.contains("BeatFlash"), "{drop}");
+    // Show units, not raw structs (issue 27): degrees, percent, bar and beat.
+    assert!(
+        drop.contains("bar 3 beat 1") && drop.contains("pattern beatflash, hue 0°, bright 100%"),
+        "{drop}"
+    );
+    assert!(!out.contains("LedState"), "{out}");
     assert!(err.contains("light commands sent"), "{err}");
 }
 
@@ -118,6 +123,27 @@ fn a_missing_led_port_warns_once_and_nothing_counts_as_sent() {
     let warning = format!("LED port {port} missing: is the Arduino plugged in?");
     assert_eq!(err.matches(&warning).count(), 1, "{err}");
     assert!(err.contains("0 light commands sent"), "{err}");
+}
+
+#[test]
+fn logs_off_a_terminal_carry_no_colour_codes() {
+    // issue 27: colour codes went into files.
+    let path = repo("shows/demo.toml");
+    let (ok, out, err) = run_convoy(&[
+        "--log",
+        "debug",
+        "show",
+        path.to_str().unwrap_or(""),
+        "--sink",
+        "null",
+        "--led",
+        "sim",
+        "--seconds",
+        "1",
+    ]);
+    assert!(ok, "{err}");
+    assert!(err.contains("DEBUG"), "no log lines to check: {err}");
+    assert!(!err.contains('\x1b') && !out.contains('\x1b'), "{err:?}");
 }
 
 struct Socat(Child);

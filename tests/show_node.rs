@@ -159,6 +159,7 @@ async fn a_solo_node_with_a_show_takes_light_commands_and_reports_the_show() {
             status_every: Duration::from_millis(50),
             start_in: Duration::from_millis(100),
             exit_at_end: false,
+            console: false,
         },
         handle.clone(),
         inbox,

@@ -7,6 +7,7 @@ mod cli;
 mod decode;
 mod doctor;
 mod first_ride;
+mod docs;
 mod fleet;
 mod fleet_control;
 mod fleet_hier;

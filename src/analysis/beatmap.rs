@@ -18,6 +18,19 @@ use serde::{Deserialize, Serialize};
 pub const BEATMAP_FORMAT: &str = "convoy-beatmap";
 /// The beatmap version this code writes and reads.
 pub const BEATMAP_VERSION: u32 = 1;
+/// Densest beat grid a beatmap may hold: 20 beats per second (1200 BPM), far above any
+/// tempo the analysis reports, so only a corrupt or hostile file hits it.
+pub const MAX_BEATS_PER_S: f64 = 20.0;
+/// Longest track a beatmap may describe: 3 hours.
+pub const MAX_DURATION_S: f64 = 3.0 * 3600.0;
+/// Most beats a beatmap may hold (the two limits above together): 216 000.
+pub const MAX_BEATS: usize = (MAX_BEATS_PER_S * MAX_DURATION_S) as usize;
+/// Highest envelope frame rate accepted (the analysis writes 20 Hz).
+pub const MAX_ENVELOPE_HZ: f64 = 1000.0;
+/// Largest beatmap file read: a beatmap at every limit above is a few MB of JSON.
+pub const MAX_FILE_BYTES: u64 = 16 << 20;
+/// Seconds a beat, section or envelope may lie past the track's stated end.
+pub const END_SLACK_S: f64 = 1.0;
 
 /// Errors from loading or validating a beatmap.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +52,14 @@ pub enum BeatmapError {
     /// The content violates an invariant.
     #[error("invalid beatmap: {0}")]
     Invalid(String),
+    /// The file could not be read, or is larger than [`MAX_FILE_BYTES`].
+    #[error("cannot read beatmap {path}: {why}")]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        why: String,
+    },
 }
 
 /// Information about the analysed track.
@@ -162,6 +183,28 @@ impl Beatmap {
         serde_json::to_string(self).unwrap_or_default()
     }
 
+    /// Reads and validates a beatmap file, refusing files larger than
+    /// [`MAX_FILE_BYTES`] before reading them.
+    pub fn load(path: &std::path::Path) -> Result<Self, BeatmapError> {
+        use std::io::Read;
+        let read_err = |why: String| BeatmapError::Read {
+            path: path.to_path_buf(),
+            why,
+        };
+        let file = std::fs::File::open(path).map_err(|e| read_err(e.to_string()))?;
+        let mut text = String::new();
+        file.take(MAX_FILE_BYTES + 1)
+            .read_to_string(&mut text)
+            .map_err(|e| read_err(e.to_string()))?;
+        if text.len() as u64 > MAX_FILE_BYTES {
+            return Err(read_err(format!(
+                "larger than {} MiB (a beatmap of a 3-hour track is a few MB)",
+                MAX_FILE_BYTES >> 20
+            )));
+        }
+        Self::from_json(&text)
+    }
+
     /// Parses and validates a beatmap.
     pub fn from_json(text: &str) -> Result<Self, BeatmapError> {
         let probe: Probe = serde_json::from_str(text)?;
@@ -207,7 +250,46 @@ impl Beatmap {
                 "duration_s {dur} is not a finite non-negative number"
             ));
         }
-        let slack = 1.0;
+        if dur > MAX_DURATION_S {
+            return bad(format!(
+                "duration_s {dur} is longer than the {} hours a beatmap may describe",
+                MAX_DURATION_S / 3600.0
+            ));
+        }
+        let slack = END_SLACK_S;
+        // Bounds on every list before walking them: no beat grid denser than
+        // MAX_BEATS_PER_S over the track, and nothing else longer than the beats allow.
+        let most_beats = ((dur + slack) * MAX_BEATS_PER_S).ceil() as usize;
+        if self.beats.len() > most_beats.min(MAX_BEATS) {
+            return bad(format!(
+                "{} beats in a {dur:.1} s track: more than {MAX_BEATS_PER_S} beats per second \
+                 (at most {} beats)",
+                self.beats.len(),
+                most_beats.min(MAX_BEATS)
+            ));
+        }
+        let min_gap = 1.0 / MAX_BEATS_PER_S - 2e-4;
+        if let Some(i) =
+            (1..self.beats.len()).find(|&i| self.beats[i] - self.beats[i - 1] < min_gap)
+        {
+            return bad(format!(
+                "beats[{i}] is {:.1} ms after the previous beat: denser than {MAX_BEATS_PER_S} beats per second",
+                (self.beats[i] - self.beats[i - 1]) * 1000.0
+            ));
+        }
+        let most_items = self.beats.len() + 16;
+        for (name, len) in [
+            ("tempo_curve", self.tempo_curve.len()),
+            ("sections", self.sections.len()),
+            ("bars", self.bars.len()),
+        ] {
+            if len > most_items {
+                return bad(format!(
+                    "{len} {name} entries for {} beats (at most {most_items})",
+                    self.beats.len()
+                ));
+            }
+        }
         if !(self.tempo_bpm.is_finite() && self.tempo_bpm >= 0.0 && self.tempo_bpm <= 1000.0) {
             return bad(format!("tempo_bpm {} out of range", self.tempo_bpm));
         }
@@ -287,8 +369,25 @@ impl Beatmap {
             }
         }
         let env = &self.envelopes;
-        if !(env.frame_rate_hz.is_finite() && env.frame_rate_hz > 0.0) {
-            return bad("envelope frame rate must be positive".into());
+        if !(env.frame_rate_hz.is_finite()
+            && env.frame_rate_hz > 0.0
+            && env.frame_rate_hz <= MAX_ENVELOPE_HZ)
+        {
+            return bad(format!(
+                "envelope frame rate {} Hz is not within 0..={MAX_ENVELOPE_HZ} Hz",
+                env.frame_rate_hz
+            ));
+        }
+        if env.bands.len() > 16 {
+            return bad(format!("{} envelope bands (at most 16)", env.bands.len()));
+        }
+        let most_frames = ((dur + slack) * env.frame_rate_hz).ceil() as usize + 1;
+        if let Some(v) = env.values.iter().find(|v| v.len() > most_frames) {
+            return bad(format!(
+                "{} envelope frames at {} Hz for a {dur:.1} s track (at most {most_frames})",
+                v.len(),
+                env.frame_rate_hz
+            ));
         }
         if env.bands.len() != env.values.len() {
             return bad("envelope band names and values differ in count".into());

@@ -830,3 +830,52 @@ fn beats_stop_in_a_silent_gap_and_resume_after_it() {
     let f = eval::f_measure(&truth_back, &back, 0.07);
     assert!(f > 0.9, "live beat F after the gap {f}");
 }
+
+#[test]
+fn beatmaps_are_bounded_at_load() {
+    // issue 21.4: a beatmap with 10 million beats was accepted (192 MB to check).
+    let clip = synth::click_track(120.0, 8.0, SR);
+    let good = analyze_offline(&clip.samples, SR, &AnalysisParams::default());
+    let mut m = good.clone();
+    m.beats = (0..1000).map(|i| f64::from(i) * 0.005).collect();
+    m.downbeats.clear();
+    m.bars.clear();
+    let err = Beatmap::from_json(&m.to_json()).unwrap_err().to_string();
+    assert!(
+        err.contains(
+            "1000 beats in a 8.0 s track: more than 20 beats per second (at most 180 beats)"
+        ),
+        "{err}"
+    );
+    let mut m = good.clone();
+    m.beats = vec![1.0, 1.01];
+    m.downbeats.clear();
+    m.bars.clear();
+    let err = Beatmap::from_json(&m.to_json()).unwrap_err().to_string();
+    assert!(
+        err.contains(
+            "beats[1] is 10.0 ms after the previous beat: denser than 20 beats per second"
+        ),
+        "{err}"
+    );
+    let mut m = good.clone();
+    m.track.duration_s = 1e7;
+    let err = Beatmap::from_json(&m.to_json()).unwrap_err().to_string();
+    assert!(err.contains("longer than the 3 hours"), "{err}");
+    let mut m = good;
+    m.envelopes.values = vec![vec![0; 100_000]; 3];
+    let err = Beatmap::from_json(&m.to_json()).unwrap_err().to_string();
+    assert!(err.contains("100000 envelope frames at 20 Hz"), "{err}");
+    // A file larger than the cap is refused before it is parsed.
+    let dir = tempfile::tempdir().expect("tmp");
+    let big = dir.path().join("big.beatmap.json");
+    std::fs::write(&big, vec![b' '; (beatmap::MAX_FILE_BYTES + 10) as usize]).expect("write");
+    let err = Beatmap::load(&big).unwrap_err().to_string();
+    assert!(
+        err.starts_with(&format!(
+            "cannot read beatmap {}: larger than 16 MiB",
+            big.display()
+        )),
+        "{err}"
+    );
+}

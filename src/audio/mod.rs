@@ -38,3 +38,44 @@ pub fn open_track(spec: &str) -> Result<Box<dyn Source>, AudioError> {
 pub fn is_builtin(spec: &str) -> bool {
     matches!(spec, "demo" | "builtin:demo" | "pilot" | "builtin:pilot")
 }
+
+/// The content hash a beatmap of this track carries (`track.content_hash`, as
+/// `convoy analyze` writes it): the SHA-256 of a file's bytes, or of a generated track's
+/// mono samples (`f32` little-endian), as 64 lowercase hex digits. The built-in tracks are
+/// generated once per process.
+pub fn content_hash(spec: &str) -> Result<String, AudioError> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    if matches!(spec, "demo" | "builtin:demo") {
+        static DEMO: std::sync::OnceLock<Result<String, String>> = std::sync::OnceLock::new();
+        let hash = DEMO.get_or_init(|| {
+            let mut src = open_track(spec).map_err(|e| e.to_string())?;
+            let mono = read_mono(src.as_mut(), &mut |_| {}).map_err(|e| e.to_string())?;
+            let mut h = Sha256::new();
+            for x in &mono {
+                h.update(x.to_le_bytes());
+            }
+            Ok(hex(&h.finalize()))
+        });
+        return hash.clone().map_err(|reason| AudioError::Decode {
+            path: spec.into(),
+            reason,
+        });
+    }
+    let open_err = |source| AudioError::Open {
+        path: spec.into(),
+        source,
+    };
+    let mut f = std::fs::File::open(spec).map_err(open_err)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf).map_err(open_err)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex(&h.finalize()))
+}

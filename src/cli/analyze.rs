@@ -1,5 +1,6 @@
 //! `convoy analyze FILE…`: decode each track to mono, run the offline analysis
-//! ([`crate::analysis::analyze_offline`]) and write `<out>/<stem>.beatmap.json` atomically,
+//! ([`crate::analysis::analyze_offline`]) and write `<out>/<file name>.beatmap.json`
+//! (`song.flac.beatmap.json`; `demo.beatmap.json` for the built-in song) atomically,
 //! several files in parallel, with progress on stderr and a summary table on stdout. A file
 //! that fails is reported on one line naming it; the others still complete and the exit
 //! status is non-zero.
@@ -130,17 +131,19 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The beatmap stem of every input; a stem used twice is an error for the later files.
+/// The beatmap name of every input (its file name); a name used twice is an error for the
+/// later files.
 fn output_names(files: &[String]) -> Vec<Result<String, String>> {
     let mut seen: Vec<String> = Vec::new();
     files
         .iter()
         .map(|f| {
+            // The whole file name: `song.flac` and `song.ogg` get separate beatmaps.
             let stem = if is_builtin(f) {
                 "demo".to_string()
             } else {
                 Path::new(f)
-                    .file_stem()
+                    .file_name()
                     .map(|s| s.to_string_lossy().into_owned())
                     .filter(|s| !s.is_empty())
                     .ok_or_else(|| format!("{f}: has no file name"))?
@@ -326,5 +329,28 @@ fn print_summary(files: &[String], results: &[Mutex<Option<anyhow::Result<Outcom
             Some(Ok(Outcome::UpToDate)) => println!("{file:<32} (up to date)"),
             _ => println!("{file:<32} FAILED"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn beatmap_names_keep_the_extension() {
+        // issue 27: song.flac and song.ogg both mapped to song.beatmap.json.
+        let names = output_names(&[
+            "a/song.flac".into(),
+            "a/song.ogg".into(),
+            "demo".into(),
+            "b/song.flac".into(),
+        ]);
+        assert_eq!(names[0], Ok("song.flac".to_string()));
+        assert_eq!(names[1], Ok("song.ogg".to_string()));
+        assert_eq!(names[2], Ok("demo".to_string()));
+        assert_eq!(
+            names[3],
+            Err("b/song.flac: another input also writes song.flac.beatmap.json; rename one".into())
+        );
     }
 }

@@ -102,13 +102,41 @@ fn one_line(e: &anyhow::Error) -> String {
 }
 
 fn init_tracing(filter: &str) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only on a terminal: no escape codes in files or the journal.
+    let tty = std::io::stderr().is_terminal();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(move || LogLine {
+            tty,
+            started: false,
+        })
+        .with_ansi(tty)
         .with_target(false)
         .try_init();
+}
+
+/// One log line to stderr; on a terminal where a simulated strip is drawn it first clears
+/// the strip's line, so the log line is not overwritten by the next frame.
+struct LogLine {
+    tty: bool,
+    started: bool,
+}
+
+impl std::io::Write for LogLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut err = std::io::stderr().lock();
+        if !self.started {
+            self.started = true;
+            err.write_all(crate::led::term::log_prefix(self.tty).as_bytes())?;
+        }
+        err.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
 
 /// Run a parsed command line.

@@ -30,6 +30,10 @@ pub struct NodeArgs {
     /// Status line interval, seconds.
     #[arg(long, default_value_t = 1.0)]
     pub status_every: f64,
+    /// Status as one JSON line per interval even on a terminal (the default when stdout is
+    /// not a terminal, e.g. under systemd/journald).
+    #[arg(long)]
+    pub json: bool,
     /// Leader/solo: start the track this many seconds from now, announced to the fleet
     /// beforehand so every bike starts on the same sample.
     #[arg(long, default_value_t = 0.5)]
@@ -64,6 +68,7 @@ pub fn run(mut config: Config, args: &NodeArgs) -> anyhow::Result<()> {
             duration: args.seconds.map(Duration::from_secs_f64),
             status_every: Duration::from_secs_f64(args.status_every.max(0.05)),
             start_in: Duration::from_secs_f64(args.start_in.clamp(0.0, 3600.0)),
+            console: !args.json && std::io::IsTerminal::is_terminal(&std::io::stdout()),
         },
     ))?;
     Ok(())

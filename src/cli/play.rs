@@ -38,6 +38,24 @@ pub fn run(config: Config, args: &PlayArgs) -> anyhow::Result<()> {
     let source =
         audio::open_track(&args.track).with_context(|| format!("cannot play {}", args.track))?;
     let spec = source.spec();
+    let length_s = spec
+        .frames
+        .map(|f| f as f64 / f64::from(spec.sample_rate.max(1)));
+    if let Some(len) = length_s.filter(|len| args.start >= *len) {
+        anyhow::bail!(
+            "--start {} is past the end of {} ({len:.2} s long): nothing to play",
+            args.start,
+            args.track
+        );
+    }
+    let max_ppm = config.audio.max_rate_ppm;
+    if args.speed_ppm.abs() > max_ppm {
+        tracing::warn!(
+            "--speed-ppm {} is clamped to {:+} (audio.max_rate_ppm)",
+            args.speed_ppm,
+            args.speed_ppm.signum() * max_ppm
+        );
+    }
     let kind = args.sink.sink.unwrap_or(config.audio.sink);
     let sink = output::open_sink(&config.audio, kind)?;
     let player = Player::start(

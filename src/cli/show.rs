@@ -2,6 +2,7 @@
 //! sets it up), the show runner and the LED output (`sim` by default, drawn in the
 //! terminal). `convoy show --check FILE` only validates the file and summarises it.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use crate::audio::{self, output, EngineOptions, FreeRun, Player};
 use crate::config::{Config, LedOutputKind};
 use crate::led::term::TerminalStrip;
 use crate::show::model::When;
-use crate::show::{RunnerOptions, Show, ShowRunner, VehicleInfo};
+use crate::show::{RunnerOptions, Show, ShowRunner, VehicleInfo, WarningKind};
 
 /// Arguments of `convoy show`.
 #[derive(Debug, Clone, clap::Args)]
@@ -50,7 +51,19 @@ pub struct ShowArgs {
 /// Run `convoy show`.
 pub fn run(config: Config, args: &ShowArgs) -> anyhow::Result<()> {
     let show = Show::load(&args.file)?;
+    eprint!("{}", show.render_warnings());
     if args.check {
+        // A beatmap of other audio is played around (live analysis), but a check fails.
+        let mismatched = show
+            .warnings
+            .iter()
+            .filter(|w| w.kind == WarningKind::BeatmapMismatch)
+            .count();
+        anyhow::ensure!(
+            mismatched == 0,
+            "{}: {mismatched} beatmap(s) do not belong to their track",
+            args.file.display()
+        );
         print!("{}", summary(&show));
         return Ok(());
     }
@@ -102,16 +115,15 @@ pub fn run(config: Config, args: &ShowArgs) -> anyhow::Result<()> {
     let handle = ShowRunner::spawn(show.clone(), player.clone(), led.clone(), vehicle, opts);
     let status_rx = handle.watch();
     let p = player.clone();
+    let drawn_show = show.clone();
     let term = TerminalStrip::spawn(&led, config.led.fps, move || {
         let s = status_rx.borrow().clone();
-        let pos = p.status().position.unwrap_or(0.0) / f64::from(p.status().track_rate.max(1));
+        let st = p.status();
+        let pos = st.position.unwrap_or(0.0) / f64::from(st.track_rate.max(1));
+        let track = s.track.and_then(|i| drawn_show.tracks.get(i));
         format!(
-            "{pos:7.2} s  beat {:>3}{}  cue {}",
-            s.meters.beat,
-            s.meters
-                .beat_in_bar
-                .map(|b| format!(".{b}"))
-                .unwrap_or_default(),
+            "{pos:7.2} s  {:<14}  cue {}",
+            musical_position(track, pos, &s.meters),
             s.cue.as_deref().unwrap_or("-")
         )
     });
@@ -132,7 +144,8 @@ pub fn run(config: Config, args: &ShowArgs) -> anyhow::Result<()> {
         };
         player.load(source, start)?;
         eprintln!(
-            "show {}: track {} — {}",
+            "{}show {}: track {} — {}",
+            crate::led::term::log_prefix(std::io::stderr().is_terminal()),
             show.name,
             i + 1,
             track.player_name
@@ -148,10 +161,15 @@ pub fn run(config: Config, args: &ShowArgs) -> anyhow::Result<()> {
             }
             for f in trace.try_iter() {
                 if let Some(cue) = &f.cue {
+                    // Where the cue is heard (it is handed out ahead of that).
+                    let ahead_s = (f.heard_ns - st.heard_at_ns as f64) / 1e9;
+                    let pos = st.position.unwrap_or(0.0) / f64::from(st.track_rate.max(1))
+                        + if st.position.is_some() { ahead_s } else { 0.0 };
+                    let meters = handle.status().meters;
                     println!(
-                        "{:8.3} s  cue {cue}  {:?}",
-                        st.position.unwrap_or(0.0) / f64::from(st.track_rate.max(1)),
-                        f.command
+                        "{pos:8.3} s  {:<14}  cue {cue}  {}",
+                        musical_position(Some(track), pos, &meters),
+                        describe(&f.command)
                     );
                 }
             }
@@ -189,7 +207,6 @@ pub fn run(config: Config, args: &ShowArgs) -> anyhow::Result<()> {
 
 /// Whether the terminal strip will draw `led` (a simulated strip on a terminal).
 fn led_is_drawn(led: &crate::led::LedOutput) -> bool {
-    use std::io::IsTerminal;
     matches!(led, crate::led::LedOutput::Sim { .. }) && std::io::stdout().is_terminal()
 }
 
@@ -229,4 +246,127 @@ fn summary(show: &Show) -> String {
         }
     }
     s
+}
+
+/// Where in the music `t` (track seconds) is, as cues say it: `bar 4 beat 1` (from the
+/// beatmap, or counted from the first beat on a live track); `-` before the first beat.
+/// A beat counts from [`BEAT_EARLY_S`] before it: a cue is handed out (and read off the
+/// player) a few milliseconds ahead of the beat it belongs to.
+fn musical_position(
+    track: Option<&crate::show::model::ShowTrack>,
+    t: f64,
+    meters: &crate::control::Meters,
+) -> String {
+    let t = t + BEAT_EARLY_S;
+    if let Some(map) = track.and_then(|t| t.beatmap.as_ref()) {
+        return match map.bar_at(t) {
+            Some(bar) => {
+                let first = bar.first_beat as usize;
+                let end = (first + bar.beat_count as usize).min(map.beats.len());
+                let beat = map.beats[first.min(end)..end]
+                    .iter()
+                    .filter(|&&b| b <= t)
+                    .count()
+                    .max(1);
+                format!("bar {} beat {beat}", bar.number)
+            }
+            None => "-".into(),
+        };
+    }
+    let bpb = track.map_or(4, |t| u64::from(t.beats_per_bar.max(1)));
+    match (meters.beat, meters.beat_in_bar) {
+        (0, _) => "-".into(),
+        (n, Some(b)) => format!("bar {} beat {b}", (n - 1) / bpb + 1),
+        (n, None) => format!("bar {} beat {}", (n - 1) / bpb + 1, (n - 1) % bpb + 1),
+    }
+}
+
+/// How early a position still names the coming beat, seconds.
+const BEAT_EARLY_S: f64 = 0.025;
+
+/// A light command in show units: hue in degrees, brightness in percent, colours as hex.
+pub fn describe(cmd: &crate::led::protocol::Command) -> String {
+    use crate::led::protocol::Command;
+    let deg = |h: u8| (f64::from(h) * 360.0 / 256.0).round() as u32;
+    let pct = |b: u8| (f64::from(b) * 100.0 / 255.0).round() as u32;
+    let hex = |c: crate::led::protocol::Rgb| format!("#{:02x}{:02x}{:02x}", c.r, c.g, c.b);
+    match cmd {
+        Command::Pattern(p) => format!("pattern {}", p.name()),
+        Command::Hue(h) => format!("hue {}°", deg(*h)),
+        Command::Bright(b) => format!("bright {}%", pct(*b)),
+        Command::Speed(v) => format!("speed {v}"),
+        Command::Color(c) => format!("color {}", hex(*c)),
+        Command::Beat {
+            beat_in_bar,
+            strength,
+        } => format!("flash (beat {}, {}%)", beat_in_bar + 1, pct(*strength)),
+        Command::State(s) => format!(
+            "pattern {}, hue {}°, bright {}%, speed {}, color {}",
+            s.pattern.name(),
+            deg(s.hue),
+            pct(s.bright),
+            s.speed,
+            hex(s.color)
+        ),
+        other => other.kind().to_lowercase(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::led::protocol::{Command, LedState, Pattern, Rgb};
+
+    #[test]
+    fn commands_read_in_show_units() {
+        // A show's `hue = 200` is 142 on the wire; it prints as 200°, not 142.
+        let s = LedState {
+            pattern: Pattern::BeatFlash,
+            hue: 142,
+            bright: 255,
+            speed: 140,
+            color: Rgb::new(0x30, 0x40, 0xff),
+        };
+        assert_eq!(
+            describe(&Command::State(s)),
+            "pattern beatflash, hue 200°, bright 100%, speed 140, color #3040ff"
+        );
+        assert_eq!(describe(&Command::Bright(217)), "bright 85%");
+        assert_eq!(
+            describe(&Command::Beat {
+                beat_in_bar: 0,
+                strength: 255
+            }),
+            "flash (beat 1, 100%)"
+        );
+    }
+
+    #[test]
+    fn positions_read_as_bar_and_beat() {
+        let show =
+            Show::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shows/demo.toml"))
+                .expect("demo show");
+        let track = &show.tracks[0];
+        let map = track.beatmap.as_ref().expect("beatmap");
+        let meters = crate::control::Meters::default();
+        let bar4 = map.beat_time(4, 1).expect("bar 4");
+        assert_eq!(musical_position(Some(track), bar4, &meters), "bar 4 beat 1");
+        // The drop, read 8 ms before its beat (as `convoy show` printed it), is bar 3.
+        let bar3 = map.beat_time(3, 1).expect("bar 3");
+        assert_eq!(
+            musical_position(Some(track), bar3 - 0.008, &meters),
+            "bar 3 beat 1"
+        );
+        let b = map.beat_time(4, 3).expect("bar 4 beat 3");
+        assert_eq!(
+            musical_position(Some(track), b + 0.1, &meters),
+            "bar 4 beat 3"
+        );
+        let live = crate::control::Meters {
+            beat: 13,
+            beat_in_bar: Some(1),
+            bands: Vec::new(),
+        };
+        assert_eq!(musical_position(None, 0.0, &live), "bar 4 beat 1");
+    }
 }

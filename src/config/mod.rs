@@ -481,7 +481,10 @@ impl Config {
     /// given to `--set`), validated.
     pub fn load(file: Option<&Path>, overrides: &[String]) -> Result<Config, ConfigError> {
         let mut merged = parse_table(DEFAULT_TOML, "built-in defaults")?;
+        let defaults = merged.clone();
         let mut origin = "built-in defaults".to_string();
+        // Every layer over the defaults, so an error names the file or `--set` it came from.
+        let mut layers: Vec<(String, toml::Table)> = Vec::new();
         if let Some(path) = file {
             let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
                 path: path.to_path_buf(),
@@ -489,6 +492,7 @@ impl Config {
             })?;
             let user = parse_table(&text, &path.display().to_string())?;
             check_known(&merged, &user, "", &path.display().to_string())?;
+            layers.push((path.display().to_string(), user.clone()));
             merge(&mut merged, user);
             origin = path.display().to_string();
         }
@@ -497,16 +501,29 @@ impl Config {
             let mut table = parse_table(&snippet, &format!("--set {item}"))?;
             unquoted_strings(&merged, &mut table);
             check_known(&merged, &table, "", &format!("--set {item}"))?;
+            layers.push((format!("--set {item}"), table.clone()));
             merge(&mut merged, table);
         }
-        let config: Config =
-            toml::Value::Table(merged)
-                .try_into()
-                .map_err(|e: toml::de::Error| ConfigError::Invalid {
-                    origin: origin.clone(),
-                    message: e.message().trim().to_string(),
-                })?;
-        config.validate(&origin)?;
+        let config: Config = toml::Value::Table(merged)
+            .try_into()
+            .map_err(|e: toml::de::Error| blame(&defaults, &layers, &origin, &e))?;
+        config.validate(&origin).map_err(|e| match e {
+            // A range error names its key: blame the last layer that set it.
+            ConfigError::Range {
+                origin,
+                key,
+                message,
+            } => ConfigError::Range {
+                origin: layers
+                    .iter()
+                    .rev()
+                    .find(|(_, t)| leaves(t, "").iter().any(|(k, _)| *k == key))
+                    .map_or(origin, |(o, _)| o.clone()),
+                key,
+                message,
+            },
+            other => other,
+        })?;
         Ok(config)
     }
 
@@ -982,11 +999,73 @@ impl WebConfig {
 }
 
 fn parse_table(text: &str, origin: &str) -> Result<toml::Table, ConfigError> {
+    // The parser's message keeps its lines: line and column, the line itself, a caret.
     text.parse::<toml::Table>()
         .map_err(|e| ConfigError::Syntax {
             origin: origin.to_string(),
-            message: e.to_string().trim().replace('\n', " "),
+            message: e.to_string().trim().to_string(),
         })
+}
+
+/// Every leaf of `table` as (dotted key, value).
+fn leaves(table: &toml::Table, prefix: &str) -> Vec<(String, toml::Value)> {
+    let mut out = Vec::new();
+    for (k, v) in table {
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            toml::Value::Table(t) => out.extend(leaves(t, &path)),
+            v => out.push((path, v.clone())),
+        }
+    }
+    out
+}
+
+/// Set `parts` (a dotted key split) in `table` when its parent tables exist.
+fn set_leaf(table: &mut toml::Table, parts: &[&str], value: toml::Value) -> bool {
+    match parts {
+        [] => false,
+        [last] => {
+            table.insert((*last).to_string(), value);
+            true
+        }
+        [first, rest @ ..] => match table.get_mut(*first) {
+            Some(toml::Value::Table(t)) => set_leaf(t, rest, value),
+            _ => false,
+        },
+    }
+}
+
+/// A value the configuration cannot take (`--set audio.sink=nul`): find the layer and key
+/// by applying each set value alone to the defaults, newest layer first, and name both.
+fn blame(
+    defaults: &toml::Table,
+    layers: &[(String, toml::Table)],
+    origin: &str,
+    err: &toml::de::Error,
+) -> ConfigError {
+    for (layer, table) in layers.iter().rev() {
+        for (key, value) in leaves(table, "") {
+            let mut alone = defaults.clone();
+            let parts: Vec<&str> = key.split('.').collect();
+            if !set_leaf(&mut alone, &parts, value) {
+                continue;
+            }
+            if let Err(e) = toml::Value::Table(alone).try_into::<Config>() {
+                return ConfigError::Invalid {
+                    origin: layer.clone(),
+                    message: format!("`{key}`: {}", e.message().trim()),
+                };
+            }
+        }
+    }
+    ConfigError::Invalid {
+        origin: origin.to_string(),
+        message: err.message().trim().to_string(),
+    }
 }
 
 /// Every key of `user` must exist in `base` (the defaults name every key), so a typo is
@@ -1228,6 +1307,41 @@ mod tests {
             .to_string();
         assert!(
             err.contains("audio.sample_rate") && err.contains("integer"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_key_and_where_they_were_set() {
+        // issue 27: `--set audio.sink=nul` blamed "built-in defaults" and named no key.
+        let err = Config::load(None, &["audio.sink=nul".into()])
+            .expect_err("bad sink")
+            .to_string();
+        assert!(
+            err.starts_with("--set audio.sink=nul: `audio.sink`: unknown variant `nul`"),
+            "{err}"
+        );
+        let f = write("[sync]\nrole = \"boss\"\n");
+        let err = Config::load(Some(f.path()), &["audio.sink=null".into()])
+            .expect_err("bad role")
+            .to_string();
+        assert!(
+            err.starts_with(&format!(
+                "{}: `sync.role`: unknown variant `boss`",
+                f.path().display()
+            )),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_keep_line_column_and_caret() {
+        let f = write("[audio]\nsink = \n");
+        let err = Config::load(Some(f.path()), &[])
+            .expect_err("must fail")
+            .to_string();
+        assert!(
+            err.contains("line 2, column") && err.contains('^') && err.contains('\n'),
             "{err}"
         );
     }

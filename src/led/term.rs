@@ -1,7 +1,9 @@
 //! The simulated strip in the terminal: one line of 24-bit-colour blocks, redrawn in place
 //! at a fixed frame rate by a small thread, followed by a caller-supplied status text
 //! (cue, beat, position). It draws only when the target is a terminal, so piping
-//! `convoy show` to a file gives plain logs.
+//! `convoy show` to a file gives plain logs. While it draws, [`log_prefix`] tells log
+//! writers to clear the strip's line first, so a log line is not drawn over (the next frame
+//! redraws the strip below it).
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,6 +12,29 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::output::{sim_now, LedOutput};
+
+/// Whether a strip is being drawn on the terminal.
+static DRAWING: AtomicBool = AtomicBool::new(false);
+
+/// What a line written to stderr should start with: `\r` and clear-line while a strip is
+/// drawn and stderr is the terminal too, else nothing.
+pub fn log_prefix(stderr_is_terminal: bool) -> &'static str {
+    prefix_for(DRAWING.load(Ordering::Acquire), stderr_is_terminal)
+}
+
+/// Mark the terminal's current line as a status display that log lines must clear first
+/// (`convoy node`'s console line; [`TerminalStrip`] sets it itself).
+pub fn set_drawing(drawing: bool) {
+    DRAWING.store(drawing, Ordering::Release);
+}
+
+fn prefix_for(drawing: bool, stderr_is_terminal: bool) -> &'static str {
+    if drawing && stderr_is_terminal {
+        "\r\x1b[2K"
+    } else {
+        ""
+    }
+}
 use super::sim::SimStrip;
 
 /// A running terminal renderer; stops (and ends its line) when stopped or dropped.
@@ -34,6 +59,7 @@ impl TerminalStrip {
             return None;
         }
         let (strip, epoch) = (strip.clone(), *epoch);
+        DRAWING.store(true, Ordering::Release);
         let period = Duration::from_secs_f64(1.0 / fps.clamp(1.0, 120.0));
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
@@ -66,6 +92,7 @@ impl TerminalStrip {
         self.stop.store(true, Ordering::Release);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+            DRAWING.store(false, Ordering::Release);
         }
     }
 }
@@ -91,6 +118,13 @@ pub fn frame_line(strip: &Mutex<SimStrip>, epoch: &Instant, status: &str) -> Str
 mod tests {
     use super::*;
     use crate::led::protocol::{Command, Pattern, Rgb};
+
+    #[test]
+    fn logs_clear_the_strip_line_only_on_a_terminal_while_drawing() {
+        assert_eq!(prefix_for(true, true), "\r\x1b[2K");
+        assert_eq!(prefix_for(true, false), "");
+        assert_eq!(prefix_for(false, true), "");
+    }
 
     #[test]
     fn a_frame_is_one_line_of_coloured_blocks() {

@@ -92,6 +92,9 @@ pub struct NodeOptions {
     pub start_in: Duration,
     /// Leader/solo: exit when the playlist has played to its end.
     pub exit_at_end: bool,
+    /// Status as one human line redrawn in place (a terminal) instead of a JSON line per
+    /// interval (journald, pipes, `--json`).
+    pub console: bool,
 }
 
 /// One status line.
@@ -304,6 +307,7 @@ pub async fn run_with(
         stats: &stats,
         lights: &shared_lights,
         show: lights.is_some(),
+        console: opts.console.then(|| config.sync.leader.clone()),
     };
     let deadline = opts.duration.map(|d| tokio::time::Instant::now() + d);
     let mut ticker = tokio::time::interval(opts.status_every);
@@ -422,6 +426,10 @@ pub async fn run_with(
         lights.stop();
     }
     view.print_status(roles.current.role(), None);
+    if view.console.is_some() {
+        println!();
+        crate::led::term::set_drawing(false);
+    }
     drop(roles);
     // Stop the sink cleanly (flushes a virtual sink's recording).
     match Arc::try_unwrap(player) {
@@ -565,6 +573,8 @@ struct View<'a> {
     lights: &'a FleetLights,
     /// A show drives the lights (the snapshot's light state is the show's).
     show: bool,
+    /// Print the human status line instead of JSON; the leader address it waits for.
+    console: Option<String>,
 }
 
 impl View<'_> {
@@ -622,6 +632,14 @@ impl View<'_> {
                 peers: v.peer_states(mono),
             }),
         };
+        if let Some(leader) = &self.console {
+            use std::io::Write;
+            crate::led::term::set_drawing(true);
+            let mut out = std::io::stdout().lock();
+            let _ = write!(out, "\r\x1b[2K{}", console_line(&line, leader));
+            let _ = out.flush();
+            return;
+        }
         if let Ok(text) = serde_json::to_string(&line) {
             println!("{text}");
         }
@@ -684,5 +702,96 @@ impl View<'_> {
             },
             ..Snapshot::default()
         }
+    }
+}
+
+/// The human status line of `convoy node` on a terminal: who we are, the sync state in
+/// words ("waiting for leader 127.0.0.1:9123", "locked ±0.1 ms"), what plays and the lights.
+fn console_line(s: &Status<'_>, leader_addr: &str) -> String {
+    let sync = match s.role {
+        Role::Follower if s.epoch.is_none() => {
+            let who = s
+                .fleet
+                .as_ref()
+                .and_then(|f| f.leader)
+                .map_or_else(|| leader_addr.to_string(), str::to_string);
+            format!("waiting for leader {who}")
+        }
+        Role::Follower if s.lock.locked => {
+            format!(
+                "locked ±{:.1} ms",
+                s.lock.error_ns.unsigned_abs() as f64 / 1e6
+            )
+        }
+        Role::Follower => format!("locking (error {:.1} ms)", s.lock.error_ns as f64 / 1e6),
+        Role::Leader => format!("leading, {} subscriber(s)", s.subscribers),
+        other => format!("{other:?}").to_lowercase(),
+    };
+    let playing = match (&s.track, s.position_s) {
+        (Some(t), Some(p)) if s.playing => format!("playing {t} {p:.1} s"),
+        (Some(t), _) => format!("{t} (paused)"),
+        _ => "idle".to_string(),
+    };
+    let underruns = if s.underruns > 0 {
+        format!(" · {} underruns", s.underruns)
+    } else {
+        String::new()
+    };
+    format!("{} · {sync} · {playing}{underruns}", s.node)
+}
+
+#[cfg(test)]
+mod console_tests {
+    use super::*;
+
+    fn status(role: Role) -> Status<'static> {
+        Status {
+            mono_ns: 0,
+            local_ns: 0,
+            fleet_ns: None,
+            node: "bike-2",
+            role,
+            track: None,
+            playing: false,
+            epoch: None,
+            position_s: None,
+            offset_ns: None,
+            clock_ppm: None,
+            dispersion_ns: None,
+            min_delay_ns: None,
+            clock_steps: None,
+            sntp_ok: 0,
+            sntp_failed: 0,
+            timelines: 0,
+            rejected: 0,
+            lock: LockStatus::default(),
+            underruns: 0,
+            catch_ups: 0,
+            lights: lights::Summary::default(),
+            timelines_sent: 0,
+            subscribers: 0,
+            sntp_served: 0,
+            fleet: None,
+        }
+    }
+
+    #[test]
+    fn the_console_says_what_a_follower_waits_for_and_when_it_is_locked() {
+        let s = status(Role::Follower);
+        assert_eq!(
+            console_line(&s, "127.0.0.1:9123"),
+            "bike-2 · waiting for leader 127.0.0.1:9123 · idle"
+        );
+        let mut s = status(Role::Follower);
+        s.epoch = Some(1);
+        s.track = Some("demo".into());
+        s.playing = true;
+        s.position_s = Some(12.34);
+        s.lock.locked = true;
+        s.lock.error_ns = -120_000;
+        assert_eq!(
+            console_line(&s, "127.0.0.1:9123"),
+            "bike-2 · locked ±0.1 ms · playing demo 12.3 s"
+        );
     }
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::analysis::beatmap::Beatmap;
+use crate::analysis::beatmap::{Beatmap, END_SLACK_S};
 use crate::led::protocol::{Pattern, Rgb};
 
 /// Value of the `format` key.
@@ -31,6 +31,43 @@ pub struct Problem {
     pub line: usize,
     /// What is wrong.
     pub message: String,
+}
+
+/// Something in a show file that loads but is probably not what its author meant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    /// 1-based line in the show file (0 when the whole file is concerned).
+    pub line: usize,
+    /// What is wrong.
+    pub message: String,
+    /// What kind of warning (`convoy show --check` refuses [`WarningKind::BeatmapMismatch`]).
+    pub kind: WarningKind,
+}
+
+/// Kinds of [`Warning`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WarningKind {
+    /// A field that no pattern it is shown under reads (`color` under `beatflash`, …).
+    NoEffect,
+    /// The beatmap was made for other audio (its `content_hash` differs from the
+    /// track's): the track is followed by live analysis instead.
+    BeatmapMismatch,
+}
+
+impl Show {
+    /// The warnings, one `file:line: warning: …` line each.
+    pub fn render_warnings(&self) -> String {
+        let mut s = String::new();
+        for w in &self.warnings {
+            s.push_str(&format!(
+                "{}:{}: warning: {}\n",
+                self.path.display(),
+                w.line,
+                w.message
+            ));
+        }
+        s
+    }
 }
 
 /// Why a show could not be loaded.
@@ -265,6 +302,8 @@ pub struct ShowTrack {
     pub beats_per_bar: u32,
     /// Look at the start of the track.
     pub look: Look,
+    /// Line of the track's `look` (of its `[[track]]` when it has none).
+    pub look_line: usize,
     /// Cues, in file order.
     pub cues: Vec<Cue>,
     /// Audio-reactive mappings.
@@ -299,6 +338,8 @@ pub struct Show {
     pub vehicles: BTreeMap<String, VehicleOverride>,
     /// The playlist.
     pub tracks: Vec<ShowTrack>,
+    /// What loads but looks wrong (fields with no effect, beatmaps of other audio).
+    pub warnings: Vec<Warning>,
 }
 
 // ---------------------------------------------------------------------------
@@ -387,21 +428,37 @@ struct RawReact {
 // ---------------------------------------------------------------------------
 // Loading
 
-/// Byte offset → 1-based line.
-struct Lines<'a>(&'a str);
+/// Byte offset → 1-based line. The line starts are found once, so each lookup is a
+/// binary search: a show with 100k cues used to take minutes because every value
+/// recounted the newlines from the start of the file.
+struct Lines {
+    /// Byte offset of the first character of each line after the first.
+    starts: Vec<usize>,
+}
 
-impl Lines<'_> {
+impl Lines {
+    fn new(text: &str) -> Lines {
+        Lines {
+            starts: line_starts(text.as_bytes()),
+        }
+    }
     fn of(&self, offset: usize) -> usize {
-        let end = offset.min(self.0.len());
-        self.0.as_bytes()[..end]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
-            + 1
+        // Lines that start at or before `offset`, plus the first line.
+        self.starts.partition_point(|&s| s <= offset) + 1
     }
     fn at<T>(&self, s: &Spanned<T>) -> usize {
         self.of(s.span().start)
     }
+}
+
+/// The offsets just after each `\n`.
+fn line_starts(bytes: &[u8]) -> Vec<usize> {
+    bytes
+        .iter()
+        .enumerate()
+        .filter(|(_, &b)| b == b'\n')
+        .map(|(i, _)| i + 1)
+        .collect()
 }
 
 impl Show {
@@ -413,6 +470,7 @@ impl Show {
             groups: BTreeMap::new(),
             vehicles: BTreeMap::new(),
             tracks: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
@@ -428,7 +486,7 @@ impl Show {
 
     /// Validate show text as if it were the file `path`.
     pub fn parse(text: &str, path: &Path) -> Result<Show, ShowError> {
-        let lines = Lines(text);
+        let lines = Lines::new(text);
         let invalid = |problems: Vec<Problem>| ShowError::Invalid {
             path: path.to_path_buf(),
             problems,
@@ -444,9 +502,15 @@ impl Show {
             lines: &lines,
             dir: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
             problems: Vec::new(),
+            warnings: Vec::new(),
+            vehicle_lines: BTreeMap::new(),
         };
-        let show = cx.show(raw, path);
+        let mut show = cx.show(raw, path);
         if cx.problems.is_empty() {
+            show.warnings = cx.warnings;
+            show.warnings
+                .extend(super::lint::no_effect(&show, &cx.vehicle_lines));
+            show.warnings.sort_by_key(|w| w.line);
             Ok(show)
         } else {
             cx.problems.sort_by_key(|p| p.line);
@@ -491,6 +555,11 @@ impl Show {
     }
 }
 
+/// The first 12 hex digits of a hash, for messages.
+fn short(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
+}
+
 /// Which vehicle runs the show, for per-vehicle overrides.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VehicleInfo {
@@ -501,9 +570,12 @@ pub struct VehicleInfo {
 }
 
 struct Loader<'a> {
-    lines: &'a Lines<'a>,
+    lines: &'a Lines,
     dir: PathBuf,
     problems: Vec<Problem>,
+    warnings: Vec<Warning>,
+    /// Line of each `[vehicle.X]` table.
+    vehicle_lines: BTreeMap<String, usize>,
 }
 
 impl Loader<'_> {
@@ -541,6 +613,7 @@ impl Loader<'_> {
         let mut vehicles = BTreeMap::new();
         for (target, v) in raw.vehicle {
             let line = self.lines.at(&v);
+            self.vehicle_lines.insert(target.clone(), line);
             let v = v.into_inner();
             let pattern = v.pattern.and_then(|p| self.pattern(&p));
             let bright_scale = v.bright_scale.unwrap_or(1.0);
@@ -570,6 +643,7 @@ impl Loader<'_> {
             groups: raw.groups,
             vehicles,
             tracks,
+            warnings: Vec::new(),
         }
     }
 
@@ -591,37 +665,71 @@ impl Loader<'_> {
         } else {
             self.resolve_path(file).display().to_string()
         };
-        let (player_name, sample_rate, mut duration_s) = match crate::audio::open_track(&source) {
-            Ok(src) => {
-                let spec = src.spec();
-                let rate = spec.sample_rate.max(1);
-                (
-                    src.name(),
-                    rate,
-                    spec.frames.map(|f| f as f64 / f64::from(rate)),
-                )
-            }
-            Err(e) => {
-                self.problem(file_line, format!("track {file:?}: {e}"));
-                (file.clone(), 44_100, None)
-            }
-        };
+        let (player_name, sample_rate, mut duration_s, opened) =
+            match crate::audio::open_track(&source) {
+                Ok(src) => {
+                    let spec = src.spec();
+                    let rate = spec.sample_rate.max(1);
+                    (
+                        src.name(),
+                        rate,
+                        spec.frames.map(|f| f as f64 / f64::from(rate)),
+                        true,
+                    )
+                }
+                Err(e) => {
+                    self.problem(file_line, format!("track {file:?}: {e}"));
+                    (file.clone(), 44_100, None, false)
+                }
+            };
+        let mut mismatch = None;
         let beatmap = raw.beatmap.as_ref().and_then(|b| {
             let line = self.lines.at(b);
             let p = self.resolve_path(b.get_ref());
-            match std::fs::read_to_string(&p) {
-                Err(e) => {
-                    self.problem(line, format!("missing beatmap {}: {e}", p.display()));
-                    None
-                }
-                Ok(text) => match Beatmap::from_json(&text) {
-                    Ok(map) => Some(Arc::new(map)),
-                    Err(e) => {
-                        self.problem(line, format!("beatmap {}: {e}", p.display()));
-                        None
-                    }
-                },
+            if !p.exists() {
+                self.problem(line, format!("missing beatmap {}: no such file", p.display()));
+                return None;
             }
+            let map = match Beatmap::load(&p) {
+                Ok(map) => map,
+                Err(e) => {
+                    self.problem(line, format!("beatmap {}: {e}", p.display()));
+                    return None;
+                }
+            };
+            // A beatmap is checked against the audio it is attached to.
+            if let Some(d) = duration_s {
+                if map.track.duration_s > d + END_SLACK_S {
+                    self.problem(
+                        line,
+                        format!(
+                            "beatmap {} describes a {:.1} s track, but {file:?} is {d:.1} s long",
+                            p.display(),
+                            map.track.duration_s
+                        ),
+                    );
+                    return None;
+                }
+            }
+            if opened && !map.track.content_hash.is_empty() {
+                if let Ok(hash) = crate::audio::content_hash(&source) {
+                    if !hash.eq_ignore_ascii_case(&map.track.content_hash) {
+                        mismatch = Some(Warning {
+                            line,
+                            message: format!(
+                                "beatmap {} was made for other audio than {file:?} (its content_hash \
+                                 {} is not the track's {}); the track is followed by live analysis \
+                                 (run `convoy analyze {file}`)",
+                                p.display(),
+                                short(&map.track.content_hash),
+                                short(&hash)
+                            ),
+                            kind: WarningKind::BeatmapMismatch,
+                        });
+                    }
+                }
+            }
+            Some(Arc::new(map))
         });
         if let Some(map) = &beatmap {
             duration_s = Some(duration_s.unwrap_or(map.track.duration_s));
@@ -640,6 +748,7 @@ impl Loader<'_> {
             duration_s,
             beats_per_bar,
             look: Look::default(),
+            look_line: file_line,
             cues: Vec::new(),
             react: Vec::new(),
         };
@@ -647,6 +756,7 @@ impl Loader<'_> {
         let map_missing = raw.beatmap.is_some() && track.beatmap.is_none();
         if let Some(look) = raw.look {
             let line = self.lines.at(&look);
+            track.look_line = line;
             track.look = self.look(look.into_inner(), line);
         }
         for (i, cue) in raw.cue.into_iter().enumerate() {
@@ -658,6 +768,12 @@ impl Loader<'_> {
             if let Some(r) = self.react(r, &track, map_missing) {
                 track.react.push(r);
             }
+        }
+        if let Some(w) = mismatch {
+            // Cues were checked against the beatmap; playing uses live beats rather than
+            // beats of other audio.
+            track.beatmap = None;
+            self.warnings.push(w);
         }
         track
     }
@@ -1026,6 +1142,152 @@ mod tests {
             Err(ShowError::Invalid { problems, .. }) => problems,
             other => panic!("expected problems, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn line_lookup_matches_counting_newlines() {
+        let text = "a\nbb\n\nccc\n";
+        let lines = Lines::new(text);
+        for offset in 0..=text.len() + 3 {
+            let counted = text.as_bytes()[..offset.min(text.len())]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count()
+                + 1;
+            assert_eq!(lines.of(offset), counted, "offset {offset}");
+        }
+        assert_eq!(Lines::new("").of(0), 1);
+    }
+
+    fn warnings(body: &str) -> Vec<String> {
+        show(body)
+            .expect("valid")
+            .warnings
+            .iter()
+            .map(|w| format!("{}: {}", w.line, w.message))
+            .collect()
+    }
+
+    #[test]
+    fn fields_no_pattern_shows_are_warnings() {
+        // issue 27: `flash = true` under `pulse` (the old demo "count-in" cue).
+        let w = warnings(
+            "look = { pattern = \"pulse\", color = \"#3040ff\", bright = 0.4, speed = 80 }\n\
+             [[track.cue]]\nname = \"count-in\"\nevery = \"beat\"\nsection = \"intro\"\nflash = true\n",
+        );
+        assert_eq!(
+            w,
+            ["7: cue \"count-in\": `flash` has no effect under pulse (only beatflash draws beats)"]
+        );
+        // `color` under beatflash (it follows the hue), `hue_step` under pulse.
+        let w = warnings(
+            "look = { pattern = \"pulse\", color = \"#3040ff\" }\n\
+             [[track.cue]]\nevery = \"bar\"\nuntil = \"bar 3\"\nhue_step = 15\n\
+             [[track.cue]]\nat = \"bar 3\"\npattern = \"beatflash\"\ncolor = \"#ff0000\"\nhue = 10\n",
+        );
+        assert_eq!(
+            w,
+            [
+                "7: cue \"1\": `hue_step` has no effect under pulse (hue is read by rainbow, vu, beatflash)",
+                "11: cue \"2\": `color` has no effect under beatflash (colour is read by solid, pulse, strobe, chase, sparkle)",
+            ]
+        );
+        // A colour set under beatflash and shown by a later solid is not a no-op.
+        let w = warnings(
+            "[[track.cue]]\nat = \"bar 3\"\npattern = \"beatflash\"\ncolor = \"#ff0000\"\nhue = 10\n\
+             [[track.cue]]\nat = \"bar 5\"\npattern = \"solid\"\n",
+        );
+        assert!(w.is_empty(), "{w:?}");
+    }
+
+    #[test]
+    fn a_vehicle_hue_offset_under_colour_patterns_is_a_warning() {
+        let text = |pattern: &str| {
+            format!(
+                "format = \"convoy-show\"\nversion = 1\n[groups]\nleft = [\"b2\"]\n\
+                 [vehicle.left]\nhue_offset = 180\n\
+                 [[track]]\nfile = \"demo\"\nlook = {{ pattern = {pattern:?}, color = \"#ff0000\", hue = 0 }}\n"
+            )
+        };
+        let s = Show::parse(&text("chase"), Path::new("x.toml")).expect("valid");
+        let w: Vec<&str> = s.warnings.iter().map(|w| w.message.as_str()).collect();
+        assert!(
+            w.contains(&"[vehicle.left] `hue_offset` has no effect: these vehicles only show chase (hue is read by rainbow, vu, beatflash)"),
+            "{w:?}"
+        );
+        assert_eq!(s.warnings[0].line, 5);
+        let s = Show::parse(&text("rainbow"), Path::new("x.toml")).expect("valid");
+        assert!(
+            !s.warnings
+                .iter()
+                .any(|w| w.message.contains("vehicle.left")),
+            "{:?}",
+            s.warnings
+        );
+    }
+
+    #[test]
+    fn the_shipped_shows_have_no_warnings() {
+        for name in ["demo", "live"] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("shows/{name}.toml"));
+            let s = Show::load(&path).expect("loads");
+            assert!(s.warnings.is_empty(), "{}", s.render_warnings());
+        }
+    }
+
+    fn write_tone(path: &Path, seconds: u32) {
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 8000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(path, spec).expect("wav");
+        for i in 0..seconds * 8000 {
+            w.write_sample(((i as f32 * 0.3).sin() * 8000.0) as i16)
+                .expect("sample");
+        }
+        w.finalize().expect("wav");
+    }
+
+    #[test]
+    fn beatmaps_are_checked_against_their_track() {
+        let dir = tempfile::tempdir().expect("tmp");
+        // Another file under the demo's beatmap: a mismatch warning, and live beats.
+        let wav = dir.path().join("other.wav");
+        write_tone(&wav, 40);
+        let text = format!(
+            "format = \"convoy-show\"\nversion = 1\n[[track]]\nfile = \"other.wav\"\nbeatmap = {:?}\n\
+             [[track.cue]]\nat = \"bar 3\"\npattern = \"strobe\"\n",
+            demo_map_path()
+        );
+        let s = Show::parse(&text, &dir.path().join("x.toml")).expect("loads");
+        assert!(s.tracks[0].beatmap.is_none(), "falls back to live analysis");
+        assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
+        assert_eq!(s.warnings[0].kind, WarningKind::BeatmapMismatch);
+        assert_eq!(s.warnings[0].line, 5);
+        assert!(
+            s.warnings[0]
+                .message
+                .contains("was made for other audio than \"other.wav\""),
+            "{}",
+            s.warnings[0].message
+        );
+        // The demo song under its own beatmap matches.
+        let s = show("").expect("demo");
+        assert!(s.tracks[0].beatmap.is_some() && s.warnings.is_empty());
+        // A beatmap of a longer track than the file is refused.
+        let short = dir.path().join("short.wav");
+        write_tone(&short, 5);
+        let text = text.replace("other.wav", "short.wav");
+        let err = Show::parse(&text, &dir.path().join("x.toml"))
+            .expect_err("too long")
+            .to_string();
+        assert!(
+            err.contains(":5: beatmap ")
+                && err.contains("describes a 31.0 s track, but \"short.wav\" is 5.0 s long"),
+            "{err}"
+        );
     }
 
     #[test]

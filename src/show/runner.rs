@@ -532,7 +532,8 @@ impl<P: PlayerClock> Runner<P> {
     /// The default look for the track the player calls `name` (not in the show): a
     /// one-track show in `[led] default_look`'s pattern (the runner sends every beat to the
     /// strip, which `beatflash` flashes on) with brightness following the bass,
-    /// on the track's beatmap beside it (`<file>.beatmap.json`, or `beatmaps/<stem>.beatmap.json`)
+    /// on the track's beatmap beside it (`<file>.beatmap.json`, or `beatmaps/<file name>.beatmap.json`,
+    /// or the older `beatmaps/<stem>.beatmap.json` when its content hash matches)
     /// or on live analysis. Opening the track to probe it is the runner thread's to wait on.
     fn default_show(&mut self, name: &str) -> Option<Arc<Show>> {
         let pattern = self.opts.default_look.clone()?;
@@ -1003,9 +1004,13 @@ fn default_look(source: &str, name: &str, pattern: &str) -> Result<Show, String>
     }
     let path = std::path::Path::new(source);
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or(name);
+    let file_name = path.file_name().and_then(|s| s.to_str()).unwrap_or(name);
     let beside = format!("{source}.beatmap.json");
-    let shared = format!("beatmaps/{stem}.beatmap.json");
-    let beatmap = [beside, shared]
+    let shared = format!("beatmaps/{file_name}.beatmap.json");
+    // The name `convoy analyze` used to write; shared by `song.flac` and `song.ogg`, so the
+    // show loader's content_hash check decides whether it belongs to this file.
+    let legacy = format!("beatmaps/{stem}.beatmap.json");
+    let beatmap = [beside, shared, legacy]
         .into_iter()
         .find(|p| std::path::Path::new(p).is_file())
         .map(|p| format!("beatmap = {p:?}\n"))

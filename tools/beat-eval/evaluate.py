@@ -111,7 +111,7 @@ def main():
     est["convoy offline"] = {}
     rt = convoy_rt(os.path.join(work, "convoy-summary.txt"))
     for c in clips:
-        p = os.path.join(work, "convoy", c + ".beatmap.json")
+        p = os.path.join(work, "convoy", c + ".wav.beatmap.json")  # <file name>.beatmap.json
         if os.path.exists(p):
             m = load(p)
             est["convoy offline"][c] = {"beats": m["beats"], "downbeats": m["downbeats"],
