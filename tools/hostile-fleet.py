@@ -45,7 +45,7 @@ import time
 KEY = "9c2e4b7d1a0f3e5c6b8a7d9e0f1c2b3a4d5e6f708192a3b4c5d6e7f8091a2b3c"
 RATE = 44_100.0
 BASE = 47_000
-VICTIM = ("127.0.0.9", 47_999)
+VICTIM = ("10.99.0.2", 47_999)  # private, not loopback: an unverified address
 OUTSIDER = "10.99.0.1"  # a private address on lo that is not loopback
 
 
@@ -351,7 +351,8 @@ class Probe:
         for what in ["/etc/passwd", "/etc/shadow", "/no/such/file.wav", fifo, pty,
                      "../../../../etc/hostname"]:
             dt, addr, strings = ask(s, lead, osc("/convoy/play", what), timeout=3)
-            replies[what] = (addr, strings[0][:80] if strings else None)
+            # The refusal may name what was asked for; it must say nothing else about it.
+            replies[what] = (addr, strings[0].replace(what, "NAME")[:120] if strings else None)
             sdt, saddr, _ = ask(s, lead, osc("/convoy/status"), timeout=3)
             worst = max(worst, dt, sdt)
             if saddr is None:
@@ -612,7 +613,8 @@ def du(path):
 
 def inside(a):
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-    subprocess.run(["ip", "addr", "add", f"{OUTSIDER}/32", "dev", "lo"], check=True)
+    for addr in (OUTSIDER, VICTIM[0]):
+        subprocess.run(["ip", "addr", "add", f"{addr}/32", "dev", "lo"], check=True)
     os.makedirs(a.out, exist_ok=True)
     p = Probe(a, a.out)
     try:
