@@ -35,6 +35,7 @@ mod show;
 mod show_node;
 mod sntp_interop;
 mod sync;
+mod touchosc;
 mod web;
 mod web_browser;
 mod web_guard;

@@ -82,6 +82,8 @@ def build(secret):
     p.label("playing", M + 248, y + 5, 100, 30)
     p.led("/convoy/fb/locked", M + 370, y + 8, 24, 24, "blue")
     p.label("sync locked", M + 402, y + 5, 140, 30)
+    # Feedback to this phone (a float press subscribes the sender itself; docs/osc.md).
+    p.push("/convoy/subscribe", "FEEDBACK", W - M - 176, y, 176, 40, "gray")
     y += 56
     p.label("-", M, y, cw, 40, "gray", osc="/convoy/fb/track", size=20)
     y += 48
