@@ -18,6 +18,13 @@ use sha2::{Digest, Sha256};
 use crate::analysis::{analyze_offline, AnalysisParams, Beatmap};
 use crate::audio;
 
+/// `convoy analyze --help` examples (each `  convoy …` line parses; tested in `cli`).
+pub(super) const EXAMPLES: &str = "\
+Examples:
+  convoy analyze demo                    the built-in song into beatmaps/
+  convoy analyze -o maps -j 2 a.flac b.mp3
+  convoy analyze --force song.flac       re-analyse even when up to date";
+
 /// Arguments of `convoy analyze`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct AnalyzeArgs {

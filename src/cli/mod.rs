@@ -20,7 +20,7 @@ use crate::config::{Config, SinkKind};
 
 /// Convoy: synchronized music and lights for a fleet of vehicles.
 #[derive(Debug, Parser)]
-#[command(name = "convoy", version, about, long_about = None)]
+#[command(name = "convoy", version, about, long_about = None, after_help = EXAMPLES)]
 pub struct Cli {
     /// Configuration file layered over the built-in defaults.
     #[arg(long, short = 'c', global = true, env = "CONVOY_CONFIG")]
@@ -36,14 +36,27 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// `convoy --help` examples (every `  convoy …` line parses; see the unit test below).
+const EXAMPLES: &str = "\
+Examples:
+  convoy play demo --seconds 10          the built-in song on this machine
+  convoy show --check shows/demo.toml    validate a show file
+  convoy node --role auto --track demo   a bike's daemon, fleet role decided by election
+  convoy status --addr 10.0.0.2:8000   what a running node is doing
+  convoy doctor                          what is wrong on this bike
+  convoy --set audio.sink=null config    the effective configuration, with an override";
+
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Play one track (a file, or `demo`, the built-in song) on this node.
+    #[command(after_help = play::EXAMPLES)]
     Play(play::PlayArgs),
     /// Run this vehicle's daemon: player plus fleet sync (leader, follower or solo).
+    #[command(after_help = node::EXAMPLES)]
     Node(node::NodeArgs),
     /// Play a show (tracks plus lighting cues) solo on this machine, or `--check` it.
+    #[command(after_help = show::EXAMPLES)]
     Show(show::ShowArgs),
     /// Run a 3-bike fleet with lights on this machine (no hardware or network needed) and
     /// print how well the bikes agree.
@@ -57,12 +70,13 @@ pub enum Command {
     /// Exits non-zero when something is wrong.
     Doctor(doctor::DoctorArgs),
     /// Analyse tracks offline (tempo, beats, bars, sections, envelopes) into beatmaps.
+    #[command(after_help = analyze::EXAMPLES)]
     Analyze(analyze::AnalyzeArgs),
     /// Print the effective configuration (defaults + file + overrides) as TOML.
     Config,
-    /// Utilities: fleet keys and test signals (and, built with the `rig` feature, the sync
-    /// scenario and the impairment relay).
-    #[command(subcommand)]
+    /// Utilities: the sync scenario and the impairment relay (built with the `rig` feature),
+    /// fleet keys, and generated test-signal WAV files.
+    #[command(subcommand, after_help = tool::EXAMPLES)]
     Tool(tool::ToolCommand),
 }
 
@@ -158,5 +172,61 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Tool(tool::ToolCommand::Member(args)) => member::run(config()?, args),
         Command::Tool(cmd) => tool::run(cmd),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::Cli;
+
+    /// The command of every `  convoy …` example line (up to a two-space gap before its note).
+    fn example_commands(help: &str) -> Vec<Vec<String>> {
+        help.lines()
+            .filter_map(|l| l.strip_prefix("  convoy "))
+            .map(|l| {
+                let cmd = l.split("  ").next().unwrap_or_default();
+                std::iter::once("convoy")
+                    .chain(cmd.split_whitespace())
+                    .map(String::from)
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_help_example_parses() {
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut helps = vec![("convoy".to_string(), cmd.render_long_help().to_string())];
+        for sub in ["play", "node", "show", "analyze", "tool"] {
+            let sc = cmd.find_subcommand_mut(sub).expect("subcommand exists");
+            helps.push((sub.to_string(), sc.render_long_help().to_string()));
+        }
+        for (name, help) in helps {
+            let examples = example_commands(&help);
+            assert!(examples.len() >= 3, "{name}: too few examples:\n{help}");
+            for argv in examples {
+                let rig_only = argv.iter().any(|a| a == "scenario" || a == "impair");
+                if rig_only && !cfg!(feature = "rig") {
+                    continue;
+                }
+                if let Err(e) = Cli::try_parse_from(&argv) {
+                    panic!("{name} --help example {argv:?} does not parse: {e}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tool_help_lists_what_tool_does_in_order() {
+        let help = Cli::command()
+            .find_subcommand_mut("tool")
+            .expect("tool")
+            .render_help()
+            .to_string();
+        let first = help.lines().next().unwrap_or_default();
+        assert!(first.starts_with("Utilities: the sync scenario"), "{first}");
     }
 }

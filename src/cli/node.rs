@@ -7,6 +7,14 @@ use anyhow::Context;
 use crate::config::{Config, Role};
 use crate::node::{self, NodeOptions};
 
+/// `convoy node --help` examples (each `  convoy …` line parses; tested in `cli`).
+pub(super) const EXAMPLES: &str = "\
+Examples:
+  convoy node -c /etc/convoy/bike.toml   a bike's daemon with its configuration file
+  convoy node --role leader -c bike.toml lead the fleet, idle until told to play
+  convoy node --role follower            lock to the fleet's leader
+  convoy node --role solo --track song.flac --exit-at-end";
+
 /// Arguments of `convoy node`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct NodeArgs {

@@ -10,6 +10,14 @@ use super::SinkArgs;
 use crate::audio::{self, output, EngineOptions, FreeRun, Player};
 use crate::config::Config;
 
+/// `convoy play --help` examples (each `  convoy …` line parses; tested in `cli`).
+pub(super) const EXAMPLES: &str = "\
+Examples:
+  convoy play                            the built-in song (demo) on the default output
+  convoy play song.flac --start 30       a file, from 0:30
+  convoy play demo --sink null --seconds 5
+  convoy play demo --speed-ppm 200       200 ppm fast (resampler check)";
+
 /// Arguments of `convoy play`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct PlayArgs {

@@ -17,6 +17,13 @@ use crate::led::term::TerminalStrip;
 use crate::show::model::When;
 use crate::show::{RunnerOptions, Show, ShowRunner, VehicleInfo, WarningKind};
 
+/// `convoy show --help` examples (each `  convoy …` line parses; tested in `cli`).
+pub(super) const EXAMPLES: &str = "\
+Examples:
+  convoy show --check shows/demo.toml    validate: every problem with its line
+  convoy show shows/demo.toml --led sim  play it with a simulated LED strip
+  convoy show shows/live.toml --led serial --port /dev/ttyACM0 --track 2";
+
 /// Arguments of `convoy show`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ShowArgs {

@@ -8,6 +8,14 @@ use anyhow::Context;
 use crate::audio::synth::{GeneratedSource, Signal};
 use crate::audio::Source;
 
+/// `convoy tool --help` examples (each `  convoy …` line parses; tested in `cli`).
+pub(super) const EXAMPLES: &str = "\
+Examples:
+  convoy tool keygen fleet.key           a new fleet key (copy it to every bike)
+  convoy tool gen sine:440 tone.wav --seconds 5 --pcm16
+  convoy tool scenario --nodes 3 --seconds 30 --loss 0.05
+  convoy tool impair 127.0.0.1:7000 127.0.0.1:7001 --delay-ms 20";
+
 /// Utility subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum ToolCommand {
