@@ -11,7 +11,7 @@ use crate::node::{self, NodeOptions};
 pub(super) const EXAMPLES: &str = "\
 Examples:
   convoy node -c /etc/convoy/bike.toml   a bike's daemon with its configuration file
-  convoy node --role leader -c bike.toml lead the fleet, idle until told to play
+  convoy node --role leader              lead the fleet, idle until told to play
   convoy node --role follower            lock to the fleet's leader
   convoy node --role solo --track song.flac --exit-at-end";
 
