@@ -89,6 +89,49 @@ fn pause_seek_resume_and_stop_reach_every_bike() {
     assert_eq!(leader.last().expect("status")["rejected"].as_u64(), Some(0));
 }
 
+/// Issue #27: `/convoy/play` sent to a follower replied `ok` while the leader logged
+/// "refused: nothing to play". A relayed command is answered with the leader's verdict.
+#[test]
+fn a_relayed_command_is_answered_with_the_leaders_verdict() {
+    let base = 26_000 + (std::process::id() % 500) as u16 * 10;
+    let leader = Node::spawn(
+        "lead",
+        "leader",
+        base + 2,
+        &[
+            format!("sync.osc_port={base}"),
+            format!("sync.sntp_port={}", base + 1),
+            "osc.reply=true".to_string(),
+        ],
+        &[],
+    );
+    let follower = Node::spawn(
+        "bike2",
+        "follower",
+        base + 3,
+        &[
+            format!("sync.leader=127.0.0.1:{base}"),
+            format!("sync.sntp_port={}", base + 1),
+            "osc.reply=true".to_string(),
+        ],
+        &[],
+    );
+    follower.wait("the follower to run", 10.0, |v| v["role"] == "follower");
+    leader.wait("the leader to run", 10.0, |v| v["role"] == "leader");
+    // The leader has nothing to play: the follower's answer is the leader's refusal.
+    let reply = follower.ask("/convoy/play", vec![], 5.0);
+    assert!(
+        reply.contains("the leader refused: nothing to play"),
+        "{reply}"
+    );
+    // A command the leader carries out is answered ok, and the fleet plays it.
+    let reply = follower.ask("/convoy/play", vec![OscType::String("demo".into())], 5.0);
+    assert!(reply.contains("\"ok\""), "{reply}");
+    leader.wait("the leader to play the demo", 5.0, |v| {
+        playing(v) && v["track"] == "demo"
+    });
+}
+
 #[test]
 fn a_follower_without_the_key_gets_nothing_and_is_counted() {
     let base = 29_000 + (std::process::id() % 500) as u16 * 10;

@@ -63,6 +63,12 @@ pub enum Refusal {
     /// Something inside the node broke (a poisoned lock); the command was not applied.
     #[error("internal error: {0}")]
     Internal(&'static str),
+    /// The leader refused a command this bike relayed to it (the leader's own words).
+    #[error("the leader refused: {0}")]
+    Leader(String),
+    /// A relayed command got no verdict back in time (it may still have been carried out).
+    #[error("relayed to the leader, which did not answer within {0} ms")]
+    NoVerdict(u64),
     /// Fleet membership could not take the command.
     #[error("fleet membership: {0}")]
     Fleet(String),

@@ -208,6 +208,10 @@ impl Library {
                     "not a track Convoy plays: expected a WAV, FLAC, Ogg/Vorbis or MP3 file".into(),
                 )
             })?;
+            // tokio's `write_all` may leave the last chunk in flight: everything must be in
+            // the file before the decoder reads it (an unflushed tail probed as "no format").
+            file.flush().await.map_err(io_err(&tmp))?;
+            file.sync_all().await.map_err(io_err(&tmp))?;
             let probe = tmp.clone();
             tokio::task::spawn_blocking(move || crate::audio::decode::FileSource::open(&probe))
                 .await
@@ -221,7 +225,6 @@ impl Library {
                         "not a track Convoy plays: the {format} file does not decode ({why})"
                     ))
                 })?;
-            file.sync_all().await.map_err(io_err(&tmp))?;
             let hash = TrackHash(hasher.finalize().into());
             let dest = self.dir().join(format!("{hash}.{format}"));
             tokio::fs::rename(&tmp, &dest)

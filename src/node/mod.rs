@@ -362,13 +362,18 @@ pub async fn run_with(
                         let now = fleet_clock.now_or_local();
                         share_light(cmd, now, &shared_lights, &roles, lights.as_ref(), &mut cues)
                     }
-                    (None, cmd) => show::control(lights.as_ref(), cmd)
-                        .unwrap_or_else(|| execute(&req, &mut roles, &counters)),
+                    (None, cmd) => match show::control(lights.as_ref(), cmd) {
+                        Some(verdict) => verdict,
+                        None => {
+                            let executed = execute(&req, &mut roles, &counters);
+                            answer(req, executed);
+                            let fv = fleet.as_ref().map(auto::Fleet::view);
+                            inbox.state.send_replace(show::snapshot(lights.as_ref(), view.snapshot(roles.current.role(), fv.as_ref())));
+                            continue;
+                        }
+                    },
                 };
-                if let Err(e) = &verdict {
-                    tracing::warn!("{:?} from {:?} refused: {e}", req.command, req.origin);
-                }
-                req.answer(verdict);
+                answer(req, Executed::Now(verdict));
                 let fv = fleet.as_ref().map(auto::Fleet::view);
                 inbox.state.send_replace(show::snapshot(lights.as_ref(), view.snapshot(roles.current.role(), fv.as_ref())));
             }
@@ -379,13 +384,14 @@ pub async fn run_with(
                     Ok(source) => match roles.transport.as_mut() {
                         Some(t) => t.play_opened(&track, source),
                         // The role changed while it opened: relay it as any command.
-                        None => execute(&req, &mut roles, &counters),
+                        None => {
+                            let executed = execute(&req, &mut roles, &counters);
+                            answer(req, executed);
+                            continue;
+                        }
                     },
                 };
-                if let Err(e) = &verdict {
-                    tracing::warn!("{:?} from {:?} refused: {e}", req.command, req.origin);
-                }
-                req.answer(verdict);
+                answer(req, Executed::Now(verdict));
                 let fv = fleet.as_ref().map(auto::Fleet::view);
                 inbox.state.send_replace(show::snapshot(lights.as_ref(), view.snapshot(roles.current.role(), fv.as_ref())));
             }
@@ -524,21 +530,57 @@ fn show_shared(
     }
 }
 
+/// How long a follower waits for the leader's verdict on a relayed command before saying
+/// none came (the round trip is a few ms on a working link).
+const RELAY_VERDICT_WAIT: Duration = Duration::from_millis(1500);
+
+/// What became of a request: decided here, or relayed with the leader's verdict to come.
+enum Executed {
+    Now(Result<(), Refusal>),
+    Relayed(relay::Waiter),
+}
+
 /// Carry out one request: the leader applies transport commands itself, a follower relays
-/// them to the leader.
-fn execute(req: &Request, roles: &mut Roles, counters: &Counters) -> Result<(), Refusal> {
+/// them to the leader and answers with the leader's verdict.
+fn execute(req: &Request, roles: &mut Roles, counters: &Counters) -> Executed {
     match (roles.transport.as_mut(), roles.relay.as_ref()) {
-        (Some(t), _) => t.apply(&req.command),
-        (None, None) => Err(Refusal::NoLeader),
+        (Some(t), _) => Executed::Now(t.apply(&req.command)),
+        (None, None) => Executed::Now(Err(Refusal::NoLeader)),
         (None, Some(relay_tx)) => {
-            let Some(bytes) = relay::encode(&req.command) else {
-                return Err(Refusal::NotRelayable(format!("{:?}", req.command)));
+            let waiter = match roles.pending.open() {
+                Ok(w) => w,
+                Err(why) => return Executed::Now(Err(why)),
             };
-            relay_tx
-                .try_send(bytes)
-                .map_err(|_| Refusal::Busy("the link to the leader"))?;
+            let Some(bytes) = relay::encode_request(&req.command, waiter.id) else {
+                return Executed::Now(Err(Refusal::NotRelayable(format!("{:?}", req.command))));
+            };
+            if relay_tx.try_send(bytes).is_err() {
+                return Executed::Now(Err(Refusal::Busy("the link to the leader")));
+            }
             counters.relayed.fetch_add(1, Relaxed);
-            Ok(())
+            Executed::Relayed(waiter)
+        }
+    }
+}
+
+/// Answer a request now, or once the leader's verdict on it arrives (never holding up the
+/// command loop).
+fn answer(req: Request, executed: Executed) {
+    match executed {
+        Executed::Now(verdict) => {
+            if let Err(e) = &verdict {
+                tracing::warn!("{:?} from {:?} refused: {e}", req.command, req.origin);
+            }
+            req.answer(verdict);
+        }
+        Executed::Relayed(waiter) => {
+            tokio::spawn(async move {
+                let verdict = waiter.verdict(RELAY_VERDICT_WAIT).await;
+                if let Err(e) = &verdict {
+                    tracing::warn!("{:?} from {:?}: {e}", req.command, req.origin);
+                }
+                req.answer(verdict);
+            });
         }
     }
 }

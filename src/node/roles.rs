@@ -28,6 +28,7 @@ use crate::clock::{mono_ns, FleetClock};
 use crate::config::{Role, SyncConfig};
 use crate::control::NodeHandle;
 use crate::fleet::lights::FleetLights;
+use crate::fleet::relay;
 use crate::library::Tracks;
 use crate::security::FleetSecurity;
 use crate::sync::filter::{ClockFilter, FilterConfig};
@@ -105,6 +106,9 @@ pub struct Roles {
     /// A follower's relay to its leader: sealed and sent as they are (relayed commands,
     /// stamped light fields).
     pub relay: Option<mpsc::Sender<Vec<u8>>>,
+    /// Relayed requests waiting for the leader's verdict (kept across roles: a verdict
+    /// that no longer comes times out).
+    pub pending: Arc<relay::Pending>,
     tasks: Vec<JoinHandle<()>>,
     /// A sub-leader's serving tasks (SNTP and re-publishing), apart from its follower
     /// tasks so either can change without the other.
@@ -124,6 +128,7 @@ impl Roles {
             current: Current::Solo,
             transport: None,
             relay: None,
+            pending: Arc::default(),
             tasks: Vec::new(),
             group: Vec::new(),
             filter,
@@ -307,6 +312,7 @@ impl Roles {
                 lights: self.ctx.lights.clone(),
                 wake: self.ctx.wake.clone(),
                 filter: self.filter.clone(),
+                pending: self.pending.clone(),
             })));
         Ok(())
     }

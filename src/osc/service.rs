@@ -136,17 +136,10 @@ where
         .bind
         .parse()
         .map_err(|_| config_err("bind", format!("{:?} is not an IP address", cfg.bind)))?;
-    let udp_at = SocketAddr::new(ip, cfg.port);
-    let udp = UdpSocket::bind(udp_at)
-        .await
-        .map_err(|source| ServeError::Bind {
-            what: "UDP",
-            addr: udp_at,
-            source,
-        })?;
+    let (udp, listener) = bind_pair(ip, cfg.port, cfg.tcp).await?;
     let udp_addr = udp.local_addr().map_err(|source| ServeError::Bind {
         what: "UDP",
-        addr: udp_at,
+        addr: SocketAddr::new(ip, cfg.port),
         source,
     })?;
     let same_family = |a: &SocketAddr| a.is_ipv4() == udp_addr.is_ipv4();
@@ -179,20 +172,6 @@ where
                 .map_err(|e| config_err("wled.multicast_ttl", e.to_string()))?;
         }
         Some(a)
-    } else {
-        None
-    };
-    let listener = if cfg.tcp {
-        let at = SocketAddr::new(ip, udp_addr.port());
-        Some(
-            TcpListener::bind(at)
-                .await
-                .map_err(|source| ServeError::Bind {
-                    what: "TCP",
-                    addr: at,
-                    source,
-                })?,
-        )
     } else {
         None
     };
@@ -451,6 +430,53 @@ async fn writer(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<OscPacket>, frami
         let Ok(bytes) = bytes else { continue };
         if wr.write_all(&bytes).await.is_err() {
             return;
+        }
+    }
+}
+
+/// The control port's UDP socket and (with `tcp`) its TCP listener on the same port. With
+/// port 0 the system picks the UDP port, and the TCP port may happen to be taken (by any
+/// connection's ephemeral port): then another pair is tried, a few times.
+async fn bind_pair(
+    ip: IpAddr,
+    port: u16,
+    tcp: bool,
+) -> Result<(UdpSocket, Option<TcpListener>), ServeError> {
+    let mut tries = 0;
+    loop {
+        let udp_at = SocketAddr::new(ip, port);
+        let udp = UdpSocket::bind(udp_at)
+            .await
+            .map_err(|source| ServeError::Bind {
+                what: "UDP",
+                addr: udp_at,
+                source,
+            })?;
+        if !tcp {
+            return Ok((udp, None));
+        }
+        let at = match udp.local_addr() {
+            Ok(a) => a,
+            Err(source) => {
+                return Err(ServeError::Bind {
+                    what: "UDP",
+                    addr: udp_at,
+                    source,
+                })
+            }
+        };
+        match TcpListener::bind(at).await {
+            Ok(l) => return Ok((udp, Some(l))),
+            Err(e) if port == 0 && e.kind() == std::io::ErrorKind::AddrInUse && tries < 16 => {
+                tries += 1;
+            }
+            Err(source) => {
+                return Err(ServeError::Bind {
+                    what: "TCP",
+                    addr: at,
+                    source,
+                })
+            }
         }
     }
 }

@@ -86,6 +86,8 @@ pub struct Link {
     pub wake: Arc<Notify>,
     /// The clock filter the SNTP task feeds: told when the leader restarts.
     pub filter: Arc<Mutex<ClockFilter>>,
+    /// Relayed requests waiting for the leader's verdict.
+    pub pending: Arc<crate::fleet::relay::Pending>,
 }
 
 /// Subscribe to the leader, follow its timeline, relay commands; runs until aborted.
@@ -106,6 +108,12 @@ pub async fn follow_timeline(mut link: Link) {
                 let Ok(v) = link.security.open(src, &buf[..n], TrafficClass::Timing, now) else {
                     continue; // refused and counted by the guard
                 };
+                if let Some((id, verdict)) = crate::fleet::relay::decode_verdict(v.payload) {
+                    if !link.pending.settle(id, verdict) {
+                        tracing::debug!("a verdict for request {id} came too late");
+                    }
+                    continue;
+                }
                 let Ok((tl, extra)) = Timeline::decode(v.payload) else {
                     tracing::debug!("ignoring a fleet datagram that is not a timeline");
                     continue;

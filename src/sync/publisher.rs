@@ -17,7 +17,7 @@ use super::pll::NetState;
 use super::timeline;
 use super::Counters;
 use crate::clock::FleetClock;
-use crate::control::{NodeHandle, Origin};
+use crate::control::{HandleError, NodeHandle, Origin};
 use crate::fleet::lights::FleetLights;
 use crate::osc::command::CommandParser;
 use crate::security::{FleetSecurity, TrafficClass};
@@ -45,6 +45,8 @@ pub async fn publish_timeline(p: Publisher) {
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / p.hz.max(0.1)));
     let parser = CommandParser::new();
     let mut buf = [0u8; 1500];
+    // Verdicts on relayed requests, from the tasks that await them, to seal and send.
+    let (verdict_tx, mut verdict_rx) = tokio::sync::mpsc::channel::<(SocketAddr, Vec<u8>)>(64);
     loop {
         tokio::select! {
             r = p.sock.recv_from(&mut buf) => {
@@ -57,10 +59,28 @@ pub async fn publish_timeline(p: Publisher) {
                 if let Some(entry) = crate::fleet::lights::Entry::decode(&parser, v.payload) {
                     // A light command given to a follower: the newest write wins.
                     p.lights.merge(std::slice::from_ref(&entry));
-                } else if let Some(cmd) = crate::fleet::relay::decode(&parser, v.payload) {
+                } else if let Some((id, cmd)) = crate::fleet::relay::decode(&parser, v.payload) {
                     p.counters.relayed.fetch_add(1, Relaxed);
-                    if let Err(e) = p.handle.submit(cmd, Origin::Fleet(format!("{:08x}@{peer}", v.sender))) {
-                        tracing::warn!("relayed command from {peer} dropped: {e}");
+                    let origin = Origin::Fleet(format!("{:08x}@{peer}", v.sender));
+                    match id {
+                        None => {
+                            if let Err(e) = p.handle.submit(cmd, origin) {
+                                tracing::warn!("relayed command from {peer} dropped: {e}");
+                            }
+                        }
+                        // The sender waits for the verdict: answer it once the node decided.
+                        Some(id) => {
+                            let (handle, verdicts) = (p.handle.clone(), verdict_tx.clone());
+                            tokio::spawn(async move {
+                                let verdict = handle.execute(cmd, origin).await.map_err(|e| match e {
+                                    HandleError::Refused(why) => why.to_string(),
+                                    other => other.to_string(),
+                                });
+                                if let Some(bytes) = crate::fleet::relay::encode_verdict(id, &verdict) {
+                                    let _ = verdicts.try_send((peer, bytes));
+                                }
+                            });
+                        }
                     }
                 } else if timeline::parse_subscribe(v.payload).is_some() {
                     if subscribers.len() < 1024 || subscribers.contains_key(&peer) {
@@ -70,6 +90,11 @@ pub async fn publish_timeline(p: Publisher) {
                     if let Some(bytes) = sealed_timeline(&p) {
                         let _ = p.sock.send_to(&bytes, peer).await;
                     }
+                }
+            }
+            Some((peer, verdict)) = verdict_rx.recv() => {
+                if let Ok(bytes) = p.security.seal(&verdict, p.clock.now_or_local().max(0) as u64) {
+                    let _ = p.sock.send_to(&bytes, peer).await;
                 }
             }
             _ = tick.tick() => {

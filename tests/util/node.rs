@@ -155,6 +155,38 @@ impl Node {
     }
 }
 
+impl Node {
+    /// Send a message from a socket of its own and return the text of the node's
+    /// `/reply…` to it (needs `osc.reply = true`), or panic after `secs`.
+    pub fn ask(&self, addr: &str, args: Vec<OscType>, secs: f64) -> String {
+        let bytes = rosc::encoder::encode(&OscPacket::Message(OscMessage {
+            addr: addr.to_string(),
+            args,
+        }))
+        .expect("encode");
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        sock.set_read_timeout(Some(Duration::from_secs_f64(secs)))
+            .expect("timeout");
+        sock.send_to(&bytes, ("127.0.0.1", self.osc_port))
+            .expect("send");
+        let mut buf = [0u8; 4096];
+        loop {
+            let (n, _) = sock
+                .recv_from(&mut buf)
+                .unwrap_or_else(|e| panic!("no reply to {addr} within {secs} s: {e}"));
+            let Ok((_, OscPacket::Message(m))) = rosc::decoder::decode_udp(&buf[..n]) else {
+                continue;
+            };
+            if m.addr.starts_with("/reply") {
+                return match m.args.first() {
+                    Some(OscType::String(s)) => s.clone(),
+                    other => format!("{other:?}"),
+                };
+            }
+        }
+    }
+}
+
 impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.child.kill();
