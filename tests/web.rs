@@ -3,6 +3,7 @@
 //! track sharing resumes, rejects corruption and keeps to its bandwidth cap, and the
 //! EchoFlux follower steers a node after another player.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -10,7 +11,7 @@ use convoy::control::{Command, NodeHandle, Snapshot};
 use convoy::library::client::{read_body, HttpClient};
 use convoy::library::{Library, LibraryConfig, TrackHash};
 use convoy::web::echoflux::{Action, Follower, FollowerConfig};
-use convoy::web::{self, Auth, AuthConfig, WebState};
+use convoy::web::{self, Auth, AuthConfig, Limits, WebState};
 use hyper::Method;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -18,6 +19,7 @@ use tokio::sync::mpsc;
 /// A running server on 127.0.0.1:0 with a demo node behind it.
 pub struct Server {
     pub base: String,
+    pub addr: SocketAddr,
     pub handle: NodeHandle,
     pub commands: mpsc::UnboundedReceiver<Command>,
     pub library: Library,
@@ -25,13 +27,27 @@ pub struct Server {
 }
 
 pub async fn start(pin: &str, open_reads: bool, rate: u64) -> Server {
+    start_with(pin, open_reads, rate, 2, Limits::default(), None).await
+}
+
+/// [`start`] with the library's download `attempts`, the server's `limits`, and with
+/// `peer`, every request appearing to come from that address (axum's `MockConnectInfo`),
+/// as a phone on the WiFi would.
+pub async fn start_with(
+    pin: &str,
+    open_reads: bool,
+    rate: u64,
+    attempts: u32,
+    limits: Limits,
+    peer: Option<SocketAddr>,
+) -> Server {
     let dir = tempfile::tempdir().expect("tempdir");
     let library = Library::open(LibraryConfig {
         dir: dir.path().join("library"),
         max_bytes: 8 * 1024 * 1024,
         rate,
         timeout: Duration::from_secs(2),
-        attempts: 2,
+        attempts,
         pin: None,
     })
     .expect("library");
@@ -48,11 +64,20 @@ pub async fn start(pin: &str, open_reads: bool, rate: u64) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let state = WebState::new(handle.clone(), auth, library.clone());
-    tokio::spawn(web::serve(listener, state));
+    let addr = listener.local_addr().expect("addr");
+    let state = WebState::with_limits(handle.clone(), auth, library.clone(), limits);
+    match peer {
+        None => {
+            tokio::spawn(web::serve(listener, state));
+        }
+        Some(peer) => {
+            let app = web::router(state).layer(axum::extract::connect_info::MockConnectInfo(peer));
+            tokio::spawn(async move { axum::serve(listener, app).await });
+        }
+    }
     Server {
-        base,
+        base: format!("http://{addr}"),
+        addr,
         handle,
         commands,
         library,

@@ -7,65 +7,18 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use convoy::control::{Command, NodeHandle, Origin};
-use convoy::library::{Library, LibraryConfig};
-use convoy::web::{self, Auth, AuthConfig, Limits, WebState};
+use convoy::control::{Command, Origin};
+use convoy::web::Limits;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-struct Guarded {
-    addr: SocketAddr,
-    handle: NodeHandle,
-    commands: mpsc::UnboundedReceiver<Command>,
-    library: Library,
-    _dir: tempfile::TempDir,
-}
+use crate::web::{start_with, Server as Guarded};
 
 /// A server with `limits` and `pin` on 127.0.0.1:0. With `peer`, every request appears to
-/// come from that address (axum's `MockConnectInfo`), as a phone on the WiFi would.
+/// come from that address, as a phone on the WiFi would.
 async fn serve(limits: Limits, pin: &str, peer: Option<SocketAddr>) -> Guarded {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let library = Library::open(LibraryConfig {
-        dir: dir.path().join("library"),
-        max_bytes: 8 * 1024 * 1024,
-        rate: 0,
-        timeout: Duration::from_secs(2),
-        attempts: 1,
-        pin: None,
-    })
-    .expect("library");
-    let auth = Auth::new(&AuthConfig {
-        pin: pin.into(),
-        open_reads: true,
-        login_burst: 3,
-        login_per_minute: 6.0,
-    })
-    .expect("auth");
-    let (handle, inbox) = NodeHandle::channel(convoy::rig::web_sim::initial_snapshot());
-    let (seen, commands) = mpsc::unbounded_channel();
-    tokio::spawn(convoy::rig::web_sim::run(inbox, Some(seen)));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let state = WebState::with_limits(handle.clone(), auth, library.clone(), limits);
-    match peer {
-        None => {
-            tokio::spawn(web::serve(listener, state));
-        }
-        Some(peer) => {
-            let app = web::router(state).layer(axum::extract::connect_info::MockConnectInfo(peer));
-            tokio::spawn(async move { axum::serve(listener, app).await });
-        }
-    }
-    Guarded {
-        addr,
-        handle,
-        commands,
-        library,
-        _dir: dir,
-    }
+    start_with(pin, true, 0, 1, limits, peer).await
 }
 
 /// Status and body of one raw HTTP/1.1 request (`Connection: close`).
