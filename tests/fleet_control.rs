@@ -20,29 +20,39 @@ fn position(v: &Value) -> f64 {
     v["position_s"].as_f64().unwrap_or(f64::NAN)
 }
 
-#[test]
-fn pause_seek_resume_and_stop_reach_every_bike() {
-    let base = 24_000 + (std::process::id() % 500) as u16 * 10;
+/// A leader (its timeline on `base`, SNTP on `base + 1`, control port `base + 2`, started
+/// with `leader_args`) and a follower of it (control port `base + 3`), both with `sets`.
+fn leader_and_follower(base: u16, sets: &[String], leader_args: &[&str]) -> (Node, Node) {
+    let with =
+        |own: Vec<String>| -> Vec<String> { own.into_iter().chain(sets.iter().cloned()).collect() };
     let leader = Node::spawn(
         "lead",
         "leader",
         base + 2,
-        &[
+        &with(vec![
             format!("sync.osc_port={base}"),
             format!("sync.sntp_port={}", base + 1),
-        ],
-        &["--track", "demo", "--start-in", "1.0"],
+        ]),
+        leader_args,
     );
     let follower = Node::spawn(
         "bike2",
         "follower",
         base + 3,
-        &[
+        &with(vec![
             format!("sync.leader=127.0.0.1:{base}"),
             format!("sync.sntp_port={}", base + 1),
-        ],
+        ]),
         &[],
     );
+    (leader, follower)
+}
+
+#[test]
+fn pause_seek_resume_and_stop_reach_every_bike() {
+    let base = 24_000 + (std::process::id() % 500) as u16 * 10;
+    let (leader, follower) =
+        leader_and_follower(base, &[], &["--track", "demo", "--start-in", "1.0"]);
     follower.wait("the follower to play the demo", 15.0, |v| {
         playing(v) && v["track"] == "demo" && position(v) > 1.0
     });
@@ -94,28 +104,7 @@ fn pause_seek_resume_and_stop_reach_every_bike() {
 #[test]
 fn a_relayed_command_is_answered_with_the_leaders_verdict() {
     let base = 26_000 + (std::process::id() % 500) as u16 * 10;
-    let leader = Node::spawn(
-        "lead",
-        "leader",
-        base + 2,
-        &[
-            format!("sync.osc_port={base}"),
-            format!("sync.sntp_port={}", base + 1),
-            "osc.reply=true".to_string(),
-        ],
-        &[],
-    );
-    let follower = Node::spawn(
-        "bike2",
-        "follower",
-        base + 3,
-        &[
-            format!("sync.leader=127.0.0.1:{base}"),
-            format!("sync.sntp_port={}", base + 1),
-            "osc.reply=true".to_string(),
-        ],
-        &[],
-    );
+    let (leader, follower) = leader_and_follower(base, &["osc.reply=true".to_string()], &[]);
     follower.wait("the follower to run", 10.0, |v| v["role"] == "follower");
     leader.wait("the leader to run", 10.0, |v| v["role"] == "leader");
     // The leader has nothing to play: the follower's answer is the leader's refusal.
