@@ -35,11 +35,18 @@ pub struct ClockEstimate {
 impl ClockEstimate {
     /// Local time at which fleet time reads `fleet_ns` (inverse of [`Self::fleet_at`]).
     pub fn local_at(&self, fleet_ns: i64) -> i64 {
-        // Fixed-point steps: each shrinks the error by |ppm|·1e-6, so two are exact to a
-        // nanosecond even 1000 s from the reference at 300 ppm (one step left microseconds).
-        let mut local = fleet_ns - self.offset_ns.round() as i64;
+        // Solve fleet = local + offset + (local - ref)·ppm in closed form relative to the
+        // reference (f64 is sub-nanosecond there for 100 days), then let fixed-point
+        // steps absorb the rounding of `fleet_at`. A pure fixed-point start from
+        // `fleet - offset` left tens of ns when the instant was hours from the reference.
+        let rel = (fleet_ns - self.ref_local_ns) as f64 - self.offset_ns;
+        let mut local = self.ref_local_ns + (rel / (1.0 + self.ppm * 1e-6)).round() as i64;
         for _ in 0..2 {
-            local -= self.fleet_at(local) - fleet_ns;
+            let error = self.fleet_at(local) - fleet_ns;
+            if error == 0 {
+                break;
+            }
+            local -= error;
         }
         local
     }
@@ -255,6 +262,29 @@ mod tests {
             let want = est.fleet_at(local.from_mono(t));
             let got = served.from_mono(t);
             assert!((got - want).abs() <= 2, "after {later} ns: {got} vs {want}");
+        }
+    }
+
+    /// The inverse is exact to a nanosecond far from the reference too: a day away at
+    /// ±300 ppm (the CI failure was an instant hours from the reference, 2 ns off).
+    #[test]
+    fn local_at_inverts_fleet_at_far_from_the_reference() {
+        let reference = 1_700_000_000_000_000_000i64;
+        for ppm in [-300.0, -37.0, 0.0, 37.0, 300.0] {
+            let est = estimate(reference, -2_345_678_901.4, ppm);
+            for away in [0i64, 1, 999_999_937, 3_600_000_000_000, -86_400_000_000_000] {
+                let fleet = est.fleet_at(reference + away);
+                let local = est.local_at(fleet);
+                assert!(
+                    (est.fleet_at(local) - fleet).abs() <= 1,
+                    "{ppm} ppm, {away} ns away: fleet {fleet} back to {}",
+                    est.fleet_at(local)
+                );
+                assert!(
+                    (local - (reference + away)).abs() <= 1,
+                    "{ppm} ppm, {away} ns"
+                );
+            }
         }
     }
 
