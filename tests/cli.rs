@@ -26,6 +26,9 @@ fn playing_a_non_audio_file_fails_with_one_line_naming_it() {
         line.contains("notes.txt") && line.contains("not playable audio"),
         "{err}"
     );
+    // Issue #27: symphonia's own "probe reached EOF" ERROR no longer doubles our line.
+    assert!(!err.contains("probe reached EOF"), "{err}");
+    assert_eq!(err.matches("ERROR").count(), 0, "{err}");
 }
 
 #[test]

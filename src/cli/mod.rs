@@ -117,8 +117,16 @@ fn one_line(e: &anyhow::Error) -> String {
 
 fn init_tracing(filter: &str) {
     use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+    let mut env = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // symphonia logs "probe reached EOF at N bytes" at ERROR for every file that is not
+    // audio; our own error names the file and says so, once. Asked for by name, it stays.
+    if !filter.contains("symphonia") {
+        if let Ok(quiet) = "symphonia_core::formats::probe=off".parse() {
+            env = env.add_directive(quiet);
+        }
+    }
+    let filter = env;
     // Colour only on a terminal: no escape codes in files or the journal.
     let tty = std::io::stderr().is_terminal();
     let _ = tracing_subscriber::fmt()
