@@ -18,8 +18,16 @@ use serde_json::Value;
 use crate::util::convoy_bin;
 use crate::util::netns::Lab;
 
-/// simrun with the firmware, its UART on a pty linked at `link`.
-struct Firmware(Child);
+/// simrun with the firmware, its UART on a pty linked at `link`, and the latest UART
+/// count it printed: `[rx lines, rx frames, tx lines, tx frames]` (tools/arduino/simrun.c).
+struct Firmware(Child, Arc<Mutex<[u64; 4]>>);
+
+impl Firmware {
+    /// What crossed the simulated UART so far: received from Convoy, sent back (acks).
+    fn uart(&self) -> [u64; 4] {
+        *self.1.lock().expect("uart counts")
+    }
+}
 
 impl Drop for Firmware {
     fn drop(&mut self) {
@@ -53,9 +61,21 @@ fn firmware(link: &Path) -> Firmware {
         .by_ref()
         .map_while(Result::ok)
         .find(|l| l.starts_with("PTY "));
-    std::thread::spawn(move || for _ in lines {});
+    let uart = Arc::new(Mutex::new([0u64; 4]));
+    let counts = uart.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let n: Vec<u64> = line
+                .strip_prefix("UART rx ")
+                .map(|rest| rest.split(' ').filter_map(|w| w.parse().ok()).collect())
+                .unwrap_or_default();
+            if let [rl, rf, tl, tf] = n[..] {
+                *counts.lock().expect("uart counts") = [rl, rf, tl, tf];
+            }
+        }
+    });
     assert!(pty.is_some() && link.exists(), "simrun made no pty");
-    Firmware(child)
+    Firmware(child, uart)
 }
 
 /// One bike's node: its status lines and its log.
@@ -195,7 +215,7 @@ fn first_ride_three_installed_bikes_elect_one_leader_play_and_light_the_strip() 
     }
 
     let led = dir.path().join("convoy-led");
-    let _fw = firmware(&led);
+    let fw = firmware(&led);
 
     let bikes: Vec<Bike> = lab
         .hosts
@@ -338,6 +358,18 @@ fn first_ride_three_installed_bikes_elect_one_leader_play_and_light_the_strip() 
     let light = &statuses[0]["light"];
     println!("first ride: bike 0 light {light}");
     assert_eq!(light["link"], "connected", "{light}");
+    // ... and keeps driving it while the music plays: the firmware's UART receives lines
+    // or frames from Convoy (beats, levels) and acknowledges them, second after second.
+    let before = fw.uart();
+    std::thread::sleep(Duration::from_secs(3));
+    let after = fw.uart();
+    println!("first ride: firmware UART over 3 s: {before:?} -> {after:?} (rx lines, rx frames, tx lines, tx frames)");
+    let received = (after[0] + after[1]).saturating_sub(before[0] + before[1]);
+    let acked = (after[2] + after[3]).saturating_sub(before[2] + before[3]);
+    assert!(
+        received >= 3 && acked >= 1,
+        "the Arduino was not driven while playing: {before:?} -> {after:?}"
+    );
     // The others have no Arduino: one warning with the fix, no silence.
     for b in &bikes[1..] {
         let log = b.log();

@@ -74,7 +74,7 @@ fn dry_run_prints_every_action_and_writes_nothing() {
     for line in [
         "would install /usr/local/bin/convoy (mode 755)",
         "would install /etc/convoy/default.toml (mode 644)",
-        "would install /etc/convoy/convoy.toml (mode 644)",
+        "would install /etc/convoy/convoy.toml (mode 600)",
         "would install /etc/convoy/fleet.key (mode 600)",
         "would install /etc/systemd/system/convoy.service (mode 644)",
         "would install /etc/udev/rules.d/99-convoy-led.rules (mode 644)",
@@ -136,7 +136,7 @@ fn second_install_into_a_staging_root_changes_nothing() {
     );
     let unit = text(root.path(), "etc/systemd/system/convoy.service");
     for key in [
-        "ExecStart=/usr/local/bin/convoy --config /etc/convoy/convoy.toml node $CONVOY_NODE_ARGS",
+        "ExecStart=/usr/local/bin/convoy --config %d/convoy.toml node $CONVOY_NODE_ARGS",
         "Restart=on-failure",
         "CPUSchedulingPolicy=rr",
         "CPUSchedulingPriority=15",
@@ -199,6 +199,12 @@ fn second_install_into_a_staging_root_changes_nothing() {
     assert!(unit
         .lines()
         .any(|l| l == "LoadCredential=fleet.key:/etc/convoy/fleet.key"));
+    // Issue #27: the bike's configuration holds the PIN and the control secret, so it is
+    // root's alone too and reaches the service the same way.
+    assert_eq!(before["etc/convoy/convoy.toml"].0 & 0o777, 0o600);
+    assert!(unit
+        .lines()
+        .any(|l| l == "LoadCredential=convoy.toml:/etc/convoy/convoy.toml"));
     let starter = text(root.path(), "etc/convoy/convoy.toml");
     assert!(starter.contains("key_file = \"/run/credentials/convoy.service/fleet.key\""));
     // The web PIN and the OSC control secret: generated, in the file, printed once.
@@ -275,11 +281,21 @@ fn a_reinstall_keeps_the_riders_settings() {
     let r = root.path().to_str().expect("utf-8 temp path");
     assert!(install(&["--root", r]).0);
     let mine = "[sync]\nrole = \"leader\"\n";
-    std::fs::write(root.path().join("etc/convoy/convoy.toml"), mine).expect("edit");
+    let path = root.path().join("etc/convoy/convoy.toml");
+    std::fs::write(&path, mine).expect("edit");
+    // As an older installer left it: readable by everyone.
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .expect("chmod");
     let (ok, out, err) = install(&["--root", r]);
     assert!(ok, "{err}");
     assert!(out.contains("keep /etc/convoy/convoy.toml"), "{out}");
+    assert!(
+        out.contains("tighten /etc/convoy/convoy.toml to mode 600 (it holds the web PIN and control secret)"),
+        "{out}"
+    );
     assert_eq!(text(root.path(), "etc/convoy/convoy.toml"), mine);
+    let mode = std::fs::metadata(&path).expect("stat").permissions();
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
 }
 
 #[test]

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Run the hostile-conditions probe (issue #21) against a live 3-bike fleet and print a table.
 
-    sudo tools/hostile-fleet.py [--convoy target/debug/convoy] [--out DIR]
+    sudo tools/hostile-fleet.py [--convoy target/debug/convoy] [--out DIR] [--only ATTACK]…
 
 Three `convoy node` processes (sync.role = auto, bike-1 preferred as leader) play the
 position pilot on recording virtual sinks, each with its OSC control port and web app on,
@@ -612,6 +612,13 @@ def du(path):
 
 # ---------------------------------------------------------------- main
 
+# The attacks in the order they run (the leader restart last: it disturbs the fleet).
+PHASES = [("path-as-track", "path_as_track"), ("spoofed-junk", "spoofed_junk"),
+          ("cross-site", "cross_site"), ("reflection", "reflection"),
+          ("slow-clients", "slow_clients"), ("uploads", "uploads"), ("defaults", "defaults"),
+          ("leader-restart", "leader_restart")]
+
+
 def inside(a):
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     for addr in (OUTSIDER, VICTIM[0]):
@@ -625,14 +632,9 @@ def inside(a):
         time.sleep(a.baseline)
         p.phases.append(("baseline", time.monotonic_ns() - int(a.baseline * 1e9),
                          time.monotonic_ns()))
-        p.phase("path-as-track", p.path_as_track)
-        p.phase("spoofed-junk", p.spoofed_junk)
-        p.phase("cross-site", p.cross_site)
-        p.phase("reflection", p.reflection)
-        p.phase("slow-clients", p.slow_clients)
-        p.phase("uploads", p.uploads)
-        p.phase("defaults", p.defaults)
-        p.phase("leader-restart", p.leader_restart)
+        for name, attack in PHASES:
+            if not a.only or name in a.only:
+                p.phase(name, getattr(p, attack))
     finally:
         for n in p.nodes:
             n.stop()
@@ -713,6 +715,8 @@ def main():
                     help="seconds to leave idle connections before checking them")
     ap.add_argument("--rejoin-bound", type=float, default=15.0,
                     help="seconds the restarted leader may take to play with the fleet again")
+    ap.add_argument("--only", action="append", choices=[n for n, _ in PHASES],
+                    help="run only this attack (repeatable), e.g. --only leader-restart")
     ap.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     a.convoy = os.path.abspath(a.convoy)

@@ -60,6 +60,10 @@ pub struct ElectionConfig {
     pub peer_timeout_ns: u64,
     /// After start, wait this long (hearing the fleet) before claiming leadership.
     pub startup_grace_ns: u64,
+    /// A better-ranked node that finds a leader already in office follows it first and
+    /// takes over once it is ready ([`Election::set_ready`]: locked on the incumbent's
+    /// timeline, so the music goes on without a jump), or after this long at most.
+    pub takeover_wait_ns: u64,
 }
 
 /// What the driver must do after an input.
@@ -110,6 +114,8 @@ pub struct Election {
     peers: BTreeMap<String, PeerEntry>,
     /// When the last tick ran (a late one means this node itself was not running).
     last_tick_ns: Option<u64>,
+    /// We could take the lead without a jump in what plays (see `takeover_wait_ns`).
+    ready: bool,
 }
 
 impl Election {
@@ -125,6 +131,7 @@ impl Election {
             leader: None,
             peers: BTreeMap::new(),
             last_tick_ns: None,
+            ready: false,
         }
     }
 
@@ -226,6 +233,19 @@ impl Election {
         actions
     }
 
+    /// Whether this node could take the lead now without a jump in what the fleet hears:
+    /// it follows the leader in office and is locked on its timeline, or that leader plays
+    /// nothing. A better-ranked node waits for this (at most `takeover_wait_ns`) before it
+    /// displaces an incumbent; with nobody in office it claims after the startup grace.
+    pub fn set_ready(&mut self, ready: bool, now_ns: u64) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if self.ready != ready {
+            self.ready = ready;
+            self.decide(now_ns, &mut actions);
+        }
+        actions
+    }
+
     /// Changes our priority (0: never lead unless forced).
     pub fn set_priority(&mut self, priority: u8, now_ns: u64) -> Vec<Action> {
         let mut actions = Vec::new();
@@ -246,11 +266,26 @@ impl Election {
             .map(|p| &p.rank)
             .max();
         let i_am_best = self.me.eligible() && best_peer.is_none_or(|b| self.me > *b);
-        let may_claim =
-            self.me.forced || now_ns.saturating_sub(self.started_ns) >= self.cfg.startup_grace_ns;
+        let up = now_ns.saturating_sub(self.started_ns);
+        // A leader in office keeps the fleet playing: displacing it before we are locked
+        // on its timeline would restart the music for everyone (a rebooted bike did).
+        let incumbent = self.peers.values().any(|p| p.claims && p.rank.eligible());
+        let may_claim = self.me.forced
+            || (up >= self.cfg.startup_grace_ns
+                && (!incumbent
+                    || self.ready
+                    || up >= self.cfg.startup_grace_ns + self.cfg.takeover_wait_ns));
         let was_leading = self.leading;
         let old_term = self.term;
-        if i_am_best && (self.leading || may_claim) {
+        // A leader steps down for a better peer only once that peer claims: a better
+        // newcomer that is not ready yet follows us meanwhile, and the fleet must not be
+        // left with nobody in office while it gets ready.
+        let outranked = self
+            .peers
+            .values()
+            .any(|p| p.claims && p.rank.eligible() && p.rank > self.me);
+        let stays = self.leading && self.me.eligible() && !outranked;
+        if (i_am_best && (self.leading || may_claim)) || stays {
             if !self.leading {
                 // Taking over: a term above everything seen.
                 self.term = self.max_term_seen.max(self.term) + 1;
@@ -369,6 +404,7 @@ mod tests {
     const CFG: ElectionConfig = ElectionConfig {
         peer_timeout_ns: 1000 * MS,
         startup_grace_ns: 300 * MS,
+        takeover_wait_ns: 10_000 * MS,
     };
     const HB: u64 = 250 * MS;
 
@@ -516,6 +552,39 @@ mod tests {
         assert_eq!(sim.leaders(), ["b"]);
         assert_eq!(sim.nodes[0].leader(), Some("b"));
         assert!(!sim.nodes[0].peers().contains_key("c"), "c expired");
+    }
+
+    /// Issue #27: a better-ranked bike that (re)starts while a leader is in office used to
+    /// claim after the 300 ms grace and start its playlist from the top under everyone.
+    /// Now it follows the incumbent until it is ready (locked on its timeline), then takes
+    /// over; never ready, it takes over after `takeover_wait_ns`.
+    #[test]
+    fn a_better_newcomer_takes_over_only_when_ready() {
+        for ready in [true, false] {
+            let mut s = Sim::new(&[rank("a", 1), rank("b", 2)]);
+            s.alive[1] = false;
+            s.run(1_000);
+            assert_eq!(s.leaders(), ["a"]);
+            s.nodes[1] = Election::new(CFG, rank("b", 2), s.now);
+            s.alive[1] = true;
+            s.run(3_000);
+            assert_eq!(s.leaders(), ["a"], "b displaced a before it was ready");
+            assert!(s.all_follow("a"));
+            if ready {
+                s.nodes[1].set_ready(true, s.now);
+                s.run(500);
+            } else {
+                s.run(CFG.takeover_wait_ns / MS - 3_000 - 100);
+                assert_eq!(s.leaders(), ["a"], "b gave up waiting too early");
+                s.run(700);
+            }
+            assert_eq!(s.leaders(), ["b"], "ready {ready}");
+            assert!(s.all_follow("b"), "ready {ready}");
+        }
+        // With nobody in office, readiness does not matter: the grace, then the best leads.
+        let mut s = Sim::new(&[rank("a", 1), rank("b", 2)]);
+        s.run(400);
+        assert_eq!(s.leaders(), ["b"]);
     }
 
     #[test]
@@ -682,6 +751,10 @@ mod tests {
         s.run(1000);
         assert_eq!(s.leaders(), vec!["b"]);
         let now = s.now;
+        // Followers locked on the leader's timeline: ready to take over.
+        for n in &mut s.nodes {
+            n.set_ready(true, now);
+        }
         let acts = s.nodes[0].set_forced(true, now);
         assert!(acts.contains(&Action::SendHeartbeat));
         s.run(500);
@@ -718,8 +791,10 @@ mod tests {
         s.alive[2] = false;
         s.run(1000);
         assert_eq!(s.leaders(), vec!["b"]);
-        // z boots late: it must not be followed before it claims, then it wins.
+        // z boots late: it must not be followed before it claims, then it wins (ready at
+        // once here; `a_better_newcomer_takes_over_only_when_ready` waits for it).
         s.nodes[2] = Election::new(CFG, rank("z", 9), s.now);
+        s.nodes[2].set_ready(true, s.now);
         s.alive[2] = true;
         s.run(20);
         assert!(s.nodes[0].leader() == Some("b") || s.nodes[0].leader() == Some("z"));

@@ -36,11 +36,16 @@ use crate::clock::{mono_ns, FleetClock};
 use crate::security::envelope::MAX_DATAGRAM;
 use crate::security::{envelope, Guard, RejectReason, Sealer, TrafficClass};
 
+/// How long a better-ranked newcomer follows a leader in office before it displaces it
+/// even if not locked (`ElectionConfig::takeover_wait_ns`): a lock takes 1–3 s.
+const TAKEOVER_WAIT: Duration = Duration::from_secs(10);
+
 /// Requests from a [`FleetHandle`] to the task.
 #[derive(Debug)]
 enum Cmd {
     Role(AdvertisedRole),
     PlaybackError(Option<f64>),
+    Ready(bool),
     Force(bool),
     Priority(u8),
     Shutdown(oneshot::Sender<()>),
@@ -66,6 +71,11 @@ impl FleetHandle {
     /// Advertises the current playback error against the timeline, ms.
     pub fn set_playback_error(&self, ms: Option<f64>) -> Result<(), FleetError> {
         self.send(Cmd::PlaybackError(ms))
+    }
+
+    /// Says whether this node could lead without a jump (see [`Election::set_ready`]).
+    pub fn set_ready(&self, ready: bool) -> Result<(), FleetError> {
+        self.send(Cmd::Ready(ready))
     }
 
     /// Forces leadership onto this node (`true`) or releases the override (`false`): the
@@ -156,6 +166,7 @@ impl Membership {
             ElectionConfig {
                 peer_timeout_ns: cfg.peer_timeout.as_nanos() as u64,
                 startup_grace_ns: cfg.startup_grace.as_nanos() as u64,
+                takeover_wait_ns: TAKEOVER_WAIT.as_nanos() as u64,
             },
             Rank {
                 forced: me.leader,
@@ -714,6 +725,10 @@ async fn run(
                 Some(Cmd::PlaybackError(ms)) => {
                     t.playback_error_ms = ms;
                     false
+                }
+                Some(Cmd::Ready(ready)) => {
+                    let acts = t.election.set_ready(ready, mono_ns());
+                    act(&mut t, &sock, &acts).await
                 }
                 Some(Cmd::Force(on)) => {
                     let acts = t.election.set_forced(on, mono_ns());

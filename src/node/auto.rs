@@ -38,7 +38,15 @@ pub struct Fleet {
     pending_start: bool,
     /// The role our heartbeats advertise.
     advertised: AdvertisedRole,
+    /// Since when we follow (for "the leader plays nothing"), and the readiness to take
+    /// over that the election was last told.
+    following_since: Option<Instant>,
+    ready: bool,
 }
+
+/// A leader whose timeline has not played for this long, while we follow it, plays
+/// nothing: a better-ranked node may take over at once (there is no music to jump).
+const NOTHING_PLAYS_AFTER: Duration = Duration::from_secs(2);
 
 impl Fleet {
     /// Start membership for this node.
@@ -68,6 +76,8 @@ impl Fleet {
             alone_after,
             pending_start: true,
             advertised: AdvertisedRole::Solo,
+            following_since: None,
+            ready: false,
         })
     }
 
@@ -134,6 +144,43 @@ impl Fleet {
         }
         if roles.current == Current::Solo && self.started.elapsed() >= self.alone_after {
             self.start_if_pending(roles, opts);
+        }
+    }
+
+    /// Tell the election whether we could lead without a jump in what the fleet hears:
+    /// following, and locked on the leader's timeline (verified fresh) or the leader has
+    /// played nothing for [`NOTHING_PLAYS_AFTER`]. A restarted better-ranked bike thus
+    /// joins the music first and takes the lead on from there, instead of starting its
+    /// playlist from the top under everyone (docs/fleet.md).
+    pub fn update_ready(&mut self, roles: &Roles, lock: &Mutex<LockStatus>) {
+        let ready = match roles.current {
+            Current::Follower(_) => {
+                let since = *self.following_since.get_or_insert_with(Instant::now);
+                let status = lock.lock().map(|l| l.clone()).unwrap_or_default();
+                let now = crate::clock::mono_ns();
+                let (playing, locked) = roles
+                    .ctx
+                    .net
+                    .lock()
+                    .map(|n| {
+                        let playing = n
+                            .timeline
+                            .as_ref()
+                            .is_some_and(|t| t.playing && !t.track.is_empty());
+                        (playing, status.verified(&n, now).locked)
+                    })
+                    .unwrap_or((false, false));
+                locked || (!playing && since.elapsed() >= NOTHING_PLAYS_AFTER)
+            }
+            _ => {
+                self.following_since = None;
+                false
+            }
+        };
+        if std::mem::replace(&mut self.ready, ready) != ready {
+            if let Err(e) = self.handle.set_ready(ready) {
+                tracing::debug!("{e}");
+            }
         }
     }
 

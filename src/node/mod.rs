@@ -311,6 +311,8 @@ pub async fn run_with(
     };
     let deadline = opts.duration.map(|d| tokio::time::Instant::now() + d);
     let mut ticker = tokio::time::interval(opts.status_every);
+    // Readiness to take the lead over (auto roles) is judged faster than status lines.
+    let mut ready_ticker = tokio::time::interval(Duration::from_millis(200));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     // `/convoy/play track` being opened on the blocking pool, with its request.
     type Opening = (
@@ -334,6 +336,11 @@ pub async fn run_with(
                 let at_end = opts.exit_at_end && roles.transport.as_ref().is_some_and(Transport::finished);
                 if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) || at_end {
                     break;
+                }
+            }
+            _ = ready_ticker.tick(), if fleet.is_some() => {
+                if let Some(f) = fleet.as_mut() {
+                    f.update_ready(&roles, &lock);
                 }
             }
             Some(()) = auto::changed(fleet.as_mut()) => {

@@ -6,7 +6,11 @@
  *
  * Prints "PTY <slave path>" on stdout once the UART is connected, and if
  * link-path is given makes it a symlink to the pty (removed on exit).
- * Runs until SIGTERM/SIGINT.
+ * Then, every simulated second while bytes move, one line
+ * "UART rx <lines> <frames> tx <lines> <frames>": text lines ('\n') and
+ * binary frames (0x00 delimiters) the firmware received from the host and
+ * sent back (its acks), counted at the simulated UART, so tests see that
+ * the host kept driving the controller. Runs until SIGTERM/SIGINT.
  *
  * The bridge is done here, in the simulation thread, instead of with
  * simavr's parts/uart_pty: in Debian's simavr 1.6 uart_pty deadlocks as
@@ -36,6 +40,15 @@ static volatile sig_atomic_t stop_requested;
 static int xon = 1;              /* simulated UART has room for input */
 static uint8_t outbuf[8192];     /* AVR -> host bytes not yet written */
 static size_t outlen;
+/* Lines and frames through the UART: host -> AVR (rx), AVR -> host (tx). */
+static unsigned long rx_lines, rx_frames, tx_lines, tx_frames;
+
+static void count(uint8_t b, unsigned long *lines, unsigned long *frames) {
+	if (b == '\n')
+		++*lines;
+	else if (b == 0)
+		++*frames;
+}
 
 static void on_signal(int sig) {
 	(void)sig;
@@ -44,6 +57,7 @@ static void on_signal(int sig) {
 
 static void on_uart_out(struct avr_irq_t *irq, uint32_t value, void *param) {
 	(void)irq; (void)param;
+	count((uint8_t)value, &tx_lines, &tx_frames);
 	if (outlen < sizeof(outbuf))
 		outbuf[outlen++] = (uint8_t)value;
 }
@@ -119,7 +133,18 @@ int main(int argc, char **argv) {
 	uint8_t inbuf[512];
 	size_t inpos = 0, inlen = 0;
 	int state = cpu_Running;
+	unsigned long reported = 0;
+	avr_cycle_count_t next_report = avr->frequency;
 	while (!stop_requested) {
+		if (avr->cycle >= next_report) {
+			next_report += avr->frequency;
+			unsigned long moved = rx_lines + rx_frames + tx_lines + tx_frames;
+			if (moved != reported) {
+				reported = moved;
+				printf("UART rx %lu %lu tx %lu %lu\n", rx_lines, rx_frames, tx_lines, tx_frames);
+				fflush(stdout);
+			}
+		}
 		for (int k = 0; k < 256; k++) {
 			state = avr_run(avr);
 			if (state == cpu_Done || state == cpu_Crashed)
@@ -139,8 +164,10 @@ int main(int argc, char **argv) {
 				inlen = (size_t)r;
 			}
 		}
-		while (xon && inpos < inlen)
+		while (xon && inpos < inlen) {
+			count(inbuf[inpos], &rx_lines, &rx_frames);
 			avr_raise_irq(uart_in, inbuf[inpos++]);
+		}
 	}
 out:
 	if (link_path)
