@@ -105,3 +105,30 @@ fn a_start_past_the_end_fails_and_a_clamped_speed_is_said() {
         "{err}"
     );
 }
+
+/// Issue #27: `convoy node` on a terminal printed a long JSON line every second and drew
+/// no strip. Now, with the simulated strip, every frame is the strip in 24-bit colour
+/// followed by the one human status line. `script` (util-linux) gives it a terminal.
+#[test]
+fn node_on_a_terminal_draws_the_strip_and_one_status_line() {
+    let cmd = format!(
+        "{} --set audio.sink=null --set led.output=sim node --track demo --seconds 2.5 --status-every 0.5",
+        crate::util::convoy_bin().display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .output()
+        .expect("run convoy node under script(1)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let frames: Vec<&str> = text
+        .split("\r\x1b[2K")
+        .filter(|f| f.contains("\x1b[38;2;"))
+        .collect();
+    assert!(frames.len() >= 10, "{} strip frames: {text:?}", frames.len());
+    assert!(
+        frames.iter().any(|f| f.contains("playing demo")),
+        "no status line after the strip: {text:?}"
+    );
+    assert!(!text.contains("\"mono_ns\""), "JSON on a terminal: {text:?}");
+}

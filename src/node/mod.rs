@@ -297,7 +297,7 @@ pub async fn run_with(
         &net,
         handle.live(),
     )?);
-    let view = View {
+    let mut view = View {
         id: &id,
         fleet: &fleet_clock,
         player: &player,
@@ -308,7 +308,21 @@ pub async fn run_with(
         lights: &shared_lights,
         show: lights.is_some(),
         console: opts.console.then(|| config.sync.leader.clone()),
+        strip: false,
+        console_text: Arc::default(),
     };
+    // On a terminal with the simulated strip: the strip drawn at `led.fps`, the status
+    // line after it (issue #27: `convoy node` drew no strip).
+    let strip = match (&view.console, &lights) {
+        (Some(_), Some(l)) => {
+            let text = view.console_text.clone();
+            crate::led::term::TerminalStrip::spawn(l.led(), config.led.fps, move || {
+                text.lock().map(|t| t.clone()).unwrap_or_default()
+            })
+        }
+        _ => None,
+    };
+    view.strip = strip.is_some();
     let deadline = opts.duration.map(|d| tokio::time::Instant::now() + d);
     let mut ticker = tokio::time::interval(opts.status_every);
     // Readiness to take the lead over (auto roles) is judged faster than status lines.
@@ -437,6 +451,10 @@ pub async fn run_with(
     }
     if let Some(lights) = lights {
         lights.stop();
+    }
+    if let Some(strip) = strip {
+        strip.stop();
+        view.strip = false;
     }
     view.print_status(roles.current.role(), None);
     if view.console.is_some() {
@@ -624,6 +642,10 @@ struct View<'a> {
     show: bool,
     /// Print the human status line instead of JSON; the leader address it waits for.
     console: Option<String>,
+    /// A terminal strip is drawn: the status line goes into `console_text`, which it
+    /// prints after every frame.
+    strip: bool,
+    console_text: Arc<Mutex<String>>,
 }
 
 impl View<'_> {
@@ -683,6 +705,12 @@ impl View<'_> {
         };
         if let Some(leader) = &self.console {
             use std::io::Write;
+            if self.strip {
+                if let Ok(mut text) = self.console_text.lock() {
+                    *text = console_line(&line, leader);
+                }
+                return;
+            }
             crate::led::term::set_drawing(true);
             let mut out = std::io::stdout().lock();
             let _ = write!(out, "\r\x1b[2K{}", console_line(&line, leader));

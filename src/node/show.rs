@@ -23,6 +23,8 @@ use crate::sync::position::FleetPosition;
 #[derive(Debug)]
 pub struct NodeShow {
     handle: ShowHandle,
+    /// Where the lights go (the console draws a simulated strip from it).
+    led: crate::led::LedOutput,
     /// A show file is loaded (else only the default look runs).
     loaded: bool,
     /// The playback log beside a journal.
@@ -81,9 +83,10 @@ pub fn start(
         "show started"
     );
     let led = crate::led::open_output(&config.led);
-    let handle = ShowRunner::spawn(show, Arc::new(position), led, vehicle, opts);
+    let handle = ShowRunner::spawn(show, Arc::new(position), led.clone(), vehicle, opts);
     Ok(NodeShow {
         handle,
+        led,
         playback,
         loaded: !file.is_empty(),
     })
@@ -136,6 +139,11 @@ pub fn snapshot(show: Option<&NodeShow>, mut snap: Snapshot) -> Snapshot {
 }
 
 impl NodeShow {
+    /// Where the lights go.
+    pub fn led(&self) -> &crate::led::LedOutput {
+        &self.led
+    }
+
     /// Stop the runner (the lights keep their last state; a journal is complete, since
     /// it is written line by line).
     pub fn stop(self) {
