@@ -87,6 +87,10 @@ pub struct ScenarioArgs {
     /// Random seed for the impairments.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// A named impairment profile instead of --delay-ms, --jitter-ms, --loss,
+    /// --duplicate and the stall flags (docs/sync.md, "Impairment profiles").
+    #[arg(long, value_enum, conflicts_with_all = ["delay_ms", "jitter_ms", "loss", "duplicate", "stall_every_s", "stall_ms"])]
+    pub profile: Option<impair::Profile>,
     /// Every node runs `sync.role=auto`: the fleet elects its leader (the first node has
     /// the highest priority, the next ones less and less). Every node's ports sit behind
     /// impairment relays, so heartbeats, SNTP and the timeline are impaired whoever leads.
@@ -409,14 +413,21 @@ pub fn run(args: &ScenarioArgs) -> anyhow::Result<Summary> {
             args.leader_audio_stall_ms
         ));
     }
-    let impair = |seed: u64| ImpairConfig {
-        delay_ms: args.delay_ms,
-        jitter_ms: args.jitter_ms,
-        loss: args.loss,
-        duplicate: args.duplicate,
-        stall_every_s: args.stall_every_s,
-        stall_ms: args.stall_ms,
-        seed: args.seed.wrapping_mul(1000) + seed,
+    let impair = |seed: u64| {
+        let seed = args.seed.wrapping_mul(1000) + seed;
+        match args.profile {
+            Some(p) => p.config(seed),
+            None => ImpairConfig {
+                delay_ms: args.delay_ms,
+                jitter_ms: args.jitter_ms,
+                loss: args.loss,
+                duplicate: args.duplicate,
+                stall_every_s: args.stall_every_s,
+                stall_ms: args.stall_ms,
+                seed,
+                ..ImpairConfig::default()
+            },
+        }
     };
     if args.auto {
         net.spawn_relays(&rt, &impair, &stats)?;
@@ -459,13 +470,19 @@ pub fn run(args: &ScenarioArgs) -> anyhow::Result<Summary> {
             args.nodes
         );
     }
+    let network = match args.profile {
+        Some(p) => format!("profile {p:?}"),
+        None => format!(
+            "delay {} ± {} ms, loss {:.1} %",
+            args.delay_ms,
+            args.jitter_ms,
+            args.loss * 100.0
+        ),
+    };
     eprintln!(
-        "scenario: leader + {} followers for {:.0} s (delay {} ± {} ms, loss {:.1} %, clocks ±{} ppm / ±{} s, DACs ±{} ppm)",
+        "scenario: leader + {} followers for {:.0} s ({network}, clocks ±{} ppm / ±{} s, DACs ±{} ppm)",
         args.nodes - 1,
         args.seconds,
-        args.delay_ms,
-        args.jitter_ms,
-        args.loss * 100.0,
         args.clock_ppm,
         args.clock_offset_s,
         args.dac_ppm
