@@ -729,7 +729,11 @@ mod tests {
             ..ImpairConfig::default()
         };
         let (d, _) = delays(cfg, Dir::Up, 100_000);
-        assert!((q(&d, 0.5) / 4.0 - 1.0).abs() < 0.03, "median {}", q(&d, 0.5));
+        assert!(
+            (q(&d, 0.5) / 4.0 - 1.0).abs() < 0.03,
+            "median {}",
+            q(&d, 0.5)
+        );
         // p84 is one σ up: 4·e.
         let p84 = q(&d, 0.841_344_7);
         assert!((p84 / (4.0 * 1f64.exp()) - 1.0).abs() < 0.04, "p84 {p84}");
@@ -786,9 +790,18 @@ mod tests {
         let (down, _) = delays(cfg, Dir::Down, 50_000);
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
         assert!((mean(&up) - 5.0).abs() < 0.1, "up mean {}", mean(&up));
-        assert!((mean(&down) - 13.0).abs() < 0.3, "down mean {}", mean(&down));
+        assert!(
+            (mean(&down) - 13.0).abs() < 0.3,
+            "down mean {}",
+            mean(&down)
+        );
         // The fastest datagrams each way still see (almost) no queue.
-        assert!(down[0] < 2.1 && up[0] < 2.1, "fastest {} / {}", down[0], up[0]);
+        assert!(
+            down[0] < 2.1 && up[0] < 2.1,
+            "fastest {} / {}",
+            down[0],
+            up[0]
+        );
     }
 
     #[test]
@@ -796,12 +809,20 @@ mod tests {
         let cfg = Profile::Powersave.config(6);
         let (up, _) = delays(cfg, Dir::Up, 50_000);
         let (down, _) = delays(cfg, Dir::Down, 50_000);
-        assert!(up[up.len() - 1] <= 8.0 + 1e-9, "uplink max {}", up[up.len() - 1]);
+        assert!(
+            up[up.len() - 1] <= 8.0 + 1e-9,
+            "uplink max {}",
+            up[up.len() - 1]
+        );
         let held = down.iter().filter(|&&d| d > 8.0 + 1e-9).count() as f64 / down.len() as f64;
         // Dozing 25 % of the time; a datagram that arrives just before a wake-up is not
         // held beyond its own delay.
         assert!((0.2..0.26).contains(&held), "held {held}");
-        assert!(down[down.len() - 1] <= 204.8 + 8.0, "down max {}", down[down.len() - 1]);
+        assert!(
+            down[down.len() - 1] <= 204.8 + 8.0,
+            "down max {}",
+            down[down.len() - 1]
+        );
         assert!(q(&down, 0.99) > 100.0, "down p99 {}", q(&down, 0.99));
     }
 
@@ -835,10 +856,18 @@ mod tests {
         let (d, lost) = delays(cfg, Dir::Up, 100_000);
         let mean = d.iter().sum::<f64>() / d.len() as f64;
         assert!((mean - 6.0).abs() < 0.05, "mean {mean}");
-        assert!(d[0] >= 3.0 && d[d.len() - 1] <= 9.0, "{} .. {}", d[0], d[d.len() - 1]);
+        assert!(
+            d[0] >= 3.0 && d[d.len() - 1] <= 9.0,
+            "{} .. {}",
+            d[0],
+            d[d.len() - 1]
+        );
         let rate = lost as f64 / 100_000.0;
         let want = 1.0 - 0.99f64.powi(3);
-        assert!((rate - want).abs() < 0.003, "loss {rate}, 3 hops of 1 % {want}");
+        assert!(
+            (rate - want).abs() < 0.003,
+            "loss {rate}, 3 hops of 1 % {want}"
+        );
     }
 
     #[test]
@@ -848,7 +877,10 @@ mod tests {
         let (down, _) = delays(cfg, Dir::Down, 200_000);
         // Two hops of 2 ± 1 ms with a tail: median ~5 ms, p99 far above.
         let (p50, p99) = (q(&up, 0.5), q(&up, 0.99));
-        assert!((4.0..7.0).contains(&p50) && p99 > 10.0 * p50, "up p50 {p50} p99 {p99}");
+        assert!(
+            (4.0..7.0).contains(&p50) && p99 > 10.0 * p50,
+            "up p50 {p50} p99 {p99}"
+        );
         // The downlink is queued and dozes on top.
         assert!(q(&down, 0.5) > p50 + 3.0, "down p50 {}", q(&down, 0.5));
         // Loss: 5 s of every 60 s down (the runs span 2000 s) plus bursts on two hops.
@@ -859,7 +891,10 @@ mod tests {
     #[test]
     fn the_default_profile_is_the_scenarios_old_network() {
         let cfg = Profile::Default.config(1);
-        assert_eq!((cfg.delay_ms, cfg.jitter_ms, cfg.loss, cfg.hops), (5.0, 3.0, 0.02, 1));
+        assert_eq!(
+            (cfg.delay_ms, cfg.jitter_ms, cfg.loss, cfg.hops),
+            (5.0, 3.0, 0.02, 1)
+        );
         let (d, lost) = delays(cfg, Dir::Down, 100_000);
         assert!(d[0] >= 2.0 && d[d.len() - 1] <= 8.0);
         assert!((lost as f64 / 1e5 - 0.02).abs() < 0.002);
