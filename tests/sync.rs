@@ -142,3 +142,56 @@ fn a_leader_device_outage_is_not_heard_by_the_fleet() {
         "p99 {p99} ms against the leader outside the outage"
     );
 }
+
+/// The `wifi-city` profile (two mesh hops, heavy delay tails, bursty loss, a queued
+/// downlink, power save; its first outage comes at 40 s, after this run): followers say
+/// they are locked only under a verified clock bound, the true clock error stays within
+/// it, and nobody seeks after locking. The offsets themselves are not asserted: the
+/// filter keeps a 1–1.6 ms bias on this downlink (docs/sync.md), so a follower may never
+/// meet the rig's 1 ms lock criterion.
+#[test]
+fn wifi_city_is_locked_only_under_a_verified_bound() {
+    let s = scenario(
+        "wifi-city",
+        port_base(3),
+        &["--nodes", "3", "--seconds", "30", "--profile", "wifi-city"],
+    );
+    for n in s["nodes"].as_array().expect("nodes") {
+        assert_eq!(n["seeks_after_lock"].as_u64(), Some(0), "{}", n["node"]);
+        assert_eq!(n["locked_unbounded"].as_u64(), Some(0), "{}", n["node"]);
+        let bound = n["bound_max_us"].as_f64().unwrap_or(f64::INFINITY);
+        assert!(bound <= 25_000.0, "{}: bound {bound} us", n["node"]);
+        let err = n["sntp_err_max_us"].as_f64().unwrap_or(f64::INFINITY);
+        eprintln!(
+            "{}: clock error max {err:.0} us, bound max {bound:.0} us",
+            n["node"]
+        );
+        assert!(
+            err <= bound,
+            "{}: clock error {err} us beyond its bound {bound} us",
+            n["node"]
+        );
+    }
+}
+
+/// A 30 s link outage (`--profile outage`): followers free-run on their learned frequency
+/// and the last timeline, drift little, and take the link back without a seek.
+#[test]
+fn a_thirty_second_outage_is_held_over_without_a_seek() {
+    let s = scenario(
+        "outage",
+        port_base(4),
+        &["--nodes", "2", "--seconds", "58", "--profile", "outage"],
+    );
+    let h = &s["holdover"];
+    let (max, drift) = (
+        h["max_ms"].as_f64().expect("holdover max"),
+        h["drift_ms"].as_f64().expect("holdover drift"),
+    );
+    eprintln!("outage 30 s: max {max:.3} ms, drift {drift:.3} ms");
+    assert!(
+        drift < 2.0 && max < 4.0,
+        "holdover drift {drift} max {max} ms"
+    );
+    assert_eq!(s["seeks_after_lock"].as_u64(), Some(0));
+}

@@ -219,11 +219,13 @@ pub fn render(s: &Snapshot) -> String {
         &mut out,
         "sync",
         format!(
-            "{}  offset {}  clock {}  playback error {}",
+            "{}  offset {}  clock {}  playback error {}{}",
             if y.locked { "locked" } else { "NOT LOCKED" },
             signed_ms(y.offset_ms),
             y.clock_ppm.map_or("–".into(), |p| format!("{p:+.1} ppm")),
             signed_ms(y.playback_error_ms),
+            y.clock_bound_ms
+                .map_or(String::new(), |b| format!("  clock within ±{b:.2} ms")),
         ),
     );
     if !s.peers.is_empty() {
@@ -277,6 +279,7 @@ mod tests {
                 clock_ppm: Some(12.3),
                 playback_error_ms: Some(0.031),
                 locked: true,
+                clock_bound_ms: None,
             },
             rejected: [("bad_tag".to_string(), 40), ("replay".to_string(), 900)].into(),
             ..Snapshot::default()
@@ -296,6 +299,17 @@ mod tests {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }
         assert!(!text.contains("peers"), "{text}");
+    }
+
+    #[test]
+    fn shows_the_verified_clock_bound() {
+        let mut s = snapshot();
+        s.sync.clock_bound_ms = Some(2.345);
+        let text = render(&s);
+        assert!(
+            text.contains("playback error +0.031 ms  clock within ±2.35 ms"),
+            "{text}"
+        );
     }
 
     #[test]

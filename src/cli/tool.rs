@@ -14,7 +14,8 @@ Examples:
   convoy tool keygen fleet.key           a new fleet key (copy it to every bike)
   convoy tool gen sine:440 tone.wav --seconds 5 --pcm16
   convoy tool scenario --nodes 3 --seconds 30 --loss 0.05
-  convoy tool impair 127.0.0.1:7000 127.0.0.1:7001 --delay-ms 20";
+  convoy tool impair 127.0.0.1:7000 127.0.0.1:7001 --delay-ms 20
+  convoy tool impair 127.0.0.1:7000 127.0.0.1:7001 --profile wifi-city";
 
 /// Utility subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -27,8 +28,9 @@ pub enum ToolCommand {
     /// impaired network; prints measured playback offsets.
     #[cfg(feature = "rig")]
     Scenario(crate::rig::scenario::ScenarioArgs),
-    /// A UDP impairment relay (delay, jitter, loss, duplication, stalls) between a listen
-    /// address and an upstream.
+    /// A UDP impairment relay (delay, jitter, loss, duplication, stalls, or a named WiFi
+    /// profile: heavy delay tails, bursty loss, a loaded direction, power save, outages,
+    /// mesh hops) between a listen address and an upstream.
     #[cfg(feature = "rig")]
     Impair {
         /// Listen address, e.g. 127.0.0.1:7000.
@@ -53,6 +55,13 @@ pub enum ToolCommand {
         /// Stall length, ms.
         #[arg(long, default_value_t = 100.0)]
         stall_ms: f64,
+        /// A named impairment profile instead of the flags above (docs/sync.md,
+        /// "Impairment profiles").
+        #[arg(long, value_enum, conflicts_with_all = ["delay_ms", "jitter_ms", "loss", "duplicate", "stall_every_s", "stall_ms"])]
+        profile: Option<crate::rig::impair::Profile>,
+        /// Random seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
     /// Make a fleet key: 32 random bytes as hex in a new file readable only by its owner.
     /// Copy the same file to every bike (`security.key_file`).
@@ -118,15 +127,21 @@ pub fn run(cmd: &ToolCommand) -> anyhow::Result<()> {
             duplicate,
             stall_every_s,
             stall_ms,
+            profile,
+            seed,
         } => {
-            let cfg = crate::rig::impair::ImpairConfig {
-                delay_ms: *delay_ms,
-                jitter_ms: *jitter_ms,
-                loss: *loss,
-                duplicate: *duplicate,
-                stall_every_s: *stall_every_s,
-                stall_ms: *stall_ms,
-                seed: 1,
+            let cfg = match profile {
+                Some(p) => p.config(*seed),
+                None => crate::rig::impair::ImpairConfig {
+                    delay_ms: *delay_ms,
+                    jitter_ms: *jitter_ms,
+                    loss: *loss,
+                    duplicate: *duplicate,
+                    stall_every_s: *stall_every_s,
+                    stall_ms: *stall_ms,
+                    seed: *seed,
+                    ..Default::default()
+                },
             };
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(async {

@@ -30,6 +30,10 @@ pub struct ClockEstimate {
     pub samples: usize,
     /// Clock steps detected so far.
     pub steps: u64,
+    /// Verified bound on |offset − truth| at `ref_local_ns`, ns, from the causal band of
+    /// the recent exchanges (`sync::filter`): it holds whatever the path's asymmetry.
+    /// None: nothing verified (no straight clock line fits the recent exchanges).
+    pub bound_ns: Option<f64>,
 }
 
 impl ClockEstimate {
@@ -236,6 +240,7 @@ mod tests {
             min_delay_ns: 200_000,
             samples: 40,
             steps: 0,
+            bound_ns: Some(2e6),
         }
     }
 

@@ -34,6 +34,10 @@ pub struct SyncState {
     pub playback_error_ms: Option<f64>,
     /// Playback locked to the timeline.
     pub locked: bool,
+    /// Verified bound on the error of the fleet clock estimate, ms (None: leading, or
+    /// nothing verified): a lock is reported only under a bound (`sync::pll`).
+    #[serde(default)]
+    pub clock_bound_ms: Option<f64>,
 }
 
 /// A fleet peer as seen by this node.

@@ -115,6 +115,8 @@ struct Status<'a> {
     clock_ppm: Option<f64>,
     dispersion_ns: Option<f64>,
     min_delay_ns: Option<i64>,
+    /// Verified bound on the clock estimate's error, ns (`sync::filter`).
+    clock_bound_ns: Option<f64>,
     clock_steps: Option<u64>,
     sntp_ok: u64,
     sntp_failed: u64,
@@ -681,6 +683,7 @@ impl View<'_> {
             clock_ppm: est.map(|e| e.ppm),
             dispersion_ns: est.map(|e| e.dispersion_ns),
             min_delay_ns: est.map(|e| e.min_delay_ns),
+            clock_bound_ns: est.and_then(|e| e.bound_ns),
             clock_steps: est.map(|e| e.steps),
             sntp_ok: c.sntp_ok.load(Relaxed),
             sntp_failed: c.sntp_failed.load(Relaxed),
@@ -763,6 +766,10 @@ impl View<'_> {
                 clock_ppm: est.filter(|_| following).map(|e| e.ppm),
                 playback_error_ms: following.then_some(lock.error_ns as f64 / 1e6),
                 locked: !following || lock.locked,
+                clock_bound_ms: est
+                    .filter(|_| following)
+                    .and_then(|e| e.bound_ns)
+                    .map(|b| b / 1e6),
             },
             rejected: stats.by_reason(),
             light: if self.show {
@@ -836,6 +843,7 @@ mod console_tests {
             clock_ppm: None,
             dispersion_ns: None,
             min_delay_ns: None,
+            clock_bound_ns: None,
             clock_steps: None,
             sntp_ok: 0,
             sntp_failed: 0,

@@ -1,7 +1,7 @@
 //! Measuring rigs: what the tests, the benchmarks and the `convoy demo` / `convoy tool
 //! scenario` / `convoy tool impair` commands use to put bikes under stress and measure them,
 //! and what a bike on the road never runs. [`impair`] is the userspace UDP impairment relay
-//! (delay, jitter, loss, duplication, stalls), [`measure`] reads the virtual sinks'
+//! (delay, jitter, loss, duplication, stalls, and named WiFi profiles), [`measure`] reads the virtual sinks'
 //! recordings and computes true playback offsets, [`flood`] is the hostile sender of the
 //! threat model, [`scenario`] starts a fleet of `convoy node` processes behind relays and
 //! prints the figures, [`eval`] scores beat tracking like `mir_eval.beat`, and [`web_sim`]

@@ -87,6 +87,10 @@ pub struct ScenarioArgs {
     /// Random seed for the impairments.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// A named impairment profile instead of --delay-ms, --jitter-ms, --loss,
+    /// --duplicate and the stall flags (docs/sync.md, "Impairment profiles").
+    #[arg(long, value_enum, conflicts_with_all = ["delay_ms", "jitter_ms", "loss", "duplicate", "stall_every_s", "stall_ms"])]
+    pub profile: Option<impair::Profile>,
     /// Every node runs `sync.role=auto`: the fleet elects its leader (the first node has
     /// the highest priority, the next ones less and less). Every node's ports sit behind
     /// impairment relays, so heartbeats, SNTP and the timeline are impaired whoever leads.
@@ -182,6 +186,12 @@ pub struct NodeResult {
     pub sntp_err_p50_us: f64,
     /// Max.
     pub sntp_err_max_us: f64,
+    /// The verified clock bound its status lines reported while locked, µs: p50 and max.
+    pub bound_p50_us: f64,
+    /// Max.
+    pub bound_max_us: f64,
+    /// Status lines that said locked without a verified bound (always 0: the lock needs one).
+    pub locked_unbounded: usize,
 }
 
 /// Whole-scenario summary.
@@ -219,6 +229,23 @@ pub struct Summary {
     pub flood: Option<FloodSummary>,
     /// `--leader-audio-stall-at-s`: the leader's device outage.
     pub leader_outage: Option<OutageSummary>,
+    /// A profile with a link outage: how the followers held over through the first one.
+    pub holdover: Option<HoldoverSummary>,
+}
+
+/// The followers through the first link outage of the profile: they free-run on their
+/// learned frequency and the timeline they last heard.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HoldoverSummary {
+    /// Outage length, s.
+    pub seconds: f64,
+    /// Largest |offset| of any follower during the outage, ms.
+    pub max_ms: f64,
+    /// Largest drift over the outage: |mean offset over its last second − mean offset
+    /// over the second before it|, ms.
+    pub drift_ms: f64,
+    /// Largest |offset| in the 5 s after the link returned, ms.
+    pub rejoin_max_ms: f64,
 }
 
 /// What the leader's device outage did to the fleet. Each outage window runs from the
@@ -409,15 +436,24 @@ pub fn run(args: &ScenarioArgs) -> anyhow::Result<Summary> {
             args.leader_audio_stall_ms
         ));
     }
-    let impair = |seed: u64| ImpairConfig {
-        delay_ms: args.delay_ms,
-        jitter_ms: args.jitter_ms,
-        loss: args.loss,
-        duplicate: args.duplicate,
-        stall_every_s: args.stall_every_s,
-        stall_ms: args.stall_ms,
-        seed: args.seed.wrapping_mul(1000) + seed,
+    let impair = |seed: u64| {
+        let seed = args.seed.wrapping_mul(1000) + seed;
+        match args.profile {
+            Some(p) => p.config(seed),
+            None => ImpairConfig {
+                delay_ms: args.delay_ms,
+                jitter_ms: args.jitter_ms,
+                loss: args.loss,
+                duplicate: args.duplicate,
+                stall_every_s: args.stall_every_s,
+                stall_ms: args.stall_ms,
+                seed,
+                ..ImpairConfig::default()
+            },
+        }
     };
+    // The relays' clock starts about here (outage windows are timed from it).
+    let relays_mono = crate::clock::mono_ns();
     if args.auto {
         net.spawn_relays(&rt, &impair, &stats)?;
     }
@@ -459,13 +495,19 @@ pub fn run(args: &ScenarioArgs) -> anyhow::Result<Summary> {
             args.nodes
         );
     }
+    let network = match args.profile {
+        Some(p) => format!("profile {p:?}"),
+        None => format!(
+            "delay {} ± {} ms, loss {:.1} %",
+            args.delay_ms,
+            args.jitter_ms,
+            args.loss * 100.0
+        ),
+    };
     eprintln!(
-        "scenario: leader + {} followers for {:.0} s (delay {} ± {} ms, loss {:.1} %, clocks ±{} ppm / ±{} s, DACs ±{} ppm)",
+        "scenario: leader + {} followers for {:.0} s ({network}, clocks ±{} ppm / ±{} s, DACs ±{} ppm)",
         args.nodes - 1,
         args.seconds,
-        args.delay_ms,
-        args.jitter_ms,
-        args.loss * 100.0,
         args.clock_ppm,
         args.clock_offset_s,
         args.dac_ppm
@@ -500,8 +542,24 @@ pub fn run(args: &ScenarioArgs) -> anyhow::Result<Summary> {
     drop(rt);
     match killed_at {
         // The killed leader left no recording: measure against its successor.
-        Some(at) => analyse(args, &nodes[0], &nodes[1..], &stats, None, Some(at)),
-        None => analyse(args, &leader, &nodes, &stats, flood.as_ref(), None),
+        Some(at) => analyse(
+            args,
+            &nodes[0],
+            &nodes[1..],
+            &stats,
+            None,
+            Some(at),
+            relays_mono,
+        ),
+        None => analyse(
+            args,
+            &leader,
+            &nodes,
+            &stats,
+            flood.as_ref(),
+            None,
+            relays_mono,
+        ),
     }
 }
 
@@ -662,6 +720,7 @@ fn analyse(
     stats: &ImpairStats,
     flood: Option<&FloodRun>,
     killed_at: Option<u64>,
+    relays_mono: u64,
 ) -> anyhow::Result<Summary> {
     use std::sync::atomic::Ordering::Relaxed;
     let rate = 44_100.0;
@@ -708,9 +767,41 @@ fn analyse(
     let mut all_after = Vec::new();
     let (mut calm, mut flooded) = (Vec::new(), Vec::new());
     let mut traces = Vec::with_capacity(nodes.len());
+    let outage = args.profile.and_then(|p| p.config(1).outage).map(|o| {
+        let at = relays_mono + (o.at_s * 1e9) as u64;
+        (o.length_s, at, at + (o.length_s * 1e9) as u64)
+    });
+    let mut holdover: Option<HoldoverSummary> = None;
     for n in nodes {
         let trace = Trace::load(&n.rec, rate)?;
         let series = offsets(&lead, &trace, 100_000_000);
+        if let Some((seconds, from, to)) = outage {
+            let within = |a: u64, b: u64| -> Vec<f64> {
+                series
+                    .iter()
+                    .filter(|(t, _)| (a..b).contains(t))
+                    .map(|(_, o)| o * 1e3)
+                    .collect()
+            };
+            let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+            let during = within(from, to);
+            let (before, last) = (
+                within(from - 1_000_000_000, from),
+                within(to - 1_000_000_000, to),
+            );
+            let after = within(to, to + 5_000_000_000);
+            if !during.is_empty() && !before.is_empty() && !last.is_empty() {
+                let h = holdover.get_or_insert(HoldoverSummary {
+                    seconds,
+                    max_ms: 0.0,
+                    drift_ms: 0.0,
+                    rejoin_max_ms: 0.0,
+                });
+                h.max_ms = during.iter().fold(h.max_ms, |m, o| m.max(o.abs()));
+                h.drift_ms = h.drift_ms.max((mean(&last) - mean(&before)).abs());
+                h.rejoin_max_ms = after.iter().fold(h.rejoin_max_ms, |m, o| m.max(o.abs()));
+            }
+        }
         for (t, off) in &series {
             writeln!(
                 csv,
@@ -744,6 +835,15 @@ fn analyse(
             }
         }
         let status = last_status(&n.log);
+        let locked_lines: Vec<serde_json::Value> = statuses(&n.log)
+            .into_iter()
+            .filter(|s| s["lock"]["locked"].as_bool() == Some(true))
+            .collect();
+        let bounds: Vec<f64> = locked_lines
+            .iter()
+            .filter_map(|s| s["clock_bound_ns"].as_f64())
+            .map(|b| b / 1e3)
+            .collect();
         let sntp_errs: Vec<f64> = statuses(&n.log)
             .iter()
             .filter(|s| s["lock"]["locked"].as_bool() == Some(true))
@@ -781,6 +881,9 @@ fn analyse(
                 .unwrap_or(0.0),
             sntp_err_p50_us: quantile(&sntp_errs, 0.5),
             sntp_err_max_us: sntp_errs.iter().copied().fold(f64::NAN, f64::max),
+            bound_p50_us: quantile(&bounds, 0.5),
+            bound_max_us: bounds.iter().copied().fold(f64::NAN, f64::max),
+            locked_unbounded: locked_lines.len() - bounds.len(),
         });
         traces.push(trace);
     }
@@ -838,6 +941,7 @@ fn analyse(
         }),
         nodes: results,
         leader_outage,
+        holdover,
     };
     std::fs::write(
         args.out.join("summary.json"),
@@ -857,7 +961,7 @@ fn analyse(
 
 fn print_summary(s: &Summary) {
     println!(
-        "{:<8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>9} {:>10}",
+        "{:<8} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>9} {:>10} {:>11}",
         "node",
         "clock s",
         "clk ppm",
@@ -868,11 +972,12 @@ fn print_summary(s: &Summary) {
         "max ms",
         "seeks",
         "max|ppm|",
-        "sntp err us"
+        "sntp err us",
+        "bound us"
     );
     for r in &s.nodes {
         println!(
-            "{:<8} {:>+9.3} {:>+8.1} {:>+8.1} {:>8} {:>8.4} {:>8.4} {:>8.4} {:>6} {:>9.1} {:>5.0}/{:<5.0}",
+            "{:<8} {:>+9.3} {:>+8.1} {:>+8.1} {:>8} {:>8.4} {:>8.4} {:>8.4} {:>6} {:>9.1} {:>5.0}/{:<5.0} {:>5.0}/{:<5.0}",
             r.node,
             r.clock_offset_s,
             r.clock_ppm,
@@ -884,7 +989,9 @@ fn print_summary(s: &Summary) {
             r.seeks_after_lock,
             r.max_speed_ppm,
             r.sntp_err_p50_us,
-            r.sntp_err_max_us
+            r.sntp_err_max_us,
+            r.bound_p50_us,
+            r.bound_max_us
         );
     }
     println!(
@@ -916,6 +1023,12 @@ fn print_summary(s: &Summary) {
         println!(
             "OUTAGE   leader device silent {} time(s), {} catch-up seek(s); followers against each other meanwhile: max {:.4} ms",
             o.gaps, o.leader_catch_ups, o.followers_max_ms
+        );
+    }
+    if let Some(h) = &s.holdover {
+        println!(
+            "HOLDOVER link down {:.0} s: followers max |offset| {:.4} ms, drift {:.4} ms; 5 s after: max {:.4} ms",
+            h.seconds, h.max_ms, h.drift_ms, h.rejoin_max_ms
         );
     }
     if let (Some(m), Some(p)) = (s.lock_median_s, s.lock_p99_s) {

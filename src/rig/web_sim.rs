@@ -54,6 +54,7 @@ pub fn initial_snapshot() -> Snapshot {
             clock_ppm: Some(0.0),
             playback_error_ms: Some(0.0),
             locked: true,
+            clock_bound_ms: Some(2.0),
         },
         peers: vec![
             peer("bike-2", "192.168.4.2:9123", 0.12),

@@ -271,6 +271,7 @@ impl ClockFilter {
         Some(ClockEstimate {
             ref_local_ns: ref_ns,
             offset_ns: a,
+            bound_ns: verified_bound(&self.history, ref_ns, a),
             ppm: if b.is_nan() { 0.0 } else { b * 1e6 },
             dispersion_ns: dispersion,
             min_delay_ns: min_delay,
@@ -319,32 +320,104 @@ impl Band {
         if history.is_empty() {
             return None;
         }
-        // Top and bottom of the band at slope `b`, moved to the reference time: the lowest
-        // upper bound `T2−T1 = offset + delay/2` at T1 ≈ T4 − delay (off by the server's hold
-        // time, whose effect through the slope is below a nanosecond) and the highest lower
-        // bound `T3−T4 = offset − delay/2` at T4.
-        let edges = |b: f64| -> (f64, f64) {
-            let (mut top, mut bottom) = (f64::INFINITY, f64::NEG_INFINITY);
-            for e in history {
-                let x = (e.local_ns - ref_ns) as f64;
-                let (offset, delay) = (e.offset_ns as f64, e.delay_ns as f64);
-                top = top.min(offset + delay / 2.0 - b * (x - delay));
-                bottom = bottom.max(offset - delay / 2.0 - b * x);
-            }
-            (top, bottom)
-        };
         // The gap is a minimum of lines minus a maximum of lines: concave in the slope.
         let b = golden_max(-BAND_MAX_SLOPE, BAND_MAX_SLOPE, |b| {
-            let (top, bottom) = edges(b);
+            let (top, bottom) = edges(history.iter(), ref_ns, b);
             top - bottom
         });
-        let (top, bottom) = edges(b);
+        let (top, bottom) = edges(history.iter(), ref_ns, b);
         Some(Band {
             offset_ns: (top + bottom) / 2.0,
             slope: b,
             gap_ns: top - bottom,
         })
     }
+}
+
+/// Top and bottom of the band at slope `b`, moved to the reference time: the lowest upper
+/// bound `T2−T1 = offset + delay/2` at T1 ≈ T4 − delay (off by the server's hold time,
+/// whose effect through the slope is below a nanosecond) and the highest lower bound
+/// `T3−T4 = offset − delay/2` at T4.
+fn edges<'a>(exchanges: impl Iterator<Item = &'a Exchange>, ref_ns: i64, b: f64) -> (f64, f64) {
+    let (mut top, mut bottom) = (f64::INFINITY, f64::NEG_INFINITY);
+    for e in exchanges {
+        let x = (e.local_ns - ref_ns) as f64;
+        let (offset, delay) = (e.offset_ns as f64, e.delay_ns as f64);
+        top = top.min(offset + delay / 2.0 - b * (x - delay));
+        bottom = bottom.max(offset - delay / 2.0 - b * x);
+    }
+    (top, bottom)
+}
+
+/// The recent past (s) the verified bound is computed over: long enough to hold a few
+/// fast packets each way, short enough that the leader's rate cannot have wandered in it.
+/// Should no straight line fit it (a sub-leader serves its own estimate, which bends a
+/// little with every update), the last [`BOUND_SHORT_S`] are tried.
+const BOUND_SPAN_S: f64 = 10.0;
+
+/// The fallback span, s.
+const BOUND_SHORT_S: f64 = 2.0;
+
+/// A verified bound on |estimate − leader's clock| at `ref_ns`, ns, for an estimate of
+/// `offset_ns` there: whatever the path's asymmetry, the leader read T2 after T1 and T3
+/// before T4, so on any straight clock line that every exchange of the last
+/// [`BOUND_SPAN_S`] (or [`BOUND_SHORT_S`]) allows (slopes within ±[`BAND_MAX_SLOPE`]), the offset at `ref_ns` lies
+/// between the lowest and the highest such line's value there. The bound is the farther of
+/// the two from the estimate, plus the timestamps' granularity. It is at least half the
+/// sum of the fastest one-way delays (a two-way exchange cannot tell how a round trip
+/// splits), and shrinks no further with more exchanges. None when no straight line fits
+/// the recent exchanges (a step or rate change being taken in): nothing is verified then.
+fn verified_bound(history: &VecDeque<Exchange>, ref_ns: i64, offset_ns: f64) -> Option<f64> {
+    bound_over(history, ref_ns, offset_ns, BOUND_SPAN_S)
+        .or_else(|| bound_over(history, ref_ns, offset_ns, BOUND_SHORT_S))
+}
+
+/// [`verified_bound`] over the last `span_s`.
+fn bound_over(
+    history: &VecDeque<Exchange>,
+    ref_ns: i64,
+    offset_ns: f64,
+    span_s: f64,
+) -> Option<f64> {
+    let from = ref_ns - (span_s * 1e9) as i64;
+    let recent: Vec<Exchange> = history
+        .iter()
+        .filter(|e| e.local_ns >= from)
+        .copied()
+        .collect();
+    if recent.is_empty() {
+        return None;
+    }
+    let at = |b: f64| edges(recent.iter(), ref_ns, b);
+    let gap = |b: f64| {
+        let (top, bottom) = at(b);
+        top - bottom + BAND_TOLERANCE_NS
+    };
+    let best = golden_max(-BAND_MAX_SLOPE, BAND_MAX_SLOPE, gap);
+    if gap(best) < 0.0 {
+        return None;
+    }
+    // The slopes every exchange allows: an interval around `best` (the gap is concave).
+    let edge = |mut inside: f64, mut outside: f64| {
+        if gap(outside) >= 0.0 {
+            return outside;
+        }
+        for _ in 0..60 {
+            let mid = (inside + outside) / 2.0;
+            if gap(mid) >= 0.0 {
+                inside = mid;
+            } else {
+                outside = mid;
+            }
+        }
+        inside
+    };
+    let (lo, hi) = (edge(best, -BAND_MAX_SLOPE), edge(best, BAND_MAX_SLOPE));
+    // The top edge is concave in the slope and the bottom one convex: their extremes over
+    // the allowed slopes by golden section.
+    let highest = at(golden_max(lo, hi, |b| at(b).0)).0 + BAND_TOLERANCE_NS / 2.0;
+    let lowest = at(golden_max(lo, hi, |b| -at(b).1)).1 - BAND_TOLERANCE_NS / 2.0;
+    Some((highest - offset_ns).max(offset_ns - lowest).max(0.0))
 }
 
 /// Where a concave function peaks on `[lo, hi]`, by golden-section search (to ~1e-13 of the
@@ -591,6 +664,81 @@ mod tests {
             delay_ns: 4_000_000,
         });
         assert_eq!(f.estimate().map(|e| e.steps), Some(1));
+    }
+
+    /// Exchanges with `leader` at 10 Hz, one-way delays `base ± jitter` plus `extra_down`
+    /// on the way back (a loaded direction); returns (|error|, bound) in ns for every
+    /// estimate after `settle_s`.
+    fn bounded(
+        leader: &Leader,
+        jitter_ms: f64,
+        extra_down_ms: f64,
+        settle_s: f64,
+    ) -> Vec<(f64, f64)> {
+        let mut f = ClockFilter::new(FilterConfig::default());
+        let mut rng = Rng(0x0dd_ba11);
+        let mut out = Vec::new();
+        let mut t = 1e9f64;
+        while t < 40e9 {
+            let d_up = (5.0 + jitter_ms * (2.0 * rng.next() - 1.0)) * 1e6;
+            let d_down = (5.0 + extra_down_ms + jitter_ms * (2.0 * rng.next() - 1.0)) * 1e6;
+            let t2 = leader.at(t + d_up);
+            let t4 = t + d_up + d_down + 50_000.0;
+            let t3 = leader.at(t4 - d_down);
+            // sntpc reports whole microseconds.
+            let us = |ns: f64| (ns / 1e3).round() as i64 * 1_000;
+            let est = f
+                .add(Exchange {
+                    local_ns: t4 as i64,
+                    offset_ns: us(((t2 - t) + (t3 - t4)) / 2.0),
+                    delay_ns: us((t4 - t) - (t3 - t2)),
+                })
+                .expect("estimate");
+            if t > settle_s * 1e9 {
+                let now = est.ref_local_ns;
+                let truth = leader.at(now as f64) - now as f64;
+                let err = ((est.fleet_at(now) - now) as f64 - truth).abs();
+                out.push((err, est.bound_ns.expect("a verified bound")));
+            }
+            t += POLL_NS;
+        }
+        out
+    }
+
+    /// The bound holds at every estimate, from the first exchange on, and is about half
+    /// the fastest round trip: 5 ± 3 ms each way puts the fastest at ~2 ms, so 2–4 ms.
+    #[test]
+    fn the_verified_bound_holds_and_is_half_the_fastest_round_trip() {
+        let leader = Leader::steady(2.5e9, 187.0);
+        let all = bounded(&leader, 3.0, 0.0, 0.0);
+        for (i, (err, bound)) in all.iter().enumerate() {
+            assert!(
+                err <= bound,
+                "exchange {i}: error {err} ns beyond bound {bound} ns"
+            );
+        }
+        // The first: half its own round trip (≤ 8 ms each way).
+        assert!(all[0].1 <= 8.1e6, "first bound {}", all[0].1);
+        let late: Vec<f64> = all[all.len() / 2..].iter().map(|p| p.1).collect();
+        let worst = late.iter().copied().fold(0.0, f64::max);
+        let best = late.iter().copied().fold(f64::INFINITY, f64::min);
+        // Measured: 2.3 .. 3.6 ms (the estimate is not the middle of the recent band).
+        assert!(
+            worst < 4.0e6 && best > 1.9e6,
+            "settled bounds {best} .. {worst} ns"
+        );
+    }
+
+    /// A loaded way back (+4 ms every time): the estimate is 2 ms off, which no two-way
+    /// exchange can see, and the bound still covers it.
+    #[test]
+    fn the_verified_bound_covers_an_invisible_asymmetry() {
+        let all = bounded(&Leader::steady(-1.0e9, -120.0), 3.0, 4.0, 10.0);
+        let worst_err = all.iter().map(|p| p.0).fold(0.0, f64::max);
+        assert!(worst_err > 1.5e6, "asymmetry error {worst_err} ns");
+        for (err, bound) in &all {
+            assert!(err <= bound, "error {err} ns beyond bound {bound} ns");
+        }
     }
 
     #[test]

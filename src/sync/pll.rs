@@ -44,7 +44,17 @@ pub struct PllConfig {
     /// Leader: a second jump within this long after a catch-up means the device cannot
     /// keep to the line, which then follows the device, ns.
     pub catch_up_window_ns: u64,
+    /// Follower: a lock is reported only while the clock estimate's verified bound
+    /// ([`crate::clock::ClockEstimate::bound_ns`]) is at most this, ns.
+    pub lock_bound_ns: f64,
 }
+
+/// The largest verified clock bound a lock is reported under, ns: a follower whose
+/// estimate of the leader's clock cannot be shown to be within 25 ms (about half the
+/// fastest round trip, `sync::filter`; where two sources start to be heard as an echo)
+/// is not locked, however small its playback error against that estimate. At 20 ± 10 ms
+/// each way the bound is 13–20 ms (docs/sync.md), so such a path still locks.
+pub const LOCK_BOUND_NS: f64 = 25e6;
 
 impl PllConfig {
     /// From `[sync]`.
@@ -63,6 +73,7 @@ impl PllConfig {
             leader_point_ns: ns(y.leader_point_ms) as u64,
             jump_s: y.jump_ms / 1e3,
             catch_up_window_ns: ns(y.catch_up_window_s * 1e3) as u64,
+            lock_bound_ns: LOCK_BOUND_NS,
         }
     }
 }
@@ -82,6 +93,7 @@ impl Default for PllConfig {
             leader_point_ns: 20_000_000,
             jump_s: 0.01,
             catch_up_window_ns: 2_000_000_000,
+            lock_bound_ns: LOCK_BOUND_NS,
         }
     }
 }
@@ -173,8 +185,11 @@ pub struct LockStatus {
     /// Hard seeks after the first lock.
     pub seeks_after_lock: u64,
     /// Locked now: the error has stayed under `lock_ms` for `lock_stable_s`, measured
-    /// against a timeline heard within `sync.timeline_fresh_ms`.
+    /// against a timeline heard within `sync.timeline_fresh_ms`, on a clock estimate whose
+    /// verified bound is at most [`LOCK_BOUND_NS`].
     pub locked: bool,
+    /// The clock estimate's verified bound when last measured, ns (None: none verified).
+    pub clock_bound_ns: Option<f64>,
     /// Playing on a timeline not heard again within `sync.timeline_fresh_ms` (the leader
     /// is silent): not verified, so not locked.
     pub holdover: bool,
@@ -375,7 +390,9 @@ impl Controller for FollowerController {
             return Control::Keep;
         }
         let ppm = self.pi.update(&self.cfg, err_s, dt);
-        let locked = err_ns.abs() < self.cfg.lock_ns;
+        let bound = self.fleet.estimate().and_then(|e| e.bound_ns);
+        let bounded = bound.is_some_and(|b| b <= self.cfg.lock_bound_ns);
+        let locked = err_ns.abs() < self.cfg.lock_ns && bounded;
         if locked && fresh {
             self.in_lock_since.get_or_insert(now);
         } else {
@@ -390,6 +407,7 @@ impl Controller for FollowerController {
         let integral = self.pi.integral();
         self.publish(|s| {
             s.error_ns = err_ns;
+            s.clock_bound_ns = bound;
             s.speed_ppm = ppm;
             s.integral_ppm = integral;
             s.locked = stable;
@@ -622,6 +640,7 @@ mod tests {
         use crate::clock::{Basis, ClockEstimate};
         let est = ClockEstimate {
             samples: 8,
+            bound_ns: Some(2e6),
             ..ClockEstimate::default()
         };
         let fleet = FleetClock::new(LocalClock::IDEAL, 0, Basis::Follow(Some(est)));
@@ -683,6 +702,33 @@ mod tests {
 
     fn status(s: &Mutex<LockStatus>) -> LockStatus {
         s.lock().expect("status").clone()
+    }
+
+    /// Playback on the timeline to the frame is not a lock unless the clock it is measured
+    /// on is verified: no bound, or one above [`LOCK_BOUND_NS`], and the follower says so;
+    /// a verified bound again, and it locks after `lock_stable`.
+    #[test]
+    fn no_lock_without_a_verified_clock_bound() {
+        let (mut c, net, s) = follower();
+        let fleet = c.fleet.clone();
+        let set_bound = |b: Option<f64>| {
+            let mut est = fleet.estimate().expect("estimate");
+            est.bound_ns = b;
+            fleet.set_estimate(Some(est));
+        };
+        set_bound(None);
+        let t = follow(&mut c, &net, 1_000_000_000, 2_000_000_000, 40, true);
+        let st = status(&s);
+        assert!(!st.locked && st.clock_bound_ns.is_none(), "{st:?}");
+        set_bound(Some(LOCK_BOUND_NS * 1.2));
+        let t = follow(&mut c, &net, 1_000_000_000, t, 40, true);
+        assert!(!status(&s).locked, "{:?}", status(&s));
+        set_bound(Some(2e6));
+        let t = follow(&mut c, &net, 1_000_000_000, t, 10, true);
+        assert!(!status(&s).locked, "locked before lock_stable");
+        follow(&mut c, &net, 1_000_000_000, t, 15, true);
+        let st = status(&s);
+        assert!(st.locked && st.clock_bound_ns == Some(2e6), "{st:?}");
     }
 
     /// The leader falls silent (killed, stopped): within the freshness bound the follower,
