@@ -15,7 +15,7 @@ pub mod session;
 pub mod timeline;
 pub mod wire;
 
-pub use peer::{show_id, LinkPeer, LinkSockets, LinkStatus};
+pub use peer::{show_id, LinkControl, LinkPeer, LinkSockets, LinkStatus};
 pub use wire::{NodeId, StartStop, Timeline};
 
 /// Errors of the Link adapter (the pure core drops bad datagrams and counts them).

@@ -150,6 +150,35 @@ enum Request {
     Playing(bool),
 }
 
+/// Changes to the session, sent to a running peer (dropped when its queue is full).
+#[derive(Debug, Clone)]
+pub struct LinkControl {
+    requests: mpsc::Sender<Request>,
+}
+
+impl LinkControl {
+    /// Change the session's tempo now, keeping the beat.
+    pub fn set_tempo(&self, bpm: f64) {
+        let _ = self.requests.try_send(Request::Tempo(bpm));
+    }
+
+    /// Publish the music's tempo and beat: `beat` (its phase in `quantum`) is heard at
+    /// monotonic `at_mono_ns`.
+    pub fn set_beat(&self, bpm: f64, beat: f64, at_mono_ns: u64, quantum: f64) {
+        let _ = self.requests.try_send(Request::Beat {
+            bpm,
+            beat,
+            at_mono_ns,
+            quantum,
+        });
+    }
+
+    /// Start or stop the session's transport now.
+    pub fn set_playing(&self, playing: bool) {
+        let _ = self.requests.try_send(Request::Playing(playing));
+    }
+}
+
 /// A running Link peer.
 #[derive(Debug)]
 pub struct LinkPeer {
@@ -201,15 +230,22 @@ impl LinkPeer {
         self.status.clone()
     }
 
+    /// A handle that changes the session (for tasks beside the owner).
+    pub fn control(&self) -> LinkControl {
+        LinkControl {
+            requests: self.requests.clone(),
+        }
+    }
+
     /// Change the session's tempo now, keeping the beat.
     pub fn set_tempo(&self, bpm: f64) {
-        let _ = self.requests.try_send(Request::Tempo(bpm));
+        let _ = self.control().requests.try_send(Request::Tempo(bpm));
     }
 
     /// Publish the music's tempo and beat: `beat` (its phase in `quantum`) is heard at
     /// monotonic `at_mono_ns`.
     pub fn set_beat(&self, bpm: f64, beat: f64, at_mono_ns: u64, quantum: f64) {
-        let _ = self.requests.try_send(Request::Beat {
+        let _ = self.control().requests.try_send(Request::Beat {
             bpm,
             beat,
             at_mono_ns,
@@ -219,7 +255,7 @@ impl LinkPeer {
 
     /// Start or stop the session's transport now.
     pub fn set_playing(&self, playing: bool) {
-        let _ = self.requests.try_send(Request::Playing(playing));
+        let _ = self.control().requests.try_send(Request::Playing(playing));
     }
 
     /// Leave: send our ByeBye and stop.
