@@ -40,6 +40,9 @@
 //!   limits, vehicle whitelist and the external control-port policy.
 //! - [`osc`] — OSC address patterns, size-capped codec and TCP framings, the typed control
 //!   address space (Convoy, Reaper, AbletonOSC, QLab-style replies) and the control server.
+//! - [`link`] — an Ableton Link peer (clean-room, from a facts-only wire spec): the pure
+//!   wire codec, session timeline and peer state machine, and a thin socket layer; the
+//!   lights follow a Link session's beat, or the fleet leads it (`[link]`, `docs/link.md`).
 //! - [`library`] — the content-addressed track and show library, fetching shared tracks
 //!   from other bikes (resumable, hash-checked, throttled) and opening timeline tracks.
 //! - [`web`] — the phone web app and its REST + WebSocket API, the EchoFlux-style playback
@@ -59,6 +62,7 @@ pub mod control;
 pub mod fleet;
 pub mod led;
 pub mod library;
+pub mod link;
 pub mod live;
 pub mod node;
 pub mod osc;

@@ -19,6 +19,7 @@ mod leader_restart;
 mod led_firmware;
 mod led_link;
 mod led_reconnect;
+mod link;
 mod live_plane;
 mod osc_interop;
 mod osc_node;

@@ -29,6 +29,14 @@ if ((${#missing[@]})); then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# Ableton Link interop tests (tests/link.rs): aalink, a Python Link peer (never linked).
+py_link=0
+[[ "${1:-}" == "--test" ]] && ! python3 -c 'import aalink' 2>/dev/null && py_link=1
+if ((py_link)); then
+  echo "setup: installing aalink" >&2
+  python3 -m pip install -q --break-system-packages 'aalink==0.2.3' \
+    || python3 -m pip install -q 'aalink==0.2.3'
+fi
 if ((py_osc)); then
   echo "setup: installing python-osc" >&2
   python3 -m pip install -q --break-system-packages 'python-osc>=1.9,<2' \

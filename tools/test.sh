@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 tools/setup.sh --test
 tools/pulse-null.sh
 cargo fmt --check
+# No GPL in Cargo.lock (the Link library and its Rust ports are GPL: docs/link.md).
+python3 tools/license_check.py
 cargo clippy --all-targets --locked -- -D warnings
 # The Pi binaries' feature set (no `rig`, src/rig/mod.rs): it must lint and build on its own;
 # the targets that need the rigs are skipped (required-features).

@@ -5,6 +5,7 @@ mod analyze;
 #[cfg(feature = "rig")]
 mod demo;
 mod doctor;
+mod link;
 mod member;
 mod node;
 mod play;

@@ -24,6 +24,10 @@ pub enum ToolCommand {
     /// (tests and failover measurements).
     #[command(hide = true)]
     Member(super::member::MemberArgs),
+    /// Join the Ableton Link session and print what Convoy sees as JSON lines (the Link
+    /// interop tests).
+    #[command(hide = true)]
+    Link(super::link::LinkArgs),
     /// Run the fleet-sync rig: N node processes with skewed clocks and DACs behind an
     /// impaired network; prints measured playback offsets.
     #[cfg(feature = "rig")]
@@ -115,6 +119,7 @@ pub fn parse_signal(s: &str) -> anyhow::Result<Signal> {
 pub fn run(cmd: &ToolCommand) -> anyhow::Result<()> {
     match cmd {
         ToolCommand::Member(_) => anyhow::bail!("`tool member` needs the configuration"),
+        ToolCommand::Link(args) => super::link::run(args),
         #[cfg(feature = "rig")]
         ToolCommand::Scenario(args) => crate::rig::scenario::run(args).map(|_| ()),
         #[cfg(feature = "rig")]

@@ -9,6 +9,7 @@
 //! OSC timetags.
 
 mod fleet;
+pub mod link;
 mod ntp;
 
 pub use fleet::{Basis, ClockEstimate, FleetClock, FleetState};

@@ -98,6 +98,50 @@ pub struct Config {
     pub fleet: FleetSection,
     /// Web app, HTTP API and track sharing.
     pub web: WebConfig,
+    /// Ableton Link (`docs/link.md`).
+    #[serde(default)]
+    pub link: LinkConfig,
+}
+
+/// Which way the beat goes between the fleet and a Link session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkMode {
+    /// The lights follow the Link session when the fleet plays nothing (or always, with
+    /// `follow_link`).
+    Follow,
+    /// The leader publishes the playing track's tempo and beat as the session timeline.
+    Lead,
+    /// Lead while a track plays, follow otherwise.
+    Both,
+}
+
+/// `[link]`: Convoy as an Ableton Link peer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LinkConfig {
+    /// Join the Link session on the local network.
+    pub enabled: bool,
+    /// Follow, lead or both.
+    pub mode: LinkMode,
+    /// Beats per bar for phase (Link's quantum; never sent on the wire).
+    pub quantum: f64,
+    /// Follow the Link session's beat even while a track plays.
+    pub follow_link: bool,
+    /// Tempo of our own session until we join one, BPM.
+    pub bpm: f64,
+}
+
+impl Default for LinkConfig {
+    fn default() -> Self {
+        LinkConfig {
+            enabled: false,
+            mode: LinkMode::Follow,
+            quantum: 4.0,
+            follow_link: false,
+            bpm: 120.0,
+        }
+    }
 }
 
 /// How a TCP control connection delimits OSC packets.
@@ -534,6 +578,19 @@ impl Config {
             key: key.to_string(),
             message,
         };
+        let l = &self.link;
+        if !(l.quantum > 0.0 && l.quantum <= 64.0) {
+            return Err(range(
+                "link.quantum",
+                format!("{} is outside (0, 64] beats", l.quantum),
+            ));
+        }
+        if !(20.0..=999.0).contains(&l.bpm) {
+            return Err(range(
+                "link.bpm",
+                format!("{} is outside Link's 20..=999 BPM", l.bpm),
+            ));
+        }
         let a = &self.audio;
         if !(8_000..=384_000).contains(&a.sample_rate) {
             return Err(range(

@@ -19,6 +19,7 @@ use tokio::sync::Notify;
 
 mod auto;
 mod deck;
+pub mod link;
 mod roles;
 pub mod show;
 pub mod web;
@@ -292,12 +293,15 @@ pub async fn run_with(
         None
     };
     // Show and lights (src/node/show.rs): cues on fleet time, light commands to the runner.
+    // Ableton Link (src/node/link.rs): the lights follow its beat, or the music leads it.
+    let link = link::start(&config.link, handle.live());
     let lights = Some(show::start(
         &config,
         &player,
         &fleet_clock,
         &net,
         handle.live(),
+        link.as_ref().and_then(|l| l.follow()),
     )?);
     let mut view = View {
         id: &id,
@@ -447,6 +451,9 @@ pub async fn run_with(
     }
     if let Some(osc) = osc {
         osc.shutdown().await;
+    }
+    if let Some(link) = link {
+        link.stop().await;
     }
     if let Some(web) = web {
         web.shutdown().await;

@@ -45,6 +45,7 @@ pub fn start(
     fleet: &FleetClock,
     net: &Arc<Mutex<NetState>>,
     live: &LiveBus,
+    link: Option<crate::show::runner::LinkFollow>,
 ) -> Result<NodeShow, NodeError> {
     let file = &config.show.file;
     let failed = |why: String| NodeError::Track {
@@ -58,6 +59,7 @@ pub fn start(
     };
     let mut opts = RunnerOptions::from_config(config);
     opts.live = Some(live.clone());
+    opts.link = link;
     let mut playback = None;
     if !config.show.journal.is_empty() {
         let path = std::path::Path::new(&config.show.journal);

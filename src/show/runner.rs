@@ -103,6 +103,20 @@ pub struct RunnerOptions {
     /// The look of a track that is not in the show (`[led] default_look`): `None`, such a
     /// track gets no lights.
     pub default_look: Option<String>,
+    /// `[link] mode = "follow"|"both"`: flash on the Link session's beats while the player
+    /// plays nothing (or always).
+    pub link: Option<LinkFollow>,
+}
+
+/// The Link session the lights follow (`[link]`, `src/node/link.rs`).
+#[derive(Debug, Clone)]
+pub struct LinkFollow {
+    /// The Link peer's state.
+    pub status: watch::Receiver<crate::link::LinkStatus>,
+    /// Beats per bar.
+    pub quantum: f64,
+    /// Follow even while a track plays (`follow_link`).
+    pub always: bool,
 }
 
 impl RunnerOptions {
@@ -119,6 +133,7 @@ impl RunnerOptions {
             live: None,
             live_lead: Duration::from_secs_f64(c.show.live_lead_ms / 1000.0),
             default_look: Some(c.led.default_look.clone()).filter(|l| !l.is_empty() && l != "off"),
+            link: None,
         }
     }
 }
@@ -262,6 +277,7 @@ impl ShowRunner {
             due: Vec::new(),
             live_events: Vec::new(),
             default_failed: None,
+            link_next: None,
         };
         let task = std::thread::Builder::new()
             .name("convoy-show".into())
@@ -341,6 +357,8 @@ struct Runner<P> {
     live_events: Vec<super::schedule::Event>,
     /// The last track the default look could not be made for (said once).
     default_failed: Option<String>,
+    /// The next Link beat to flash on: its number and when it is heard (monotonic ns).
+    link_next: Option<(i64, u64)>,
 }
 
 impl<P: PlayerClock> Runner<P> {
@@ -376,6 +394,10 @@ impl<P: PlayerClock> Runner<P> {
         self.post_books(&st);
         self.follow_track(&st);
         let lead = self.opts.led_latency.as_nanos() as u64;
+        let plays = st.position.is_some() && !st.paused && !st.finished;
+        if let Some(at) = self.follow_link(now, plays) {
+            return at;
+        }
         let (Some(position), false, false) = (st.position, st.paused, st.finished) else {
             return now + IDLE.as_nanos() as u64;
         };
@@ -413,6 +435,41 @@ impl<P: PlayerClock> Runner<P> {
             .unwrap_or(u64::MAX)
             .min(bands_at)
             .min(announce_at)
+    }
+
+    /// `[link]` follow: while the player plays nothing (or always), hand the strip a beat
+    /// flash `[led] latency_ms` before each Link beat is heard, as a beatmap's beat would
+    /// be. `None`: not following now; else when to run again.
+    fn follow_link(&mut self, now: u64, plays: bool) -> Option<u64> {
+        let link = self.opts.link.as_ref()?;
+        let st = link.status.borrow().clone();
+        if (plays && !link.always) || st.peers == 0 {
+            self.link_next = None;
+            return None;
+        }
+        let (q, lead) = (link.quantum, self.opts.led_latency.as_nanos() as u64);
+        let time = st.time;
+        // The beat after the lead window, re-found whenever the timeline moved it.
+        let (n, at) = match self.link_next {
+            Some((n, at)) if time.mono_at_beat(n as f64) == at => (n, at),
+            _ => time.next_beat(now + lead),
+        };
+        if now + lead < at {
+            self.link_next = Some((n, at));
+            return Some((at - lead).min(now + IDLE.as_nanos() as u64));
+        }
+        let in_bar = crate::link::timeline::phase(n as f64, q).floor() as u8;
+        let cmd = Led::Beat {
+            beat_in_bar: in_bar,
+            strength: if in_bar == 0 { 255 } else { 160 },
+        };
+        self.status.send_modify(|s| {
+            s.meters.beat = n.max(0) as u64;
+            s.meters.beat_in_bar = Some(in_bar.saturating_add(1));
+        });
+        self.send_tagged(cmd, None, Some(at as f64));
+        self.link_next = Some((n + 1, time.mono_at_beat((n + 1) as f64)));
+        Some(now + 1)
     }
 
     /// Post the player's books on the live plane.

@@ -1,0 +1,365 @@
+//! Ableton Link interop (issue #24): `convoy tool link` against a real Link peer — the
+//! `aalink` Python package (its wheel bundles Ableton's Link library), run as its own process
+//! by `tools/link_peer.py`, never linked — in a network namespace whose loopback carries the
+//! Link multicast group (`ip route add 224.0.0.0/4 dev lo`). Both processes print what they
+//! see against `CLOCK_MONOTONIC`, so the beat each reports is compared at the same
+//! monotonic instant. One run covers both directions: Convoy joins aalink's session and
+//! follows its tempo changes and start/stop; aalink is killed (loss by ttl); a new aalink
+//! joins Convoy's session and follows Convoy's tempo changes and start/stop; it quits
+//! (ByeBye). Figures are printed (`--nocapture`); `CONVOY_LINK_SECONDS` sets each
+//! direction's length (default 20; `tools/link_figures.sh` runs 60). Needs root, iproute2
+//! and aalink: ignored under plain `cargo test`, run by tools/test.sh.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::util::convoy_bin;
+
+struct Ns(String);
+
+impl Ns {
+    fn new() -> Result<Ns, String> {
+        let name = format!("cvlink{}", std::process::id());
+        let ip = |args: &[&str]| -> Result<(), String> {
+            let out = Command::new("ip")
+                .args(args)
+                .output()
+                .map_err(|e| format!("ip: {e}"))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(String::from_utf8_lossy(&out.stderr).into_owned())
+            }
+        };
+        let _ = ip(&["netns", "del", &name]);
+        ip(&["netns", "add", &name])?;
+        let ns = Ns(name);
+        ip(&["-n", &ns.0, "link", "set", "lo", "up"])?;
+        ip(&["-n", &ns.0, "route", "add", "224.0.0.0/4", "dev", "lo"])?;
+        Ok(ns)
+    }
+
+    fn spawn(&self, program: &str, args: &[&str]) -> Proc {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.0, program])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
+        let lines = Arc::new(Mutex::new(Vec::<Value>::new()));
+        let out = child.stdout.take().expect("stdout");
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines() {
+                let Ok(l) = l else { break };
+                if let Ok(v) = serde_json::from_str(&l) {
+                    sink.lock().unwrap().push(v);
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        Proc {
+            child,
+            stdin,
+            lines,
+        }
+    }
+}
+
+impl Drop for Ns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
+    }
+}
+
+struct Proc {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Proc {
+    fn say(&mut self, cmd: &str) {
+        if let Some(s) = self.stdin.as_mut() {
+            let _ = writeln!(s, "{cmd}");
+            let _ = s.flush();
+        }
+    }
+
+    fn lines(&self) -> Vec<Value> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// The first status line (not a command echo) after `since` for which `f` holds.
+    fn wait(&self, since: u64, timeout: Duration, f: impl Fn(&Value) -> bool) -> Option<u64> {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if let Some(v) = self
+                .lines()
+                .iter()
+                .find(|v| v.get("beat").is_some() && mono(v) >= since && f(v))
+            {
+                return Some(mono(v));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        None
+    }
+
+    fn did(&self, cmd: &str) -> u64 {
+        let end = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < end {
+            if let Some(v) = self
+                .lines()
+                .iter()
+                .rev()
+                .find(|v| v["did"].as_str() == Some(cmd))
+            {
+                return mono(v);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        panic!("{cmd:?} not acknowledged");
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn quit(&mut self) {
+        self.say("quit");
+        self.stdin = None;
+        let end = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < end {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn mono(v: &Value) -> u64 {
+    v["mono_ns"].as_u64().unwrap_or(0)
+}
+
+fn f(v: &Value, k: &str) -> f64 {
+    v[k].as_f64().unwrap_or(f64::NAN)
+}
+
+/// Convoy's session beat at monotonic `at`, from its last status line at or before `at`
+/// (the timeline and ghost intercept it printed define its beat at any instant).
+fn convoy_beat(lines: &[Value], at: u64) -> Option<(f64, f64)> {
+    let i = lines.partition_point(|v| mono(v) <= at);
+    let v = lines[..i].iter().rev().find(|v| v.get("tl").is_some())?;
+    let tl = v["tl"].as_array()?;
+    let (mpb, bo, to) = (tl[0].as_f64()?, tl[1].as_f64()?, tl[2].as_f64()?);
+    let ghost = at as f64 / 1e3 + v["intercept"].as_f64()?;
+    Some((bo * 1e-6 + (ghost - to) / mpb, 60e6 / mpb))
+}
+
+/// The quantum both peers print their phase in.
+const QUANTUM: f64 = 4.0;
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Beat-phase error (ms, absolute) and tempo disagreement (BPM) between the aalink samples and
+/// Convoy's beat at the same instants, over monotonic `[from, to)`, leaving out one beat
+/// after each tempo change (`changes`).
+fn agreement(
+    aalink: &[Value],
+    convoy: &[Value],
+    from: u64,
+    to: u64,
+    changes: &[u64],
+) -> (f64, f64, f64, usize) {
+    let convoy: Vec<Value> = convoy
+        .iter()
+        .filter(|v| v.get("tl").is_some())
+        .cloned()
+        .collect();
+    let mut errs = Vec::new();
+    let mut tempo = 0.0f64;
+    for v in aalink.iter().filter(|v| v.get("beat").is_some()) {
+        let t = mono(v);
+        if t < from || t >= to || changes.iter().any(|&c| t >= c && t < c + 1_500_000_000) {
+            continue;
+        }
+        let Some((b, bpm)) = convoy_beat(&convoy, t) else {
+            continue;
+        };
+        // aalink reports the app-visible beat, which Link may shift by whole quanta
+        // against the session's beats (a joiner keeps its own bar count): compare the
+        // phase in the quantum both use (4).
+        let mut d = (f(v, "beat") - b).rem_euclid(QUANTUM);
+        if d >= QUANTUM / 2.0 {
+            d -= QUANTUM;
+        }
+        errs.push((d * 60e3 / bpm).abs());
+        tempo = tempo.max((f(v, "tempo") - bpm).abs());
+    }
+    assert!(errs.len() > 100, "only {} samples", errs.len());
+    let n = errs.len();
+    let p50 = percentile(&mut errs, 0.5);
+    let p99 = percentile(&mut errs, 0.99);
+    (p50, p99, tempo, n)
+}
+
+fn seconds() -> u64 {
+    std::env::var("CONVOY_LINK_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20)
+}
+
+fn aalink(ns: &Ns) -> Proc {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/link_peer.py");
+    ns.spawn("python3", &[script, "--bpm", "120", "--every-ms", "10"])
+}
+
+/// A tempo change or transport change made on `from` reaches `to` (the first status line
+/// of `to` that satisfies `f`): the delay, ms.
+fn follows(to: &Proc, since: u64, f: impl Fn(&Value) -> bool) -> f64 {
+    let at = to
+        .wait(since, Duration::from_secs(5), f)
+        .expect("the change never arrived");
+    (at.saturating_sub(since)) as f64 / 1e6
+}
+
+#[test]
+#[ignore = "needs root, iproute2 and aalink (tools/setup.sh --test) for a network namespace"]
+fn link_interop_with_aalink_both_directions() {
+    if Command::new("python3")
+        .args(["-c", "import aalink"])
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
+        panic!("aalink is not installed (tools/setup.sh --test)");
+    }
+    let ns = Ns::new().expect("network namespace (root and iproute2)");
+    let d = seconds() * 1_000_000_000;
+    let bin = convoy_bin();
+    let bin = bin.to_str().expect("path");
+
+    // Follow: aalink founds the session, Convoy joins it and follows.
+    let mut a = aalink(&ns);
+    a.wait(0, Duration::from_secs(10), |_| true)
+        .expect("aalink did not start");
+    std::thread::sleep(Duration::from_millis(500));
+    let mut c = ns.spawn(bin, &["tool", "link", "--bpm", "90", "--every-ms", "10"]);
+    let c0 = c
+        .wait(0, Duration::from_secs(10), |_| true)
+        .expect("convoy did not start");
+    let joined = c
+        .wait(c0, Duration::from_secs(5), |v| {
+            v["peers"].as_u64() == Some(1) && v["measured"].as_u64() >= Some(1)
+        })
+        .expect("convoy never joined aalink's session");
+    let join_follow_ms = (joined - c0) as f64 / 1e6;
+    let start = joined + 1_000_000_000;
+    std::thread::sleep(Duration::from_nanos(d / 3 + 1_000_000_000));
+    a.say("tempo 130");
+    let t1 = a.did("tempo 130");
+    let tempo_follow_ms = follows(&c, t1, |v| (f(v, "tempo") - 130.0).abs() < 0.01);
+    std::thread::sleep(Duration::from_nanos(d / 6));
+    a.say("play");
+    let p1 = a.did("play");
+    let play_follow_ms = follows(&c, p1, |v| v["playing"].as_bool() == Some(true));
+    std::thread::sleep(Duration::from_nanos(d / 6));
+    a.say("stop");
+    let s1 = a.did("stop");
+    let stop_follow_ms = follows(&c, s1, |v| v["playing"].as_bool() == Some(false));
+    std::thread::sleep(Duration::from_nanos(d / 3));
+    let (f50, f99, ftempo, fn_) = agreement(&a.lines(), &c.lines(), start, start + d, &[t1]);
+
+    // Loss as Link specifies: aalink dies without a ByeBye; Convoy drops it after the 5 s
+    // ttl (+ up to 1 s) and founds a fresh session.
+    a.kill();
+    let last = a.lines().iter().map(mono).max().unwrap_or(0);
+    let lost = c
+        .wait(last, Duration::from_secs(10), |v| {
+            v["heard"].as_u64() == Some(0)
+        })
+        .expect("convoy never dropped the dead peer");
+    let loss_s = (lost - last) as f64 / 1e9;
+
+    // Lead: a new aalink joins Convoy's (older) session and follows Convoy.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut b = aalink(&ns);
+    let b0 = b
+        .wait(0, Duration::from_secs(10), |_| true)
+        .expect("aalink did not start");
+    let bjoined = b
+        .wait(b0, Duration::from_secs(5), |v| {
+            v["peers"].as_u64() == Some(1) && (f(v, "tempo") - 130.0).abs() < 0.01
+        })
+        .expect("aalink never joined convoy's session");
+    let join_lead_ms = (bjoined - b0) as f64 / 1e6;
+    let start2 = bjoined + 1_000_000_000;
+    std::thread::sleep(Duration::from_nanos(d / 3 + 1_000_000_000));
+    c.say("tempo 100");
+    let t2 = c.did("tempo 100");
+    let tempo_lead_ms = follows(&b, t2, |v| (f(v, "tempo") - 100.0).abs() < 0.01);
+    std::thread::sleep(Duration::from_nanos(d / 6));
+    c.say("play");
+    let p2 = c.did("play");
+    let play_lead_ms = follows(&b, p2, |v| v["playing"].as_bool() == Some(true));
+    std::thread::sleep(Duration::from_nanos(d / 6));
+    c.say("stop");
+    let s2 = c.did("stop");
+    let stop_lead_ms = follows(&b, s2, |v| v["playing"].as_bool() == Some(false));
+    std::thread::sleep(Duration::from_nanos(d / 3));
+    let (l50, l99, ltempo, ln) = agreement(&b.lines(), &c.lines(), start2, start2 + d, &[t2]);
+
+    // A ByeBye drops the peer at once.
+    b.quit();
+    let blast = b.lines().iter().map(mono).max().unwrap_or(0);
+    let bye = c
+        .wait(blast, Duration::from_secs(3), |v| {
+            v["heard"].as_u64() == Some(0)
+        })
+        .expect("convoy never dropped the departed peer");
+    let bye_ms = (bye.saturating_sub(blast)) as f64 / 1e6;
+    c.quit();
+
+    println!(
+        "link follow ({} s, {fn_} samples): join {join_follow_ms:.0} ms; phase error p50 {f50:.3} ms p99 {f99:.3} ms; \
+         tempo disagreement max {ftempo:.4} BPM; tempo change followed in {tempo_follow_ms:.1} ms, \
+         play in {play_follow_ms:.1} ms, stop in {stop_follow_ms:.1} ms",
+        seconds()
+    );
+    println!(
+        "link lead ({} s, {ln} samples): aalink joined in {join_lead_ms:.0} ms; phase error p50 {l50:.3} ms p99 {l99:.3} ms; \
+         tempo disagreement max {ltempo:.4} BPM; tempo change followed in {tempo_lead_ms:.1} ms, \
+         play in {play_lead_ms:.1} ms, stop in {stop_lead_ms:.1} ms",
+        seconds()
+    );
+    println!("link loss: silent peer dropped after {loss_s:.2} s (ttl 5 s + ≤ 1 s); ByeBye'd peer after {bye_ms:.0} ms");
+    assert!(join_follow_ms < 1000.0 && join_lead_ms < 1000.0);
+    assert!(ftempo < 0.01 && ltempo < 0.01);
+    assert!(f99 < 1.0 && l99 < 1.0, "phase p99 {f99} / {l99} ms");
+    // Within one beat (at the new tempo).
+    assert!(tempo_follow_ms < 60e3 / 130.0 && tempo_lead_ms < 60e3 / 100.0);
+    assert!(play_follow_ms < 1000.0 && stop_follow_ms < 1000.0);
+    assert!(play_lead_ms < 1000.0 && stop_lead_ms < 1000.0);
+    assert!((4.9..=6.5).contains(&loss_s), "{loss_s}");
+    assert!(bye_ms < 500.0);
+}
