@@ -142,3 +142,47 @@ fn the_demo_song_is_124_bpm_with_its_beats_found() {
         "beatmaps/demo.beatmap.json is stale: regenerate it with `convoy analyze demo -o beatmaps/`"
     );
 }
+
+/// issue 26: a WAV whose header promises 52.9 s but holds 2.8 s was analysed without a
+/// word. It is analysed as far as it goes, with a warning naming both lengths.
+#[test]
+fn a_truncated_wav_is_analysed_with_a_warning_naming_what_is_missing() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (sr, promised, present) = (44_100u32, 2_332_890u32, 123_480u32);
+    let mut wav = Vec::new();
+    wav.extend_from_slice(b"RIFF");
+    wav.extend_from_slice(&(36 + promised * 2).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    wav.extend_from_slice(&16u32.to_le_bytes());
+    wav.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    wav.extend_from_slice(&1u16.to_le_bytes()); // mono
+    wav.extend_from_slice(&sr.to_le_bytes());
+    wav.extend_from_slice(&(sr * 2).to_le_bytes());
+    wav.extend_from_slice(&2u16.to_le_bytes());
+    wav.extend_from_slice(&16u16.to_le_bytes());
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&(promised * 2).to_le_bytes());
+    for i in 0..present {
+        let x = (std::f32::consts::TAU * 440.0 * i as f32 / sr as f32).sin();
+        wav.extend_from_slice(&((x * 8000.0) as i16).to_le_bytes());
+    }
+    let file = dir.path().join("cut.wav");
+    std::fs::write(&file, &wav).expect("write");
+    let out = dir.path().join("maps");
+    let (ok, _, stderr) = analyze(&[s(&file), "-o", s(&out)]);
+    assert!(ok, "{stderr}");
+    let warning = format!(
+        "convoy: warning: {}: truncated: the header promises 52.9 s (2332890 frames) but \
+         the file holds 2.8 s (123480 frames); analysed the 2.8 s present",
+        s(&file)
+    );
+    assert!(stderr.lines().any(|l| l == warning), "{stderr}");
+    let map = Beatmap::from_json(
+        &std::fs::read_to_string(out.join("cut.wav.beatmap.json")).expect("beatmap"),
+    )
+    .expect("valid beatmap");
+    assert_eq!(map.track.num_samples, u64::from(present));
+    // A whole file gets no warning.
+    let (ok, _, stderr) = analyze(&[s(&fixture("sine440_44k.wav")), "-o", s(&out)]);
+    assert!(ok && !stderr.contains("warning"), "{stderr}");
+}

@@ -13,6 +13,8 @@
 //! bar-level self-similarity of band-energy features, snaps them to bars, and
 //! labels sections (`intro`, `A`, `B`, …, `outro`).
 
+use super::features::FrameRows;
+
 /// Beat tracker settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BeatConfig {
@@ -367,8 +369,8 @@ pub struct MeterEstimate {
 pub fn estimate_meter(
     beats: &[usize],
     low: &[f32],
-    bass: &[Vec<f32>],
-    chroma: &[[f32; 12]],
+    bass: &(impl FrameRows + ?Sized),
+    chroma: &(impl FrameRows + ?Sized),
     allow_triple: bool,
 ) -> MeterEstimate {
     let fallback = MeterEstimate {
@@ -451,36 +453,25 @@ pub fn estimate_meter(
 }
 
 /// Mean of `frames[s..e]`, non-finite values counting as `nonfinite`; zeros when empty.
-fn mean_frame<V: AsRef<[f32]>>(
-    frames: &[V],
+fn mean_frame(
+    frames: &(impl FrameRows + ?Sized),
     s: usize,
     e: usize,
     dim: usize,
     nonfinite: f32,
 ) -> Vec<f32> {
-    let e = e.min(frames.len());
-    let mut v = vec![0.0f32; dim];
-    if e <= s {
-        return v;
-    }
-    for f in &frames[s..e] {
-        for (a, b) in v.iter_mut().zip(f.as_ref()) {
-            *a += if b.is_finite() { *b } else { nonfinite };
-        }
-    }
-    v.iter_mut().for_each(|a| *a /= (e - s) as f32);
-    v
+    frames.mean(s, e, dim, nonfinite)
 }
 
 /// For each beat, `distance` between the mean feature over the beat span
 /// that starts there and over the preceding span, each without its attack
 /// (first quarter); 0 for the first and last beat.
-fn span_change<V: AsRef<[f32]>>(
+fn span_change(
     beats: &[usize],
-    frames: &[V],
+    frames: &(impl FrameRows + ?Sized),
     distance: impl Fn(&[f32], &[f32]) -> f32,
 ) -> Vec<f32> {
-    let dim = frames.first().map(|v| v.as_ref().len()).unwrap_or(0);
+    let dim = frames.dim();
     if dim == 0 || beats.len() < 2 {
         return Vec::new();
     }
@@ -503,7 +494,7 @@ fn rms_distance(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// Bass change: RMS difference of the mean low-frequency log spectra.
-fn bass_change(beats: &[usize], bass: &[Vec<f32>]) -> Vec<f32> {
+fn bass_change(beats: &[usize], bass: &(impl FrameRows + ?Sized)) -> Vec<f32> {
     span_change(beats, bass, rms_distance)
 }
 
@@ -518,7 +509,7 @@ fn bass_change(beats: &[usize], bass: &[Vec<f32>]) -> Vec<f32> {
 const CHORD_WEIGHT: f32 = 0.5;
 
 /// Chord change: cosine distance of the mean chroma vectors, `0..=1`.
-fn chord_change(beats: &[usize], chroma: &[[f32; 12]]) -> Vec<f32> {
+fn chord_change(beats: &[usize], chroma: &(impl FrameRows + ?Sized)) -> Vec<f32> {
     span_change(beats, chroma, |a, b| {
         let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
         let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
@@ -581,7 +572,7 @@ pub struct SectionSpan {
 /// the total frame count.
 pub fn segment(
     bar_starts: &[usize],
-    features: &[Vec<f32>],
+    features: &(impl FrameRows + ?Sized),
     level: &[f32],
     n_frames: usize,
 ) -> Vec<SectionSpan> {
@@ -598,7 +589,7 @@ pub fn segment(
     }
     edges.push(n_frames);
     let n_bars = edges.len() - 1;
-    let dim = features.first().map(|f| f.len()).unwrap_or(0);
+    let dim = features.dim();
     let bar_feat: Vec<Vec<f32>> = (0..n_bars)
         .map(|i| mean_frame(features, edges[i], edges[i + 1], dim, -100.0))
         .collect();
@@ -611,24 +602,16 @@ pub fn segment(
         .collect();
     let mut bounds: Vec<usize> = vec![0];
     if n_bars >= 4 {
-        // Self-similarity with a Gaussian kernel on RMS dB distance.
-        let mut d = vec![0.0f32; n_bars * n_bars];
-        let mut all = Vec::with_capacity(n_bars * n_bars / 2);
-        for i in 0..n_bars {
-            for j in 0..n_bars {
-                let v = rms_distance(&bar_feat[i], &bar_feat[j]);
-                d[i * n_bars + j] = v;
-                if j > i {
-                    all.push(v);
-                }
-            }
-        }
-        all.sort_by(|a, b| a.total_cmp(b));
-        let sigma = all[all.len() / 2].max(1.0);
-        let ssm: Vec<f32> = d
-            .iter()
-            .map(|v| (-0.5 * (v / sigma) * (v / sigma)).exp())
-            .collect();
+        // Self-similarity with a Gaussian kernel on RMS dB distance. The kernel only
+        // reaches 4 bars from the diagonal, so the similarities are computed where it
+        // reads them, and the scale (the median of all distances) is selected without
+        // holding the n² of them: an hour-long mix has thousands of bars.
+        let dist = |i: usize, j: usize| rms_distance(&bar_feat[i], &bar_feat[j]);
+        let sigma = median_pair_distance(n_bars, &dist).max(1.0);
+        let sim = |x: usize, y: usize| {
+            let v = dist(x, y);
+            (-0.5 * (v / sigma) * (v / sigma)).exp()
+        };
         let l = 4isize;
         let mut nov = vec![0.0f32; n_bars + 1];
         for (b, nv) in nov.iter_mut().enumerate().take(n_bars).skip(1) {
@@ -643,7 +626,7 @@ pub fn segment(
                     let g = (-(((i as f32 + 0.5).powi(2) + (j as f32 + 0.5).powi(2))
                         / (2.0 * (l as f32 * 0.6).powi(2))))
                     .exp();
-                    s += sign * g * ssm[x as usize * n_bars + y as usize];
+                    s += sign * g * sim(x as usize, y as usize);
                     wsum += g;
                 }
             }
@@ -719,6 +702,55 @@ pub fn segment(
 }
 
 /// `A`, `B`, …, `Z`, `A2`, `B2`, …
+/// The median (the element at index `m / 2` of the `m` sorted values, as
+/// `total_cmp` sorts them) of `dist(i, j)` over all pairs `i < j < n`, found by
+/// two counting passes over the pairs (16 bits of the value's order key each)
+/// instead of holding and sorting them. `n` must be at least 2.
+fn median_pair_distance(n: usize, dist: &dyn Fn(usize, usize) -> f32) -> f32 {
+    // Order key: the integer whose unsigned order is `total_cmp`'s order.
+    let key = |v: f32| {
+        let b = v.to_bits();
+        if b >> 31 == 1 {
+            !b
+        } else {
+            b | 1 << 31
+        }
+    };
+    let pairs = n * (n - 1) / 2;
+    let mut rank = pairs / 2;
+    let mut counts = vec![0usize; 1 << 16];
+    for i in 0..n {
+        for j in i + 1..n {
+            counts[(key(dist(i, j)) >> 16) as usize] += 1;
+        }
+    }
+    let high = pick_bucket(&counts, &mut rank);
+    counts.iter_mut().for_each(|c| *c = 0);
+    for i in 0..n {
+        for j in i + 1..n {
+            let k = key(dist(i, j));
+            if k >> 16 == high {
+                counts[(k & 0xffff) as usize] += 1;
+            }
+        }
+    }
+    let low = pick_bucket(&counts, &mut rank);
+    let k = high << 16 | low;
+    f32::from_bits(if k >> 31 == 1 { k & !(1 << 31) } else { !k })
+}
+
+/// The bucket holding the value of rank `rank` (0-based) in a histogram; `rank`
+/// becomes the rank inside that bucket.
+fn pick_bucket(counts: &[usize], rank: &mut usize) -> u32 {
+    for (b, &c) in counts.iter().enumerate() {
+        if *rank < c {
+            return b as u32;
+        }
+        *rank -= c;
+    }
+    counts.len() as u32 - 1
+}
+
 fn letter_label(i: usize) -> String {
     let c = (b'A' + (i % 26) as u8) as char;
     if i < 26 {
@@ -763,12 +795,41 @@ mod tests {
                     c
                 })
                 .collect();
-            estimate_meter(&beats, &low, &[], &chroma, false)
+            estimate_meter(&beats, &low, &Vec::<Vec<f32>>::new(), &chroma, false)
         };
         assert_eq!(meter_with_chords_on(1).phase, 1);
         assert_eq!(meter_with_chords_on(3).phase, 3);
         let m = meter_with_chords_on(3);
         assert_eq!(m.beats_per_bar, 4);
         assert!(m.confidence > 0.1, "{m:?}");
+    }
+
+    /// `segment` once sorted all n² bar distances for their median (70 MB for an hour of
+    /// drum & bass); the counting selection must give the same float.
+    #[test]
+    fn median_pair_distance_is_the_sorted_median() {
+        for n in [2usize, 3, 4, 7, 64, 301] {
+            let v: Vec<f32> = (0..n)
+                .map(|i| match i % 11 {
+                    0 => 0.0,
+                    1 => -0.0,
+                    2 => 5.0,
+                    k => ((i * 7919) % 1000) as f32 * 0.013 - k as f32,
+                })
+                .collect();
+            let dist = |i: usize, j: usize| {
+                (v[i] - v[j]).abs() * if (i + j) % 5 == 0 { -1.0 } else { 1.0 }
+            };
+            let mut all: Vec<f32> = (0..n)
+                .flat_map(|i| (i + 1..n).map(move |j| (i, j)))
+                .map(|(i, j)| dist(i, j))
+                .collect();
+            all.sort_by(|a, b| a.total_cmp(b));
+            assert_eq!(
+                median_pair_distance(n, &dist).to_bits(),
+                all[all.len() / 2].to_bits(),
+                "{n} values"
+            );
+        }
     }
 }

@@ -15,6 +15,7 @@
 pub mod bands;
 pub mod beat;
 pub mod beatmap;
+pub mod features;
 pub mod live;
 pub mod onset;
 pub mod synth;
@@ -30,9 +31,11 @@ pub use live::{BeatGrid, LiveAnalyzer, LiveBeatTracker, LiveConfig};
 pub use onset::{Onset, OnsetConfig};
 pub use tempo::{TempoConfig, TempoEstimate};
 
-use bands::{BandMapper, Stft};
+pub use features::{FrameRows, MemoryRows, RowStore};
+
 use beatmap::round_time;
-use onset::{envelope_delay_samples, OnsetDetector};
+use features::{Frames, FrontEnd};
+use onset::envelope_delay_samples;
 
 /// All analysis settings; `Default` gives the tuned values.
 #[derive(Debug, Clone, PartialEq)]
@@ -119,115 +122,104 @@ pub enum Event {
     Tempo(TempoUpdate),
 }
 
-/// Per-frame features gathered in one offline pass.
-struct Frames {
-    env: Vec<f32>,
-    low: Vec<f32>,
-    /// High-band onset strength (snare, hi-hat).
-    high: Vec<f32>,
-    /// Kick strength (plain amplitude increase below 75 Hz).
-    kick: Vec<f32>,
-    raw3: Vec<[f32; 3]>,
-    log_db: Vec<Vec<f32>>,
-    level: Vec<f32>,
-    /// Log magnitudes of the FFT bins between 30 and 300 Hz (bass/harmony).
-    bass_spec: Vec<Vec<f32>>,
-    /// Pitch-class profile (chroma) of 100 Hz–2 kHz, for chord changes.
-    chroma: Vec<[f32; 12]>,
-}
-
-fn gather(samples: &[f32], sample_rate: u32, params: &AnalysisParams) -> (Frames, StftConfig) {
-    let mut stft = Stft::new(params.stft);
-    let cfg = stft.config();
-    let mut mapper = BandMapper::new(sample_rate, stft.n_bins(), cfg.hop, &params.bands);
-    let mut det = OnsetDetector::new(sample_rate, stft.n_bins(), cfg.hop, &params.onset);
-    let cap = samples.len() / cfg.hop + 2;
-    let mut f = Frames {
-        env: Vec::with_capacity(cap),
-        low: Vec::with_capacity(cap),
-        high: Vec::with_capacity(cap),
-        kick: Vec::with_capacity(cap),
-        raw3: Vec::with_capacity(cap),
-        log_db: Vec::with_capacity(cap),
-        level: Vec::with_capacity(cap),
-        bass_spec: Vec::with_capacity(cap),
-        chroma: Vec::with_capacity(cap),
-    };
-    let bin_hz = sample_rate as f32 / cfg.fft_size as f32;
-    let bass_lo = ((30.0 / bin_hz).ceil() as usize).max(1);
-    let bass_hi = ((300.0 / bin_hz).floor() as usize).max(bass_lo);
-    let pitch_class = beat::chroma_bins(bin_hz, stft.n_bins());
-    let mut on_frame = |pos: u64, mags: &[f32]| {
-        mapper.process(pos, mags);
-        let r = mapper.raw3();
-        f.raw3.push(r);
-        f.level
-            .push((r[0] * r[0] + r[1] * r[1] + r[2] * r[2]).sqrt());
-        f.log_db.push(
-            mapper
-                .raw_log()
-                .iter()
-                .map(|a| (20.0 * (a + 1e-5).log10()).max(-100.0))
-                .collect(),
-        );
-        f.bass_spec.push(
-            mags.get(bass_lo..=bass_hi.min(mags.len().saturating_sub(1)))
-                .unwrap_or(&[])
-                .iter()
-                .map(|m| (m + 1e-4).ln())
-                .collect(),
-        );
-        f.chroma.push(beat::chroma(&pitch_class, mags));
-        let o = det.process(pos, mags);
-        f.env.push(o.strength);
-        f.low.push(o.low_strength);
-        f.high.push(o.high_strength);
-        f.kick.push(o.kick_strength);
-    };
-    stft.push(samples, &mut on_frame);
-    // Flush the tail so the last samples are seen by a frame.
-    let pad = vec![0.0f32; cfg.hop];
-    stft.push(&pad, &mut on_frame);
-    // The kick strength lags the full band: align it with its frames.
-    let lag = onset::kick_delay_samples(cfg.fft_size) - envelope_delay_samples(cfg.fft_size);
-    let lag = ((lag / cfg.hop as f64).round() as usize).min(f.kick.len());
-    f.kick.drain(..lag);
-    f.kick.extend(std::iter::repeat_n(0.0, lag));
-    (f, cfg)
-}
-
 /// Analyses a whole track into a [`Beatmap`]. Never panics: empty, silent,
-/// very short or non-finite input yields a valid beatmap without beats.
+/// very short or non-finite input yields a valid beatmap without beats. The same
+/// as feeding `samples` to an [`OfflineAnalyzer`] (in memory) in one block.
 pub fn analyze_offline(samples: &[f32], sample_rate: u32, params: &AnalysisParams) -> Beatmap {
-    let sr = sample_rate.max(1);
-    let duration = if sample_rate == 0 {
-        0.0
-    } else {
-        samples.len() as f64 / sr as f64
-    };
-    let track = TrackInfo {
-        sample_rate,
-        num_samples: samples.len() as u64,
-        duration_s: round_time(duration),
-        content_hash: params.content_hash.clone(),
-    };
-    let mut map = Beatmap::empty(track);
-    let env_rate = if params.envelope_rate_hz.is_finite() && params.envelope_rate_hz > 0.0 {
-        params.envelope_rate_hz.min(1000.0) as f64
-    } else {
-        20.0
-    };
-    map.envelopes.frame_rate_hz = env_rate;
-    if sample_rate == 0 || samples.is_empty() {
-        return map;
+    let mut rows = MemoryRows::default();
+    let mut analyzer = OfflineAnalyzer::new(sample_rate, params, &mut rows);
+    analyzer.push(samples);
+    analyzer.finish()
+}
+
+/// The offline analysis of a track fed in blocks: [`push`](Self::push) its mono samples
+/// in order (blocks of any size), then [`finish`](Self::finish) for the [`Beatmap`], the
+/// same one [`analyze_offline`] gives for the whole track at once. Only frame-rate
+/// features are kept (see [`features`]): a track of any length is analysed without
+/// holding its samples, and the wide per-frame rows go to the caller's [`RowStore`].
+pub struct OfflineAnalyzer<'a> {
+    params: AnalysisParams,
+    sample_rate: u32,
+    num_samples: u64,
+    env_rate: f64,
+    /// `None` when the sample rate is 0 (nothing to analyse).
+    front: Option<FrontEnd<'a>>,
+}
+
+impl<'a> OfflineAnalyzer<'a> {
+    /// An analyser for a track at `sample_rate` that keeps its wide per-frame rows in
+    /// `rows` (which should be empty).
+    pub fn new(sample_rate: u32, params: &AnalysisParams, rows: &'a mut dyn RowStore) -> Self {
+        let env_rate = if params.envelope_rate_hz.is_finite() && params.envelope_rate_hz > 0.0 {
+            params.envelope_rate_hz.min(1000.0) as f64
+        } else {
+            20.0
+        };
+        let front = (sample_rate > 0).then(|| FrontEnd::new(sample_rate, params, env_rate, rows));
+        Self {
+            params: params.clone(),
+            sample_rate,
+            num_samples: 0,
+            env_rate,
+            front,
+        }
     }
-    let (fr, cfg) = gather(samples, sr, params);
+
+    /// Feeds the next mono samples of the track.
+    pub fn push(&mut self, samples: &[f32]) {
+        self.num_samples += samples.len() as u64;
+        if let Some(front) = &mut self.front {
+            front.push(samples);
+        }
+    }
+
+    /// Samples fed so far.
+    pub fn samples(&self) -> u64 {
+        self.num_samples
+    }
+
+    /// The beatmap of the samples fed.
+    pub fn finish(self) -> Beatmap {
+        let (sample_rate, params, env_rate) = (self.sample_rate, &self.params, self.env_rate);
+        let sr = sample_rate.max(1);
+        let duration = if sample_rate == 0 {
+            0.0
+        } else {
+            self.num_samples as f64 / sr as f64
+        };
+        let track = TrackInfo {
+            sample_rate,
+            num_samples: self.num_samples,
+            duration_s: round_time(duration),
+            content_hash: params.content_hash.clone(),
+        };
+        let mut map = Beatmap::empty(track);
+        map.envelopes.frame_rate_hz = env_rate;
+        let Some(front) = self.front.filter(|_| self.num_samples > 0) else {
+            return map;
+        };
+        let cfg = front.config();
+        let fr = front.finish();
+        decide(map, &fr, cfg, sr, duration, params)
+    }
+}
+
+/// The decisions on a track's frame features: tempo, beats, meter, bars and sections.
+fn decide(
+    mut map: Beatmap,
+    fr: &Frames<'_>,
+    cfg: StftConfig,
+    sr: u32,
+    duration: f64,
+    params: &AnalysisParams,
+) -> Beatmap {
+    let env_rate = map.envelopes.frame_rate_hz;
     let hop = cfg.hop as f64;
     let frame_rate = sr as f32 / cfg.hop as f32;
     let delay_s = envelope_delay_samples(cfg.fft_size) / sr as f64;
     let frame_time = |k: usize| -> f64 { (k as f64 * hop / sr as f64 - delay_s).max(0.0) };
 
-    map.envelopes.values = envelopes(&fr.raw3, cfg, sr, duration, env_rate);
+    map.envelopes.values = envelopes(&fr.slots, duration, env_rate);
 
     // Tempo curve and beats.
     let mut curve = tempo::tempo_curve(
@@ -279,7 +271,7 @@ pub fn analyze_offline(samples: &[f32], sample_rate: u32, params: &AnalysisParam
         }
     }
     if beats.len() < 2 {
-        map.sections = sections_without_beats(&fr, cfg, sr, duration);
+        map.sections = sections_without_beats(fr, cfg, sr, duration);
         return map;
     }
     map.tempo_bpm = round_bpm(global_tempo(&beats));
@@ -289,8 +281,8 @@ pub fn analyze_offline(samples: &[f32], sample_rate: u32, params: &AnalysisParam
     let meter = beat::estimate_meter(
         &kept_frames,
         &fr.low,
-        &fr.bass_spec,
-        &fr.chroma,
+        &fr.bass_spec(),
+        &fr.chroma(),
         params.allow_triple_meter,
     );
     let m = meter.beats_per_bar;
@@ -327,7 +319,7 @@ pub fn analyze_offline(samples: &[f32], sample_rate: u32, params: &AnalysisParam
         .iter()
         .map(|b| kept_frames[b.first_beat as usize])
         .collect();
-    let spans = beat::segment(&bar_frames, &fr.log_db, &fr.level, fr.env.len());
+    let spans = beat::segment(&bar_frames, &fr.log_db(), &fr.level, fr.env.len());
     map.sections = spans_to_sections(&spans, &frame_time, duration);
     map.bars = bars;
     map.beats = beats;
@@ -415,7 +407,12 @@ fn spans_to_sections(
     out
 }
 
-fn sections_without_beats(fr: &Frames, cfg: StftConfig, sr: u32, duration: f64) -> Vec<Section> {
+fn sections_without_beats(
+    fr: &Frames<'_>,
+    cfg: StftConfig,
+    sr: u32,
+    duration: f64,
+) -> Vec<Section> {
     let _ = (cfg, sr);
     if duration <= 0.0 {
         return Vec::new();
@@ -430,27 +427,12 @@ fn sections_without_beats(fr: &Frames, cfg: StftConfig, sr: u32, duration: f64) 
 }
 
 /// Low/mid/high envelopes at `rate` Hz as `u8`, linear amplitude relative to
-/// each band's 99th percentile over the track.
-fn envelopes(
-    raw3: &[[f32; 3]],
-    cfg: StftConfig,
-    sr: u32,
-    duration: f64,
-    rate: f64,
-) -> Vec<Vec<u8>> {
+/// each band's 99th percentile over the track. `slots` holds the loudest raw
+/// amplitude of each band in each envelope frame (see [`features`]).
+fn envelopes(slots: &[[f32; 3]], duration: f64, rate: f64) -> Vec<Vec<u8>> {
     let n_out = (duration * rate).ceil() as usize;
-    let mut slots = vec![[0.0f32; 3]; n_out];
-    for (k, r) in raw3.iter().enumerate() {
-        // Centre of the analysis window of frame k.
-        let centre = (k * cfg.hop + cfg.hop) as f64 - cfg.fft_size as f64 / 2.0;
-        let t = centre.max(0.0) / sr as f64;
-        let i = (t * rate) as usize;
-        if let Some(s) = slots.get_mut(i) {
-            for b in 0..3 {
-                s[b] = s[b].max(r[b]);
-            }
-        }
-    }
+    let mut slots = slots.to_vec();
+    slots.resize(n_out, [0.0; 3]);
     (0..3)
         .map(|b| {
             let mut v: Vec<f32> = slots.iter().map(|s| s[b]).collect();

@@ -17,7 +17,7 @@ pub use engine::{
     Command as PlayerCommand, Control, Controller, EngineOptions, FreeRun, PlaybackReport, Player,
     PlayerStatus,
 };
-pub use source::{read_mono, AudioError, Source, TrackSpec};
+pub use source::{for_each_mono_block, read_mono, AudioError, Source, TrackSpec};
 
 use std::path::Path;
 

@@ -102,24 +102,42 @@ pub fn read_mono(
     src: &mut dyn Source,
     on_progress: &mut dyn FnMut(u64),
 ) -> Result<Vec<f32>, AudioError> {
-    let spec = src.spec();
-    let ch = spec.channels.max(1);
     // Trust the container's length only as a capacity hint, and not beyond an hour at 48 kHz.
-    let hint = spec.frames.unwrap_or(0).min(3600 * 48_000) as usize;
+    let hint = src.spec().frames.unwrap_or(0).min(3600 * 48_000) as usize;
     let mut mono = Vec::with_capacity(hint);
+    for_each_mono_block(src, &mut |block| {
+        mono.extend_from_slice(block);
+        on_progress(mono.len() as u64);
+    })?;
+    Ok(mono)
+}
+
+/// Decodes a whole source like [`read_mono`] without holding it: `on_block` gets each
+/// block of mono samples in order (at most 8192 of them) and may keep what it needs.
+/// Returns the frames decoded, which a truncated file makes fewer than
+/// [`TrackSpec::frames`] promised.
+pub fn for_each_mono_block(
+    src: &mut dyn Source,
+    on_block: &mut dyn FnMut(&[f32]),
+) -> Result<u64, AudioError> {
+    let ch = src.spec().channels.max(1);
     let mut block = Vec::with_capacity(MONO_BLOCK_FRAMES * ch);
+    let mut mono = Vec::with_capacity(MONO_BLOCK_FRAMES);
     let scale = 1.0 / ch as f32;
+    let mut frames = 0u64;
     loop {
         block.clear();
         if src.read(&mut block, MONO_BLOCK_FRAMES)? == 0 {
             break;
         }
+        mono.clear();
         mono.extend(
             block
                 .chunks_exact(ch)
                 .map(|frame| frame.iter().sum::<f32>() * scale),
         );
-        on_progress(mono.len() as u64);
+        frames += mono.len() as u64;
+        on_block(&mono);
     }
-    Ok(mono)
+    Ok(frames)
 }

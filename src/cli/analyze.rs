@@ -1,12 +1,16 @@
-//! `convoy analyze FILE…`: decode each track to mono, run the offline analysis
-//! ([`crate::analysis::analyze_offline`]) and write `<out>/<file name>.beatmap.json`
+//! `convoy analyze FILE…`: decode each track to mono and stream it through the offline
+//! analysis ([`crate::analysis::OfflineAnalyzer`], in bounded memory: the samples are not
+//! held, the wide per-frame features are spilled to an unlinked file in the output
+//! directory; a file shorter than its header says is analysed as far as it goes, with a
+//! warning), and write `<out>/<file name>.beatmap.json`
 //! (`song.flac.beatmap.json`; `demo.beatmap.json` for the built-in song) atomically,
 //! several files in parallel, with progress on stderr and a summary table on stdout. A file
 //! that fails is reported on one line naming it; the others still complete and the exit
 //! status is non-zero.
 
+use std::cell::{Cell, RefCell};
 use std::fs;
-use std::io::{IsTerminal, Read, Write};
+use std::io::{BufWriter, IsTerminal, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use sha2::{Digest, Sha256};
 
-use crate::analysis::{analyze_offline, AnalysisParams, Beatmap};
+use crate::analysis::{AnalysisParams, Beatmap, OfflineAnalyzer, RowStore};
 use crate::audio;
 
 /// `convoy analyze --help` examples (each `  convoy …` line parses; tested in `cli`).
@@ -57,6 +61,8 @@ struct Summary {
     sections: usize,
     duration_s: f64,
     elapsed: Duration,
+    /// Printed with the file's line (a truncated file).
+    warnings: Vec<String>,
 }
 
 /// Progress of one file, shared with the display thread.
@@ -203,29 +209,38 @@ fn analyze_one(
         .total_frames
         .store(spec.frames.unwrap_or(0), Ordering::Relaxed);
     progress.stage.store(1, Ordering::Release);
-    let mono = audio::read_mono(source.as_mut(), &mut |done| {
-        progress.decoded.store(done, Ordering::Relaxed);
-    })
-    .with_context(|| format!("cannot analyse {file}"))?;
-    anyhow::ensure!(!mono.is_empty(), "{file}: no audio samples");
-    let hash = match hash {
-        Some(h) => h,
-        // A generated track has no file: hash its mono samples instead.
-        None => {
-            let mut h = Sha256::new();
-            for x in &mono {
+    // Decode and analyse in one stream: only frame-rate features are held, and the wide
+    // per-frame rows go to a spill file next to the beatmap.
+    let mut rows = SpillRows::create(&args.out, stem)?;
+    // A generated track has no file: hash its mono samples instead.
+    let mut samples_hash = hash.is_none().then(Sha256::new);
+    let mut analyzer =
+        OfflineAnalyzer::new(spec.sample_rate, &AnalysisParams::default(), &mut rows);
+    let decoded = audio::for_each_mono_block(source.as_mut(), &mut |block| {
+        if let Some(h) = &mut samples_hash {
+            for x in block {
                 h.update(x.to_le_bytes());
             }
-            hex(&h.finalize())
         }
-    };
+        analyzer.push(block);
+        progress
+            .decoded
+            .store(analyzer.samples(), Ordering::Relaxed);
+    })
+    .with_context(|| format!("cannot analyse {file}"))?;
+    anyhow::ensure!(decoded > 0, "{file}: no audio samples");
+    let warnings: Vec<String> = truncation(decoded, spec.frames, spec.sample_rate)
+        .into_iter()
+        .collect();
     progress.stage.store(2, Ordering::Release);
-    let params = AnalysisParams {
-        content_hash: hash,
-        ..AnalysisParams::default()
+    let mut map = analyzer.finish();
+    rows.check()
+        .with_context(|| format!("cannot analyse {file}"))?;
+    map.track.content_hash = match (hash, samples_hash) {
+        (Some(h), _) => h,
+        (None, Some(h)) => hex(&h.finalize()),
+        (None, None) => String::new(),
     };
-    let map = analyze_offline(&mono, spec.sample_rate, &params);
-    drop(mono);
     write_atomically(&out_path, format!("{}\n", map.to_json()).as_bytes())?;
     Ok(Outcome::Written(Summary {
         bpm: map.tempo_bpm,
@@ -234,7 +249,153 @@ fn analyze_one(
         sections: map.sections.len(),
         duration_s: map.track.duration_s,
         elapsed: began.elapsed(),
+        warnings,
     }))
+}
+
+/// Frames a track may fall short of its header's length without a warning (10 ms at
+/// 44.1 kHz): containers that count the encoder's padding promise a few frames more.
+const TRUNCATION_SLACK_FRAMES: u64 = 441;
+
+/// The warning for a file that holds fewer frames than its header promised, if it does.
+fn truncation(decoded: u64, promised: Option<u64>, sample_rate: u32) -> Option<String> {
+    let promised = promised?;
+    if decoded + TRUNCATION_SLACK_FRAMES >= promised {
+        return None;
+    }
+    let secs = |frames: u64| frames as f64 / f64::from(sample_rate.max(1));
+    Some(format!(
+        "truncated: the header promises {:.1} s ({promised} frames) but the file holds \
+         {:.1} s ({decoded} frames); analysed the {:.1} s present",
+        secs(promised),
+        secs(decoded),
+        secs(decoded)
+    ))
+}
+
+/// The wide per-frame rows of one analysis (log band levels, bass spectrum, chroma: 160
+/// bytes a frame, 50 MB an hour at 44.1 kHz), spilled to a file in the output directory
+/// instead of memory. The file is unlinked as soon as it is open, so nothing is left
+/// behind whatever happens; where the system cannot unlink an open file it is removed
+/// when the store is dropped. Written once in order, then read back in spans.
+struct SpillRows {
+    file: RefCell<BufWriter<fs::File>>,
+    /// Still to remove on drop (the early unlink failed).
+    path: Option<PathBuf>,
+    width: usize,
+    rows: usize,
+    /// The writer may hold unflushed rows and the file position is at its end.
+    writing: Cell<bool>,
+    /// The first I/O error; the rows read after it are skipped.
+    error: RefCell<Option<std::io::Error>>,
+    buf: RefCell<(Vec<u8>, Vec<f32>)>,
+}
+
+impl SpillRows {
+    fn create(dir: &Path, stem: &str) -> anyhow::Result<SpillRows> {
+        let path = dir.join(format!(".{stem}.rows.{}.tmp", std::process::id()));
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        let path = fs::remove_file(&path).is_err().then_some(path);
+        Ok(SpillRows {
+            file: RefCell::new(BufWriter::with_capacity(1 << 16, file)),
+            path,
+            width: 0,
+            rows: 0,
+            writing: Cell::new(true),
+            error: RefCell::new(None),
+            buf: RefCell::new((Vec::new(), Vec::new())),
+        })
+    }
+
+    fn fail(&self, e: std::io::Error) {
+        self.error.borrow_mut().get_or_insert(e);
+    }
+
+    /// The first I/O error of the spill file, if any.
+    fn check(&self) -> anyhow::Result<()> {
+        match self.error.borrow_mut().take() {
+            Some(e) => Err(anyhow::anyhow!("spill file: {e}")),
+            None => Ok(()),
+        }
+    }
+}
+
+impl RowStore for SpillRows {
+    fn push(&mut self, row: &[f32]) {
+        self.width = row.len();
+        self.rows += 1;
+        let w = self.file.get_mut();
+        let mut write = || -> std::io::Result<()> {
+            if !self.writing.get() {
+                w.seek(SeekFrom::End(0))?;
+                self.writing.set(true);
+            }
+            row.iter().try_for_each(|v| w.write_all(&v.to_le_bytes()))
+        };
+        if let Err(e) = write() {
+            self.fail(e);
+        }
+    }
+
+    fn rows(&self) -> usize {
+        self.rows
+    }
+
+    fn visit(&self, start: usize, end: usize, f: &mut dyn FnMut(&[f32])) {
+        const CHUNK_ROWS: usize = 1024;
+        let end = end.min(self.rows);
+        if self.error.borrow().is_some() || start >= end {
+            return;
+        }
+        if self.width == 0 {
+            (start..end).for_each(|_| f(&[]));
+            return;
+        }
+        let mut file = self.file.borrow_mut();
+        let mut buf = self.buf.borrow_mut();
+        let (bytes, row) = &mut *buf;
+        let mut read = || -> std::io::Result<()> {
+            if self.writing.get() {
+                file.flush()?;
+                self.writing.set(false);
+            }
+            let file = file.get_mut();
+            file.seek(SeekFrom::Start((start * self.width * 4) as u64))?;
+            let mut at = start;
+            while at < end {
+                let n = (end - at).min(CHUNK_ROWS);
+                bytes.resize(n * self.width * 4, 0);
+                file.read_exact(bytes)?;
+                for r in bytes.chunks_exact(self.width * 4) {
+                    row.clear();
+                    row.extend(
+                        r.chunks_exact(4)
+                            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+                    );
+                    f(row);
+                }
+                at += n;
+            }
+            Ok(())
+        };
+        if let Err(e) = read() {
+            self.fail(e);
+        }
+    }
+}
+
+impl Drop for SpillRows {
+    fn drop(&mut self) {
+        if let Some(p) = &self.path {
+            let _ = fs::remove_file(p);
+        }
+    }
 }
 
 fn file_sha256(path: &Path) -> std::io::Result<String> {
@@ -277,6 +438,11 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 
 fn report_done(file: &str, res: &anyhow::Result<Outcome>, n: usize, total: usize, tty: bool) {
     let clear = if tty { "\r\x1b[K" } else { "" };
+    if let Ok(Outcome::Written(s)) = res {
+        for w in &s.warnings {
+            eprintln!("{clear}convoy: warning: {file}: {w}");
+        }
+    }
     match res {
         Ok(Outcome::Written(s)) => eprintln!(
             "{clear}[{n}/{total}] {file}: {:.1} BPM, {} beats ({:.1}× real time)",
