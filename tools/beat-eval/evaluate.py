@@ -1,6 +1,7 @@
 """Score Convoy (offline and live) and the peer trackers against the MIDI ground truth.
 
-    python evaluate.py WORK_DIR REPORT.md
+    python evaluate.py WORK_DIR REPORT.md [REAL_WORK_DIR]
+    python evaluate.py --tables WORK_DIR      # one corpus's tables only, printed
 
 WORK_DIR holds clips/*.wav + *.truth.json (gen_clips.py + fluidsynth), convoy/*.beatmap.json
 and convoy-summary.txt (`convoy analyze`), live/*.json (examples/live_beats) and
@@ -245,6 +246,10 @@ def corpus_section(work):
 
 
 def main():
+    if sys.argv[1] == "--tables":  # only one corpus's tables, printed (no versions, no history)
+        body, notes = corpus_section(sys.argv[2])
+        print("\n".join(body + notes))
+        return
     work, report = sys.argv[1], sys.argv[2]
     real = sys.argv[3] if len(sys.argv) > 3 else None
     lines = [open(os.path.join(work, "versions.txt")).read().rstrip(), ""]

@@ -6,7 +6,7 @@ MIRRORS is a folder holding git copies of the repositories named in CLIPS below,
 repository, as `MIRRORS/<owner>+<name>/repo` (a bare or ordinary git directory: files are read
 with `git show COMMIT:PATH`, so the working tree does not matter). Nothing here reaches the
 network: bring the repositories onto the machine first. OUT receives, per clip,
-`OUT/clips/<name>.wav` (16-bit PCM, the recording's own rate, via sox) and
+`OUT/clips/<name>.wav` (16-bit PCM at 44.1 kHz, via sox: madmom reads other rates only through ffmpeg) and
 `OUT/clips/<name>.truth.json` ({"beats", "downbeats", "duration_s", "genre", "tempo",
 "downbeats_annotated", "source"}), the same layout as the synthetic corpus, so
 `evaluate.py`, `run.sh` (`BEAT_EVAL_REAL=OUT`) and `examples/analysis_eval.rs --corpus OUT`
@@ -95,7 +95,7 @@ def main():
         with tempfile.NamedTemporaryFile(suffix=os.path.splitext(audio[1])[1]) as tmp:
             tmp.write(data)
             tmp.flush()
-            subprocess.run(["sox", tmp.name, "-b", "16", wav], check=True)
+            subprocess.run(["sox", tmp.name, "-b", "16", "-r", "44100", wav], check=True)
         duration = float(subprocess.run(["soxi", "-D", wav], check=True, capture_output=True,
                                         text=True).stdout)
         beats, downbeats, positions = parse_beats(git_show(mirrors, ann[0], ann[1]))
