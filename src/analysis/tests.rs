@@ -487,6 +487,42 @@ fn metrical_level_keeps_a_backbeat_with_eighth_hats() {
 }
 
 #[test]
+fn metrical_level_comes_down_from_eighths_over_a_recordings_background() {
+    // An 84 BPM waltz as a recording gives it (issue #26: a ballroom waltz
+    // and a country clip ran at 170 and 167 live): bass on 1, chords on 2 and
+    // 3, quiet fills on some eighths, and reverb and sustained notes keeping
+    // the onset strength well above zero between the onsets. The live
+    // estimate lands on the eighth-note level, 168; the beat is 84.
+    let fr = 44_100.0 / 512.0;
+    let secs = 24.0;
+    let floor = |v: Vec<f32>| -> Vec<f32> {
+        v.iter()
+            .enumerate()
+            .map(|(i, x)| x + 0.4 + 0.05 * (i as f32 * 0.37).sin())
+            .collect()
+    };
+    let chords = pulses(fr, secs, 84.0, |k| if k % 3 == 0 { 0.4 } else { 0.7 });
+    let bass = pulses(fr, secs, 84.0, |k| if k % 3 == 0 { 0.8 } else { 0.0 });
+    let fills = pulses(fr, secs, 168.0, |k| if k % 4 == 3 { 0.2 } else { 0.0 });
+    let env = floor(add(&add(&chords, &bass), &fills));
+    let low = floor(bass);
+    let cfg = TempoConfig::default();
+    let bpm = tempo::resolve_level(&env, &low, fr, 168.0, &cfg);
+    assert!((bpm - 84.0).abs() < 0.5, "{bpm}");
+    // Starting from the beat, it stays there (both trackers agree).
+    let bpm = tempo::resolve_level(&env, &low, fr, 84.0, &cfg);
+    assert!((bpm - 84.0).abs() < 0.5, "{bpm}");
+    // Raw ratios (before issue #26) read the background between the eighths
+    // as a subdivision and kept the double tempo.
+    let raw = TempoConfig {
+        pulse_floor: 0.0,
+        ..cfg
+    };
+    let bpm = tempo::resolve_level(&env, &low, fr, 168.0, &raw);
+    assert!((bpm - 168.0).abs() < 0.5, "{bpm}");
+}
+
+#[test]
 fn live_beat_grid_predicts_beats_two_seconds_ahead() {
     // What the show scheduler does: ask the grid for beats it has not heard yet.
     let clip = drum(synth::pattern_rock(), 120.0, false);

@@ -1,6 +1,7 @@
 """Score Convoy (offline and live) and the peer trackers against the MIDI ground truth.
 
-    python evaluate.py WORK_DIR REPORT.md
+    python evaluate.py WORK_DIR REPORT.md [REAL_WORK_DIR]
+    python evaluate.py --tables WORK_DIR      # one corpus's tables only, printed
 
 WORK_DIR holds clips/*.wav + *.truth.json (gen_clips.py + fluidsynth), convoy/*.beatmap.json
 and convoy-summary.txt (`convoy analyze`), live/*.json (examples/live_beats) and
@@ -43,7 +44,7 @@ def scores(ref_beats, ref_down, beats, downbeats):
     r = mir_eval.beat.evaluate(ref, est)
     out = {"F": r["F-measure"], "CMLt": r["Correct Metric Level Total"],
            "AMLt": r["Any Metric Level Total"], "DbF": None}
-    if downbeats is not None:
+    if downbeats is not None and len(ref_down) > 0:  # real clips may have no bar annotation
         rd = mir_eval.beat.trim_beats(np.asarray(ref_down, dtype=float))
         ed = mir_eval.beat.trim_beats(np.asarray(downbeats, dtype=float))
         out["DbF"] = mir_eval.beat.f_measure(rd, ed)
@@ -100,8 +101,8 @@ def fmt(v):
     return "–" if v is None else f"{v:.3f}"
 
 
-def main():
-    work, report = sys.argv[1], sys.argv[2]
+def corpus_section(work):
+    """The tables for one corpus folder (clips/, convoy/, live/, peers/): lines and notes."""
     clips = sorted(os.path.splitext(os.path.basename(p))[0]
                    for p in glob.glob(os.path.join(work, "clips", "*.wav")))
     truth = {c: load(os.path.join(work, "clips", c + ".truth.json")) for c in clips}
@@ -144,8 +145,6 @@ def main():
                                    e.get("downbeats"))
 
     lines = []
-    lines.append(open(os.path.join(work, "versions.txt")).read().rstrip())
-    lines.append("")
     lines.append("Corpus: " + ", ".join(
         f"`{c}` ({truth[c]['genre']}, {truth[c]['tempo']} BPM, {truth[c]['duration_s']:.0f} s)"
         for c in clips) + ".")
@@ -167,8 +166,10 @@ def main():
             lines.append(f"| {c} | " + " | ".join(cells) + " |")
         means = []
         for t in cols:
-            vals = [res[t][c][metric] for c in clips if c in res[t]]
-            means.append(float(np.mean(vals)) if len(vals) == len(clips) else None)
+            scored = [c for c in clips if metric != "DbF" or truth[c]["downbeats"]]
+            vals = [res[t][c][metric] for c in scored
+                    if c in res[t] and res[t][c][metric] is not None]
+            means.append(float(np.mean(vals)) if vals and len(vals) == len(scored) else None)
         lines.append("| **mean** | " + " | ".join(fmt(m) for m in means) + " |")
         lines.append("")
 
@@ -241,6 +242,41 @@ def main():
                  "file (librosa's first call also compiles its numba code, hence its slowest "
                  "clip).")
     lines.append("")
+    return lines, notes
+
+
+def main():
+    if sys.argv[1] == "--tables":  # only one corpus's tables, printed (no versions, no history)
+        body, notes = corpus_section(sys.argv[2])
+        print("\n".join(body + notes))
+        return
+    work, report = sys.argv[1], sys.argv[2]
+    real = sys.argv[3] if len(sys.argv) > 3 else None
+    lines = [open(os.path.join(work, "versions.txt")).read().rstrip(), ""]
+    body, notes = corpus_section(work)
+    lines += body
+    if real:
+        truths = sorted(glob.glob(os.path.join(real, "clips", "*.truth.json")))
+        lines.append("## Real recordings (human annotations)")
+        lines.append("")
+        lines.append(
+            "Scored separately from the synthetic corpus above, by the same rules, with every "
+            "tracker on the same clips. The corpus is assembled by `tools/beat-eval/"
+            "real_corpus.py` from local copies of public repositories (neither audio nor "
+            "annotations are committed; sources and licences per clip:")
+        lines.append("")
+        for t in truths:
+            src = load(t).get("source", {})
+            name = os.path.basename(t)[:-len(".truth.json")]
+            lines.append(f"- `{name}`: audio {src.get('audio', '?')}; annotations "
+                         f"{src.get('annotations', '?')}; {src.get('licence', '')}")
+        lines.append("")
+        lines.append("Downbeat F is over the clips with bar annotations only; a clip "
+                     "without them shows –.")
+        lines.append("")
+        body, real_notes = corpus_section(real)
+        lines += body
+        notes += [f"{n} (real recordings)" for n in real_notes]
     if notes:
         lines.append("### Peers that did not run everywhere")
         lines.append("")

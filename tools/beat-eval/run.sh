@@ -15,6 +15,8 @@
 #   BEAT_EVAL_VENVS  where the virtualenvs live (default $BEAT_EVAL_WORK/venvs)
 #   BEAT_EVAL_REUSE_PEERS=1  keep the peers' results already in $BEAT_EVAL_WORK/peers (they do
 #                          not depend on Convoy's code; madmom alone takes ~8 min of CPU)
+#   BEAT_EVAL_REAL=DIR    also score the real-music corpus in DIR (DIR/clips/*.wav + .truth.json,
+#                          written by real_corpus.py), reported separately
 #   BEAT_EVAL_BEAT_THIS=1  also try beat_this (pulls PyTorch, ~GBs; needs its checkpoint
 #                          from its authors' server at run time)
 set -euo pipefail
@@ -36,7 +38,8 @@ if ! command -v fluidsynth >/dev/null || [ ! -f "$sf2" ] || ! python3 -m venv --
 fi
 
 # A peer whose earlier result is kept (BEAT_EVAL_REUSE_PEERS=1) is neither installed nor run.
-reuse() { [ "${BEAT_EVAL_REUSE_PEERS:-0}" = 1 ] && [ -s "$work/peers/$1.json" ]; }
+reuse_in() { [ "${BEAT_EVAL_REUSE_PEERS:-0}" = 1 ] && [ -s "$1/peers/$2.json" ]; }
+reuse() { reuse_in "$work" "$1"; }
 
 step "python environments"
 mkvenv() { # name, pip args...
@@ -82,33 +85,56 @@ cargo build --release --bin convoy --example live_beats
 bin=${CARGO_TARGET_DIR:-$root/target}/release
 
 step "corpus: MIDI -> WAV"
-rm -rf "$work/clips" "$work/convoy" "$work/live"
-mkdir -p "$work/clips" "$work/convoy" "$work/live"
+rm -rf "$work/clips"
+mkdir -p "$work/clips"
 "$py" "$here/gen_clips.py" "$work/clips"
 for mid in "$work"/clips/*.mid; do
   fluidsynth -ni -q -F "${mid%.mid}.wav" -r 44100 -g 0.5 "$sf2" "$mid" >/dev/null
 done
-wavs=("$work"/clips/*.wav)
 
-step "convoy offline"
-"$bin/convoy" --log warn analyze --jobs 1 --force -o "$work/convoy" "${wavs[@]}" | tee "$work/convoy-summary.txt"
+# Convoy offline and live and every peer over one corpus folder ($1/clips/*.wav).
+run_corpus() {
+  local w=$1
+  local wavs=("$w"/clips/*.wav)
+  rm -rf "$w/convoy" "$w/live"
+  mkdir -p "$w/convoy" "$w/live" "$w/peers"
+  step "convoy offline ($w)"
+  "$bin/convoy" --log warn analyze --jobs 1 --force -o "$w/convoy" "${wavs[@]}" | tee "$w/convoy-summary.txt"
 
-step "convoy live"
-for w in "${wavs[@]}"; do
-  n=$(basename "${w%.wav}")
-  "$bin/examples/live_beats" "$w" >"$work/live/$n.json"
-done
+  step "convoy live ($w)"
+  for wav in "${wavs[@]}"; do
+    n=$(basename "${wav%.wav}")
+    "$bin/examples/live_beats" "$wav" >"$w/live/$n.json"
+  done
 
-step "peers"
-reuse aubio || "$py" "$here/peers.py" aubio "$work/peers/aubio.json" "${wavs[@]}"
-reuse librosa || "$py" "$here/peers.py" librosa "$work/peers/librosa.json" "${wavs[@]}"
-if [ ! -f "$work/peers/madmom.status" ] && ! reuse madmom; then
-  "$venvs/madmom/bin/python" "$here/peers.py" madmom "$work/peers/madmom.json" "${wavs[@]}" ||
-    echo "madmom crashed (see output above)" >"$work/peers/madmom.status"
-fi
-if [ ! -f "$work/peers/beat_this.status" ]; then
-  "$venvs/beat_this/bin/python" "$here/peers.py" beat_this "$work/peers/beat_this.json" "${wavs[@]}" ||
-    echo "beat_this crashed (see output above)" >"$work/peers/beat_this.status"
+  step "peers ($w)"
+  reuse_in "$w" aubio || "$py" "$here/peers.py" aubio "$w/peers/aubio.json" "${wavs[@]}"
+  reuse_in "$w" librosa || "$py" "$here/peers.py" librosa "$w/peers/librosa.json" "${wavs[@]}"
+  if [ -f "$work/peers/madmom.status" ]; then
+    cp "$work/peers/madmom.status" "$w/peers/" 2>/dev/null || true
+  elif ! reuse_in "$w" madmom; then
+    "$venvs/madmom/bin/python" "$here/peers.py" madmom "$w/peers/madmom.json" "${wavs[@]}" ||
+      echo "madmom crashed (see output above)" >"$w/peers/madmom.status"
+  fi
+  if [ -f "$work/peers/beat_this.status" ]; then
+    cp "$work/peers/beat_this.status" "$w/peers/" 2>/dev/null || true
+  else
+    "$venvs/beat_this/bin/python" "$here/peers.py" beat_this "$w/peers/beat_this.json" "${wavs[@]}" ||
+      echo "beat_this crashed (see output above)" >"$w/peers/beat_this.status"
+  fi
+}
+run_corpus "$work"
+
+# The real-music corpus (tools/beat-eval/real_corpus.py writes it from local copies of
+# public repositories; nothing here fetches it): scored separately, by the same rules.
+real=""
+if [ -n "${BEAT_EVAL_REAL:-}" ]; then
+  real=$work/real
+  mkdir -p "$real/clips"
+  rm -f "$real"/clips/*
+  cp "$BEAT_EVAL_REAL"/clips/*.wav "$BEAT_EVAL_REAL"/clips/*.truth.json "$real/clips/"
+  rm -f "$real/peers/madmom.status" "$real/peers/beat_this.status"
+  run_corpus "$real"
 fi
 
 step "versions"
@@ -132,6 +158,6 @@ step "versions"
 } >"$work/versions.txt"
 
 step "score"
-"$py" "$here/evaluate.py" "$work" "$root/docs/beat-eval.md"
+"$py" "$here/evaluate.py" "$work" "$root/docs/beat-eval.md" $real
 echo >&2
 echo "written: docs/beat-eval.md" >&2
