@@ -20,6 +20,7 @@ mod led_firmware;
 mod led_link;
 mod led_reconnect;
 mod live_plane;
+mod osc_dialects;
 mod osc_interop;
 mod osc_node;
 mod osc_reflection;
