@@ -21,6 +21,7 @@ mod led_link;
 mod led_reconnect;
 mod link;
 mod live_plane;
+mod osc_dialects;
 mod osc_interop;
 mod osc_node;
 mod osc_reflection;

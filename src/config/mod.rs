@@ -156,6 +156,19 @@ pub enum TcpFraming {
     Slip,
 }
 
+/// Whose transport the OSC port follows (`osc.follow`, docs/osc.md "DAW follow").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FollowMode {
+    /// Reaper and AbletonOSC addresses are plain commands (as before issue #22).
+    #[default]
+    None,
+    /// Reaper's default OSC pattern drives the transport with Reaper's semantics.
+    Reaper,
+    /// Subscribe to AbletonOSC on `osc.ableton_host` and follow Live's beat and tempo.
+    Ableton,
+}
+
 /// `[osc]`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -196,6 +209,19 @@ pub struct OscConfig {
     pub outbound: Vec<String>,
     /// Outbound band/position updates per second.
     pub outbound_hz: f64,
+    /// `/panic` fades the lights to black over this long, then stops, ms.
+    pub panic_fade_ms: u64,
+    /// Whose transport the fleet follows: `none`, `reaper` or `ableton`.
+    pub follow: FollowMode,
+    /// Following: a reported position further than this from the fleet's is sought, ms.
+    pub follow_seek_ms: f64,
+    /// `follow = "ableton"`: Live's host running AbletonOSC, its port, and the local port
+    /// AbletonOSC answers on.
+    pub ableton_host: String,
+    /// AbletonOSC's listening port (11000).
+    pub ableton_port: u16,
+    /// The port AbletonOSC replies to (11001).
+    pub ableton_reply_port: u16,
     /// `[osc.wled]`.
     pub wled: WledConfig,
 }
@@ -808,6 +834,27 @@ impl Config {
             if !(lo..=hi).contains(&v) {
                 return Err(range(key, format!("{v} is outside {lo}..={hi}")));
             }
+        }
+        if o.panic_fade_ms > 60_000 {
+            return Err(range(
+                "osc.panic_fade_ms",
+                format!("{} is outside 0..=60000", o.panic_fade_ms),
+            ));
+        }
+        if !(o.follow_seek_ms.is_finite() && (1.0..=10_000.0).contains(&o.follow_seek_ms)) {
+            return Err(range(
+                "osc.follow_seek_ms",
+                format!("{} is outside 1..=10000", o.follow_seek_ms),
+            ));
+        }
+        if o.follow == FollowMode::Ableton && o.ableton_host.parse::<std::net::IpAddr>().is_err() {
+            return Err(range(
+                "osc.ableton_host",
+                format!(
+                    "{:?} is not an IP address (follow = \"ableton\" needs Live's host)",
+                    o.ableton_host
+                ),
+            ));
         }
         if !(1..=60_000).contains(&o.reply_timeout_ms) {
             return Err(range(

@@ -58,6 +58,12 @@ pub enum Command {
         /// Cue number/name (the `{n}` segment).
         cue: String,
     },
+    /// QLab-style `/panic`: fade the fleet's lights to black over `fade_ms`, then stop
+    /// ([`fade_out`](super::fade_out)).
+    Panic {
+        /// How long the fade takes, ms (`osc.panic_fade_ms`).
+        fade_ms: u64,
+    },
     /// A trigger address sent with a zero value (button release): ignore.
     Release {
         /// The address released.

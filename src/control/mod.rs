@@ -5,11 +5,13 @@
 //! this and nothing of each other; none of them reaches into the node.
 
 mod command;
+mod fade;
 mod handle;
 mod refusal;
 mod snapshot;
 
 pub use command::Command;
+pub use fade::{fade_out, FADE_STEPS};
 pub use handle::{HandleError, NodeHandle, NodeInbox, Origin, Request};
 pub use refusal::Refusal;
 pub use snapshot::{LightState, Meters, PeerState, Snapshot, SyncState};

@@ -51,6 +51,12 @@ pub enum Refusal {
     /// A show command (`/go`, a cue) with no show loaded.
     #[error("no cue list loaded")]
     NoShow,
+    /// `/cue/{n}/start` naming no cue of the playing track (`.1`: where it was looked for).
+    #[error("no cue {0:?}: {1}")]
+    UnknownCue(String, String),
+    /// `/cue/{n}/start` while no track of the show plays (a cue has nothing to fire in).
+    #[error("cue {0:?}: no track of the show is playing")]
+    NoShowTrack(String),
     /// Not a light pattern the firmware knows.
     #[error("unknown pattern {0:?}")]
     UnknownPattern(String),

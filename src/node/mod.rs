@@ -286,8 +286,14 @@ pub async fn run_with(
                 stats.clone(),
             )?)),
         };
-        let service =
-            crate::osc::serve(&config.osc, handle.clone(), guard, fleet_clock.clone()).await?;
+        let service = crate::osc::serve_with(
+            &config.osc,
+            handle.clone(),
+            guard,
+            fleet_clock.clone(),
+            config.sync.start_lead_ms,
+        )
+        .await?;
         Some(service)
     } else {
         None
@@ -385,9 +391,22 @@ pub async fn run_with(
                 let verdict = match (shown, &req.command) {
                     (Some(verdict), _) => verdict,
                     (None, NodeCommand::Lead { on }) => auto::force_leader(fleet.as_ref(), *on),
+                    (None, NodeCommand::Panic { fade_ms }) => {
+                        let from = inbox.state.borrow().light.bright;
+                        let fade = Duration::from_millis(*fade_ms);
+                        tokio::spawn(crate::control::fade_out(handle.clone(), from, fade));
+                        Ok(())
+                    }
                     (None, cmd) if lights::is_shared(cmd) => {
                         let now = fleet_clock.now_or_local();
-                        share_light(cmd, now, &shared_lights, &roles, lights.as_ref(), &mut cues)
+                        // `/go` needs a show; a cue must be one (or a pattern over them).
+                        show::cues(lights.as_ref(), cmd).and_then(|named| match named.as_slice() {
+                            [] => share_light(cmd, now, &shared_lights, &roles, lights.as_ref(), &mut cues),
+                            _ => named.into_iter().try_for_each(|cue| {
+                                let cmd = NodeCommand::CueStart { cue };
+                                share_light(&cmd, now, &shared_lights, &roles, lights.as_ref(), &mut cues)
+                            }),
+                        })
                     }
                     (None, cmd) => match show::control(lights.as_ref(), cmd) {
                         Some(verdict) => verdict,

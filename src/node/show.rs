@@ -25,6 +25,8 @@ pub struct NodeShow {
     handle: ShowHandle,
     /// Where the lights go (the console draws a simulated strip from it).
     led: crate::led::LedOutput,
+    /// The show as loaded (cue names and numbers for `/cue/{n}/start`).
+    show: Arc<Show>,
     /// A show file is loaded (else only the default look runs).
     loaded: bool,
     /// The playback log beside a journal.
@@ -85,10 +87,11 @@ pub fn start(
         "show started"
     );
     let led = crate::led::open_output(&config.led);
-    let handle = ShowRunner::spawn(show, Arc::new(position), led.clone(), vehicle, opts);
+    let handle = ShowRunner::spawn(show.clone(), Arc::new(position), led.clone(), vehicle, opts);
     Ok(NodeShow {
         handle,
         led,
+        show,
         playback,
         loaded: !file.is_empty(),
     })
@@ -130,6 +133,56 @@ pub fn control(show: Option<&NodeShow>, command: &Command) -> Option<Result<(), 
         Ok(false) => None,
         Err(e) => Some(Err(e)),
     }
+}
+
+/// The cues a QLab-style `/cue/{n}/start` (and `/go`) fire, checked before the command is
+/// shared with the fleet so that a typo is refused rather than warned about later: `/go`
+/// needs a loaded show; `n` is a cue of the track playing now, by name or by its 1-based
+/// number within the track, or a pattern (`*`, `{drop,chase}`, as QLab accepts cue-number
+/// wildcards) over both. `Ok(vec![])` for a command that is not a cue.
+pub fn cues(show: Option<&NodeShow>, command: &Command) -> Result<Vec<String>, Refusal> {
+    let (Command::Go | Command::CueStart { .. }) = command else {
+        return Ok(Vec::new());
+    };
+    let show = show.filter(|s| s.loaded).ok_or(Refusal::NoShow)?;
+    let Command::CueStart { cue } = command else {
+        return Ok(Vec::new());
+    };
+    let track = show
+        .handle
+        .status()
+        .track
+        .and_then(|i| show.show.tracks.get(i))
+        .ok_or_else(|| Refusal::NoShowTrack(cue.clone()))?;
+    let numbered = || track.cues.iter().enumerate().map(|(i, c)| (i + 1, c));
+    let found: Vec<String> = if crate::osc::pattern::has_wildcards(cue) {
+        let p = crate::osc::pattern::Pattern::compile(&format!("/{cue}"))
+            .map_err(|e| Refusal::UnknownCue(cue.clone(), e.to_string()))?;
+        numbered()
+            .filter(|(n, c)| p.matches(&format!("/{}", c.name)) || p.matches(&format!("/{n}")))
+            .map(|(_, c)| c.name.clone())
+            .collect()
+    } else if let Some(c) = track.cues.iter().find(|c| c.name == *cue) {
+        vec![c.name.clone()]
+    } else {
+        numbered()
+            .filter(|(n, _)| cue.parse::<usize>() == Ok(*n))
+            .map(|(_, c)| c.name.clone())
+            .collect()
+    };
+    if found.is_empty() {
+        let names: Vec<&str> = track.cues.iter().map(|c| c.name.as_str()).collect();
+        let known = if names.is_empty() {
+            "it has none".to_string()
+        } else {
+            format!("its cues: {}", names.join(", "))
+        };
+        return Err(Refusal::UnknownCue(
+            cue.clone(),
+            format!("not in {} ({known})", track.source),
+        ));
+    }
+    Ok(found)
 }
 
 /// The node's snapshot with the show's fields (show, cue, light, meters, tempo) filled in.

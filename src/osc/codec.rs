@@ -112,6 +112,8 @@ pub fn decode_with(bytes: &[u8], limits: &DecodeLimits) -> Result<OscPacket, Osc
     }
     let mut elements = 0;
     prescan(bytes, 0, limits, &mut elements)?;
+    let tagged = with_type_tags(bytes);
+    let bytes = tagged.as_deref().unwrap_or(bytes);
     let (rest, packet) =
         rosc::decoder::decode_udp(bytes).map_err(|e| OscError::Malformed(e.to_string()))?;
     if !rest.is_empty() {
@@ -120,12 +122,65 @@ pub fn decode_with(bytes: &[u8], limits: &DecodeLimits) -> Result<OscPacket, Osc
     Ok(packet)
 }
 
+/// The first message address in a packet's bytes (a bundle's first element's, nested up to
+/// [`DecodeLimits::max_depth`]), without decoding the rest: how an oversized packet, which
+/// is never decoded, is put through the control policy before it is answered.
+pub fn first_address(b: &[u8]) -> Option<&str> {
+    let mut b = b;
+    for _ in 0..DecodeLimits::default().max_depth {
+        if !b.starts_with(BUNDLE_TAG) {
+            break;
+        }
+        let size = be_u32(b.get(16..)?)? as usize;
+        b = b.get(20..)?;
+        b = &b[..size.min(b.len())];
+    }
+    if b.first() != Some(&b'/') {
+        return None;
+    }
+    let end = b.iter().take(256).position(|&c| c == 0)?;
+    std::str::from_utf8(&b[..end]).ok()
+}
+
 /// Encodes a packet to bytes.
 pub fn encode(packet: &OscPacket) -> Result<Vec<u8>, OscError> {
     rosc::encoder::encode(packet).map_err(|e| OscError::Encode(e.to_string()))
 }
 
 const BUNDLE_TAG: &[u8; 8] = b"#bundle\0";
+
+/// The packet with an empty type tag string (`,` and padding) added to every message that
+/// has none, or `None` when every message has one. OSC 1.0 asks receivers to take a message
+/// without a type tag string (older senders) as one without arguments; `rosc` refuses it.
+/// Called after [`prescan`], so the structure is bounded; anything it cannot make sense of
+/// is left for `rosc` to reject.
+fn with_type_tags(b: &[u8]) -> Option<Vec<u8>> {
+    if b.starts_with(BUNDLE_TAG) {
+        let mut out = b.get(..16)?.to_vec();
+        let mut rest = &b[16..];
+        let mut changed = false;
+        while let Some(size) = be_u32(rest) {
+            let elem = rest.get(4..4usize.saturating_add(size as usize))?;
+            match with_type_tags(elem) {
+                Some(fixed) => {
+                    changed = true;
+                    out.extend_from_slice(&u32::try_from(fixed.len()).ok()?.to_be_bytes());
+                    out.extend_from_slice(&fixed);
+                }
+                None => out.extend_from_slice(&rest[..4 + elem.len()]),
+            }
+            rest = &rest[4 + elem.len()..];
+        }
+        out.extend_from_slice(rest);
+        return changed.then_some(out);
+    }
+    if b.first() != Some(&b'/') {
+        return None;
+    }
+    let addr_end = b.iter().position(|&c| c == 0)?;
+    // The address string ends in at least one NUL, padded to a multiple of four.
+    (((addr_end + 4) & !3) == b.len()).then(|| [b, b",\0\0\0"].concat())
+}
 
 fn be_u32(b: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes(b.get(..4)?.try_into().ok()?))
@@ -625,6 +680,38 @@ mod tests {
         assert_eq!(decode(&trailing), Err(OscError::TrailingBytes { count: 4 }));
         assert!(matches!(decode(b"garbage!"), Err(OscError::Malformed(_))));
         assert!(matches!(decode(&[]), Err(OscError::Malformed(_))));
+    }
+
+    #[test]
+    fn a_message_without_a_type_tag_string_has_no_arguments() {
+        // OSC 1.0: "an OSC message with no type tag string" is accepted as no arguments.
+        let bare = b"/go\0".to_vec();
+        assert_eq!(decode(&bare), Ok(msg("/go", vec![])));
+        let bare = b"/convoy/stop\0\0\0\0".to_vec();
+        assert_eq!(decode(&bare), Ok(msg("/convoy/stop", vec![])));
+        // Inside a bundle too, next to a normal message.
+        let normal = encode(&msg("/a", vec![OscType::Int(7)])).unwrap();
+        let mut b = encode(&OscPacket::Bundle(OscBundle {
+            timetag: IMMEDIATE,
+            content: vec![],
+        }))
+        .unwrap();
+        for e in [&b"/go\0"[..], &normal] {
+            b.extend_from_slice(&(e.len() as u32).to_be_bytes());
+            b.extend_from_slice(e);
+        }
+        assert_eq!(
+            decode(&b),
+            Ok(OscPacket::Bundle(OscBundle {
+                timetag: IMMEDIATE,
+                content: vec![msg("/go", vec![]), msg("/a", vec![OscType::Int(7)])],
+            }))
+        );
+        assert_eq!(first_address(&b), Some("/go"));
+        assert_eq!(first_address(&normal), Some("/a"));
+        assert_eq!(first_address(b"#bundle\0"), None);
+        // An unterminated address is still malformed.
+        assert!(matches!(decode(b"/go!"), Err(OscError::Malformed(_))));
     }
 
     #[test]

@@ -21,6 +21,7 @@ use rosc::{OscMessage, OscType};
 
 use super::pattern::{has_wildcards, Pattern, PatternError};
 pub use crate::control::Command;
+use crate::led::protocol::Pattern as LightPattern;
 
 /// Why a message is not a valid command.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -74,6 +75,8 @@ enum Kind {
     LiveBeat,
     LiveTempo,
     Lead,
+    Resume,
+    Panic,
 }
 
 /// Method table: (address, kind, signature shown in errors).
@@ -91,9 +94,9 @@ const METHODS: &[(&str, Kind, &str)] = &[
     (
         "/convoy/pattern",
         Kind::LightPattern,
-        "/convoy/pattern name:s",
+        "/convoy/pattern name:s|index:i|f",
     ),
-    ("/convoy/hue", Kind::Hue, "/convoy/hue degrees:i"),
+    ("/convoy/hue", Kind::Hue, "/convoy/hue degrees:i|f"),
     ("/convoy/bright", Kind::Bright, "/convoy/bright level:i|f"),
     (
         "/convoy/color",
@@ -101,10 +104,13 @@ const METHODS: &[(&str, Kind, &str)] = &[
         "/convoy/color r:i|f g:i|f b:i|f",
     ),
     ("/go", Kind::Go, "/go"),
+    ("/pause", Kind::Pause, "/pause [state:f]"),
+    ("/resume", Kind::Resume, "/resume"),
+    ("/panic", Kind::Panic, "/panic"),
     ("/play", Kind::DawPlay, "/play [state:f]"),
     ("/stop", Kind::DawStop, "/stop [state:f]"),
-    ("/tempo/raw", Kind::DawTempo, "/tempo/raw bpm:f"),
-    ("/time", Kind::DawTime, "/time seconds:f"),
+    ("/tempo/raw", Kind::DawTempo, "/tempo/raw bpm:f|i"),
+    ("/time", Kind::DawTime, "/time seconds:f|i"),
     ("/beat/str", Kind::DawBeat, "/beat/str beat:s"),
     (
         "/live/song/get/beat",
@@ -131,7 +137,12 @@ const CUE_SIG: &str = "/cue/{n}/start";
 pub struct CommandParser {
     literal: HashMap<&'static str, (Kind, &'static str)>,
     cue: Pattern,
+    /// `/panic` fades over this long (`osc.panic_fade_ms`).
+    panic_fade_ms: u64,
 }
+
+/// `/panic`'s fade when no configuration says otherwise (`osc.panic_fade_ms`), ms.
+pub const DEFAULT_PANIC_FADE_MS: u64 = 2000;
 
 impl Default for CommandParser {
     fn default() -> Self {
@@ -146,7 +157,14 @@ impl CommandParser {
             literal: METHODS.iter().map(|&(a, k, s)| (a, (k, s))).collect(),
             // A constant, valid pattern.
             cue: Pattern::compile(CUE_PATTERN).unwrap_or_else(|_| unreachable!()),
+            panic_fade_ms: DEFAULT_PANIC_FADE_MS,
         }
+    }
+
+    /// This parser with `/panic` fading over `ms`.
+    pub fn with_panic_fade(mut self, ms: u64) -> Self {
+        self.panic_fade_ms = ms;
+        self
     }
 
     /// Every literal method address this parser knows.
@@ -165,7 +183,25 @@ impl CommandParser {
     pub fn parse(&self, msg: &OscMessage) -> Result<Command, CommandError> {
         let addr = msg.addr.as_str();
         if let Some(&(kind, sig)) = self.literal.get(addr) {
+            if kind == Kind::Panic {
+                return Ok(match trigger(sig, addr, &msg.args)? {
+                    true => Command::Panic {
+                        fade_ms: self.panic_fade_ms,
+                    },
+                    false => release(addr),
+                });
+            }
             return parse_kind(kind, sig, addr, &msg.args);
+        }
+        // QLab cue-number wildcards (`/cue/*/start`, `/cue/{drop,chase}/start`): the node
+        // matches the pattern against the playing track's cues.
+        if let Some(cue) = cue_segment(addr) {
+            return match trigger(CUE_SIG, addr, &msg.args)? {
+                true => Ok(Command::CueStart {
+                    cue: cue.to_string(),
+                }),
+                false => Ok(release(addr)),
+            };
         }
         if has_wildcards(addr) {
             return Err(CommandError::PatternAddress(addr.to_string()));
@@ -183,6 +219,22 @@ impl CommandParser {
             };
         }
         Err(CommandError::UnknownAddress(addr.to_string()))
+    }
+}
+
+/// The `{n}` of `/cue/{n}/start` when it is a pattern and the rest of the address is
+/// literal (a cue-number wildcard, resolved by the node against the show's cues).
+pub fn cue_segment(addr: &str) -> Option<&str> {
+    let mut parts = addr.split('/');
+    match (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) {
+        (Some(""), Some("cue"), Some(cue), Some("start"), None) if has_wildcards(cue) => Some(cue),
+        _ => None,
     }
 }
 
@@ -329,6 +381,10 @@ fn parse_kind(
         Kind::Pause => trig(Command::Pause),
         Kind::Next => trig(Command::Next),
         Kind::Go => trig(Command::Go),
+        Kind::Resume => trig(Command::Play { track: None }),
+        Kind::Panic => trig(Command::Panic {
+            fade_ms: DEFAULT_PANIC_FADE_MS,
+        }),
         Kind::Lead => Ok(Command::Lead {
             on: trigger(sig, addr, args)?,
         }),
@@ -348,23 +404,30 @@ fn parse_kind(
         Kind::ShowLoad => Ok(Command::ShowLoad {
             name: one_string(sig, addr, args)?,
         }),
-        Kind::LightPattern => Ok(Command::Pattern {
-            name: one_string(sig, addr, args)?,
-        }),
-        Kind::Hue => match args {
-            [OscType::Int(i)] => Ok(Command::Hue {
-                degrees: i.rem_euclid(360) as u16,
-            }),
-            _ => Err(bad_args(sig, addr, args)),
+        Kind::LightPattern => match args {
+            [OscType::String(s)] => Ok(Command::Pattern { name: s.clone() }),
+            // A TouchOSC radio or fader sends the pattern's place in the list.
+            _ => {
+                let i = one_number(sig, addr, args)?.round();
+                let p = (i >= 0.0)
+                    .then(|| LightPattern::ALL.get(i as usize))
+                    .flatten()
+                    .ok_or_else(|| bad_value(sig, addr, "no pattern at that index"))?;
+                Ok(Command::Pattern {
+                    name: p.name().to_string(),
+                })
+            }
         },
+        Kind::Hue => Ok(Command::Hue {
+            degrees: one_number(sig, addr, args)?.round().rem_euclid(360.0) as u16 % 360,
+        }),
         Kind::Bright => match args {
-            [OscType::Int(i)] => Ok(Command::Bright {
-                level: (*i).clamp(0, 255) as f32 / 255.0,
+            [OscType::Int(_) | OscType::Long(_)] => Ok(Command::Bright {
+                level: (one_number(sig, addr, args)?.clamp(0.0, 255.0) / 255.0) as f32,
             }),
-            [OscType::Float(f)] if f.is_finite() => Ok(Command::Bright {
-                level: f.clamp(0.0, 1.0),
+            [OscType::Float(_) | OscType::Double(_)] => Ok(Command::Bright {
+                level: one_number(sig, addr, args)?.clamp(0.0, 1.0) as f32,
             }),
-            [OscType::Float(_)] => Err(bad_value(sig, addr, "not a finite number")),
             _ => Err(bad_args(sig, addr, args)),
         },
         Kind::Color => match args {
@@ -374,34 +437,21 @@ fn parse_kind(
             },
             _ => Err(bad_args(sig, addr, args)),
         },
-        Kind::DawTempo => match args {
-            [OscType::Float(_) | OscType::Double(_)] => Ok(Command::DawTempo {
-                bpm: one_number(sig, addr, args)? as f32,
-            }),
-            _ => Err(bad_args(sig, addr, args)),
-        },
-        Kind::DawTime => match args {
-            [OscType::Float(_) | OscType::Double(_)] => Ok(Command::DawTime {
-                seconds: one_number(sig, addr, args)?,
-            }),
-            _ => Err(bad_args(sig, addr, args)),
-        },
+        Kind::DawTempo => Ok(Command::DawTempo {
+            bpm: one_number(sig, addr, args)? as f32,
+        }),
+        Kind::DawTime => Ok(Command::DawTime {
+            seconds: one_number(sig, addr, args)?,
+        }),
         Kind::DawBeat => Ok(Command::DawBeatString {
             beat: one_string(sig, addr, args)?,
         }),
-        Kind::LiveBeat => match args {
-            [OscType::Int(i)] => Ok(Command::LiveBeat { beat: *i }),
-            [OscType::Float(_)] => Ok(Command::LiveBeat {
-                beat: one_number(sig, addr, args)? as i32,
-            }),
-            _ => Err(bad_args(sig, addr, args)),
-        },
-        Kind::LiveTempo => match args {
-            [OscType::Float(_) | OscType::Int(_) | OscType::Double(_)] => Ok(Command::LiveTempo {
-                bpm: one_number(sig, addr, args)? as f32,
-            }),
-            _ => Err(bad_args(sig, addr, args)),
-        },
+        Kind::LiveBeat => Ok(Command::LiveBeat {
+            beat: one_number(sig, addr, args)? as i32,
+        }),
+        Kind::LiveTempo => Ok(Command::LiveTempo {
+            bpm: one_number(sig, addr, args)? as f32,
+        }),
     }
 }
 
@@ -544,6 +594,55 @@ mod tests {
     }
 
     #[test]
+    fn a_number_is_an_int_or_a_float_wherever_one_is_meant() {
+        // TouchOSC faders send floats, Reaper and liblo often ints (issue #22).
+        assert_eq!(
+            p("/convoy/hue", vec![Float(100.0)]),
+            Ok(Command::Hue { degrees: 100 })
+        );
+        assert_eq!(
+            p("/convoy/hue", vec![Float(359.6)]),
+            Ok(Command::Hue { degrees: 0 })
+        );
+        assert_eq!(
+            p("/convoy/hue", vec![Double(-90.0)]),
+            Ok(Command::Hue { degrees: 270 })
+        );
+        assert_eq!(
+            p("/tempo/raw", vec![Int(120)]),
+            Ok(Command::DawTempo { bpm: 120.0 })
+        );
+        assert_eq!(
+            p("/time", vec![Int(12)]),
+            Ok(Command::DawTime { seconds: 12.0 })
+        );
+        assert_eq!(
+            p("/live/song/get/beat", vec![Double(17.0)]),
+            Ok(Command::LiveBeat { beat: 17 })
+        );
+        assert_eq!(
+            p("/convoy/bright", vec![Double(0.5)]),
+            Ok(Command::Bright { level: 0.5 })
+        );
+        assert_eq!(
+            p("/convoy/pattern", vec![Float(2.0)]),
+            Ok(Command::Pattern {
+                name: LightPattern::ALL[2].name().into()
+            })
+        );
+        assert_eq!(
+            p("/convoy/pattern", vec![Int(99)])
+                .unwrap_err()
+                .to_string(),
+            "/convoy/pattern: bad value (no pattern at that index); expected /convoy/pattern name:s|index:i|f"
+        );
+        assert!(matches!(
+            p("/convoy/hue", vec![Float(f32::NAN)]),
+            Err(CommandError::BadValue { .. })
+        ));
+    }
+
+    #[test]
     fn typed_errors_name_address_and_signature() {
         let e = p("/convoy/seek", vec![String("x".into())]).unwrap_err();
         assert_eq!(
@@ -564,7 +663,7 @@ mod tests {
             Err(CommandError::BadValue { .. })
         ));
         assert!(matches!(
-            p("/convoy/hue", vec![Float(1.0)]),
+            p("/convoy/hue", vec![String("red".into())]),
             Err(CommandError::BadArgs { .. })
         ));
         assert!(matches!(
@@ -580,7 +679,7 @@ mod tests {
             Err(CommandError::BadArgs { .. })
         ));
         assert!(matches!(
-            p("/tempo/raw", vec![Int(120)]),
+            p("/tempo/raw", vec![String("120".into())]),
             Err(CommandError::BadArgs { .. })
         ));
         assert_eq!(
@@ -593,6 +692,37 @@ mod tests {
         ));
         assert!(matches!(
             p("/convoy/*", vec![]),
+            Err(CommandError::PatternAddress(_))
+        ));
+    }
+
+    #[test]
+    fn cue_number_wildcards_go_to_the_node() {
+        assert_eq!(
+            p("/cue/*/start", vec![]),
+            Ok(Command::CueStart { cue: "*".into() })
+        );
+        assert_eq!(
+            p("/cue/{drop,chase}/start", vec![Float(1.0)]),
+            Ok(Command::CueStart {
+                cue: "{drop,chase}".into()
+            })
+        );
+        assert_eq!(cue_segment("/cue/1/start"), None);
+        assert_eq!(p("/pause", vec![Float(1.0)]), Ok(Command::Pause));
+        assert_eq!(p("/resume", vec![]), Ok(Command::Play { track: None }));
+        assert_eq!(
+            CommandParser::new()
+                .with_panic_fade(500)
+                .parse(&OscMessage {
+                    addr: "/panic".into(),
+                    args: vec![]
+                }),
+            Ok(Command::Panic { fade_ms: 500 })
+        );
+        assert_eq!(cue_segment("/cue/*/stop"), None);
+        assert!(matches!(
+            p("/c*/1/start", vec![]),
             Err(CommandError::PatternAddress(_))
         ));
     }

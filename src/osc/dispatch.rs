@@ -35,9 +35,11 @@ use tokio::net::UdpSocket;
 use super::codec::{self, Epoch};
 use super::command::{self, Command, CommandParser};
 use super::feedback::{Clients, Peer};
+use super::follow::{DawEvent, Follower, Ours};
 use super::pattern::{has_wildcards, Pattern};
 use super::schedule::Scheduler;
 use crate::clock::TimeNow;
+use crate::config::FollowMode;
 use crate::control::{NodeHandle, Origin};
 use crate::security::guard::Guard;
 
@@ -66,6 +68,8 @@ pub enum Action {
     },
     /// Stop feedback to the sender, or to its host at this UDP port.
     Unsubscribe(Option<u16>),
+    /// A DAW's transport report while following it (`osc.follow`).
+    Follow(DawEvent),
     /// Answer this error.
     Fail(String),
 }
@@ -116,6 +120,8 @@ pub struct Executor {
     pub reply: bool,
     /// Longest wait for a verdict.
     pub reply_timeout: Duration,
+    /// The DAW being followed (`osc.follow`), if any.
+    pub follow: Option<Mutex<Follower>>,
 }
 
 fn reply_msg(address: &str, body: serde_json::Value) -> OscMessage {
@@ -197,8 +203,32 @@ impl Executor {
                 self.clients.remove(&self.target(peer, port).key());
                 self.answer(peer, &address, ok_body(&address), limit);
             }
+            Action::Follow(ev) => self.follow(peer, ev),
             Action::Fail(message) => {
                 self.answer(peer, &address, error_body(&address, &message), limit)
+            }
+        }
+    }
+
+    /// A DAW report: the follower turns it into commands, sent in order without replies
+    /// (a DAW does not read them; the node logs what it refuses).
+    pub fn follow(&self, peer: &Peer, ev: DawEvent) {
+        let Some(follower) = &self.follow else { return };
+        let snap = self.handle.snapshot_now();
+        let ours = Ours {
+            loaded: snap.track.is_some(),
+            playing: snap.playing,
+            position_ms: snap.position_ms,
+        };
+        let commands = follower
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .event(ev, crate::clock::mono_ns(), ours);
+        let origin = Origin::Osc(peer.addr().to_string());
+        for cmd in commands {
+            tracing::debug!(?cmd, "following the DAW");
+            if let Err(e) = self.handle.submit(cmd, origin.clone()) {
+                tracing::warn!(peer = %peer.addr(), error = %e, "DAW follow command dropped");
             }
         }
     }
@@ -247,6 +277,8 @@ impl Executor {
 /// Receives packets from every transport; see the module docs.
 pub struct Dispatcher<C> {
     parser: CommandParser,
+    /// Whose transport reports become [`Action::Follow`].
+    follow: FollowMode,
     guard: Arc<Mutex<Guard>>,
     clock: C,
     exec: Arc<Executor>,
@@ -281,12 +313,21 @@ impl<C: TimeNow + Clone + Send + 'static> Dispatcher<C> {
         })?;
         Ok(Self {
             parser: CommandParser::new(),
+            follow: FollowMode::None,
             guard,
             clock,
             exec,
             scheduler,
             max_future_ns: u64::try_from(max_future.as_nanos()).unwrap_or(u64::MAX),
         })
+    }
+
+    /// This dispatcher with `parser` (e.g. its `/panic` fade configured) and `follow`ing
+    /// a DAW's reports.
+    pub fn with(mut self, parser: CommandParser, follow: FollowMode) -> Self {
+        self.parser = parser;
+        self.follow = follow;
+        self
     }
 
     /// Stops the scheduler; returns how many timed bundles were dropped.
@@ -308,9 +349,20 @@ impl<C: TimeNow + Clone + Send + 'static> Dispatcher<C> {
         let mut immediate = Vec::new();
         let mut later: Vec<(u64, Vec<Call>)> = Vec::new();
         for (due, msg) in timed {
-            let checked = lock(&self.guard)
-                .check_control(peer.addr(), &msg.addr, now)
-                .map(str::to_owned);
+            let checked = {
+                let mut guard = lock(&self.guard);
+                // A followed DAW's transport reports: the policy, not the rate limit.
+                let report = |a: &str| {
+                    daw_event(self.follow, a, &msg.args).is_some()
+                        || (self.follow == FollowMode::Reaper && REAPER_IGNORED.contains(&a))
+                };
+                match guard.control_policy_allows(peer.addr(), &msg.addr) {
+                    Some(a) if report(a) => Ok(a.to_owned()),
+                    _ => guard
+                        .check_control(peer.addr(), &msg.addr, now)
+                        .map(str::to_owned),
+                }
+            };
             let address = match checked {
                 Ok(a) => a,
                 Err(e) => {
@@ -379,9 +431,31 @@ impl<C: TimeNow + Clone + Send + 'static> Dispatcher<C> {
         }
     }
 
+    /// A packet of `len` bytes over the `max` byte limit (never decoded): an error reply
+    /// naming the limit, on `address` (its first message's, when readable), to a sender the
+    /// control policy allows and whose address is verified; anyone else gets nothing, as
+    /// for any refused message.
+    pub fn oversized(&self, peer: &Peer, address: &str, len: usize, max: usize) {
+        let now = self.clock.now_ns();
+        let trust = Trust {
+            request_len: len,
+            trusted: lock(&self.guard).control_trusted(peer.addr().ip()),
+        };
+        let checked = lock(&self.guard)
+            .check_control(peer.addr(), address, now)
+            .map(str::to_owned);
+        let Ok(address) = checked else { return };
+        if self.exec.reply_limit(peer, trust).is_some() {
+            return;
+        }
+        let why = format!("OSC packet of {len} bytes exceeds osc.max_packet = {max} bytes");
+        self.exec
+            .answer(peer, &address, error_body(&address, &why), None);
+    }
+
     /// The calls an address selects (a pattern may select several, or none: an error).
     pub fn resolve(&self, address: &str, args: Vec<OscType>) -> Vec<Call> {
-        if !has_wildcards(address) {
+        if !has_wildcards(address) || command::cue_segment(address).is_some() {
             return self.literal(address, args).into_iter().collect();
         }
         let methods = Pattern::compile(address).and_then(|p| {
@@ -414,8 +488,19 @@ impl<C: TimeNow + Clone + Send + 'static> Dispatcher<C> {
                 let (port, cookie) = match args.as_slice() {
                     [] => (None, None),
                     [OscType::Int(p)] if (1..=65_535).contains(p) => (Some(*p as u16), None),
+                    // A TouchOSC button: 1 pressed (this address), 0 released.
                     [OscType::Float(v)] if *v == 0.0 => return None,
-                    [OscType::Float(_)] => (None, None),
+                    [OscType::Float(v)] if *v == 1.0 => (None, None),
+                    // TouchOSC sends every number as a float, ports too.
+                    [p @ OscType::Float(_)] => match whole(p) {
+                        Some(p @ 2..=65_535) => (Some(p as u16), None),
+                        _ => {
+                            return Some(fail(
+                                address,
+                                format!("{address}: expected [port:i|f] with port 1..=65535"),
+                            ))
+                        }
+                    },
                     [p, c] if address == SUBSCRIBE => match (whole(p), whole(c)) {
                         // Port 0: the sender's own address.
                         (Some(0), Some(c)) => (None, Some(c as i32)),
@@ -430,7 +515,7 @@ impl<C: TimeNow + Clone + Send + 'static> Dispatcher<C> {
                     _ => {
                         return Some(fail(
                             address,
-                            format!("{address}: expected [port:i] with port 1..=65535"),
+                            format!("{address}: expected [port:i|f] with port 1..=65535"),
                         ))
                     }
                 };
@@ -438,6 +523,17 @@ impl<C: TimeNow + Clone + Send + 'static> Dispatcher<C> {
                     Action::Subscribe { port, cookie }
                 } else {
                     Action::Unsubscribe(port)
+                }
+            }
+            // Reaper's other transport feedback (Default.ReaperOSC): nothing to follow.
+            _ if self.follow == FollowMode::Reaper && REAPER_IGNORED.contains(&address) => {
+                return None
+            }
+            _ if daw_event(self.follow, address, &args).is_some() => {
+                match daw_event(self.follow, address, &args) {
+                    Some(Ok(ev)) => Action::Follow(ev),
+                    Some(Err(why)) => Action::Fail(why),
+                    None => return None,
                 }
             }
             _ => match self.parser.parse(&OscMessage {
@@ -454,6 +550,77 @@ impl<C: TimeNow + Clone + Send + 'static> Dispatcher<C> {
             action,
         })
     }
+}
+
+/// Transport feedback of Reaper's default pattern (`Default.ReaperOSC`: TIME, SAMPLES,
+/// FRAMES, TEMPO, PLAY_RATE, METRONOME, REPEAT, REPLACE) that a follower does not need:
+/// dropped without a reply while following Reaper, so Reaper is not sent errors.
+const REAPER_IGNORED: &[&str] = &[
+    "/time/str",
+    "/samples",
+    "/samples/str",
+    "/frames/str",
+    "/tempo",
+    "/tempo/rotary",
+    "/tempo/str",
+    "/playrate",
+    "/playrate/raw",
+    "/playrate/rotary",
+    "/playrate/str",
+    "/click",
+    "/repeat",
+    "/replace",
+];
+
+/// A DAW transport report while following `mode`: `None` when the address is not one
+/// (it is then an ordinary command), else the event or why its arguments do not fit.
+/// Addresses and types: Reaper's `Default.ReaperOSC` (`t` toggles as a float state,
+/// `f` time and tempo, `s` beat string), AbletonOSC's listener replies
+/// (`/live/song/get/{is_playing,beat,tempo}`, the value after any leading ids).
+fn daw_event(
+    mode: FollowMode,
+    address: &str,
+    args: &[OscType],
+) -> Option<Result<DawEvent, String>> {
+    let num = |a: &OscType| match *a {
+        OscType::Int(i) => Some(f64::from(i)),
+        OscType::Float(f) => Some(f64::from(f)),
+        OscType::Double(d) => Some(d),
+        OscType::Long(l) => Some(l as f64),
+        OscType::Bool(b) => Some(f64::from(u8::from(b))),
+        _ => None,
+    };
+    // A toggle's state: none (a bare trigger) is on.
+    let state = |args: &[OscType]| match args {
+        [] => Some(true),
+        [a] => num(a).map(|v| v != 0.0),
+        _ => None,
+    };
+    let last_num = |args: &[OscType]| args.last().and_then(num);
+    let bad = |sig: &str| Err(format!("{address}: expected {sig}"));
+    let ev = match (mode, address) {
+        (FollowMode::Reaper, "/play") => state(args).map(DawEvent::Play).ok_or(()),
+        (FollowMode::Reaper, "/pause") => state(args).map(DawEvent::Pause).ok_or(()),
+        (FollowMode::Reaper, "/stop") => state(args).map(DawEvent::Stop).ok_or(()),
+        (FollowMode::Reaper, "/record") => state(args).map(DawEvent::Record).ok_or(()),
+        (FollowMode::Reaper, "/time") => last_num(args).map(DawEvent::Time).ok_or(()),
+        (FollowMode::Reaper, "/tempo/raw") => last_num(args).map(DawEvent::Tempo).ok_or(()),
+        (FollowMode::Reaper, "/beat/str") => match args {
+            [OscType::String(s)] => Ok(DawEvent::BeatString(s.clone())),
+            _ => Err(()),
+        },
+        (FollowMode::Ableton, "/live/song/get/is_playing") => last_num(args)
+            .map(|v| DawEvent::IsPlaying(v != 0.0))
+            .ok_or(()),
+        (FollowMode::Ableton, "/live/song/get/beat") => {
+            last_num(args).map(DawEvent::Beat).ok_or(())
+        }
+        (FollowMode::Ableton, "/live/song/get/tempo") => {
+            last_num(args).map(DawEvent::Tempo).ok_or(())
+        }
+        _ => return None,
+    };
+    Some(ev.or_else(|()| bad("one number (or a string for /beat/str)")))
 }
 
 /// A non-negative whole number below 2^24 sent as an int or a float (TouchOSC sends

@@ -12,15 +12,17 @@
 //! configured destinations, and [`wled`] sends the WLED audio-sync V2 packet. The whole
 //! address space is documented in `docs/osc.md`.
 
+pub mod ableton;
 pub mod codec;
 pub mod command;
 pub mod dispatch;
 pub mod feedback;
+pub mod follow;
 pub mod outbound;
 pub mod pattern;
 pub mod schedule;
 pub mod service;
 pub mod wled;
 
-pub use crate::config::{OscConfig, TcpFraming, WledConfig};
-pub use service::{serve, OscService, ServeError};
+pub use crate::config::{FollowMode, OscConfig, TcpFraming, WledConfig};
+pub use service::{serve, serve_with, OscService, ServeError};

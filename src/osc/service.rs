@@ -23,11 +23,13 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::codec::{self, DecodeLimits, FrameError, LengthPrefixDecoder, SlipDecoder};
+use super::command::CommandParser;
 use super::dispatch::{Dispatcher, Executor};
 use super::feedback::{self, ClientKey, ClientLimits, Clients, Peer};
+use super::follow::{FollowConfig, Follower};
 use super::{outbound, wled};
 use crate::clock::TimeNow;
-use crate::config::{OscConfig, TcpFraming};
+use crate::config::{FollowMode, OscConfig, TcpFraming};
 use crate::control::NodeHandle;
 use crate::security::guard::Guard;
 use crate::security::stats::RejectReason;
@@ -123,11 +125,28 @@ fn config_err(key: &'static str, message: impl Into<String>) -> ServeError {
 
 /// Starts the OSC control service (the caller checks `osc.enabled`). Must run inside a
 /// tokio runtime. `clock` is the fleet clock bundle timetags are read on (Unix-epoch ns).
+/// A followed DAW's starts are assumed heard 300 ms after they are asked (the default
+/// `sync.start_lead_ms`); the node says its own with [`serve_with`].
 pub async fn serve<C>(
     cfg: &OscConfig,
     handle: NodeHandle,
     guard: Arc<Mutex<Guard>>,
     clock: C,
+) -> Result<OscService, ServeError>
+where
+    C: TimeNow + Clone + Send + Sync + 'static,
+{
+    serve_with(cfg, handle, guard, clock, FollowConfig::default().lead_ms).await
+}
+
+/// [`serve`] with the node's `sync.start_lead_ms` (`lead_ms`): how long after a start or a
+/// seek while playing it is heard, which DAW follow aims ahead by.
+pub async fn serve_with<C>(
+    cfg: &OscConfig,
+    handle: NodeHandle,
+    guard: Arc<Mutex<Guard>>,
+    clock: C,
+    lead_ms: f64,
 ) -> Result<OscService, ServeError>
 where
     C: TimeNow + Clone + Send + Sync + 'static,
@@ -191,7 +210,35 @@ where
         rt: tokio::runtime::Handle::current(),
         reply: cfg.reply,
         reply_timeout: Duration::from_millis(cfg.reply_timeout_ms),
+        follow: (cfg.follow != FollowMode::None).then(|| {
+            Mutex::new(Follower::new(FollowConfig {
+                seek_ms: cfg.follow_seek_ms,
+                lead_ms,
+                ..FollowConfig::default()
+            }))
+        }),
     });
+    let ableton = match cfg.follow {
+        FollowMode::Ableton => {
+            let host: IpAddr = cfg.ableton_host.parse().map_err(|_| {
+                config_err(
+                    "ableton_host",
+                    format!("{:?} is not an IP address", cfg.ableton_host),
+                )
+            })?;
+            let at = SocketAddr::new(ip, cfg.ableton_reply_port);
+            let sock = UdpSocket::bind(at)
+                .await
+                .map_err(|source| ServeError::Bind {
+                    what: "UDP (AbletonOSC replies)",
+                    addr: at,
+                    source,
+                })?;
+            let live = SocketAddr::new(host, cfg.ableton_port);
+            Some(tokio::spawn(super::ableton::run(sock, live, exec.clone())))
+        }
+        _ => None,
+    };
     let dispatcher = Arc::new(
         Dispatcher::new(
             guard.clone(),
@@ -200,19 +247,24 @@ where
             cfg.max_pending as usize,
             Duration::from_secs_f64(cfg.max_future_s),
         )
-        .map_err(ServeError::Thread)?,
+        .map_err(ServeError::Thread)?
+        .with(
+            CommandParser::new().with_panic_fade(cfg.panic_fade_ms),
+            cfg.follow,
+        ),
     );
     let limits = DecodeLimits {
         max_packet: cfg.max_packet as usize,
         ..DecodeLimits::default()
     };
 
-    let mut tasks = vec![tokio::spawn(udp_loop(
+    let mut tasks: Vec<JoinHandle<()>> = ableton.into_iter().collect();
+    tasks.push(tokio::spawn(udp_loop(
         udp.clone(),
         dispatcher.clone(),
         guard.clone(),
         limits,
-    ))];
+    )));
     if let Some(l) = listener {
         let tcp = TcpSettings {
             framing: cfg.tcp_framing,
@@ -259,6 +311,10 @@ where
     })
 }
 
+/// The address an oversized packet is answered on when its own cannot be read (a TCP frame
+/// is skipped unread): `/reply/convoy/packet`.
+const PACKET: &str = "/convoy/packet";
+
 fn count_malformed(guard: &Mutex<Guard>) {
     guard
         .lock()
@@ -273,7 +329,8 @@ async fn udp_loop<C: TimeNow + Clone + Send + 'static>(
     guard: Arc<Mutex<Guard>>,
     limits: DecodeLimits,
 ) {
-    let mut buf = vec![0u8; limits.max_packet + 1];
+    // Room for the largest datagram, so an oversized one is measured (and answered).
+    let mut buf = vec![0u8; 65_536];
     loop {
         let (len, src) = match socket.recv_from(&mut buf).await {
             Ok(r) => r,
@@ -282,13 +339,17 @@ async fn udp_loop<C: TimeNow + Clone + Send + 'static>(
                 continue;
             }
         };
+        let peer = Peer::Udp {
+            socket: socket.clone(),
+            addr: src,
+        };
         match codec::decode_with(&buf[..len], &limits) {
-            Ok(packet) => {
-                let peer = Peer::Udp {
-                    socket: socket.clone(),
-                    addr: src,
-                };
-                dispatcher.packet(packet, &peer, len);
+            Ok(packet) => dispatcher.packet(packet, &peer, len),
+            Err(e @ codec::OscError::TooLarge { len, max }) => {
+                count_malformed(&guard);
+                tracing::debug!(%src, error = %e, "oversized OSC datagram");
+                let address = codec::first_address(&buf[..len]).unwrap_or(PACKET);
+                dispatcher.oversized(&peer, address, len, max);
             }
             Err(e) => {
                 count_malformed(&guard);
@@ -411,6 +472,11 @@ async fn connection<C: TimeNow + Clone + Send + 'static>(
                     count_malformed(guard);
                     tracing::debug!(%addr, len, "desynchronised OSC stream closed");
                     return;
+                }
+                Err(FrameError::Oversized { len, max }) => {
+                    count_malformed(guard);
+                    tracing::debug!(%addr, len, "oversized OSC frame skipped");
+                    dispatcher.oversized(&peer, PACKET, len, max);
                 }
                 Err(e) => {
                     count_malformed(guard);

@@ -291,6 +291,16 @@ impl Guard {
         r
     }
 
+    /// The control-port policy alone, without the rate limit: for a followed DAW's
+    /// transport reports (`osc.follow`), which Reaper sends ~30 times a second, several
+    /// to a bundle, and which cost a state update each (docs/osc.md, "DAW follow").
+    /// Returns the address to dispatch (secret prefix stripped), or `None` when the policy
+    /// refuses it (not counted here: the caller then asks [`Guard::check_control`], which
+    /// counts it).
+    pub fn control_policy_allows<'a>(&self, src: SocketAddr, address: &'a str) -> Option<&'a str> {
+        self.control.check(src.ip(), address).ok()
+    }
+
     /// Is a control sender at `ip` to be believed about its address: loopback (the kernel
     /// drops loopback sources arriving from off-host), or every accepted message carries
     /// the control secret?
