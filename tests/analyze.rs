@@ -182,7 +182,42 @@ fn a_truncated_wav_is_analysed_with_a_warning_naming_what_is_missing() {
     )
     .expect("valid beatmap");
     assert_eq!(map.track.num_samples, u64::from(present));
-    // A whole file gets no warning.
+    // A whole file gets no truncation warning.
     let (ok, _, stderr) = analyze(&[s(&fixture("sine440_44k.wav")), "-o", s(&out)]);
-    assert!(ok && !stderr.contains("warning"), "{stderr}");
+    assert!(ok && !stderr.contains("truncated"), "{stderr}");
+}
+
+/// Issue #27: a steady sine was reported as 60.8 BPM with nothing to say it meant
+/// nothing. Beatmaps carry a confidence; the sine's is low and `analyze` says its beats
+/// are a guess, the demo song's is high and draws no warning.
+#[test]
+fn a_beatmap_says_how_sure_its_beats_are() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let song = demo_wav(dir.path());
+    let out = dir.path().join("maps");
+    let sine = fixture("sine440_44k.wav");
+    let (ok, stdout, stderr) = analyze(&[s(&song), s(&sine), "-o", s(&out), "--jobs", "1"]);
+    assert!(ok, "{stderr}");
+    let load = |name: &str| {
+        Beatmap::from_json(&std::fs::read_to_string(out.join(name)).expect("beatmap"))
+            .expect("valid beatmap")
+    };
+    let song_map = load("song.wav.beatmap.json");
+    let sine_map = load("sine440_44k.wav.beatmap.json");
+    let song_c = song_map.confidence.expect("a confidence");
+    let sine_c = sine_map.confidence.expect("a confidence");
+    assert!(song_c >= 0.6, "demo song confidence {song_c}");
+    assert!(
+        sine_c < convoy::analysis::LOW_CONFIDENCE,
+        "sine confidence {sine_c}"
+    );
+    let warned = |file: &Path| {
+        stderr.lines().any(|l| {
+            l.starts_with(&format!("convoy: warning: {}: ", s(file)))
+                && (l.contains("are a guess") || l.contains("no beat found"))
+        })
+    };
+    assert!(warned(&sine), "{stderr}");
+    assert!(!warned(&song), "{stderr}");
+    assert!(stdout.contains("conf"), "{stdout}");
 }

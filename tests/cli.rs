@@ -125,10 +125,17 @@ fn node_on_a_terminal_draws_the_strip_and_one_status_line() {
         .split("\r\x1b[2K")
         .filter(|f| f.contains("\x1b[38;2;"))
         .collect();
-    assert!(frames.len() >= 10, "{} strip frames: {text:?}", frames.len());
+    assert!(
+        frames.len() >= 10,
+        "{} strip frames: {text:?}",
+        frames.len()
+    );
     assert!(
         frames.iter().any(|f| f.contains("playing demo")),
         "no status line after the strip: {text:?}"
     );
-    assert!(!text.contains("\"mono_ns\""), "JSON on a terminal: {text:?}");
+    assert!(
+        !text.contains("\"mono_ns\""),
+        "JSON on a terminal: {text:?}"
+    );
 }

@@ -290,12 +290,17 @@ fn a_reinstall_keeps_the_riders_settings() {
     assert!(ok, "{err}");
     assert!(out.contains("keep /etc/convoy/convoy.toml"), "{out}");
     assert!(
-        out.contains("tighten /etc/convoy/convoy.toml to mode 600 (it holds the web PIN and control secret)"),
+        out.contains(
+            "tighten /etc/convoy/convoy.toml to mode 600 (it holds the web PIN and control secret)"
+        ),
         "{out}"
     );
     assert_eq!(text(root.path(), "etc/convoy/convoy.toml"), mine);
     let mode = std::fs::metadata(&path).expect("stat").permissions();
-    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
 }
 
 #[test]

@@ -138,7 +138,15 @@ pub struct Beatmap {
     pub sections: Vec<Section>,
     /// Low/mid/high envelopes.
     pub envelopes: Envelopes,
+    /// How sure the beat grid is, `0..=1` ([`crate::analysis::beat::grid_confidence`]);
+    /// below [`LOW_CONFIDENCE`] the beats and tempo are a guess. Absent in beatmaps
+    /// written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f32>,
 }
+
+/// Beat-grid confidence below which `analyze` warns that the beats are a guess.
+pub const LOW_CONFIDENCE: f32 = 0.3;
 
 #[derive(Deserialize)]
 struct Probe {
@@ -174,6 +182,7 @@ impl Beatmap {
                 bands: vec!["low".into(), "mid".into(), "high".into()],
                 values: vec![Vec::new(), Vec::new(), Vec::new()],
             },
+            confidence: None,
         }
     }
 

@@ -26,7 +26,7 @@ mod tests;
 
 pub use bands::{BandAnalyzer, BandConfig, BandFrame, BandLayout, StftConfig};
 pub use beat::{BeatConfig, MeterEstimate};
-pub use beatmap::{Bar, Beatmap, BeatmapError, Envelopes, Section, TrackInfo};
+pub use beatmap::{Bar, Beatmap, BeatmapError, Envelopes, Section, TrackInfo, LOW_CONFIDENCE};
 pub use live::{BeatGrid, LiveAnalyzer, LiveBeatTracker, LiveConfig};
 pub use onset::{Onset, OnsetConfig};
 pub use tempo::{TempoConfig, TempoEstimate};
@@ -195,6 +195,7 @@ impl<'a> OfflineAnalyzer<'a> {
         };
         let mut map = Beatmap::empty(track);
         map.envelopes.frame_rate_hz = env_rate;
+        map.confidence = Some(0.0);
         let Some(front) = self.front.filter(|_| self.num_samples > 0) else {
             return map;
         };
@@ -270,6 +271,7 @@ fn decide(
             kept_frames.push(b);
         }
     }
+    map.confidence = Some(beat::grid_confidence(&beat_env, &kept_frames));
     if beats.len() < 2 {
         map.sections = sections_without_beats(fr, cfg, sr, duration);
         return map;

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use sha2::{Digest, Sha256};
 
-use crate::analysis::{AnalysisParams, Beatmap, OfflineAnalyzer, RowStore};
+use crate::analysis::{AnalysisParams, Beatmap, OfflineAnalyzer, RowStore, LOW_CONFIDENCE};
 use crate::audio;
 
 /// `convoy analyze --help` examples (each `  convoy …` line parses; tested in `cli`).
@@ -56,6 +56,8 @@ enum Outcome {
 /// Figures printed in the summary table.
 struct Summary {
     bpm: f64,
+    /// Beat-grid confidence, `0..=1`.
+    confidence: f32,
     beats: usize,
     bars: usize,
     sections: usize,
@@ -229,11 +231,13 @@ fn analyze_one(
     })
     .with_context(|| format!("cannot analyse {file}"))?;
     anyhow::ensure!(decoded > 0, "{file}: no audio samples");
-    let warnings: Vec<String> = truncation(decoded, spec.frames, spec.sample_rate)
+    let mut warnings: Vec<String> = truncation(decoded, spec.frames, spec.sample_rate)
         .into_iter()
         .collect();
     progress.stage.store(2, Ordering::Release);
     let mut map = analyzer.finish();
+    let confidence = map.confidence.unwrap_or(0.0);
+    warnings.extend(low_confidence(&map));
     rows.check()
         .with_context(|| format!("cannot analyse {file}"))?;
     map.track.content_hash = match (hash, samples_hash) {
@@ -244,6 +248,7 @@ fn analyze_one(
     write_atomically(&out_path, format!("{}\n", map.to_json()).as_bytes())?;
     Ok(Outcome::Written(Summary {
         bpm: map.tempo_bpm,
+        confidence,
         beats: map.beats.len(),
         bars: map.bars.iter().filter(|b| b.number >= 1).count(),
         sections: map.sections.len(),
@@ -251,6 +256,25 @@ fn analyze_one(
         elapsed: began.elapsed(),
         warnings,
     }))
+}
+
+/// The warning for a beatmap whose beat grid is a guess (issue #27: a 1 s sine was
+/// reported as 60.8 BPM with nothing to say it meant nothing).
+fn low_confidence(map: &Beatmap) -> Option<String> {
+    let c = map.confidence.unwrap_or(0.0);
+    if c >= LOW_CONFIDENCE {
+        return None;
+    }
+    Some(if map.beats.is_empty() {
+        "no beat found: shows on this track can cue by time, not by bar".to_string()
+    } else {
+        format!(
+            "low beat confidence {c:.2} (below {LOW_CONFIDENCE}): the {:.1} BPM and its {} \
+             beats are a guess; check them by ear before cueing a show by bar",
+            map.tempo_bpm,
+            map.beats.len()
+        )
+    })
 }
 
 /// Frames a track may fall short of its header's length without a warning (10 ms at
@@ -445,8 +469,9 @@ fn report_done(file: &str, res: &anyhow::Result<Outcome>, n: usize, total: usize
     }
     match res {
         Ok(Outcome::Written(s)) => eprintln!(
-            "{clear}[{n}/{total}] {file}: {:.1} BPM, {} beats ({:.1}× real time)",
+            "{clear}[{n}/{total}] {file}: {:.1} BPM (confidence {:.2}), {} beats ({:.1}× real time)",
             s.bpm,
+            s.confidence,
             s.beats,
             realtime(s)
         ),
@@ -483,16 +508,17 @@ fn realtime(s: &Summary) -> f64 {
 
 fn print_summary(files: &[String], results: &[Mutex<Option<anyhow::Result<Outcome>>>]) {
     println!(
-        "{:<32} {:>8} {:>6} {:>5} {:>8} {:>8} {:>8}",
-        "file", "BPM", "beats", "bars", "sections", "time", "×RT"
+        "{:<32} {:>8} {:>5} {:>6} {:>5} {:>8} {:>8} {:>8}",
+        "file", "BPM", "conf", "beats", "bars", "sections", "time", "×RT"
     );
     for (file, r) in files.iter().zip(results) {
         let Ok(r) = r.lock() else { continue };
         match &*r {
             Some(Ok(Outcome::Written(s))) => println!(
-                "{:<32} {:>8.2} {:>6} {:>5} {:>8} {:>7.2}s {:>8.1}",
+                "{:<32} {:>8.2} {:>5.2} {:>6} {:>5} {:>8} {:>7.2}s {:>8.1}",
                 file,
                 s.bpm,
+                s.confidence,
                 s.beats,
                 s.bars,
                 s.sections,
