@@ -363,6 +363,12 @@ impl FleetLights {
             .collect()
     }
 
+    /// Whether the fleet holds a manual look (a light field or a manual cue) that `/go`
+    /// would hand back to the show or the default look.
+    pub fn holds_look(&self) -> bool {
+        self.entries().iter().any(|e| e.value.command.is_some())
+    }
+
     /// The state for status lines.
     pub fn summary(&self) -> Summary {
         let mut out = Summary::default();
@@ -680,12 +686,14 @@ mod tests {
         exchange(&l, &a);
         exchange(&l, &b);
         a.take_unapplied();
+        assert!(b.holds_look() && !FleetLights::new("N").holds_look());
         let go = b.local(&Command::Go, 0, 0).expect("shared");
         assert_eq!(go.1, Apply::Now(Command::Go));
         l.merge(&go.0);
         exchange(&l, &a);
         assert_eq!(a.take_unapplied(), vec![Apply::Now(Command::Go)]);
         assert_eq!(pattern_of(&a), None);
+        assert!(!a.holds_look(), "nothing held after go");
         // A pattern given after Go is held again, on top of the show.
         give(&a, pattern("vu"));
         exchange(&l, &a);

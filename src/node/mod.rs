@@ -399,8 +399,14 @@ pub async fn run_with(
                     }
                     (None, cmd) if lights::is_shared(cmd) => {
                         let now = fleet_clock.now_or_local();
-                        // `/go` needs a show; a cue must be one (or a pattern over them).
-                        show::cues(lights.as_ref(), cmd).and_then(|named| match named.as_slice() {
+                        // `/go` needs a show, except to hand a held manual look back to the
+                        // default look; a cue must be one (or a pattern over them).
+                        show::cues(lights.as_ref(), cmd)
+                            .or_else(|refusal| match (cmd, refusal) {
+                                (NodeCommand::Go, Refusal::NoShow) if shared_lights.holds_look() => Ok(Vec::new()),
+                                (_, refusal) => Err(refusal),
+                            })
+                            .and_then(|named| match named.as_slice() {
                             [] => share_light(cmd, now, &shared_lights, &roles, lights.as_ref(), &mut cues),
                             _ => named.into_iter().try_for_each(|cue| {
                                 let cmd = NodeCommand::CueStart { cue };
