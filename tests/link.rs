@@ -23,7 +23,10 @@ struct Ns(String);
 
 impl Ns {
     fn new() -> Result<Ns, String> {
-        let name = format!("cvlink{}", std::process::id());
+        // One namespace per test: the tests of this file run in parallel in one process.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let k = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("cvlink{}-{k}", std::process::id());
         let ip = |args: &[&str]| -> Result<(), String> {
             let out = Command::new("ip")
                 .args(args)
@@ -362,4 +365,135 @@ fn link_interop_with_aalink_both_directions() {
     assert!(play_lead_ms < 1000.0 && stop_lead_ms < 1000.0);
     assert!((4.9..=6.5).contains(&loss_s), "{loss_s}");
     assert!(bye_ms < 500.0);
+}
+
+/// `convoy status` against a node's snapshot: runs `convoy status --addr … [--json]` in
+/// the namespace, as a person would; `None` until the node answers.
+fn status(ns: &Ns, port: u16, json: bool) -> Option<String> {
+    let addr = format!("127.0.0.1:{port}");
+    let mut args = vec!["netns", "exec", &ns.0];
+    let bin = convoy_bin();
+    args.push(bin.to_str().expect("path"));
+    args.extend(["status", "--addr", &addr, "--timeout-ms", "500"]);
+    if json {
+        args.push("--json");
+    }
+    let out = Command::new("ip").args(&args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The node's status until `f` holds of its `link` entry (JSON), within `timeout`.
+fn status_until(ns: &Ns, port: u16, timeout: Duration, f: impl Fn(&Value) -> bool) -> Value {
+    let end = Instant::now() + timeout;
+    let mut last = Value::Null;
+    while Instant::now() < end {
+        if let Some(v) = status(ns, port, true).and_then(|t| serde_json::from_str(&t).ok()) {
+            last = v;
+            if f(&last["link"]) {
+                return last;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the node's status never showed it; last:\n{last:#}");
+}
+
+#[test]
+#[ignore = "needs root, iproute2 and aalink (tools/setup.sh --test) for a network namespace"]
+fn convoy_status_shows_the_link_session_a_node_joined() {
+    if Command::new("python3")
+        .args(["-c", "import aalink"])
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
+        panic!("aalink is not installed (tools/setup.sh --test)");
+    }
+    let ns = Ns::new().expect("network namespace (root and iproute2)");
+    // aalink founds a session at 127.5 BPM; a node with `[link] enabled` (its own session
+    // at 90 BPM until it hears an older one) joins it.
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/link_peer.py");
+    let mut a = ns.spawn("python3", &[script, "--bpm", "127.5", "--every-ms", "50"]);
+    a.wait(0, Duration::from_secs(10), |_| true)
+        .expect("aalink did not start");
+    std::thread::sleep(Duration::from_millis(500));
+    let port = 19_480;
+    let bin = convoy_bin();
+    let sets = [
+        "node.id=linkbike".to_string(),
+        "audio.sink=null".into(),
+        "sync.role=solo".into(),
+        "osc.enabled=true".into(),
+        "osc.bind=127.0.0.1".into(),
+        format!("osc.port={port}"),
+        "link.enabled=true".into(),
+        "link.mode=follow".into(),
+        "link.bpm=90".into(),
+    ];
+    let mut args: Vec<&str> = Vec::new();
+    for s in &sets {
+        args.extend(["--set", s]);
+    }
+    args.extend(["--log", "warn", "node", "--status-every", "0.1"]);
+    let mut node = ns.spawn(bin.to_str().expect("path"), &args);
+
+    let v = status_until(&ns, port, Duration::from_secs(15), |l| {
+        l["peers"].as_u64() == Some(1) && l["timeline"] == "follow"
+    });
+    let l = &v["link"];
+    let aalink_tempo = a
+        .lines()
+        .iter()
+        .rev()
+        .find(|v| v.get("tempo").is_some())
+        .map(|v| f(v, "tempo"))
+        .expect("aalink's tempo");
+    assert!((aalink_tempo - 127.5).abs() < 1e-6, "{aalink_tempo}");
+    let tempo = f(l, "tempo_bpm");
+    assert!(
+        (tempo - aalink_tempo).abs() < 0.01,
+        "status tempo {tempo}, aalink {aalink_tempo}"
+    );
+    assert_eq!(l["mode"], "follow");
+    assert_eq!(l["heard"].as_u64(), Some(1), "{l}");
+    assert_eq!(
+        l["session"], l["timeline_from"],
+        "led by aalink, the founder: {l}"
+    );
+    assert_ne!(l["session"], l["node"], "{l}");
+    assert_eq!(l["playing"], false);
+    let phase = f(l, "phase");
+    assert!((0.0..4.0).contains(&phase), "{phase}");
+    // aalink announces every 250 ms: heard well within a second.
+    assert!(
+        l["last_heard_ms"].as_u64().is_some_and(|ms| ms < 1000),
+        "{l}"
+    );
+
+    // The table a person reads.
+    let text = status(&ns, port, false).expect("convoy status");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("link "))
+        .unwrap_or_else(|| panic!("no link line in\n{text}"));
+    assert!(
+        line.starts_with("link      follow · 1 peer · 127.50 BPM · beat "),
+        "{line}"
+    );
+    assert!(line.contains("/4 · stopped · led by "), "{line}");
+    assert!(
+        line.contains(l["session"].as_str().unwrap_or("?")),
+        "{line}"
+    );
+
+    // aalink starts its transport: the status shows the session playing.
+    a.say("play");
+    a.did("play");
+    let v = status_until(&ns, port, Duration::from_secs(3), |l| l["playing"] == true);
+    println!("convoy status: {line}");
+    println!("after aalink's play: {}", v["link"]);
+    node.kill();
+    a.quit();
 }

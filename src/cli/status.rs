@@ -6,7 +6,8 @@
 //! every 250 ms until the `/reply/convoy/status` answer arrives or `--timeout-ms` passes.
 //! The answer carries the node's [`Snapshot`] as JSON: `--json` prints it as the node sent
 //! it, otherwise [`render`] lays it out for people — node, role and leader, track and
-//! position, sync quality, peers when the node knows any, and rejected input by reason.
+//! position, sync quality, peers when the node knows any, the Ableton Link session when
+//! `[link]` is on ([`link_line`]), and rejected input by reason.
 //! The query passes the same control-port policy as any command, so it works only where
 //! the node has `osc.enabled = true` and the asking address is allowed.
 
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 use crate::config::Config;
-use crate::control::Snapshot;
+use crate::control::{LinkState, Snapshot};
 use crate::osc::codec::{self, OscMessage, OscPacket, OscType};
 
 /// Arguments of `convoy status`.
@@ -176,6 +177,33 @@ fn signed_ms(ms: Option<f64>) -> String {
     ms.map_or("–".into(), |v| format!("{v:+.3} ms"))
 }
 
+/// The Link session in one line: mode, peers, tempo, phase in the quantum, transport, who
+/// set the timeline and when a peer was last heard, e.g. `follow · 1 peer · 128.00 BPM ·
+/// beat 2.41/4 · playing · led by Xy7#pQ2a · heard 120 ms ago`.
+pub fn link_line(l: &LinkState) -> String {
+    let mut parts = vec![l.mode.clone()];
+    parts.push(match l.peers {
+        0 => "no peers".to_string(),
+        1 => "1 peer".to_string(),
+        n => format!("{n} peers"),
+    });
+    if l.heard > l.peers {
+        let _ = write!(parts[1], " (+{} in another session)", l.heard - l.peers);
+    }
+    parts.push(format!("{:.2} BPM", l.tempo_bpm));
+    parts.push(format!("beat {:.2}/{}", l.phase, l.quantum));
+    parts.push(if l.playing { "playing" } else { "stopped" }.into());
+    parts.push(match (l.peers, l.timeline.as_str()) {
+        (0, _) => "alone".to_string(),
+        (_, "lead") => "leading".to_string(),
+        _ => format!("led by {}", l.timeline_from),
+    });
+    if let Some(ms) = l.last_heard_ms {
+        parts.push(format!("heard {ms} ms ago"));
+    }
+    parts.join(" · ")
+}
+
 /// The snapshot as aligned `label  value` lines.
 pub fn render(s: &Snapshot) -> String {
     let mut out = String::new();
@@ -243,6 +271,9 @@ pub fn render(s: &Snapshot) -> String {
             );
         }
     }
+    if let Some(l) = &s.link {
+        line(&mut out, "link", link_line(l));
+    }
     let total: u64 = s.rejected.values().sum();
     if total == 0 {
         line(&mut out, "rejected", "none".into());
@@ -299,6 +330,94 @@ mod tests {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }
         assert!(!text.contains("peers"), "{text}");
+        assert!(!text.contains("link "), "Link is off: no line\n{text}");
+    }
+
+    fn link() -> LinkState {
+        LinkState {
+            mode: "follow".into(),
+            node: "ourNode1".into(),
+            session: "aalinkSs".into(),
+            peers: 2,
+            heard: 2,
+            tempo_bpm: 128.0,
+            beat: 1034.41,
+            phase: 2.41,
+            quantum: 4.0,
+            playing: true,
+            timeline: "follow".into(),
+            timeline_from: "aalinkSs".into(),
+            last_heard_ms: Some(120),
+        }
+    }
+
+    #[test]
+    fn renders_the_link_session() {
+        let mut s = snapshot();
+        s.link = Some(link());
+        let text = render(&s);
+        assert!(
+            text.contains(
+                "link      follow · 2 peers · 128.00 BPM · beat 2.41/4 · playing · \
+                 led by aalinkSs · heard 120 ms ago\n"
+            ),
+            "{text}"
+        );
+        // The line sits before the rejected counters.
+        assert!(text.find("link  ") < text.find("rejected"), "{text}");
+        // Leading, one peer, stopped, a peer of another session heard.
+        let lead = LinkState {
+            mode: "both".into(),
+            peers: 1,
+            heard: 2,
+            tempo_bpm: 99.996,
+            phase: 0.0,
+            playing: false,
+            timeline: "lead".into(),
+            timeline_from: "ourNode1".into(),
+            ..link()
+        };
+        assert_eq!(
+            link_line(&lead),
+            "both · 1 peer (+1 in another session) · 100.00 BPM · beat 0.00/4 · stopped · \
+             leading · heard 120 ms ago"
+        );
+        // Alone on its own session: nobody to lead or be led by.
+        let alone = LinkState {
+            peers: 0,
+            heard: 0,
+            timeline: "lead".into(),
+            last_heard_ms: None,
+            quantum: 3.0,
+            ..link()
+        };
+        assert_eq!(
+            link_line(&alone),
+            "follow · no peers · 128.00 BPM · beat 2.41/3 · playing · alone"
+        );
+    }
+
+    #[test]
+    fn the_json_status_carries_the_link_fields() {
+        let mut s = snapshot();
+        s.link = Some(link());
+        let v = serde_json::to_value(&s).expect("json");
+        let l = &v["link"];
+        assert_eq!(l["mode"], "follow");
+        assert_eq!(l["peers"], 2);
+        assert_eq!(l["tempo_bpm"], 128.0);
+        assert_eq!(l["phase"], 2.41);
+        assert_eq!(l["playing"], true);
+        assert_eq!(l["timeline"], "follow");
+        assert_eq!(l["timeline_from"], "aalinkSs");
+        assert_eq!(l["last_heard_ms"], 120);
+        // A node without Link (or an older one) reads as no session.
+        let off = serde_json::to_value(snapshot()).expect("json");
+        assert!(off["link"].is_null(), "{off}");
+        let old: Snapshot = serde_json::from_str(r#"{"id":"old"}"#).expect("older node");
+        assert_eq!(old.link, None);
+        let back: Snapshot = serde_json::from_value(v).expect("round trip");
+        assert_eq!(back.link, Some(link()));
     }
 
     #[test]

@@ -19,6 +19,11 @@ pub fn host_us_now() -> i64 {
     (mono_ns() / 1000) as i64
 }
 
+/// Monotonic ns at Link host time `us` (whole µs, as the session stamps what it hears).
+pub fn mono_of_host_us(us: i64) -> u64 {
+    us.max(0) as u64 * 1000
+}
+
 /// A Link session's time as one peer sees it: its timeline and its ghost transform.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LinkTime {

@@ -14,4 +14,4 @@ pub use command::Command;
 pub use fade::{fade_out, FADE_STEPS};
 pub use handle::{HandleError, NodeHandle, NodeInbox, Origin, Request};
 pub use refusal::Refusal;
-pub use snapshot::{LightState, Meters, PeerState, Snapshot, SyncState};
+pub use snapshot::{LightState, LinkState, Meters, PeerState, Snapshot, SyncState};

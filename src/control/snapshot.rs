@@ -57,6 +57,38 @@ pub struct PeerState {
     pub version: String,
 }
 
+/// This node's Ableton Link session (`[link]`, `docs/link.md`), as of the snapshot instant.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LinkState {
+    /// `[link] mode`: `follow`, `lead` or `both`.
+    pub mode: String,
+    /// Our Link node id.
+    pub node: String,
+    /// The session we are in (its founder's node id; ours while we are alone).
+    pub session: String,
+    /// Other Link peers in our session.
+    pub peers: usize,
+    /// Link peers heard in any session (ours or one not joined).
+    pub heard: usize,
+    /// Session tempo, BPM.
+    pub tempo_bpm: f64,
+    /// Session beat at the snapshot instant.
+    pub beat: f64,
+    /// Beats into the quantum at the snapshot instant, `0 ≤ phase < quantum`.
+    pub phase: f64,
+    /// `[link] quantum`, beats.
+    pub quantum: f64,
+    /// The session's transport is playing (Link start/stop).
+    pub playing: bool,
+    /// Who set the session timeline last: `lead` (this bike) or `follow` (a peer).
+    pub timeline: String,
+    /// The node id of whoever set the timeline last (ours when `lead`).
+    pub timeline_from: String,
+    /// Milliseconds since a peer in our session was last heard (`None`: nobody is in it).
+    pub last_heard_ms: Option<u64>,
+}
+
 /// Live music meters (beat counter and band levels) for lights and UIs.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Meters {
@@ -113,6 +145,8 @@ pub struct Snapshot {
     pub meters: Meters,
     /// Rejected-input counters by reason (security).
     pub rejected: BTreeMap<String, u64>,
+    /// The Ableton Link session (`None`: Link is off).
+    pub link: Option<LinkState>,
 }
 
 impl Snapshot {

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, watch};
 use super::session::{Action, Counters, Session};
 use super::wire::{NodeId, StartStop, GROUP, MAX_MESSAGE, PORT};
 use super::LinkError;
-use crate::clock::link::{host_us_now, LinkTime};
+use crate::clock::link::{host_us_now, mono_of_host_us, LinkTime};
 
 /// The three sockets of one gateway, bound.
 #[derive(Debug)]
@@ -109,6 +109,9 @@ pub struct LinkStatus {
     pub start_stop: StartStop,
     /// Who last set the timeline.
     pub tempo_from: NodeId,
+    /// Monotonic ns at which a peer in our session was last heard (`None`: nobody is in
+    /// it).
+    pub last_heard_ns: Option<u64>,
     /// Counters.
     pub counters: Counters,
 }
@@ -289,6 +292,7 @@ fn status_of(s: &Session) -> LinkStatus {
         },
         start_stop: s.start_stop,
         tempo_from: s.timeline_from,
+        last_heard_ns: s.last_heard().map(mono_of_host_us),
         counters: s.counters,
     }
 }

@@ -56,6 +56,8 @@ pub struct Peer {
     pub state: PeerState,
     /// Host µs after which its state is stale.
     pub deadline: i64,
+    /// Host µs at which it was last heard.
+    pub heard: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -171,6 +173,15 @@ impl Session {
             .count()
     }
 
+    /// Host µs at which a peer in our session was last heard (`None`: nobody is in it).
+    pub fn last_heard(&self) -> Option<i64> {
+        self.peers
+            .iter()
+            .filter(|p| p.state.session == Some(self.session))
+            .map(|p| p.heard)
+            .max()
+    }
+
     /// A measurement is under way.
     pub fn measuring(&self) -> bool {
         self.measuring.is_some()
@@ -226,11 +237,13 @@ impl Session {
                     Some(p) => {
                         p.state = m.state;
                         p.deadline = deadline;
+                        p.heard = now;
                     }
                     None => self.peers.push(Peer {
                         node: m.node,
                         state: m.state,
                         deadline,
+                        heard: now,
                     }),
                 }
                 self.heard(&m, now, &mut out);
@@ -568,6 +581,11 @@ mod tests {
         assert_eq!(p.b.ghost, p.a.ghost);
         assert_eq!((p.a.members(), p.b.members()), (1, 1));
         assert_eq!(p.b.counters.joined, 1);
+        // Each heard the other within the last Alive period.
+        for s in [&p.a, &p.b] {
+            let heard = s.last_heard().expect("a member was heard");
+            assert!(t - heard <= ALIVE_PERIOD_US + 1000, "{}", t - heard);
+        }
         // B changes the tempo: A follows, with the beat continuous.
         let g = p.a.ghost.ghost(t);
         let before = p.a.timeline.beat_at(g as f64);

@@ -6,14 +6,16 @@
 //! runner posts on the live plane (beatmap or live analysis) become the session timeline,
 //! re-published only when the session drifts from the music by more than 2 ms or 0.01 BPM
 //! (so bikes that play in sync leave it to whoever moved first), and the transport follows
-//! playing.
+//! playing. *Status*: [`LinkReport`] turns the session into the snapshot's
+//! [`LinkState`] (peers, tempo, phase, transport, who set the timeline) for `convoy status`.
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use crate::clock::mono_ns;
 use crate::config::{LinkConfig, LinkMode};
-use crate::link::{LinkControl, LinkPeer, LinkSockets, LinkStatus};
+use crate::control::LinkState;
+use crate::link::{show_id, LinkControl, LinkPeer, LinkSockets, LinkStatus};
 use crate::live::LiveBus;
 use crate::show::runner::LinkFollow;
 
@@ -70,12 +72,63 @@ impl NodeLink {
         self.peer.status()
     }
 
+    /// What the node's snapshot shows of the session (outlives the peer: reads as the
+    /// session last stood).
+    pub fn report(&self) -> LinkReport {
+        LinkReport {
+            status: self.peer.watch(),
+            mode: self.config.mode,
+            quantum: self.config.quantum,
+        }
+    }
+
     /// Leave the session (ByeBye).
     pub async fn stop(self) {
         if let Some(t) = self.lead {
             t.abort();
         }
         self.peer.shutdown().await;
+    }
+}
+
+/// The session as the node's snapshot shows it.
+#[derive(Debug, Clone)]
+pub struct LinkReport {
+    status: tokio::sync::watch::Receiver<LinkStatus>,
+    mode: LinkMode,
+    quantum: f64,
+}
+
+impl LinkReport {
+    /// The session at monotonic `now_ns`.
+    pub fn state(&self, now_ns: u64) -> LinkState {
+        state_of(&self.status.borrow(), self.mode, self.quantum, now_ns)
+    }
+}
+
+/// `status` at monotonic `now_ns` as the snapshot shows it.
+fn state_of(status: &LinkStatus, mode: LinkMode, quantum: f64, now_ns: u64) -> LinkState {
+    let mode = match mode {
+        LinkMode::Follow => "follow",
+        LinkMode::Lead => "lead",
+        LinkMode::Both => "both",
+    };
+    LinkState {
+        mode: mode.into(),
+        node: show_id(&status.node),
+        session: show_id(&status.session),
+        peers: status.peers,
+        heard: status.heard,
+        tempo_bpm: status.time.bpm(),
+        beat: status.time.beat_at_mono(now_ns),
+        phase: status.time.phase_at_mono(now_ns, quantum),
+        quantum,
+        playing: status.start_stop.playing,
+        timeline: if status.leads() { "lead" } else { "follow" }.into(),
+        timeline_from: show_id(&status.tempo_from),
+        last_heard_ms: status
+            .last_heard_ns
+            .map(|at| now_ns.saturating_sub(at) / 1_000_000),
     }
 }
 
@@ -123,6 +176,55 @@ async fn lead(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_snapshot_shows_the_session_at_its_instant() {
+        use crate::clock::link::LinkTime;
+        use crate::link::wire::Timeline;
+        // 120 BPM, beat 0 at ghost 0, ghost = host: beat 9.5 at mono 4.75 s.
+        let status = LinkStatus {
+            node: *b"ourNode1",
+            session: *b"aalinkSs",
+            peers: 1,
+            heard: 1,
+            time: LinkTime {
+                timeline: Timeline::founding(120.0),
+                ..LinkTime::default()
+            },
+            start_stop: crate::link::StartStop {
+                playing: true,
+                ..Default::default()
+            },
+            tempo_from: *b"aalinkSs",
+            last_heard_ns: Some(4_500_000_000),
+            ..LinkStatus::default()
+        };
+        let s = state_of(&status, LinkMode::Both, 4.0, 4_750_000_000);
+        assert_eq!((s.mode.as_str(), s.peers, s.heard), ("both", 1, 1));
+        assert_eq!(
+            (s.node.as_str(), s.session.as_str()),
+            ("ourNode1", "aalinkSs")
+        );
+        assert!((s.tempo_bpm - 120.0).abs() < 1e-9);
+        assert!((s.beat - 9.5).abs() < 1e-9 && (s.phase - 1.5).abs() < 1e-9);
+        assert!(s.playing);
+        assert_eq!(
+            (s.timeline.as_str(), s.timeline_from.as_str()),
+            ("follow", "aalinkSs")
+        );
+        assert_eq!(s.last_heard_ms, Some(250));
+        // Alone: our own session, our timeline, nobody heard.
+        let alone = LinkStatus {
+            session: status.node,
+            tempo_from: status.node,
+            peers: 0,
+            heard: 0,
+            last_heard_ns: None,
+            ..status
+        };
+        let s = state_of(&alone, LinkMode::Lead, 4.0, 4_750_000_000);
+        assert_eq!((s.timeline.as_str(), s.last_heard_ms), ("lead", None));
+    }
 
     #[test]
     fn phase_error_wraps_into_half_a_quantum() {

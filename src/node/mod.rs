@@ -322,6 +322,7 @@ pub async fn run_with(
         console: opts.console.then(|| config.sync.leader.clone()),
         strip: false,
         console_text: Arc::default(),
+        link: link.as_ref().map(link::NodeLink::report),
     };
     // On a terminal with the simulated strip: the strip drawn at `led.fps`, the status
     // line after it (issue #27: `convoy node` drew no strip).
@@ -680,6 +681,8 @@ struct View<'a> {
     /// prints after every frame.
     strip: bool,
     console_text: Arc<Mutex<String>>,
+    /// The Link session, for the snapshot (`[link] enabled`).
+    link: Option<link::LinkReport>,
 }
 
 impl View<'_> {
@@ -816,6 +819,7 @@ impl View<'_> {
                     link: "none".to_string(),
                 }
             },
+            link: self.link.as_ref().map(|l| l.state(mono_ns())),
             ..Snapshot::default()
         }
     }

@@ -67,6 +67,7 @@ pub fn initial_snapshot() -> Snapshot {
             bands: vec![0.0; 3],
         },
         rejected: Default::default(),
+        link: None,
     }
 }
 
