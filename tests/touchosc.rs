@@ -11,7 +11,7 @@ use std::path::Path;
 use base64::Engine as _;
 use convoy::control::Command;
 use convoy::osc::codec::{OscMessage, OscType};
-use convoy::osc::command::parse;
+use convoy::osc::command::{parse, parse_request, Request};
 use convoy::osc::feedback::FIELDS;
 use tokio::net::UdpSocket;
 
@@ -94,24 +94,29 @@ async fn every_layout_address_is_accepted_by_the_osc_parser() {
                 shown.push(addr);
             }
             "push" if SERVED.contains(&addr.as_str()) => served.push(addr),
-            "push" | "toggle" | "faderh" | "faderv" => {
+            "push" | "toggle" | "faderh" | "faderv" | "xy" => {
                 let range = ["scalef", "scalet"].map(|k| {
                     c.get(k)
                         .and_then(|v| v.parse::<f32>().ok())
                         .unwrap_or_else(|| panic!("{addr}: no numeric {k}"))
                 });
+                // An XY pad sends both axes in one message (x, y).
+                let args = |v: f32| match kind {
+                    "xy" => vec![OscType::Float(v), OscType::Float(v)],
+                    _ => vec![OscType::Float(v)],
+                };
                 for v in range {
                     let msg = OscMessage {
                         addr: addr.clone(),
-                        args: vec![OscType::Float(v)],
+                        args: args(v),
                     };
-                    let cmd =
-                        parse(&msg).unwrap_or_else(|e| panic!("{kind} {addr} f {v}: refused: {e}"));
+                    let req = parse_request(&msg)
+                        .unwrap_or_else(|e| panic!("{kind} {addr} f {v}: refused: {e}"));
                     // A button's press (scalet) must command something, not read as a release.
                     if kind == "push" && v != 0.0 {
                         assert!(
-                            !matches!(cmd, Command::Release { .. }),
-                            "{addr} press: {cmd:?}"
+                            !matches!(req, Request::Node(Command::Release { .. })),
+                            "{addr} press: {req:?}"
                         );
                     }
                 }
@@ -127,7 +132,9 @@ async fn every_layout_address_is_accepted_by_the_osc_parser() {
         "/convoy/next",
         "/go",
         "/convoy/bright",
-        "/convoy/seek",
+        "/convoy/seek/norm",
+        "/convoy/hue/norm",
+        "/convoy/color/xy",
     ] {
         assert!(
             sent.iter().any(|a| a == want),
@@ -159,15 +166,12 @@ fn a_misspelled_address_would_be_refused() {
         args: vec![OscType::Float(1.0)],
     };
     assert!(parse(&msg).is_err());
-    // And the gaps README.md names: Mk1 floats are refused by hue and pattern.
-    for addr in ["/convoy/hue", "/convoy/pattern"] {
+    // And a fader's range: the 0..1 controls refuse what a fader set to another range sends.
+    for addr in ["/convoy/seek/norm", "/convoy/hue/norm"] {
         let msg = OscMessage {
             addr: addr.into(),
-            args: vec![OscType::Float(1.0)],
+            args: vec![OscType::Float(360.0)],
         };
-        assert!(
-            parse(&msg).is_err(),
-            "{addr} now takes a float: add it to the layout"
-        );
+        assert!(parse_request(&msg).is_err(), "{addr} took 360.0");
     }
 }

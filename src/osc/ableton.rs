@@ -11,7 +11,11 @@
 //! getter is always answered). Live that has not answered for [`LOST_AFTER`] has gone (quit,
 //! crashed, restarted, the script reloaded); the first answer after that — a fresh Live —
 //! is re-subscribed at once, since a new Live has forgotten the old listeners, and so is a
-//! `/live/startup` (which newer AbletonOSC sends when it starts).
+//! `/live/startup` (which newer AbletonOSC sends when it starts). Until a listener has
+//! answered (`is_playing`, which only the listener sends: AbletonOSC answers
+//! `start_listen` with the current value), the listeners are asked for again at every
+//! [`PING`]: Live started after Convoy answers the ping within [`LOST_AFTER`] but never
+//! heard the first requests.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,6 +40,8 @@ pub const LISTEN: [&str; 3] = [
     "/live/song/start_listen/is_playing",
 ];
 const GET_TEMPO: &str = "/live/song/get/tempo";
+/// Only a listener sends it: proof the listeners run.
+const IS_PLAYING: &str = "/live/song/get/is_playing";
 /// Sent by AbletonOSC when it starts (README, "Application status messages").
 const STARTUP: &str = "/live/startup";
 
@@ -52,7 +58,7 @@ pub fn event(m: &OscMessage) -> Option<DawEvent> {
     match m.addr.as_str() {
         "/live/song/get/beat" => Some(DawEvent::Beat(v)),
         GET_TEMPO => Some(DawEvent::Tempo(v)),
-        "/live/song/get/is_playing" => Some(DawEvent::IsPlaying(v != 0.0)),
+        IS_PLAYING => Some(DawEvent::IsPlaying(v != 0.0)),
         _ => None,
     }
 }
@@ -81,7 +87,10 @@ pub async fn run(socket: UdpSocket, live: SocketAddr, exec: Arc<Executor>) {
     tracing::info!(%live, "following Ableton Live through AbletonOSC");
     let mut heard = tokio::time::Instant::now();
     let mut lost = false;
+    // A listener has answered since the last subscription.
+    let mut listening = false;
     let mut ping = tokio::time::interval(PING);
+    ping.tick().await; // the first tick is now: the subscription above
     let mut buf = vec![0u8; 65_536];
     loop {
         tokio::select! {
@@ -89,6 +98,9 @@ pub async fn run(socket: UdpSocket, live: SocketAddr, exec: Arc<Executor>) {
                 if !lost && heard.elapsed() > LOST_AFTER {
                     lost = true;
                     tracing::warn!(%live, "Ableton Live stopped answering; waiting for it");
+                }
+                if !listening {
+                    subscribe(socket.clone()).await;
                 }
                 send(&socket, live, GET_TEMPO).await;
             }
@@ -101,6 +113,7 @@ pub async fn run(socket: UdpSocket, live: SocketAddr, exec: Arc<Executor>) {
                 heard = tokio::time::Instant::now();
                 if std::mem::replace(&mut lost, false) {
                     tracing::info!(%live, "Ableton Live answers again; listening anew");
+                    listening = false;
                     subscribe(socket.clone()).await;
                 }
                 let Ok(packet) = codec::decode(&buf[..n]) else { continue };
@@ -109,7 +122,11 @@ pub async fn run(socket: UdpSocket, live: SocketAddr, exec: Arc<Executor>) {
                 // Newer AbletonOSC announces a (re)start.
                 if msgs.iter().any(|m| m.addr == STARTUP) {
                     tracing::info!(%live, "AbletonOSC started; listening anew");
+                    listening = false;
                     subscribe(socket.clone()).await;
+                }
+                if msgs.iter().any(|m| m.addr == IS_PLAYING) {
+                    listening = true;
                 }
                 let peer = Peer::Udp { socket: socket.clone(), addr: from };
                 for ev in msgs.iter().filter_map(event) {

@@ -52,6 +52,24 @@ pub enum CommandError {
     /// The address contains pattern characters; see `matching_methods`.
     #[error("address {0:?} is a pattern; dispatch via matching_methods")]
     PatternAddress(String),
+    /// The address is not one node command (several, or one that needs the node's state):
+    /// see [`CommandParser::parse_request`].
+    #[error("{0}: not a single node command; dispatch via parse_request")]
+    NotOneCommand(String),
+}
+
+/// What one control message asks the node for. Most addresses are one [`Command`]; the
+/// TouchOSC conveniences are several (`/convoy/color/xy`: the hue, then the brightness) or
+/// are resolved against what plays when they run (`/convoy/seek/norm`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    /// One node command.
+    Node(Command),
+    /// Node commands to apply in order (answered once: ok if all were).
+    Nodes(Vec<Command>),
+    /// `/convoy/seek/norm`: seek to this fraction (0..=1) of the loaded track's length, a
+    /// [`Command::Seek`] once the length is known; refused when no track is loaded.
+    SeekFraction(f64),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +95,9 @@ enum Kind {
     Lead,
     Resume,
     Panic,
+    SeekNorm,
+    HueNorm,
+    ColorXy,
 }
 
 /// Method table: (address, kind, signature shown in errors).
@@ -98,6 +119,21 @@ const METHODS: &[(&str, Kind, &str)] = &[
     ),
     ("/convoy/hue", Kind::Hue, "/convoy/hue degrees:i|f"),
     ("/convoy/bright", Kind::Bright, "/convoy/bright level:i|f"),
+    (
+        "/convoy/seek/norm",
+        Kind::SeekNorm,
+        "/convoy/seek/norm fraction:f|i (0..1 of the track)",
+    ),
+    (
+        "/convoy/hue/norm",
+        Kind::HueNorm,
+        "/convoy/hue/norm fraction:f|i (0..1 = 0..360 degrees)",
+    ),
+    (
+        "/convoy/color/xy",
+        Kind::ColorXy,
+        "/convoy/color/xy hue:f|i brightness:f|i (both 0..1)",
+    ),
     (
         "/convoy/color",
         Kind::Color,
@@ -179,20 +215,55 @@ impl CommandParser {
         Ok(self.methods().filter(|m| p.matches(m)).collect())
     }
 
-    /// Parses one message.
+    /// Parses one message that is one node command (anything but the addresses
+    /// [`parse_request`](Self::parse_request) answers with several or a seek fraction).
     pub fn parse(&self, msg: &OscMessage) -> Result<Command, CommandError> {
+        match self.parse_request(msg)? {
+            Request::Node(cmd) => Ok(cmd),
+            _ => Err(CommandError::NotOneCommand(msg.addr.clone())),
+        }
+    }
+
+    /// Parses one message into what it asks the node for.
+    pub fn parse_request(&self, msg: &OscMessage) -> Result<Request, CommandError> {
         let addr = msg.addr.as_str();
         if let Some(&(kind, sig)) = self.literal.get(addr) {
             if kind == Kind::Panic {
-                return Ok(match trigger(sig, addr, &msg.args)? {
+                return Ok(Request::Node(match trigger(sig, addr, &msg.args)? {
                     true => Command::Panic {
                         fade_ms: self.panic_fade_ms,
                     },
                     false => release(addr),
-                });
+                }));
             }
-            return parse_kind(kind, sig, addr, &msg.args);
+            return match kind {
+                Kind::SeekNorm => Ok(Request::SeekFraction(fraction(sig, addr, &msg.args)?)),
+                Kind::HueNorm => Ok(Request::Node(Command::Hue {
+                    degrees: norm_hue(fraction(sig, addr, &msg.args)?),
+                })),
+                Kind::ColorXy => match msg.args.as_slice() {
+                    [x, y] => {
+                        let (x, y) = (
+                            unit(sig, addr, x, &msg.args)?,
+                            unit(sig, addr, y, &msg.args)?,
+                        );
+                        Ok(Request::Nodes(vec![
+                            Command::Hue {
+                                degrees: norm_hue(x),
+                            },
+                            Command::Bright { level: y as f32 },
+                        ]))
+                    }
+                    _ => Err(bad_args(sig, addr, &msg.args)),
+                },
+                _ => parse_kind(kind, sig, addr, &msg.args).map(Request::Node),
+            };
         }
+        self.parse_addressed(msg).map(Request::Node)
+    }
+
+    fn parse_addressed(&self, msg: &OscMessage) -> Result<Command, CommandError> {
+        let addr = msg.addr.as_str();
         // QLab cue-number wildcards (`/cue/*/start`, `/cue/{drop,chase}/start`): the node
         // matches the pattern against the playing track's cues.
         if let Some(cue) = cue_segment(addr) {
@@ -238,10 +309,19 @@ pub fn cue_segment(addr: &str) -> Option<&str> {
     }
 }
 
+fn parser() -> &'static CommandParser {
+    static PARSER: OnceLock<CommandParser> = OnceLock::new();
+    PARSER.get_or_init(CommandParser::new)
+}
+
 /// Parses with a process-wide parser compiled on first use.
 pub fn parse(msg: &OscMessage) -> Result<Command, CommandError> {
-    static PARSER: OnceLock<CommandParser> = OnceLock::new();
-    PARSER.get_or_init(CommandParser::new).parse(msg)
+    parser().parse(msg)
+}
+
+/// [`CommandParser::parse_request`] with a process-wide parser compiled on first use.
+pub fn parse_request(msg: &OscMessage) -> Result<Request, CommandError> {
+    parser().parse_request(msg)
 }
 
 /// QLab-style reply: address `/reply<address>` with the JSON status string.
@@ -345,6 +425,33 @@ fn one_number(sig: &'static str, addr: &str, args: &[OscType]) -> Result<f64, Co
     }
 }
 
+/// A normalized value (a TouchOSC fader's 0..1): one number, int or float, within 0..=1;
+/// anything outside is refused naming the range (a fader cannot send it: a misconfigured
+/// surface should learn, not be silently clamped).
+fn fraction(sig: &'static str, addr: &str, args: &[OscType]) -> Result<f64, CommandError> {
+    match args {
+        [a] => unit(sig, addr, a, args),
+        _ => Err(bad_args(sig, addr, args)),
+    }
+}
+
+fn unit(sig: &'static str, addr: &str, a: &OscType, args: &[OscType]) -> Result<f64, CommandError> {
+    let v = number(a).ok_or_else(|| bad_args(sig, addr, args))?;
+    if !v.is_finite() {
+        return Err(bad_value(sig, addr, "not a finite number"));
+    }
+    if !(0.0..=1.0).contains(&v) {
+        return Err(bad_value(sig, addr, "outside 0..1"));
+    }
+    Ok(v)
+}
+
+/// 0..=1 onto whole degrees 0..360 (1.0 is 360, the same hue as 0). Rounded to the
+/// nearest degree, so `100/360` is exactly hue 100.
+fn norm_hue(f: f64) -> u16 {
+    ((f * 360.0).round() as u16) % 360
+}
+
 /// Colour channel: ints are 0..255, floats 0..1; clamped.
 fn channel(a: &OscType) -> Option<u8> {
     match a {
@@ -437,6 +544,10 @@ fn parse_kind(
             },
             _ => Err(bad_args(sig, addr, args)),
         },
+        // Answered by `CommandParser::parse_request` before this.
+        Kind::SeekNorm | Kind::HueNorm | Kind::ColorXy => {
+            Err(CommandError::NotOneCommand(addr.to_string()))
+        }
         Kind::DawTempo => Ok(Command::DawTempo {
             bpm: one_number(sig, addr, args)? as f32,
         }),
@@ -640,6 +751,115 @@ mod tests {
             p("/convoy/hue", vec![Float(f32::NAN)]),
             Err(CommandError::BadValue { .. })
         ));
+    }
+
+    fn req(addr: &str, args: Vec<OscType>) -> Result<Request, CommandError> {
+        parse_request(&OscMessage {
+            addr: addr.into(),
+            args,
+        })
+    }
+
+    #[test]
+    fn touchosc_normalized_controls() {
+        // A fader's 0..1, as a float or an int, onto the native commands (issue #22).
+        assert_eq!(
+            req("/convoy/seek/norm", vec![Float(0.25)]),
+            Ok(Request::SeekFraction(0.25))
+        );
+        assert_eq!(
+            req("/convoy/seek/norm", vec![Int(1)]),
+            Ok(Request::SeekFraction(1.0))
+        );
+        // Exact degrees: the float nearest 100/360 is hue 100, not 99.
+        assert_eq!(
+            req("/convoy/hue/norm", vec![Float(100.0 / 360.0)]),
+            Ok(Request::Node(Command::Hue { degrees: 100 }))
+        );
+        assert_eq!(
+            req("/convoy/hue/norm", vec![Float(1.0)]),
+            Ok(Request::Node(Command::Hue { degrees: 0 }))
+        );
+        assert_eq!(
+            req("/convoy/hue/norm", vec![Int(0)]),
+            Ok(Request::Node(Command::Hue { degrees: 0 }))
+        );
+        assert_eq!(
+            req("/convoy/hue/norm", vec![Double(0.5)]),
+            Ok(Request::Node(Command::Hue { degrees: 180 }))
+        );
+        // The XY pad: hue from x, brightness from y, in that order.
+        assert_eq!(
+            req("/convoy/color/xy", vec![Float(0.75), Float(0.5)]),
+            Ok(Request::Nodes(vec![
+                Command::Hue { degrees: 270 },
+                Command::Bright { level: 0.5 }
+            ]))
+        );
+        assert_eq!(
+            req("/convoy/color/xy", vec![Int(0), Int(1)]),
+            Ok(Request::Nodes(vec![
+                Command::Hue { degrees: 0 },
+                Command::Bright { level: 1.0 }
+            ]))
+        );
+        // Brightness: a float 0..1 as is, an int 0..255.
+        assert_eq!(
+            req("/convoy/bright", vec![Float(0.5)]),
+            Ok(Request::Node(Command::Bright { level: 0.5 }))
+        );
+        assert_eq!(
+            req("/convoy/bright", vec![Int(51)]),
+            Ok(Request::Node(Command::Bright { level: 0.2 }))
+        );
+        // Every other address is one node command through parse_request too.
+        assert_eq!(
+            req("/convoy/stop", vec![]),
+            Ok(Request::Node(Command::Stop))
+        );
+        assert_eq!(
+            req("/cue/3/start", vec![]),
+            Ok(Request::Node(Command::CueStart { cue: "3".into() }))
+        );
+    }
+
+    #[test]
+    fn normalized_values_outside_0_1_are_refused_naming_the_range() {
+        assert_eq!(
+            req("/convoy/seek/norm", vec![Float(1.5)])
+                .unwrap_err()
+                .to_string(),
+            "/convoy/seek/norm: bad value (outside 0..1); expected /convoy/seek/norm fraction:f|i (0..1 of the track)"
+        );
+        assert_eq!(
+            req("/convoy/hue/norm", vec![Float(-0.1)])
+                .unwrap_err()
+                .to_string(),
+            "/convoy/hue/norm: bad value (outside 0..1); expected /convoy/hue/norm fraction:f|i (0..1 = 0..360 degrees)"
+        );
+        assert_eq!(
+            req("/convoy/color/xy", vec![Float(0.5), Float(2.0)])
+                .unwrap_err()
+                .to_string(),
+            "/convoy/color/xy: bad value (outside 0..1); expected /convoy/color/xy hue:f|i brightness:f|i (both 0..1)"
+        );
+        assert!(matches!(
+            req("/convoy/seek/norm", vec![Float(f32::NAN)]),
+            Err(CommandError::BadValue { .. })
+        ));
+        assert!(matches!(
+            req("/convoy/color/xy", vec![Float(0.5)]),
+            Err(CommandError::BadArgs { .. })
+        ));
+        assert!(matches!(
+            req("/convoy/hue/norm", vec![String("red".into())]),
+            Err(CommandError::BadArgs { .. })
+        ));
+        // Not one command: `parse` says to dispatch via parse_request.
+        assert_eq!(
+            p("/convoy/color/xy", vec![Float(0.5), Float(0.5)]),
+            Err(CommandError::NotOneCommand("/convoy/color/xy".into()))
+        );
     }
 
     #[test]

@@ -33,7 +33,7 @@ use serde_json::json;
 use tokio::net::UdpSocket;
 
 use super::codec::{self, Epoch};
-use super::command::{self, Command, CommandParser};
+use super::command::{self, Command, CommandParser, Request};
 use super::feedback::{Clients, Peer};
 use super::follow::{DawEvent, Follower, Ours};
 use super::pattern::{has_wildcards, Pattern};
@@ -56,6 +56,10 @@ pub const COOKIE: &str = "/convoy/cookie";
 pub enum Action {
     /// A node command.
     Node(Command),
+    /// Node commands in order, answered once (`/convoy/color/xy`).
+    Nodes(Vec<Command>),
+    /// Seek to this fraction of the loaded track's length (`/convoy/seek/norm`).
+    SeekFraction(f64),
     /// Reply with the node's snapshot.
     Status,
     /// Feedback to the sender, or to its host at this UDP port, with the cookie that
@@ -162,7 +166,22 @@ impl Executor {
     fn call(&self, peer: &Peer, call: Call, trust: Trust, limit: Option<usize>) {
         let Call { address, action } = call;
         match action {
-            Action::Node(cmd) => self.node(peer, address, cmd, limit),
+            Action::Node(cmd) => self.node(peer, address, vec![cmd], limit),
+            Action::Nodes(cmds) => self.node(peer, address, cmds, limit),
+            Action::SeekFraction(f) => {
+                // The node's state now: a fader's 0..1 of the track that is loaded.
+                let snap = self.handle.snapshot_now();
+                match (snap.track.as_ref(), snap.duration_ms) {
+                    (Some(_), Some(d)) if d > 0.0 => {
+                        let cmd = Command::Seek { position_ms: f * d };
+                        self.node(peer, address, vec![cmd], limit)
+                    }
+                    _ => {
+                        let why = "nothing is playing: a 0..1 seek needs a loaded track's length";
+                        self.answer(peer, &address, error_body(&address, why), limit)
+                    }
+                }
+            }
             Action::Status => {
                 let data =
                     serde_json::to_value(self.handle.snapshot()).unwrap_or(serde_json::Value::Null);
@@ -244,33 +263,45 @@ impl Executor {
         }
     }
 
-    fn node(&self, peer: &Peer, address: String, cmd: Command, limit: Option<usize>) {
+    /// Sends `cmds` to the node in order and answers once: `ok` when every one was carried
+    /// out, else the first refusal.
+    fn node(&self, peer: &Peer, address: String, cmds: Vec<Command>, limit: Option<usize>) {
         let origin = Origin::Osc(peer.addr().to_string());
         if !self.reply {
-            if let Err(e) = self.handle.submit(cmd, origin) {
-                tracing::warn!(peer = %peer.addr(), %address, error = %e, "OSC command dropped");
+            for cmd in cmds {
+                if let Err(e) = self.handle.submit(cmd, origin.clone()) {
+                    tracing::warn!(peer = %peer.addr(), %address, error = %e, "OSC command dropped");
+                }
             }
             return;
         }
-        match self.handle.send(cmd, origin) {
-            Err(e) => self.answer(peer, &address, error_body(&address, &e.to_string()), limit),
-            Ok(verdict) => {
-                let peer = peer.clone();
-                let wait = self.reply_timeout;
-                self.rt.spawn(async move {
-                    let body = match tokio::time::timeout(wait, verdict).await {
-                        Ok(Ok(Ok(()))) => ok_body(&address),
-                        Ok(Ok(Err(why))) => error_body(&address, &why.to_string()),
-                        Ok(Err(_)) => error_body(&address, "the node is not running"),
-                        Err(_) => error_body(
-                            &address,
-                            &format!("no verdict from the node within {} ms", wait.as_millis()),
-                        ),
-                    };
-                    peer.send_within(reply_msg(&address, body), limit);
-                });
+        let mut verdicts = Vec::with_capacity(cmds.len());
+        for cmd in cmds {
+            match self.handle.send(cmd, origin.clone()) {
+                Ok(v) => verdicts.push(v),
+                Err(e) => {
+                    self.answer(peer, &address, error_body(&address, &e.to_string()), limit);
+                    return;
+                }
             }
         }
+        let peer = peer.clone();
+        let wait = self.reply_timeout;
+        self.rt.spawn(async move {
+            let deadline = tokio::time::Instant::now() + wait;
+            let mut body = ok_body(&address);
+            for verdict in verdicts {
+                let why = match tokio::time::timeout_at(deadline, verdict).await {
+                    Ok(Ok(Ok(()))) => continue,
+                    Ok(Ok(Err(why))) => why.to_string(),
+                    Ok(Err(_)) => "the node is not running".to_string(),
+                    Err(_) => format!("no verdict from the node within {} ms", wait.as_millis()),
+                };
+                body = error_body(&address, &why);
+                break;
+            }
+            peer.send_within(reply_msg(&address, body), limit);
+        });
     }
 }
 
@@ -536,12 +567,14 @@ impl<C: TimeNow + Clone + Send + 'static> Dispatcher<C> {
                     None => return None,
                 }
             }
-            _ => match self.parser.parse(&OscMessage {
+            _ => match self.parser.parse_request(&OscMessage {
                 addr: address.to_string(),
                 args,
             }) {
-                Ok(Command::Release { .. }) => return None,
-                Ok(cmd) => Action::Node(cmd),
+                Ok(Request::Node(Command::Release { .. })) => return None,
+                Ok(Request::Node(cmd)) => Action::Node(cmd),
+                Ok(Request::Nodes(cmds)) => Action::Nodes(cmds),
+                Ok(Request::SeekFraction(f)) => Action::SeekFraction(f),
                 Err(e) => Action::Fail(e.to_string()),
             },
         };

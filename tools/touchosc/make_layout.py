@@ -71,6 +71,13 @@ class Page:
                   inverted="false", centered="false")
         self.label(text, x, y - 34, w, 30, color)
 
+    def xy(self, addr, text, x, y, w, h, color):
+        # Sends `addr x y`, both 0..1 (rev_xy="false": x first, as Convoy reads it).
+        self._add("xy", x, y, w, h, color, scalef="0.0", scalet="1.0",
+                  osc_cs=b64(self.prefix + addr), inverted_x="false", inverted_y="false",
+                  rev_xy="false")
+        self.label(text, x, y - 34, w, 30, color)
+
 
 def build(secret):
     p = Page(secret)
@@ -104,17 +111,21 @@ def build(secret):
     ]):
         p.push(addr, text, M + i * (bw + M), y, bw, 110, color)
     y += 110 + M
-    p.push("/go", "GO (next cue)", M, y, cw, 150, "green")
-    y += 150 + M
+    p.push("/go", "GO (next cue)", M, y, cw, 110, "green")
+    y += 110 + M
     # Cues of the loaded show (QLab style): the show's cues set patterns and colours.
     for i in range(4):
         p.push(f"/cue/{i + 1}/start", f"CUE {i + 1}", M + i * (bw + M), y, bw, 90, "purple")
     y += 90 + M + 40
-    p.fader("/convoy/bright", "brightness (0..1)", 0.0, 1.0, M, y, cw, 70, "orange")
-    y += 70 + M + 40
-    # /convoy/seek takes an absolute position in ms; the fader spans the first 10 minutes.
-    p.fader("/convoy/seek", "seek (0..10 min)", 0.0, 600000.0, M, y, cw, 70, "blue")
-    y += 70 + M
+    # Colour: an XY pad (hue across, brightness up) beside three 0..1 faders.
+    pad = 300
+    p.xy("/convoy/color/xy", "hue (x) / brightness (y)", M, y, pad, 260, "purple")
+    fx, fw = M + pad + M, cw - pad - M
+    p.fader("/convoy/bright", "brightness (0..1)", 0.0, 1.0, fx, y, fw, 50, "orange")
+    p.fader("/convoy/hue/norm", "hue (0..1 = 0..360 deg)", 0.0, 1.0, fx, y + 94, fw, 50, "red")
+    # 0..1 of the playing track's length, whatever its length.
+    p.fader("/convoy/seek/norm", "seek (0..1 of the track)", 0.0, 1.0, fx, y + 188, fw, 50, "blue")
+    y += 260 + M
     p.toggle("/convoy/fleet/lead", "LEAD the fleet", M, y, cw, 80, "red")
     y += 80
     assert y <= H, f"layout overflows the page: y = {y}"
