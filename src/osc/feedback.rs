@@ -260,12 +260,7 @@ pub const FIELDS: &[Field] = &[
     ("/convoy/fb/position", |x| {
         f(x.position_ms.unwrap_or(0.0) / 1000.0)
     }),
-    ("/convoy/fb/progress", |x| {
-        match (x.position_ms, x.duration_ms) {
-            (Some(p), Some(d)) if d > 0.0 => f((p / d).clamp(0.0, 1.0)),
-            _ => f(0.0),
-        }
-    }),
+    ("/convoy/fb/progress", progress),
     ("/convoy/fb/duration", |x| {
         f(x.duration_ms.unwrap_or(0.0) / 1000.0)
     }),
@@ -297,7 +292,27 @@ pub const FIELDS: &[Field] = &[
         f(x.sync.playback_error_ms.unwrap_or(0.0))
     }),
     ("/convoy/fb/peers", |x| i(x.peers.len() as i64)),
+    // Echoes on the TouchOSC controls' own addresses: a TouchOSC (Mk1) control moves only
+    // on a message to its own address, so the layout's faders and XY pad follow the fleet
+    // (another phone, a show cue, playback) instead of staying where the finger left them.
+    ("/convoy/seek/norm", progress),
+    ("/convoy/hue/norm", |x| f(f64::from(x.light.hue) / 360.0)),
+    ("/convoy/bright", |x| f(x.light.bright.into())),
+    ("/convoy/color/xy", |x| {
+        vec![
+            OscType::Float((f64::from(x.light.hue) / 360.0) as f32),
+            OscType::Float(x.light.bright),
+        ]
+    }),
 ];
+
+/// Playback progress, `0..=1` of the track (0 with nothing loaded).
+fn progress(x: &Snapshot) -> Vec<OscType> {
+    match (x.position_ms, x.duration_ms) {
+        (Some(p), Some(d)) if d > 0.0 => f((p / d).clamp(0.0, 1.0)),
+        _ => f(0.0),
+    }
+}
 
 /// Messages for the fields that differ between `prev` and `now` (all of them without `prev`).
 pub fn feedback_messages(prev: Option<&Snapshot>, now: &Snapshot) -> Vec<OscMessage> {
@@ -391,9 +406,17 @@ mod tests {
                 "/convoy/fb/position",
                 "/convoy/fb/progress",
                 "/convoy/fb/duration",
-                "/convoy/fb/hue"
+                "/convoy/fb/hue",
+                "/convoy/seek/norm",
+                "/convoy/hue/norm",
+                "/convoy/color/xy"
             ]
         );
+        // The TouchOSC controls' own addresses carry what their faders and pad show.
+        assert_eq!(d[5].args, vec![OscType::Float(0.25)]);
+        let hue = (200.0f64 / 360.0) as f32;
+        assert_eq!(d[6].args, vec![OscType::Float(hue)]);
+        assert_eq!(d[7].args, vec![OscType::Float(hue), OscType::Float(0.0)]);
         assert_eq!(d[1].args, vec![OscType::Float(30.0)]);
         assert_eq!(d[2].args, vec![OscType::Float(0.25)]);
         assert_eq!(d[4].args, vec![OscType::Float(200.0)]);
