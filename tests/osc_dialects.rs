@@ -432,8 +432,8 @@ fn touchosc_normalized_controls_read_back_exactly_on_a_node() {
             serde_json::from_str(&node.ask(addr, args, 3.0)).expect("JSON reply");
         assert_eq!(r["status"], "ok", "{addr}: {r}");
     };
-    // The fleet's light state in the node's status line (the snapshot's `light` is the
-    // show runner's, empty without a show).
+    // The fleet's light state in the node's status line (the snapshot's `light`: see
+    // `a_light_change_reaches_status_and_feedback_when_shown`).
     ok("/convoy/hue/norm", vec![OscType::Float(100.0 / 360.0)]);
     node.wait("hue 100", 3.0, |v| v["lights"]["hue"] == 100);
     ok(
@@ -462,6 +462,64 @@ fn touchosc_normalized_controls_read_back_exactly_on_a_node() {
         p >= d / 2.0 && p < d / 2.0 + 1500.0,
         "seek to 0.5 of {d} ms: at {p} ms"
     );
+    node.terminate();
+}
+
+/// A light command reaches what `/convoy/status` and feedback read (the snapshot's
+/// `light`, what the runner shows) as soon as it is shown, not at the next status line:
+/// here status lines come every 5 s and the hue must read back within 300 ms.
+#[test]
+fn a_light_change_reaches_status_and_feedback_when_shown() {
+    use crate::util::node::Node;
+    let port = t::free_udp_port();
+    let mut cmd = std::process::Command::new(crate::util::convoy_bin());
+    for s in [
+        "node.id=shown".to_string(),
+        "audio.sink=null".into(),
+        "sync.role=solo".into(),
+        "osc.enabled=true".into(),
+        "osc.bind=127.0.0.1".into(),
+        format!("osc.port={port}"),
+    ] {
+        cmd.arg("--set").arg(s);
+    }
+    cmd.args([
+        "--log",
+        "warn",
+        "node",
+        "--status-every",
+        "5",
+        "--track",
+        "pilot",
+    ]);
+    let mut node = Node::launch(cmd, port);
+    node_ready(&node);
+    let began = std::time::Instant::now();
+    while status(port)["playing"] != true {
+        assert!(
+            began.elapsed() < Duration::from_secs(10),
+            "the node never played"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for hue in [100, 200] {
+        let r: serde_json::Value = serde_json::from_str(&node.ask(
+            "/convoy/hue/norm",
+            vec![OscType::Float(hue as f32 / 360.0)],
+            3.0,
+        ))
+        .expect("JSON reply");
+        assert_eq!(r["status"], "ok", "{r}");
+        let asked = std::time::Instant::now();
+        while status(port)["light"]["hue"] != hue {
+            assert!(
+                asked.elapsed() < Duration::from_millis(300),
+                "hue {hue}: the snapshot's light after 300 ms: {}",
+                status(port)["light"]
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
     node.terminate();
 }
 

@@ -348,8 +348,16 @@ pub async fn run_with(
         Result<Box<dyn crate::audio::Source>, Refusal>,
     );
     let mut opening: tokio::task::JoinSet<Opening> = tokio::task::JoinSet::new();
+    // What the runner shows, so a light change reaches the snapshot (feedback, status)
+    // when the runner has shown it, not at the next status line.
+    let mut shown = lights.as_ref().map(show::NodeShow::watch);
     loop {
+        let light_now = inbox.state.borrow().light.clone();
         tokio::select! {
+            _ = show::light_changed(&mut shown, &light_now) => {
+                let fv = fleet.as_ref().map(auto::Fleet::view);
+                inbox.state.send_replace(show::snapshot(lights.as_ref(), view.snapshot(roles.current.role(), fv.as_ref())));
+            }
             _ = ticker.tick() => {
                 if let Some(t) = roles.transport.as_mut() {
                     t.tick();

@@ -193,7 +193,31 @@ pub fn snapshot(show: Option<&NodeShow>, mut snap: Snapshot) -> Snapshot {
     snap
 }
 
+/// Waits until the light the runner shows differs from `shown` (the snapshot's); never
+/// returns without a runner or once it has stopped.
+pub async fn light_changed(
+    rx: &mut Option<tokio::sync::watch::Receiver<crate::show::ShowStatus>>,
+    shown: &crate::control::LightState,
+) {
+    if let Some(rx) = rx {
+        if rx.borrow_and_update().light != *shown {
+            return;
+        }
+        while rx.changed().await.is_ok() {
+            if rx.borrow_and_update().light != *shown {
+                return;
+            }
+        }
+    }
+    std::future::pending().await
+}
+
 impl NodeShow {
+    /// A receiver that wakes when the runner's status changes.
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<crate::show::ShowStatus> {
+        self.handle.watch()
+    }
+
     /// Where the lights go.
     pub fn led(&self) -> &crate::led::LedOutput {
         &self.led
