@@ -246,6 +246,42 @@ fn follows(to: &Proc, since: u64, f: impl Fn(&Value) -> bool) -> f64 {
     (at.saturating_sub(since)) as f64 / 1e6
 }
 
+/// How fast one peer followed a transport round the other drove, and when the tempo changed.
+struct Round {
+    tempo_at: u64,
+    tempo_ms: f64,
+    play_ms: f64,
+    stop_ms: f64,
+}
+
+/// `driver` changes the tempo to `bpm`, plays and stops (a third, a sixth and a sixth of
+/// `d` apart, a second after the join, then a third of `d` to settle); `follower` is timed
+/// on each.
+fn transport_round(driver: &mut Proc, follower: &Proc, bpm: u32, d: u64) -> Round {
+    std::thread::sleep(Duration::from_nanos(d / 3 + 1_000_000_000));
+    let tempo = format!("tempo {bpm}");
+    driver.say(&tempo);
+    let tempo_at = driver.did(&tempo);
+    let tempo_ms = follows(follower, tempo_at, |v| {
+        (f(v, "tempo") - f64::from(bpm)).abs() < 0.01
+    });
+    let mut step = |cmd: &str, playing: bool| {
+        std::thread::sleep(Duration::from_nanos(d / 6));
+        driver.say(cmd);
+        let at = driver.did(cmd);
+        follows(follower, at, |v| v["playing"].as_bool() == Some(playing))
+    };
+    let play_ms = step("play", true);
+    let stop_ms = step("stop", false);
+    std::thread::sleep(Duration::from_nanos(d / 3));
+    Round {
+        tempo_at,
+        tempo_ms,
+        play_ms,
+        stop_ms,
+    }
+}
+
 #[test]
 #[ignore = "needs root, iproute2 and aalink (tools/setup.sh --test) for a network namespace"]
 fn link_interop_with_aalink_both_directions() {
@@ -278,19 +314,12 @@ fn link_interop_with_aalink_both_directions() {
         .expect("convoy never joined aalink's session");
     let join_follow_ms = (joined - c0) as f64 / 1e6;
     let start = joined + 1_000_000_000;
-    std::thread::sleep(Duration::from_nanos(d / 3 + 1_000_000_000));
-    a.say("tempo 130");
-    let t1 = a.did("tempo 130");
-    let tempo_follow_ms = follows(&c, t1, |v| (f(v, "tempo") - 130.0).abs() < 0.01);
-    std::thread::sleep(Duration::from_nanos(d / 6));
-    a.say("play");
-    let p1 = a.did("play");
-    let play_follow_ms = follows(&c, p1, |v| v["playing"].as_bool() == Some(true));
-    std::thread::sleep(Duration::from_nanos(d / 6));
-    a.say("stop");
-    let s1 = a.did("stop");
-    let stop_follow_ms = follows(&c, s1, |v| v["playing"].as_bool() == Some(false));
-    std::thread::sleep(Duration::from_nanos(d / 3));
+    let Round {
+        tempo_at: t1,
+        tempo_ms: tempo_follow_ms,
+        play_ms: play_follow_ms,
+        stop_ms: stop_follow_ms,
+    } = transport_round(&mut a, &c, 130, d);
     let (f50, f99, ftempo, fn_) = agreement(&a.lines(), &c.lines(), start, start + d, &[t1]);
 
     // Loss as Link specifies: aalink dies without a ByeBye; Convoy drops it after the 5 s
@@ -317,19 +346,12 @@ fn link_interop_with_aalink_both_directions() {
         .expect("aalink never joined convoy's session");
     let join_lead_ms = (bjoined - b0) as f64 / 1e6;
     let start2 = bjoined + 1_000_000_000;
-    std::thread::sleep(Duration::from_nanos(d / 3 + 1_000_000_000));
-    c.say("tempo 100");
-    let t2 = c.did("tempo 100");
-    let tempo_lead_ms = follows(&b, t2, |v| (f(v, "tempo") - 100.0).abs() < 0.01);
-    std::thread::sleep(Duration::from_nanos(d / 6));
-    c.say("play");
-    let p2 = c.did("play");
-    let play_lead_ms = follows(&b, p2, |v| v["playing"].as_bool() == Some(true));
-    std::thread::sleep(Duration::from_nanos(d / 6));
-    c.say("stop");
-    let s2 = c.did("stop");
-    let stop_lead_ms = follows(&b, s2, |v| v["playing"].as_bool() == Some(false));
-    std::thread::sleep(Duration::from_nanos(d / 3));
+    let Round {
+        tempo_at: t2,
+        tempo_ms: tempo_lead_ms,
+        play_ms: play_lead_ms,
+        stop_ms: stop_lead_ms,
+    } = transport_round(&mut c, &b, 100, d);
     let (l50, l99, ltempo, ln) = agreement(&b.lines(), &c.lines(), start2, start2 + d, &[t2]);
 
     // A ByeBye drops the peer at once.

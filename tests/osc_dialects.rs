@@ -10,17 +10,7 @@ use convoy::control::{Command, Snapshot};
 use convoy::osc::codec::{self, OscPacket, OscType};
 use tokio::net::UdpSocket;
 
-use crate::util::osc::{self as t, msg, recv_until, reply_json};
-
-async fn client() -> UdpSocket {
-    UdpSocket::bind("127.0.0.1:0").await.expect("bind client")
-}
-
-async fn send(sock: &UdpSocket, to: std::net::SocketAddr, p: &OscPacket) {
-    sock.send_to(&codec::encode(p).expect("encode"), to)
-        .await
-        .expect("send");
-}
+use crate::util::osc::{self as t, client, msg, recv_until, reply_json, send};
 
 /// Nothing arrives on `sock` within `secs`.
 async fn quiet(sock: &UdpSocket, secs: f64) {

@@ -13,19 +13,9 @@ use convoy::osc::codec::{
 use convoy::osc::wled::AudioSyncFrame;
 use convoy::osc::TcpFraming;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::TcpStream;
 
-use crate::util::osc::{self as t, msg, recv_until, reply_json};
-
-async fn client() -> UdpSocket {
-    UdpSocket::bind("127.0.0.1:0").await.expect("bind client")
-}
-
-async fn send(sock: &UdpSocket, to: std::net::SocketAddr, p: &OscPacket) {
-    sock.send_to(&codec::encode(p).expect("encode"), to)
-        .await
-        .expect("send");
-}
+use crate::util::osc::{self as t, client, msg, recv_until, reply_json, send};
 
 fn is_reply(addr: &'static str) -> impl FnMut(&codec::OscMessage) -> bool {
     move |m| m.addr == addr

@@ -144,6 +144,20 @@ pub fn msg(addr: &str, args: Vec<codec::OscType>) -> OscPacket {
     })
 }
 
+/// A UDP client socket on loopback, as a control surface has.
+pub async fn client() -> tokio::net::UdpSocket {
+    tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind client")
+}
+
+/// Sends one encoded packet from `sock` to `to`.
+pub async fn send(sock: &tokio::net::UdpSocket, to: SocketAddr, p: &OscPacket) {
+    sock.send_to(&codec::encode(p).expect("encode"), to)
+        .await
+        .expect("send");
+}
+
 /// Receives datagrams on `sock` until `pred` matches one message (or panics after `secs`).
 pub async fn recv_until(
     sock: &tokio::net::UdpSocket,
