@@ -355,8 +355,7 @@ pub async fn run_with(
         let light_now = inbox.state.borrow().light.clone();
         tokio::select! {
             _ = show::light_changed(&mut shown, &light_now) => {
-                let fv = fleet.as_ref().map(auto::Fleet::view);
-                inbox.state.send_replace(show::snapshot(lights.as_ref(), view.snapshot(roles.current.role(), fv.as_ref())));
+                view.publish(&inbox, roles.current.role(), fleet.as_ref(), lights.as_ref());
             }
             _ = ticker.tick() => {
                 if let Some(t) = roles.transport.as_mut() {
@@ -367,7 +366,7 @@ pub async fn run_with(
                 }
                 let fv = fleet.as_ref().map(auto::Fleet::view);
                 view.print_status(roles.current.role(), fv.as_ref());
-                inbox.state.send_replace(show::snapshot(lights.as_ref(), view.snapshot(roles.current.role(), fv.as_ref())));
+                view.publish_view(&inbox, roles.current.role(), fv.as_ref(), lights.as_ref());
                 let at_end = opts.exit_at_end && roles.transport.as_ref().is_some_and(Transport::finished);
                 if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) || at_end {
                     break;
@@ -428,15 +427,13 @@ pub async fn run_with(
                         None => {
                             let executed = execute(&req, &mut roles, &counters);
                             answer(req, executed);
-                            let fv = fleet.as_ref().map(auto::Fleet::view);
-                            inbox.state.send_replace(show::snapshot(lights.as_ref(), view.snapshot(roles.current.role(), fv.as_ref())));
+                            view.publish(&inbox, roles.current.role(), fleet.as_ref(), lights.as_ref());
                             continue;
                         }
                     },
                 };
                 answer(req, Executed::Now(verdict));
-                let fv = fleet.as_ref().map(auto::Fleet::view);
-                inbox.state.send_replace(show::snapshot(lights.as_ref(), view.snapshot(roles.current.role(), fv.as_ref())));
+                view.publish(&inbox, roles.current.role(), fleet.as_ref(), lights.as_ref());
             }
             Some(done) = opening.join_next(), if !opening.is_empty() => {
                 let Ok((req, track, opened)) = done else { continue };
@@ -453,8 +450,7 @@ pub async fn run_with(
                     },
                 };
                 answer(req, Executed::Now(verdict));
-                let fv = fleet.as_ref().map(auto::Fleet::view);
-                inbox.state.send_replace(show::snapshot(lights.as_ref(), view.snapshot(roles.current.role(), fv.as_ref())));
+                view.publish(&inbox, roles.current.role(), fleet.as_ref(), lights.as_ref());
             }
             _ = shared_lights.changed() => {
                 // Another bike's newer light command or cue won: show it here too.
@@ -766,6 +762,31 @@ impl View<'_> {
         if let Ok(text) = serde_json::to_string(&line) {
             println!("{text}");
         }
+    }
+
+    /// Publishes the node's snapshot, with what its show runner shows, to the inbox that
+    /// status requests, feedback and the web app read.
+    fn publish(
+        &self,
+        inbox: &NodeInbox,
+        role: Role,
+        fleet: Option<&auto::Fleet>,
+        lights: Option<&show::NodeShow>,
+    ) {
+        self.publish_view(inbox, role, fleet.map(auto::Fleet::view).as_ref(), lights);
+    }
+
+    /// [`Self::publish`] with the fleet view already taken.
+    fn publish_view(
+        &self,
+        inbox: &NodeInbox,
+        role: Role,
+        fleet: Option<&crate::fleet::FleetView>,
+        lights: Option<&show::NodeShow>,
+    ) {
+        inbox
+            .state
+            .send_replace(show::snapshot(lights, self.snapshot(role, fleet)));
     }
 
     fn snapshot(&self, role: Role, fleet: Option<&crate::fleet::FleetView>) -> Snapshot {
