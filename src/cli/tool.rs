@@ -67,6 +67,26 @@ pub enum ToolCommand {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// The impairment relay at the IP layer: TUN devices for a server and its clients
+    /// (each moved into its own network namespace by the caller), one seeded model per
+    /// client, so TCP crosses the same network as the scenario's UDP
+    /// (`tools/snapcast-compare.sh`). Linux, root.
+    #[cfg(all(feature = "rig", target_os = "linux"))]
+    #[command(hide = true)]
+    ImpairTun {
+        /// The server side's TUN device name.
+        server: String,
+        /// One TUN device name per client (client k is impaired like the scenario's
+        /// follower k + 1: seed × 1000 + 2(k + 1)).
+        #[arg(required = true)]
+        clients: Vec<String>,
+        /// The impairment profile.
+        #[arg(long, value_enum, default_value = "default")]
+        profile: crate::rig::impair::Profile,
+        /// Random seed (the scenario's --seed).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Make a fleet key: 32 random bytes as hex in a new file readable only by its owner.
     /// Copy the same file to every bike (`security.key_file`).
     Keygen {
@@ -157,6 +177,15 @@ pub fn run(cmd: &ToolCommand) -> anyhow::Result<()> {
                 Ok(())
             })
         }
+        #[cfg(all(feature = "rig", target_os = "linux"))]
+        ToolCommand::ImpairTun {
+            server,
+            clients,
+            profile,
+            seed,
+        } => crate::rig::tun::relay(server, clients, |k| {
+            profile.config(seed.wrapping_mul(1000) + 2 * (k as u64 + 1))
+        }),
         ToolCommand::Keygen { out } => keygen(out),
         ToolCommand::Gen {
             signal,

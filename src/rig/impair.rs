@@ -471,15 +471,16 @@ impl Model {
     }
 }
 
-struct Shaper {
-    model: Mutex<Model>,
-    start: Instant,
-    stats: Arc<ImpairStats>,
+/// A [`Model`] on the wall: its clock, and the counters it feeds.
+pub(crate) struct Shaper {
+    pub(crate) model: Mutex<Model>,
+    pub(crate) start: Instant,
+    pub(crate) stats: Arc<ImpairStats>,
 }
 
 impl Shaper {
     /// Delivery times for one datagram arriving now going `dir` (empty: dropped).
-    fn schedule(&self, dir: Dir) -> Vec<Instant> {
+    pub(crate) fn schedule(&self, dir: Dir) -> Vec<Instant> {
         let now = Instant::now();
         let mut model = match self.model.lock() {
             Ok(m) => m,
@@ -503,12 +504,30 @@ impl Shaper {
     }
 }
 
+/// Where a delayed datagram or packet goes.
+pub(crate) enum Out {
+    /// A UDP socket, to this address (None: its connected peer).
+    Udp(Arc<std::net::UdpSocket>, Option<SocketAddr>),
+    /// A TUN device (one write is one IP packet).
+    Tun(Arc<std::fs::File>),
+}
+
+impl Out {
+    fn send(&self, data: &[u8]) {
+        use std::io::Write;
+        let _ = match self {
+            Out::Udp(socket, Some(addr)) => socket.send_to(data, *addr),
+            Out::Udp(socket, None) => socket.send(data),
+            Out::Tun(file) => (&**file).write(data),
+        };
+    }
+}
+
 /// A datagram waiting for its delivery time.
-struct Pending {
-    at: std::time::Instant,
-    socket: Arc<std::net::UdpSocket>,
-    to: Option<SocketAddr>,
-    data: Vec<u8>,
+pub(crate) struct Pending {
+    pub(crate) at: std::time::Instant,
+    pub(crate) out: Out,
+    pub(crate) data: Vec<u8>,
 }
 
 impl PartialEq for Pending {
@@ -530,7 +549,7 @@ impl Ord for Pending {
 
 /// Delivers datagrams at their times from a plain thread: tokio's timer wheel has 1 ms
 /// granularity, which would add its own jitter on top of the configured one.
-fn spawn_courier() -> std::sync::mpsc::Sender<Pending> {
+pub(crate) fn spawn_courier() -> std::sync::mpsc::Sender<Pending> {
     let (tx, rx) = std::sync::mpsc::channel::<Pending>();
     let _ = std::thread::Builder::new()
         .name("convoy-impair".into())
@@ -563,10 +582,7 @@ fn spawn_courier() -> std::sync::mpsc::Sender<Pending> {
                     .is_some_and(|p| p.at <= std::time::Instant::now())
                 {
                     if let Some(p) = heap.pop() {
-                        let _ = match p.to {
-                            Some(addr) => p.socket.send_to(&p.data, addr),
-                            None => p.socket.send(&p.data),
-                        };
+                        p.out.send(&p.data);
                     }
                 }
             }
@@ -585,8 +601,7 @@ fn send_later(
     for at in shaper.schedule(dir) {
         let _ = courier.send(Pending {
             at: at.into_std(),
-            socket: socket.clone(),
-            to,
+            out: Out::Udp(socket.clone(), to),
             data: data.to_vec(),
         });
     }

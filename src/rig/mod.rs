@@ -2,7 +2,8 @@
 //! scenario` / `convoy tool impair` commands use to put bikes under stress and measure them,
 //! and what a bike on the road never runs. [`impair`] is the userspace UDP impairment relay
 //! (delay, jitter, loss, duplication, stalls, and named WiFi profiles), [`measure`] reads the virtual sinks'
-//! recordings and computes true playback offsets, [`flood`] is the hostile sender of the
+//! recordings and computes true playback offsets, `tun` carries the same model at the IP
+//! layer between network namespaces (TCP: the Snapcast comparison), [`flood`] is the hostile sender of the
 //! threat model, [`scenario`] starts a fleet of `convoy node` processes behind relays and
 //! prints the figures, [`eval`] scores beat tracking like `mir_eval.beat`, and [`web_sim`]
 //! is a simulated node for the web app. Like `cli`, the scenario reports with `anyhow`: it
@@ -26,6 +27,8 @@ pub mod impair;
 pub mod measure;
 #[cfg(feature = "rig")]
 pub mod scenario;
+#[cfg(all(feature = "rig", target_os = "linux"))]
+pub mod tun;
 pub mod web_sim;
 
 /// Ask a child process (a `convoy node` the rig started) to shut down cleanly with SIGTERM,
