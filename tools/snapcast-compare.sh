@@ -7,8 +7,8 @@
 #   sudo bash tools/snapcast-compare.sh --profile wifi-city --nodes 5 --seconds 90
 #
 # Every option goes to `tools/snapcast_compare.py run` (see its --help): --profile, --nodes,
-# --seconds, --seed, --out (default target/snapcast-compare/PROFILE), --convoy-clocks
-# (perfect,drift), --snap-buffer-ms. What it does:
+# --seconds, --seed, --out (default target/snapcast-compare/PROFILE), --clocks
+# (perfect,drift), --clock-ppm (200), --snap-buffer-ms. What it does:
 #   1. snapserver plays a position-coded raw source (each frame carries its counter) with the
 #      pcm codec; one reference snapclient runs next to it unimpaired (Convoy's leader),
 #      NODES-1 clients each in a network namespace of their own, reaching the server only
@@ -16,9 +16,10 @@
 #      impairs the scenario's UDP, here packet by packet on TCP;
 #   2. every client plays with `--player file` into a FIFO; a recorder timestamps each
 #      50 ms chunk on CLOCK_MONOTONIC and decodes its first frame;
-#   3. `convoy tool scenario` runs the same profile and seed (perfect clocks, then the
-#      scenario's drifting ones);
-#   4. one table: lock time, |offset| after lock and in steady state, with load average.
+#   3. `convoy tool scenario` runs the same profile and seed with the same clocks;
+#   4. with --clocks drift, both again with every player's clock off by up to ±200 ppm
+#      (spread as the scenario spreads it; Snapcast clients through libfaketime);
+#   5. one table: lock time, |offset| after lock and in steady state, with load average.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,9 +28,13 @@ if [[ $(id -u) != 0 ]]; then
   exit 1
 fi
 
-if ! command -v snapserver >/dev/null || ! command -v snapclient >/dev/null; then
-  echo "snapcast-compare: installing snapserver and snapclient (Debian packages)" >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends snapserver snapclient
+need=()
+command -v snapserver >/dev/null || need+=(snapserver)
+command -v snapclient >/dev/null || need+=(snapclient)
+[[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ]] || need+=(libfaketime)
+if ((${#need[@]})); then
+  echo "snapcast-compare: installing ${need[*]} (Debian packages)" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need[@]}"
 fi
 # The packages enable system services; on a machine running systemd they would hold port
 # 1704 in the root namespace (harmless: ours runs in its own) and play to ALSA.

@@ -323,6 +323,16 @@ def sh(*args, check=True, quiet=False):
     return r
 
 
+def spread(k, n):
+    """scenario.rs `spread`: deterministic, distinct values in [-1, 1] per node."""
+    if n <= 1:
+        return 0.0
+    return 2.0 * (((k * 7 + 3) % n) / (n - 1)) - 1.0
+
+
+FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
+
+
 def netns_names(n):
     return ["scsrv"] + [f"sc{k}" for k in range(1, n)]
 
@@ -341,8 +351,9 @@ def wait_for_link(name, seconds=10.0):
     raise SystemExit(f"TUN {name} did not appear (see impair-tun.log)")
 
 
-def run_snapcast(a, out):
-    """One Snapcast run; returns the analysed figures."""
+def run_snapcast(a, out, ppm):
+    """One Snapcast run, client k's clock (all of its clocks: libfaketime) running
+    ppm * spread(k + 1) fast, as the scenario's node k; returns the analysed figures."""
     n = a.nodes
     os.makedirs(out, exist_ok=True)
     teardown(n)
@@ -405,7 +416,11 @@ filter = *:info
             ns = netns_names(n)[k]
             host = "127.0.0.1" if k == 0 else "10.77.0.1"
             starts[k] = time.monotonic_ns()
-            spawn(f"client{k}", ["ip", "netns", "exec", ns, "snapclient", "-h", host,
+            fake = []
+            if ppm:
+                rate = 1.0 + ppm * spread(k + 1, n) * 1e-6
+                fake = ["env", f"LD_PRELOAD={FAKETIME_LIB}", f"FAKETIME=+0 x{rate:.9f}"]
+            spawn(f"client{k}", ["ip", "netns", "exec", ns, *fake, "snapclient", "-h", host,
                                  "-p", "1704", "--hostID", f"convoy-cmp-{k}",
                                  "--instance", str(k + 1),
                                  "--player", f"file:filename={fifos[k]}",
@@ -445,8 +460,9 @@ def run_convoy(a, out, perfect):
     argv = [a.convoy, "tool", "scenario", "--nodes", str(a.nodes), "--seconds",
             str(a.seconds), "--profile", a.profile, "--seed", str(a.seed),
             "--out", out, "--base-port", str(a.base_port)]
-    if perfect:
-        argv += ["--clock-ppm", "0", "--clock-offset-s", "0", "--dac-ppm", "0"]
+    # The same clocks as the Snapcast clients get: drift only (no offset, no DAC error).
+    argv += ["--clock-ppm", "0" if perfect else str(a.clock_ppm), "--clock-offset-s", "0",
+             "--dac-ppm", "0"]
     print("convoy:", " ".join(argv), file=sys.stderr)
     with open(out + ".log", "w") as log:
         subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, check=True)
@@ -498,19 +514,22 @@ def cmd_run(a):
         raise SystemExit("run as root (network namespaces, TUN devices)")
     out = os.path.abspath(a.out)
     os.makedirs(out, exist_ok=True)
-    rows = []
-    load0 = loadavg()
-    snap = run_snapcast(a, os.path.join(out, "snapcast"))
-    load1 = loadavg()
-    rows.append(row("Snapcast 0.26", "perfect (shared)", snap, f"{load0} → {load1}"))
-    results = {"snapcast": snap}
-    for clocks in [c for c in a.convoy_clocks.split(",") if c]:
+    rows, results = [], {}
+    for clocks in [c for c in a.clocks.split(",") if c]:
+        if clocks not in ("perfect", "drift"):
+            raise SystemExit(f"--clocks: perfect or drift, not {clocks!r}")
         perfect = clocks == "perfect"
+        label = "perfect" if perfect else f"±{a.clock_ppm:g} ppm"
+        if not perfect and not os.path.exists(FAKETIME_LIB):
+            raise SystemExit(f"drifting Snapcast clocks need libfaketime ({FAKETIME_LIB})")
+        load0 = loadavg()
+        snap = run_snapcast(a, os.path.join(out, f"snapcast-{clocks}"),
+                            0.0 if perfect else a.clock_ppm)
+        rows.append(row("Snapcast 0.26", label, snap, f"{load0} → {loadavg()}"))
+        results[f"snapcast-{clocks}"] = snap
         load0 = loadavg()
         conv = run_convoy(a, os.path.join(out, f"convoy-{clocks}"), perfect)
-        load1 = loadavg()
-        label = "perfect" if perfect else "±200 ppm, ±3 s, DAC ±150 ppm"
-        rows.append(row("Convoy", label, conv, f"{load0} → {load1}"))
+        rows.append(row("Convoy", label, conv, f"{load0} → {loadavg()}"))
         results[f"convoy-{clocks}"] = conv
     with open(os.path.join(out, "results.json"), "w") as fh:
         json.dump(results, fh, indent=1)
@@ -572,8 +591,11 @@ def main():
     r.add_argument("--join-after-s", type=float, default=2.0)
     r.add_argument("--snap-buffer-ms", type=int, default=1000,
                    help="snapserver end-to-end buffer (its default)")
-    r.add_argument("--convoy-clocks", default="perfect,drift",
-                   help="Convoy runs: perfect, drift, or both (comma-separated)")
+    r.add_argument("--clocks", default="perfect,drift",
+                   help="perfect, drift, or both (comma-separated): one run of each system")
+    r.add_argument("--clock-ppm", type=float, default=200.0,
+                   help="drift: largest clock error, spread over the players as in the "
+                        "scenario (Snapcast clients: libfaketime)")
     g = sub.add_parser("gen")
     g.add_argument("fifo")
     rec = sub.add_parser("record")

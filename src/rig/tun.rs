@@ -216,8 +216,14 @@ mod tests {
         assert_eq!(r.client_for(&packet([10, 77, 0, 1], [10, 77, 2, 2])), None);
         r.learn(0, &packet([10, 77, 1, 2], [10, 77, 0, 1]));
         r.learn(1, &packet([10, 77, 2, 2], [10, 77, 0, 1]));
-        assert_eq!(r.client_for(&packet([10, 77, 0, 1], [10, 77, 2, 2])), Some(1));
-        assert_eq!(r.client_for(&packet([10, 77, 0, 1], [10, 77, 1, 2])), Some(0));
+        assert_eq!(
+            r.client_for(&packet([10, 77, 0, 1], [10, 77, 2, 2])),
+            Some(1)
+        );
+        assert_eq!(
+            r.client_for(&packet([10, 77, 0, 1], [10, 77, 1, 2])),
+            Some(0)
+        );
         assert_eq!(r.client_for(&packet([10, 77, 0, 1], [10, 77, 3, 2])), None);
     }
 }
