@@ -646,7 +646,7 @@ fn aalink_beats(lines: &[Value]) -> Vec<(i64, u64)> {
     let mut by: std::collections::BTreeMap<i64, Vec<f64>> = Default::default();
     for v in lines.iter().filter(|v| v.get("beat").is_some()) {
         let (b, bpm) = (f(v, "beat"), f(v, "tempo"));
-        if !b.is_finite() || !(bpm > 0.0) {
+        if !b.is_finite() || bpm.is_nan() || bpm <= 0.0 {
             continue;
         }
         let k = b.ceil();
