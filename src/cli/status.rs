@@ -177,9 +177,9 @@ fn signed_ms(ms: Option<f64>) -> String {
     ms.map_or("–".into(), |v| format!("{v:+.3} ms"))
 }
 
-/// The Link session in one line: mode, peers, tempo, phase in the quantum, transport, who
-/// set the timeline and when a peer was last heard, e.g. `follow · 1 peer · 128.00 BPM ·
-/// beat 2.41/4 · playing · led by Xy7#pQ2a · heard 120 ms ago`.
+/// The Link session in one line: mode, peers (and their ids), tempo, phase in the quantum,
+/// transport, who set the timeline and when a peer was last heard, e.g. `follow · 1 peer
+/// Xy7#pQ2a · 128.00 BPM · beat 2.41/4 · playing · led by Xy7#pQ2a · heard 120 ms ago`.
 pub fn link_line(l: &LinkState) -> String {
     let mut parts = vec![l.mode.clone()];
     parts.push(match l.peers {
@@ -187,6 +187,11 @@ pub fn link_line(l: &LinkState) -> String {
         1 => "1 peer".to_string(),
         n => format!("{n} peers"),
     });
+    if !l.peer_ids.is_empty() {
+        let shown: Vec<&str> = l.peer_ids.iter().take(4).map(String::as_str).collect();
+        let more = if l.peer_ids.len() > 4 { ", …" } else { "" };
+        let _ = write!(parts[1], " {}{more}", shown.join(", "));
+    }
     if l.heard > l.peers {
         let _ = write!(parts[1], " (+{} in another session)", l.heard - l.peers);
     }
@@ -339,8 +344,11 @@ mod tests {
             node: "ourNode1".into(),
             session: "aalinkSs".into(),
             peers: 2,
+            peer_ids: vec!["aalinkSs".into(), "Xy7#pQ2a".into()],
             heard: 2,
             tempo_bpm: 128.0,
+            at_mono_ns: 5_000_000_000,
+            at_fleet_ns: Some(1_700_000_005_000_000_000),
             beat: 1034.41,
             phase: 2.41,
             quantum: 4.0,
@@ -358,7 +366,7 @@ mod tests {
         let text = render(&s);
         assert!(
             text.contains(
-                "link      follow · 2 peers · 128.00 BPM · beat 2.41/4 · playing · \
+                "link      follow · 2 peers aalinkSs, Xy7#pQ2a · 128.00 BPM · beat 2.41/4 · playing · \
                  led by aalinkSs · heard 120 ms ago\n"
             ),
             "{text}"
@@ -369,6 +377,7 @@ mod tests {
         let lead = LinkState {
             mode: "both".into(),
             peers: 1,
+            peer_ids: vec!["Xy7#pQ2a".into()],
             heard: 2,
             tempo_bpm: 99.996,
             phase: 0.0,
@@ -379,12 +388,13 @@ mod tests {
         };
         assert_eq!(
             link_line(&lead),
-            "both · 1 peer (+1 in another session) · 100.00 BPM · beat 0.00/4 · stopped · \
+            "both · 1 peer Xy7#pQ2a (+1 in another session) · 100.00 BPM · beat 0.00/4 · stopped · \
              leading · heard 120 ms ago"
         );
         // Alone on its own session: nobody to lead or be led by.
         let alone = LinkState {
             peers: 0,
+            peer_ids: Vec::new(),
             heard: 0,
             timeline: "lead".into(),
             last_heard_ms: None,

@@ -3,7 +3,9 @@
 //! ghost time and the session timeline turns ghost time into beats ([`LinkTime`]). Fleet
 //! time comes from the [`FleetClock`] at the same monotonic instant, so a Link beat lands
 //! on the fleet's timeline (and the fleet's beat on Link's) through the monotonic clock,
-//! never through ad hoc offsets.
+//! never through ad hoc offsets. [`FleetBeats`] is the session's beat grid on fleet time,
+//! as the fleet leader publishes it: a bike maps it back onto its own monotonic clock
+//! through its estimate of fleet time, so it flashes on the Link beat without hearing Link.
 
 use super::{mono_ns, FleetClock};
 use crate::link::timeline::{phase, GhostXform};
@@ -77,6 +79,72 @@ impl LinkTime {
     }
 }
 
+/// A Link session's beat grid on fleet time: session beat `beat` falls at fleet time
+/// `fleet_ns`, and a beat lasts `ns_per_beat` fleet ns. Made by the bike that leads the
+/// fleet from its own Link view ([`FleetBeats::of`]); read by every bike through its own
+/// [`FleetClock`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FleetBeats {
+    /// A whole session beat near the moment the grid was made.
+    pub beat: f64,
+    /// Fleet ns at which `beat` falls.
+    pub fleet_ns: i64,
+    /// Fleet ns per beat.
+    pub ns_per_beat: f64,
+}
+
+impl FleetBeats {
+    /// The grid of `time` on `fleet`, anchored at the whole beat at or before monotonic
+    /// `now` (`None` until the fleet clock is set, or with a degenerate tempo).
+    pub fn of(time: &LinkTime, now: u64, fleet: &FleetClock) -> Option<FleetBeats> {
+        let beat = time.beat_at_mono(now).floor();
+        // Two points 1024 beats apart carry the fleet clock's rate against the monotonic one.
+        let f0 = time.fleet_at_beat(beat, fleet)?;
+        let f1 = time.fleet_at_beat(beat + 1024.0, fleet)?;
+        let ns_per_beat = (f1 - f0) as f64 / 1024.0;
+        (ns_per_beat.is_finite() && ns_per_beat > 0.0).then_some(FleetBeats {
+            beat,
+            fleet_ns: f0,
+            ns_per_beat,
+        })
+    }
+
+    /// Tempo, BPM of fleet time.
+    pub fn bpm(&self) -> f64 {
+        60e9 / self.ns_per_beat
+    }
+
+    /// Fleet ns of session beat `beat`.
+    pub fn fleet_at_beat(&self, beat: f64) -> i64 {
+        self.fleet_ns + ((beat - self.beat) * self.ns_per_beat).round() as i64
+    }
+
+    /// Session beat at fleet time `fleet_ns`.
+    pub fn beat_at_fleet(&self, fleet_ns: i64) -> f64 {
+        self.beat + (fleet_ns - self.fleet_ns) as f64 / self.ns_per_beat
+    }
+
+    /// Monotonic ns of session beat `beat` on this bike (`None` until its fleet clock is set).
+    pub fn mono_at_beat(&self, beat: f64, fleet: &FleetClock) -> Option<u64> {
+        fleet.mono_at(self.fleet_at_beat(beat))
+    }
+
+    /// The first whole beat after monotonic `mono_ns` on this bike: (its number, when it
+    /// falls, monotonic ns).
+    pub fn next_beat(&self, mono_ns: u64, fleet: &FleetClock) -> Option<(i64, u64)> {
+        let b = self.beat_at_fleet(fleet.at_mono(mono_ns)?).floor() + 1.0;
+        Some((b as i64, self.mono_at_beat(b, fleet)?))
+    }
+
+    /// Does `other` put the beats elsewhere, by more than `tolerance_ns` at this grid's
+    /// beat or 64 beats on (a tempo change, a new beat origin, a re-measured ghost time)?
+    pub fn moved(&self, other: &FleetBeats, tolerance_ns: i64) -> bool {
+        [self.beat, self.beat + 64.0]
+            .iter()
+            .any(|&b| (self.fleet_at_beat(b) - other.fleet_at_beat(b)).abs() > tolerance_ns)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,5 +188,42 @@ mod tests {
         let f = t.fleet_at_beat(2.5, &fleet).unwrap();
         assert_eq!(f, local.from_mono(6_250_000_000));
         assert!((t.beat_at_fleet(f, &fleet).unwrap() - 2.5).abs() < 1e-8);
+    }
+
+    #[test]
+    fn the_fleet_grid_puts_link_beats_on_every_bikes_clock() {
+        let t = time();
+        // The leader's fleet time is its monotonic clock shifted by 1.7e18 ns, 100 ppm fast.
+        let leader = FleetClock::own(LocalClock {
+            offset_ns: 1_700_000_000_000_000_000,
+            ppm: 100.0,
+            ..LocalClock::IDEAL
+        });
+        let grid = FleetBeats::of(&t, 6_100_000_000, &leader).unwrap();
+        assert_eq!(grid.beat, 2.0);
+        assert_eq!(grid.fleet_ns, leader.at_mono(6_000_000_000).unwrap());
+        // A beat lasts 100 ppm more fleet ns than monotonic ns.
+        assert!((grid.bpm() - 120.0 / 1.0001).abs() < 1e-6, "{}", grid.bpm());
+        // Any bike whose clock agrees on fleet time maps the grid back onto the Link beats.
+        assert_eq!(
+            grid.next_beat(6_100_000_000, &leader),
+            Some((3, 6_500_000_000))
+        );
+        for b in [3.0, 10.0, 1000.0] {
+            let m = grid.mono_at_beat(b, &leader).unwrap();
+            assert!(m.abs_diff(t.mono_at_beat(b)) <= 2, "{b}");
+        }
+        // The same session re-anchored a beat later is the same grid; a tempo change is not.
+        let later = FleetBeats::of(&t, 6_600_000_000, &leader).unwrap();
+        assert_eq!(later.beat, 3.0);
+        assert!(!grid.moved(&later, 1_000));
+        let mut faster = t;
+        faster.timeline.micros_per_beat = 499_000;
+        let moved = FleetBeats::of(&faster, 6_100_000_000, &leader).unwrap();
+        assert!(grid.moved(&moved, 1_000));
+        // No fleet clock yet (a follower before SNTP): no grid, no beats.
+        let follower = FleetClock::new(LocalClock::IDEAL, 0, crate::clock::Basis::Follow(None));
+        assert_eq!(FleetBeats::of(&t, 6_100_000_000, &follower), None);
+        assert_eq!(grid.next_beat(6_100_000_000, &follower), None);
     }
 }

@@ -69,10 +69,17 @@ pub struct LinkState {
     pub session: String,
     /// Other Link peers in our session.
     pub peers: usize,
+    /// Their Link node ids (8 characters each), sorted.
+    pub peer_ids: Vec<String>,
     /// Link peers heard in any session (ours or one not joined).
     pub heard: usize,
     /// Session tempo, BPM.
     pub tempo_bpm: f64,
+    /// The snapshot instant `beat` and `phase` are taken at: `CLOCK_MONOTONIC`, ns (so a
+    /// tool on the same machine can compare them with another peer's at that instant).
+    pub at_mono_ns: u64,
+    /// Fleet time (ns) of the same instant, once this node has one.
+    pub at_fleet_ns: Option<i64>,
     /// Session beat at the snapshot instant.
     pub beat: f64,
     /// Beats into the quantum at the snapshot instant, `0 ≤ phase < quantum`.

@@ -12,7 +12,8 @@
 //! A manual cue (`/cue/{n}/start`) is a write to the cue field carrying the fleet time it
 //! fires at (`show.cue_lead_ms` after it was given, so it reaches every bike first); it
 //! releases the light fields too, as the show's runner does. The node loop hands what won
-//! to the show ([`FleetLights::take_unapplied`]).
+//! to the show ([`FleetLights::take_unapplied`]). The same bundle carries the Link beat
+//! grid the fleet flashes on ([`FleetLights::link`], `src/fleet/link.rs`).
 
 use std::sync::{Arc, Mutex};
 
@@ -222,6 +223,8 @@ pub struct FleetLights {
     clock: LamportClock,
     fields: Mutex<[Field; FIELDS]>,
     changed: Notify,
+    /// The Link beat the fleet flashes on, sent with the light state.
+    link: super::link::FleetLink,
 }
 
 impl FleetLights {
@@ -232,6 +235,7 @@ impl FleetLights {
             clock: LamportClock::new(0),
             fields: Mutex::new(Default::default()),
             changed: Notify::new(),
+            link: Default::default(),
         })
     }
 
@@ -339,9 +343,22 @@ impl FleetLights {
             .collect()
     }
 
-    /// The whole state, as the messages a publisher adds to every timeline bundle.
+    /// The whole state, as the messages a publisher adds to every timeline bundle (the
+    /// Link grid last, when the fleet follows one).
     pub fn messages(&self) -> Vec<OscMessage> {
-        self.entries().iter().filter_map(Entry::to_osc).collect()
+        let mut out: Vec<OscMessage> = self.entries().iter().filter_map(Entry::to_osc).collect();
+        out.extend(self.link.message(crate::clock::mono_ns()));
+        out
+    }
+
+    /// The Link beat grid the fleet flashes on (`src/fleet/link.rs`).
+    pub fn link(&self) -> &super::link::FleetLink {
+        &self.link
+    }
+
+    /// The vehicle id this state stamps its writes with.
+    pub fn id(&self) -> &str {
+        &self.id
     }
 
     /// The whole state.

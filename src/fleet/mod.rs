@@ -7,7 +7,8 @@
 //! a manual override wins — and [`lamport`] orders competing commands. What bikes tell
 //! each other besides heartbeats travels with the timeline: the replicated manual light
 //! state and cues ([`lights`], last-writer-wins registers on Lamport stamps) and control
-//! commands a follower relays to its leader ([`relay`]). The async driver
+//! commands a follower relays to its leader ([`relay`]), and the Link beat grid the leader
+//! follows ([`link`]). The async driver
 //! ([`membership`]) owns the socket and publishes a [`FleetView`] on a `watch` channel;
 //! the node reads it to pick its sync role and leader address, and fills
 //! `control::PeerState` from it; [`netif`] turns the limited broadcast into each
@@ -17,6 +18,7 @@ pub mod discovery;
 pub mod election;
 pub mod lamport;
 pub mod lights;
+pub mod link;
 pub mod membership;
 pub mod netif;
 pub mod relay;

@@ -101,6 +101,8 @@ pub struct LinkStatus {
     pub session: NodeId,
     /// Peers in our session (not counting us).
     pub peers: usize,
+    /// Their node ids, sorted.
+    pub peer_ids: Vec<NodeId>,
     /// Peers heard in any session.
     pub heard: usize,
     /// The session's timeline and our view of its ghost time.
@@ -285,6 +287,7 @@ fn status_of(s: &Session) -> LinkStatus {
         node: s.node,
         session: s.session,
         peers: s.members(),
+        peer_ids: s.member_ids(),
         heard: s.peers().len(),
         time: LinkTime {
             timeline: s.timeline,

@@ -173,6 +173,18 @@ impl Session {
             .count()
     }
 
+    /// The node ids of the peers in our session, sorted.
+    pub fn member_ids(&self) -> Vec<NodeId> {
+        let mut ids: Vec<NodeId> = self
+            .peers
+            .iter()
+            .filter(|p| p.state.session == Some(self.session))
+            .map(|p| p.node)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
     /// Host µs at which a peer in our session was last heard (`None`: nobody is in it).
     pub fn last_heard(&self) -> Option<i64> {
         self.peers
@@ -580,6 +592,10 @@ mod tests {
         assert_eq!(p.b.timeline, p.a.timeline);
         assert_eq!(p.b.ghost, p.a.ghost);
         assert_eq!((p.a.members(), p.b.members()), (1, 1));
+        assert_eq!(
+            (p.a.member_ids(), p.b.member_ids()),
+            (vec![p.b.node], vec![p.a.node])
+        );
         assert_eq!(p.b.counters.joined, 1);
         // Each heard the other within the last Alive period.
         for s in [&p.a, &p.b] {

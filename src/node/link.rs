@@ -1,8 +1,11 @@
 //! Ableton Link in the node (`[link]`, `docs/link.md`): the node joins the Link session on
-//! its network. *Follow* (`mode = "follow"`/`"both"`): the show runner flashes the strip on
-//! the session's beats while the player plays nothing, or always with `follow_link`
-//! ([`NodeLink::follow`]); every bike joins the same session, so their flashes agree to
-//! Link's accuracy. *Lead* (`"lead"`/`"both"`): while a track plays, the tempo and beat the
+//! its network. *Follow* (`mode = "follow"`/`"both"`): while this bike leads the fleet (or
+//! plays alone) and the player plays nothing, or always with `follow_link`, it puts the
+//! session's beats on fleet time and shares them with the fleet ([`FleetLink`], sent with
+//! every timeline, at once when they move); every bike's show runner flashes on that grid
+//! through its own fleet clock, so the fleet flashes on the Link beat to the fleet's light
+//! agreement, bikes without Link included. A follower's own session is flashed on only
+//! while the fleet shares no grid ([`NodeLink::follow`]). *Lead* (`"lead"`/`"both"`): while a track plays, the tempo and beat the
 //! runner posts on the live plane (beatmap or live analysis) become the session timeline,
 //! re-published only when the session drifts from the music by more than 2 ms or 0.01 BPM
 //! (so bikes that play in sync leave it to whoever moved first), and the transport follows
@@ -10,25 +13,45 @@
 //! [`LinkState`] (peers, tempo, phase, transport, who set the timeline) for `convoy status`.
 
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::clock::mono_ns;
+use tokio::sync::Notify;
+
+use crate::clock::link::FleetBeats;
+use crate::clock::{mono_ns, Basis, FleetClock};
 use crate::config::{LinkConfig, LinkMode};
 use crate::control::LinkState;
+use crate::fleet::lights::FleetLights;
+use crate::fleet::link::{FleetLink, Grid};
 use crate::link::{show_id, LinkControl, LinkPeer, LinkSockets, LinkStatus};
 use crate::live::LiveBus;
-use crate::show::runner::LinkFollow;
+use crate::show::runner::OwnLink;
 
-/// The node's Link peer and its lead task.
+/// The node's Link peer and its lead and share tasks.
 #[derive(Debug)]
 pub struct NodeLink {
     peer: LinkPeer,
     config: LinkConfig,
-    lead: Option<tokio::task::JoinHandle<()>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// What the Link tasks share the session with: the node's live plane, fleet clock, the
+/// fleet's shared state (the grid goes with the light state) and the publisher's wake-up.
+#[derive(Debug, Clone)]
+pub struct Fleet {
+    /// The live plane (the music's beats, the player's books).
+    pub live: LiveBus,
+    /// Fleet time; its basis says whether this bike leads (or plays alone).
+    pub clock: FleetClock,
+    /// The fleet's light state, which carries the Link grid.
+    pub lights: Arc<FleetLights>,
+    /// Wakes the timeline publisher (a moved grid goes out at once).
+    pub wake: Arc<Notify>,
 }
 
 /// Join Link when `[link] enabled`; a socket failure is logged and Link stays off.
-pub fn start(config: &LinkConfig, live: &LiveBus) -> Option<NodeLink> {
+pub fn start(config: &LinkConfig, fleet: &Fleet) -> Option<NodeLink> {
     if !config.enabled {
         return None;
     }
@@ -42,25 +65,34 @@ pub fn start(config: &LinkConfig, live: &LiveBus) -> Option<NodeLink> {
         }
     };
     tracing::info!(mode = ?config.mode, quantum = config.quantum, "link: joined the network");
-    let lead = matches!(config.mode, LinkMode::Lead | LinkMode::Both).then(|| {
-        tokio::spawn(lead(
+    let mut tasks = Vec::new();
+    if matches!(config.mode, LinkMode::Lead | LinkMode::Both) {
+        tasks.push(tokio::spawn(lead(
             peer.control(),
             peer.watch(),
-            live.clone(),
+            fleet.live.clone(),
             config.clone(),
-        ))
-    });
+        )));
+    }
+    if matches!(config.mode, LinkMode::Follow | LinkMode::Both) {
+        tasks.push(tokio::spawn(share(
+            peer.watch(),
+            fleet.clone(),
+            config.clone(),
+        )));
+    }
     Some(NodeLink {
         peer,
         config: config.clone(),
-        lead,
+        tasks,
     })
 }
 
 impl NodeLink {
-    /// What the show runner follows, in follow mode.
-    pub fn follow(&self) -> Option<LinkFollow> {
-        matches!(self.config.mode, LinkMode::Follow | LinkMode::Both).then(|| LinkFollow {
+    /// This bike's own session for the show runner, in follow mode (flashed on only while
+    /// the fleet shares no grid).
+    pub fn follow(&self) -> Option<OwnLink> {
+        matches!(self.config.mode, LinkMode::Follow | LinkMode::Both).then(|| OwnLink {
             status: self.peer.watch(),
             quantum: self.config.quantum,
             always: self.config.follow_link,
@@ -84,7 +116,7 @@ impl NodeLink {
 
     /// Leave the session (ByeBye).
     pub async fn stop(self) {
-        if let Some(t) = self.lead {
+        for t in self.tasks {
             t.abort();
         }
         self.peer.shutdown().await;
@@ -100,9 +132,12 @@ pub struct LinkReport {
 }
 
 impl LinkReport {
-    /// The session at monotonic `now_ns`.
-    pub fn state(&self, now_ns: u64) -> LinkState {
-        state_of(&self.status.borrow(), self.mode, self.quantum, now_ns)
+    /// The session at monotonic `now_ns` (fleet time `fleet_ns`).
+    pub fn state(&self, now_ns: u64, fleet_ns: Option<i64>) -> LinkState {
+        LinkState {
+            at_fleet_ns: fleet_ns,
+            ..state_of(&self.status.borrow(), self.mode, self.quantum, now_ns)
+        }
     }
 }
 
@@ -118,7 +153,10 @@ fn state_of(status: &LinkStatus, mode: LinkMode, quantum: f64, now_ns: u64) -> L
         node: show_id(&status.node),
         session: show_id(&status.session),
         peers: status.peers,
+        peer_ids: status.peer_ids.iter().map(show_id).collect(),
         heard: status.heard,
+        at_mono_ns: now_ns,
+        at_fleet_ns: None,
         tempo_bpm: status.time.bpm(),
         beat: status.time.beat_at_mono(now_ns),
         phase: status.time.phase_at_mono(now_ns, quantum),
@@ -139,6 +177,52 @@ fn phase_error(session: f64, music: f64, quantum: f64) -> f64 {
         d - quantum
     } else {
         d
+    }
+}
+
+/// The grid this bike shares while it leads the fleet or plays alone, at monotonic `now`:
+/// the session's beats on fleet time while it has peers and the player plays nothing (or
+/// always, with `follow_link`); `None` otherwise.
+fn grid_of(
+    st: &LinkStatus,
+    playing: bool,
+    c: &LinkConfig,
+    clock: &FleetClock,
+    now: u64,
+) -> Option<Grid> {
+    if st.peers == 0 || (playing && !c.follow_link) {
+        return None;
+    }
+    Some(Grid {
+        beats: FleetBeats::of(&st.time, now, clock)?,
+        quantum: c.quantum,
+        always: c.follow_link,
+    })
+}
+
+/// Follow: while this bike leads the fleet (its fleet clock is its own), share the
+/// session's grid every 50 ms; the publisher sends it at once when it moved. A follower
+/// leaves the grid to its upstream.
+async fn share(status: tokio::sync::watch::Receiver<LinkStatus>, fleet: Fleet, c: LinkConfig) {
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let link: &FleetLink = fleet.lights.link();
+    loop {
+        tick.tick().await;
+        if !matches!(fleet.clock.basis().0, Basis::Own(_)) {
+            continue;
+        }
+        let now = mono_ns();
+        let playing = fleet
+            .live
+            .view(now)
+            .books
+            .as_ref()
+            .is_some_and(|b| b.playing);
+        let grid = grid_of(&status.borrow(), playing, &c, &fleet.clock, now);
+        if link.set(grid, now) {
+            fleet.wake.notify_one();
+        }
     }
 }
 
@@ -186,6 +270,7 @@ mod tests {
             node: *b"ourNode1",
             session: *b"aalinkSs",
             peers: 1,
+            peer_ids: vec![*b"aalinkSs"],
             heard: 1,
             time: LinkTime {
                 timeline: Timeline::founding(120.0),
@@ -201,6 +286,10 @@ mod tests {
         };
         let s = state_of(&status, LinkMode::Both, 4.0, 4_750_000_000);
         assert_eq!((s.mode.as_str(), s.peers, s.heard), ("both", 1, 1));
+        assert_eq!(
+            (s.peer_ids, s.at_mono_ns),
+            (vec!["aalinkSs".to_string()], 4_750_000_000)
+        );
         assert_eq!(
             (s.node.as_str(), s.session.as_str()),
             ("ourNode1", "aalinkSs")
@@ -218,6 +307,7 @@ mod tests {
             session: status.node,
             tempo_from: status.node,
             peers: 0,
+            peer_ids: Vec::new(),
             heard: 0,
             last_heard_ns: None,
             ..status

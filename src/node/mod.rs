@@ -300,14 +300,28 @@ pub async fn run_with(
     };
     // Show and lights (src/node/show.rs): cues on fleet time, light commands to the runner.
     // Ableton Link (src/node/link.rs): the lights follow its beat, or the music leads it.
-    let link = link::start(&config.link, handle.live());
+    // Every bike flashes on the fleet's Link grid (the leader's session on fleet time),
+    // whether it hears Link or not.
+    let link = link::start(
+        &config.link,
+        &link::Fleet {
+            live: handle.live().clone(),
+            clock: fleet_clock.clone(),
+            lights: shared_lights.clone(),
+            wake: wake.clone(),
+        },
+    );
     let lights = Some(show::start(
         &config,
         &player,
         &fleet_clock,
         &net,
         handle.live(),
-        link.as_ref().and_then(|l| l.follow()),
+        Some(crate::show::runner::LinkFollow {
+            fleet: shared_lights.link().watch(),
+            clock: fleet_clock.clone(),
+            own: link.as_ref().and_then(|l| l.follow()),
+        }),
     )?);
     let mut view = View {
         id: &id,
@@ -848,7 +862,10 @@ impl View<'_> {
                     link: "none".to_string(),
                 }
             },
-            link: self.link.as_ref().map(|l| l.state(mono_ns())),
+            link: self.link.as_ref().map(|l| {
+                let now = mono_ns();
+                l.state(now, self.fleet.at_mono(now))
+            }),
             ..Snapshot::default()
         }
     }

@@ -22,7 +22,8 @@ use super::schedule::{
     Scheduler,
 };
 use crate::audio::{Player, PlayerStatus};
-use crate::clock::mono_ns;
+use crate::clock::link::{FleetBeats, LinkTime};
+use crate::clock::{mono_ns, FleetClock};
 use crate::config::Config;
 use crate::control::{Command, LightState, Meters, Refusal, Snapshot};
 use crate::led::protocol::{Command as Led, LedState, Pattern, Rgb};
@@ -108,15 +109,77 @@ pub struct RunnerOptions {
     pub link: Option<LinkFollow>,
 }
 
-/// The Link session the lights follow (`[link]`, `src/node/link.rs`).
+/// The Link beat the lights follow (`[link]`, `docs/link.md`): the fleet's grid, which the
+/// bike that leads the fleet takes from its Link session and every bike gets with the
+/// timeline, whether it hears Link or not; this bike's own session only while the fleet
+/// shares none (its leader hears no Link).
 #[derive(Debug, Clone)]
 pub struct LinkFollow {
+    /// The fleet's Link grid on fleet time (`src/fleet/link.rs`).
+    pub fleet: watch::Receiver<Option<crate::fleet::link::Held>>,
+    /// This bike's fleet time (puts the grid on its monotonic clock).
+    pub clock: FleetClock,
+    /// This bike's own Link peer, when `[link] mode` follows here.
+    pub own: Option<OwnLink>,
+}
+
+/// This bike's own Link session, as `[link]` follows it.
+#[derive(Debug, Clone)]
+pub struct OwnLink {
     /// The Link peer's state.
     pub status: watch::Receiver<crate::link::LinkStatus>,
     /// Beats per bar.
     pub quantum: f64,
     /// Follow even while a track plays (`follow_link`).
     pub always: bool,
+}
+
+/// Where the Link beats fall on this bike's monotonic clock, now.
+enum LinkBeats<'a> {
+    /// The fleet's grid, through the fleet clock.
+    Fleet(FleetBeats, &'a FleetClock),
+    /// This bike's own Link view.
+    Own(LinkTime),
+}
+
+impl LinkBeats<'_> {
+    /// A beat's length, ns.
+    fn period_ns(&self) -> f64 {
+        match self {
+            LinkBeats::Fleet(g, _) => g.ns_per_beat,
+            LinkBeats::Own(t) => t.timeline.micros_per_beat as f64 * 1e3,
+        }
+    }
+
+    /// Monotonic ns of session beat `beat`.
+    fn mono_at(&self, beat: f64) -> Option<u64> {
+        match self {
+            LinkBeats::Fleet(g, clock) => g.mono_at_beat(beat, clock),
+            LinkBeats::Own(t) => Some(t.mono_at_beat(beat)),
+        }
+    }
+
+    /// The first whole beat after monotonic `mono`.
+    fn next_beat(&self, mono: u64) -> Option<(i64, u64)> {
+        match self {
+            LinkBeats::Fleet(g, clock) => g.next_beat(mono, clock),
+            LinkBeats::Own(t) => Some(t.next_beat(mono)),
+        }
+    }
+}
+
+impl LinkFollow {
+    /// The beats to flash on at monotonic `now`, the quantum and whether to flash while a
+    /// track plays: the fleet's fresh grid, else this bike's own session while it has
+    /// peers, else none.
+    fn beats(&self, now: u64) -> Option<(LinkBeats<'_>, f64, bool)> {
+        if let Some(g) = self.fleet.borrow().and_then(|h| h.fresh(now)) {
+            return Some((LinkBeats::Fleet(g.beats, &self.clock), g.quantum, g.always));
+        }
+        let own = self.own.as_ref()?;
+        let st = own.status.borrow();
+        (st.peers > 0).then(|| (LinkBeats::Own(st.time), own.quantum, own.always))
+    }
 }
 
 impl RunnerOptions {
@@ -278,6 +341,7 @@ impl ShowRunner {
             live_events: Vec::new(),
             default_failed: None,
             link_next: None,
+            link_fired: None,
         };
         let task = std::thread::Builder::new()
             .name("convoy-show".into())
@@ -359,6 +423,8 @@ struct Runner<P> {
     default_failed: Option<String>,
     /// The next Link beat to flash on: its number and when it is heard (monotonic ns).
     link_next: Option<(i64, u64)>,
+    /// When the last Link beat flashed was heard (monotonic ns).
+    link_fired: Option<u64>,
 }
 
 impl<P: PlayerClock> Runner<P> {
@@ -442,21 +508,35 @@ impl<P: PlayerClock> Runner<P> {
     /// be. `None`: not following now; else when to run again.
     fn follow_link(&mut self, now: u64, plays: bool) -> Option<u64> {
         let link = self.opts.link.as_ref()?;
-        let st = link.status.borrow().clone();
-        if (plays && !link.always) || st.peers == 0 {
+        let Some((beats, q, _)) = link.beats(now).filter(|(_, _, a)| !plays || *a) else {
             self.link_next = None;
             return None;
-        }
-        let (q, lead) = (link.quantum, self.opts.led_latency.as_nanos() as u64);
-        let time = st.time;
-        // The beat after the lead window, re-found whenever the timeline moved it.
-        let (n, at) = match self.link_next {
-            Some((n, at)) if time.mono_at_beat(n as f64) == at => (n, at),
-            _ => time.next_beat(now + lead),
+        };
+        let lead = self.opts.led_latency.as_nanos() as u64;
+        let half = (beats.period_ns() / 2.0) as u64;
+        // The beat planned, where the beats fall now (the grid is refreshed, and a
+        // follower's clock estimate moves by µs); re-found when it moved by half a beat
+        // or more (another session, a jump), never within half a beat of the last flash.
+        let planned = self.link_next.and_then(|(n, was)| {
+            let at = beats.mono_at(n as f64)?;
+            (at.abs_diff(was) < half).then_some((n, at))
+        });
+        let next = planned.or_else(|| {
+            let after = (now + lead).max(self.link_fired.map_or(0, |f| f + half));
+            beats.next_beat(after)
+        });
+        let Some((n, at)) = next else {
+            self.link_next = None;
+            return None;
         };
         if now + lead < at {
             self.link_next = Some((n, at));
             return Some((at - lead).min(now + IDLE.as_nanos() as u64));
+        }
+        self.link_next = beats.mono_at((n + 1) as f64).map(|a| (n + 1, a));
+        self.link_fired = Some(at);
+        if now + lead > at + self.opts.late.as_nanos() as u64 {
+            return Some(now + 1); // a stall: a flash this late is skipped, as a cue's would be
         }
         let in_bar = crate::link::timeline::phase(n as f64, q).floor() as u8;
         let cmd = Led::Beat {
@@ -468,7 +548,6 @@ impl<P: PlayerClock> Runner<P> {
             s.meters.beat_in_bar = Some(in_bar.saturating_add(1));
         });
         self.send_tagged(cmd, None, Some(at as f64));
-        self.link_next = Some((n + 1, time.mono_at_beat((n + 1) as f64)));
         Some(now + 1)
     }
 
@@ -1102,5 +1181,132 @@ mod tests {
             ..a
         };
         assert_eq!(diff(&a, &c, false), Some(Led::State(c)));
+    }
+
+    /// A player that plays nothing.
+    struct Idle;
+
+    impl PlayerClock for Idle {
+        fn status(&self) -> PlayerStatus {
+            PlayerStatus::default()
+        }
+    }
+
+    fn idle_runner(link: LinkFollow, tap: std::sync::mpsc::Sender<Handed>) -> Runner<Idle> {
+        let show = Arc::new(Show::empty());
+        let vehicle = VehicleInfo {
+            id: "b".into(),
+            leader: false,
+        };
+        let mut opts = RunnerOptions::from_config(&Config::builtin().expect("built-in config"));
+        opts.led_latency = Duration::from_millis(20);
+        opts.late = Duration::from_millis(50);
+        opts.tap = Some(tap);
+        opts.link = Some(link);
+        Runner {
+            base: show.clone(),
+            vo: show.vehicle_override(&vehicle),
+            show,
+            player: Arc::new(Idle),
+            led: LedOutput::sim(8),
+            vehicle,
+            opts,
+            status: watch::channel(ShowStatus::default()).0,
+            active: None,
+            sent: None,
+            hold: None,
+            due: Vec::new(),
+            live_events: Vec::new(),
+            default_failed: None,
+            link_next: None,
+            link_fired: None,
+        }
+    }
+
+    /// Step the runner from `from` to `to` (monotonic ns, simulated) at each wake it asks
+    /// for; the beats it flashed: (beat in bar, heard at).
+    fn run(
+        r: &mut Runner<Idle>,
+        rx: &std::sync::mpsc::Receiver<Handed>,
+        from: u64,
+        to: u64,
+    ) -> Vec<(u8, u64)> {
+        let mut now = from;
+        while now < to {
+            now = r.step(now).max(now + 1);
+        }
+        rx.try_iter()
+            .filter_map(|h| match h.command {
+                Led::Beat { beat_in_bar, .. } => Some((beat_in_bar, h.heard_ns? as u64)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_bike_flashes_on_the_fleets_link_grid_and_its_own_session_only_without_one() {
+        use crate::clock::LocalClock;
+        use crate::fleet::link::{FleetLink, Grid};
+        // This bike's fleet time is its monotonic clock + 1 s (as an estimate of the
+        // leader's would be); the grid: beat 100 at fleet 11 s, 120 BPM, quantum 4.
+        let clock = FleetClock::own(LocalClock {
+            offset_ns: 1_000_000_000,
+            ..LocalClock::IDEAL
+        });
+        let shared = FleetLink::default();
+        let grid = |fleet_ns| Grid {
+            beats: FleetBeats {
+                beat: 100.0,
+                fleet_ns,
+                ns_per_beat: 500_000_000.0,
+            },
+            quantum: 4.0,
+            always: false,
+        };
+        // This bike's own Link view: another phase (beat 0 at mono 0.1 s, 100 BPM).
+        let own = watch::channel(crate::link::LinkStatus {
+            peers: 1,
+            time: LinkTime {
+                timeline: crate::link::Timeline {
+                    micros_per_beat: 600_000,
+                    beat_origin: 0,
+                    time_origin: 100_000,
+                },
+                ..LinkTime::default()
+            },
+            ..Default::default()
+        });
+        let (tap, rx) = std::sync::mpsc::channel();
+        let mut r = idle_runner(
+            LinkFollow {
+                fleet: shared.watch(),
+                clock: clock.clone(),
+                own: Some(OwnLink {
+                    status: own.1,
+                    quantum: 4.0,
+                    always: false,
+                }),
+            },
+            tap,
+        );
+        // Mono 10 s = fleet 11 s = beat 100 (a downbeat).
+        shared.set(Some(grid(11_000_000_000)), 9_000_000_000);
+        let fleet_beats = run(&mut r, &rx, 9_000_000_000, 11_100_000_000);
+        // The first beat after the LED lead is 99 at mono 9.5 s.
+        let want: Vec<(u8, u64)> = (0..4)
+            .map(|i| (((99 + i) % 4) as u8, 9_500_000_000 + i as u64 * 500_000_000))
+            .collect();
+        assert_eq!(fleet_beats, want, "the grid's beats, the own view ignored");
+        // The grid heard again a few µs off (the leader's re-measured ghost time): no beat
+        // twice or lost.
+        shared.hear(&[grid(11_000_004_000).to_osc()], 11_100_000_000);
+        let beats = run(&mut r, &rx, 11_100_000_000, 12_100_000_000);
+        let at: Vec<u64> = beats.iter().map(|b| b.1).collect();
+        assert_eq!(at, [11_500_004_000, 12_000_004_000]);
+        // The fleet shares no grid any more: this bike's own session (100 BPM, beat b at
+        // mono 0.1 s + 0.6 s·b), its first beat at least half a beat after the last flash.
+        shared.hear(&[], 12_100_000_000);
+        let beats = run(&mut r, &rx, 12_100_000_000, 13_400_000_000);
+        assert_eq!(beats, [(1, 12_700_000_000), (2, 13_300_000_000)]);
     }
 }

@@ -141,6 +141,8 @@ pub async fn follow_timeline(mut link: Link) {
                         link.send(&bytes).await;
                     }
                 }
+                // The Link beat the fleet flashes on: the leader's, or none.
+                link.lights.link().hear(&extra, mono_ns());
                 link.counters.timelines.fetch_add(1, Relaxed);
                 let Ok(Take { newer, restarted }) =
                     link.net.lock().map(|mut state| take(&mut state, &tl, mono_ns()))

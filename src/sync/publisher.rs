@@ -136,8 +136,18 @@ async fn send_all(p: &Publisher, subscribers: &HashMap<SocketAddr, tokio::time::
 }
 
 fn sealed_timeline(p: &Publisher) -> Option<Vec<u8>> {
-    let tl = p.net.lock().ok()?.timeline.clone()?;
-    let osc = tl.to_osc_with(p.lights.messages()).ok()?;
+    let extra = p.lights.messages();
+    let tl = match p.net.lock().ok()?.timeline.clone() {
+        Some(tl) => tl,
+        // Nothing has played yet, but the fleet shares a light state or a Link beat:
+        // an idle timeline carries it (the first real one supersedes it).
+        None if !extra.is_empty() => {
+            let now = p.clock.now_or_local();
+            timeline::Timeline::idle(p.lights.id(), crate::clock::incarnation(), now)
+        }
+        None => return None,
+    };
+    let osc = tl.to_osc_with(extra).ok()?;
     p.security
         .seal(&osc, p.clock.now_or_local().max(0) as u64)
         .ok()

@@ -59,6 +59,24 @@ pub enum TimelineError {
 }
 
 impl Timeline {
+    /// A leader's timeline before anything played, at fleet time `now_ns`: no track, not
+    /// playing, `seq` 0 (so the first real timeline of the same incarnation supersedes it).
+    pub fn idle(leader: &str, incarnation: u64, now_ns: i64) -> Timeline {
+        Timeline {
+            leader: leader.to_string(),
+            incarnation,
+            seq: 0,
+            track: String::new(),
+            track_rate: 48_000,
+            anchor_frame: 0.0,
+            anchor_fleet_ns: now_ns,
+            frames_per_sec: 0.0,
+            playing: false,
+            tempo_bpm: 0.0,
+            epoch: 0,
+        }
+    }
+
     /// Where the track is at fleet time `fleet_ns` (frames; may be negative before a
     /// scheduled start).
     pub fn frame_at(&self, fleet_ns: i64) -> f64 {
@@ -352,6 +370,20 @@ mod tests {
         assert!(!t("lead", 9, 9_999).supersedes(&old));
         assert!(t("next", 1, 1).supersedes(&old));
         assert!(!t("next", 1, 1).restarts("lead", 10));
+    }
+
+    #[test]
+    fn an_idle_timeline_decodes_and_the_first_real_one_supersedes_it() {
+        let idle = Timeline::idle("lead", 10, 1_700_000_000_000_000_000);
+        let bytes = idle.to_osc().expect("encode");
+        let back = Timeline::from_osc(&bytes).expect("decode");
+        assert_eq!(back, idle);
+        assert!((back.track.is_empty(), back.playing) == (true, false));
+        let mut first = idle.clone();
+        first.seq = 1;
+        first.track = "a".into();
+        assert!(first.supersedes(&back));
+        assert!(!back.supersedes(&first));
     }
 
     #[test]
