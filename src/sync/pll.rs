@@ -234,6 +234,9 @@ pub struct FollowerController {
     /// [`REFINE_NS`] off, and the refining seeks taken on this join.
     refine_over: u32,
     refines: u8,
+    /// This join began with a seek (not a scheduled start, which joins on its sample
+    /// and is never refined by a seek).
+    join_sought: bool,
 }
 
 /// The clock estimate a join seeks on holds at least this many exchanges (the follower's
@@ -241,7 +244,7 @@ pub struct FollowerController {
 /// the first, and the seek is where the bike starts out.
 pub const JOIN_SAMPLES: usize = 6;
 
-/// Before its first lock a joined follower further off than this for
+/// Before its first lock a follower that joined by a seek, further off than this for
 /// [`REFINE_UPDATES`] updates in a row seeks again (at most [`MAX_REFINES`] times per
 /// join), ns. The join seek lands on the clock estimate of its moment; when the estimate
 /// moves by milliseconds after it (the first seconds' frequency is a guess), pulling the
@@ -279,6 +282,7 @@ impl FollowerController {
             source: None,
             refine_over: 0,
             refines: 0,
+            join_sought: false,
         }
     }
 
@@ -362,6 +366,7 @@ impl Controller for FollowerController {
             self.epoch = Some(tl.epoch);
             self.joined = false;
             self.refines = 0;
+            self.join_sought = false;
             if restarted {
                 self.in_lock_since = None;
             }
@@ -395,11 +400,12 @@ impl Controller for FollowerController {
             self.unverified(Some(err_ns), !fresh);
             return Control::Keep;
         }
-        self.refine_over = if self.joined && !ever_locked && err_ns.abs() > REFINE_NS {
-            self.refine_over + 1
-        } else {
-            0
-        };
+        self.refine_over =
+            if self.joined && self.join_sought && !ever_locked && err_ns.abs() > REFINE_NS {
+                self.refine_over + 1
+            } else {
+                0
+            };
         let refine = self.refine_over >= REFINE_UPDATES && self.refines < MAX_REFINES;
         if !self.joined || refine || self.over_threshold >= self.cfg.hard_seek_updates {
             if write_fleet < tl.anchor_fleet_ns {
@@ -412,6 +418,9 @@ impl Controller for FollowerController {
             let after_lock = ever_locked;
             if refine {
                 self.refines += 1;
+            }
+            if !self.joined {
+                self.join_sought = true;
             }
             self.joined = true;
             self.refine_over = 0;
@@ -817,17 +826,28 @@ mod tests {
         let mut seeks = Vec::new();
         for k in 0..60 {
             net.lock().expect("net").heard_mono_ns = t;
-            // The device keeps playing 3 ms behind the line, whatever it is told.
-            if let Control::Seek(_) = c.on_report(&report(t, on(line_ns + off, t))) {
+            // 100 ms behind at first (a join seek), then 3 ms behind whatever it is told.
+            let behind = if k == 0 { 100_000_000 } else { off };
+            if let Control::Seek(_) = c.on_report(&report(t, on(line_ns + behind, t))) {
                 seeks.push(k);
             }
             t += 50_000_000;
         }
-        // 3 ms is within a join's no-seek tolerance: joined at once, then refined after
-        // REFINE_UPDATES updates, and again REFINE_UPDATES counted updates later (the two
-        // reports within the seek's hold-off are not counted); no more.
-        let n = REFINE_UPDATES as usize;
-        assert_eq!(seeks, vec![n - 1, 2 * n + 1], "{:?}", status(&s));
+        // The join seek; refined REFINE_UPDATES counted updates later (the two reports
+        // within each seek's hold-off are not counted), and once more; no more.
+        let n = REFINE_UPDATES as usize + 2;
+        assert_eq!(seeks, vec![0, n, 2 * n], "{:?}", status(&s));
+        // A join without a seek (a scheduled start, on its sample within 5 ms) is never
+        // refined: it started where the plan said.
+        let (mut c, net, s) = follower();
+        let mut t = 2_000_000_000u64;
+        for _ in 0..40 {
+            net.lock().expect("net").heard_mono_ns = t;
+            let r = c.on_report(&report(t, on(line_ns + off, t)));
+            assert!(matches!(r, Control::Speed(_)), "{r:?}");
+            t += 50_000_000;
+        }
+        assert_eq!(status(&s).seeks, 0);
         assert_eq!(status(&s).seeks_after_lock, 0);
         // A fresh follower that locks first: 3 ms off afterwards is not sought.
         let (mut c, net, s) = follower();
