@@ -470,7 +470,13 @@ pub fn run(args: &ScenarioArgs) -> anyhow::Result<Summary> {
             let sock = rt
                 .block_on(tokio::net::UdpSocket::bind(listen_addr))
                 .with_context(|| format!("cannot bind relay {listen_addr}"))?;
-            rt.spawn(impair::relay(sock, up, cfg, stats.clone()));
+            // Upstream, follower k is at an address of its own (127.2.0.k), as a bike
+            // is on a real network: the leader's per-address SNTP allowance is then each
+            // follower's own, not shared by all of them through 127.0.0.1.
+            let own = IpAddr::V4(Ipv4Addr::new(127, 2, 0, k as u8));
+            rt.spawn(impair::relay_as(sock, up, cfg, stats.clone(), move |_| {
+                Some(own)
+            }));
         }
         relay_ports.push((osc, sntp));
     }
