@@ -655,6 +655,13 @@ fn full_band_says_fast(s: PulseStats) -> bool {
 /// - or the full band is clearly subdivided at the fast level
 ///   ([`FULL_SUBDIVIDED`]: eighth hats, clap or bass between the fast pulses)
 ///   or evenly accented ([`EVENNESS_THRESHOLD`]: a waltz's three even beats).
+/// - or the full band is subdivided at the fast level as much as
+///   [`resolve_octave`] asks ([`SUBDIVISION_THRESHOLD`]) and kick and bass do
+///   not mark every slow beat evenly (low-band evenness at `slow` below
+///   [`LOW_EVEN_FAIR`]): a half-time groove at 140 (kick on 1, snare on 3,
+///   eighth hats) has nothing at 70 that argues for 70 against its hats
+///   (full-band subdivision 0.45 at 140, under [`FULL_SUBDIVIDED`]; its low
+///   band's evenness at 70 is low), where a ballad's bass on every beat does.
 ///
 /// Otherwise the slow level is: an eighth-note piano arpeggio over a 72 BPM
 /// ballad, the offbeat strum of a country boom-chick, a drum-less waltz. Hi-hats
@@ -689,6 +696,9 @@ pub struct LevelEvidence {
     pub full: PulseStats,
     /// Low-band pulse statistics at `fast`, above the background.
     pub low: PulseStats,
+    /// Low-band pulse statistics at `slow`, above the background: whether
+    /// kick and bass mark every slow beat evenly.
+    pub low_slow: PulseStats,
     /// Share of the evidence in which the low band carried onsets (`0..=1`);
     /// below a half the full band decides alone, as in [`resolve_octave`].
     pub low_share: f32,
@@ -700,7 +710,7 @@ impl LevelEvidence {
     /// The level the evidence chooses (`fast` or `slow`).
     pub fn level(&self) -> f32 {
         let fast = if self.low_share >= 0.5 {
-            fast_level_is_the_beat(self.full, self.low)
+            fast_level_is_the_beat(self.full, self.low, self.low_slow)
         } else {
             full_band_says_fast(self.full)
         };
@@ -734,6 +744,10 @@ impl LevelEvidence {
             subdivision: mix(self.low.subdivision, newer.low.subdivision),
             evenness: mix(self.low.evenness, newer.low.evenness),
         };
+        self.low_slow = PulseStats {
+            subdivision: mix(self.low_slow.subdivision, newer.low_slow.subdivision),
+            evenness: mix(self.low_slow.evenness, newer.low_slow.evenness),
+        };
         self.low_share = mix(self.low_share, newer.low_share);
         self.slow = newer.slow;
         self.fast = newer.fast;
@@ -759,19 +773,23 @@ pub fn level_evidence(
     let env_energy: f32 = env.iter().filter(|v| v.is_finite()).sum();
     // The low band must carry a real share of the onsets to be evidence.
     let low_present = low_energy > 0.05 * env_energy && low_energy > 0.0;
-    let low_stats = if low_present {
-        pulse_stats_above(low, frame_rate, fast, floor)
-    } else {
-        None
+    let none = PulseStats {
+        subdivision: 0.0,
+        evenness: 0.0,
+    };
+    let low_at = |b: f32| {
+        if low_present {
+            pulse_stats_above(low, frame_rate, b, floor).unwrap_or(none)
+        } else {
+            none
+        }
     };
     Some(LevelEvidence {
         slow,
         fast,
         full,
-        low: low_stats.unwrap_or(PulseStats {
-            subdivision: 0.0,
-            evenness: 0.0,
-        }),
+        low: low_at(fast),
+        low_slow: low_at(slow),
         low_share: if low_present { 1.0 } else { 0.0 },
         weight: 1.0,
     })
@@ -779,10 +797,11 @@ pub fn level_evidence(
 
 /// The decision of [`resolve_level`] on the pulse statistics of the full
 /// band and the low band at the faster of the two candidate levels.
-pub fn fast_level_is_the_beat(full: PulseStats, low: PulseStats) -> bool {
+pub fn fast_level_is_the_beat(full: PulseStats, low: PulseStats, low_slow: PulseStats) -> bool {
     low.evenness > LOW_EVEN_STRONG
         || (low.evenness > LOW_EVEN_FAIR && low.subdivision > LOW_SUBDIVIDED)
         || full.subdivision > FULL_SUBDIVIDED
+        || (full.subdivision > SUBDIVISION_THRESHOLD && low_slow.evenness < LOW_EVEN_FAIR)
         || (full.subdivision > SUBDIVISION_THRESHOLD && full.evenness > FULL_EVEN_FAIR)
         || full.evenness > EVENNESS_THRESHOLD
 }
