@@ -25,7 +25,7 @@
 
 use super::bands::{BandMapper, Stft, StftConfig};
 use super::onset::{envelope_delay_samples, OnsetDetector};
-use super::tempo::{TempoConfig, TempoEstimator};
+use super::tempo::{LevelEvidence, TempoConfig, TempoEstimator};
 use super::{AnalysisParams, Beat, Event, TempoUpdate};
 
 /// The live tracker's current beat grid: the next beat it will announce and
@@ -134,6 +134,15 @@ pub struct LiveConfig {
     /// (silence, or the decaying tail after the last note) and resume with
     /// its first onset.
     pub silence_gate: f32,
+    /// Share of the metrical-level evidence kept from one tempo update to
+    /// the next, `0..=1` (default 0.9: at one update a second, the decision
+    /// rests on about the last 10 s of windows; 0 = the last 8 s window alone).
+    /// The level is decided by [`super::tempo::resolve_level`]'s rule, as
+    /// offline; offline it sees the whole track, and one 8 s window's
+    /// statistics sit near the rule's thresholds often enough that a 66 BPM
+    /// ballad's level flipped between 66 and 132 every few seconds and stayed
+    /// at 132.
+    pub level_memory: f32,
     /// Tempo search settings.
     pub tempo: TempoConfig,
 }
@@ -159,6 +168,7 @@ impl LiveConfig {
             "withhold_lead" => Some(&mut self.withhold_lead),
             "kick_weight" => Some(&mut self.kick_weight),
             "silence_gate" => Some(&mut self.silence_gate),
+            "level_memory" => Some(&mut self.level_memory),
             _ => None,
         })
     }
@@ -183,6 +193,7 @@ impl Default for LiveConfig {
             withhold_lead: 2.0,
             kick_weight: 2.0,
             silence_gate: 0.3,
+            level_memory: 0.9,
             tempo: TempoConfig::default(),
         }
     }
@@ -256,6 +267,9 @@ pub struct LiveBeatTracker {
     phase_confidence: f32,
     /// An octave change waiting for confirmation, and how often it was seen.
     pending: Option<(f32, u8)>,
+    /// The metrical-level evidence of the recent windows (see
+    /// [`LiveConfig::level_memory`]).
+    level: Option<LevelEvidence>,
     /// The last [`RAMP_UPDATES`] tempo estimates, oldest first (0 = none yet).
     recent_bpm: [f32; RAMP_UPDATES],
     /// The locally fitted beat period (frames) while the tempo is changing.
@@ -307,6 +321,7 @@ impl LiveBeatTracker {
             outlier_frames: 0,
             phase_confidence: 0.0,
             pending: None,
+            level: None,
             recent_bpm: [0.0; RAMP_UPDATES],
             ramp_period: None,
             contradicted: false,
@@ -794,13 +809,30 @@ impl LiveBeatTracker {
                 self.linear[i] = self.ring[(start + i) % len];
                 self.low_linear[i] = self.low_ring[(start + i) % len];
             }
-            let mut bpm = super::tempo::resolve_level(
+            // The same evidence and rule as offline, averaged over the recent
+            // windows while the pair of candidate levels stays the same.
+            let mut bpm = e.bpm;
+            if let Some(ev) = super::tempo::level_evidence(
                 &self.linear[..n],
                 &self.low_linear[..n],
                 self.frame_rate,
                 e.bpm,
                 &self.cfg.tempo,
-            );
+            ) {
+                let acc = match self.level {
+                    Some(mut acc) if acc.same_pair(&ev) => {
+                        acc.merge(&ev, self.cfg.level_memory);
+                        acc
+                    }
+                    _ => ev,
+                };
+                self.level = Some(acc);
+                bpm = if acc.level() == acc.fast {
+                    ev.fast
+                } else {
+                    ev.slow
+                };
+            }
             // An octave jump away from the running tempo must be confirmed by
             // three consecutive estimates.
             if self.bpm > 0.0 {

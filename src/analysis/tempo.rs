@@ -452,6 +452,10 @@ pub struct PulseStats {
     pub evenness: f32,
 }
 
+/// How far either side of a pulse [`pulse_stats`] looks for its onset, in
+/// seconds (about one offline hop).
+pub const PULSE_REACH_S: f32 = 0.0116;
+
 /// Length of the segments [`pulse_stats`] fits separately, in seconds.
 pub const PULSE_SEGMENT_S: f32 = 8.0;
 
@@ -468,7 +472,7 @@ pub fn pulse_stats(env: &[f32], frame_rate: f32, bpm: f32) -> Option<PulseStats>
 }
 
 /// [`pulse_stats`] with `floor` times each segment's background (the mean of
-/// its 3-frame-maximum onset strengths below their mean) taken off every
+/// its local-maximum (see [`PULSE_REACH_S`]) onset strengths below their mean) taken off every
 /// pulse before the ratios.
 pub fn pulse_stats_above(env: &[f32], frame_rate: f32, bpm: f32, floor: f32) -> Option<PulseStats> {
     if !(bpm.is_finite() && bpm > 0.0 && frame_rate.is_finite() && frame_rate > 0.0) {
@@ -480,11 +484,16 @@ pub fn pulse_stats_above(env: &[f32], frame_rate: f32, bpm: f32, floor: f32) -> 
         return None;
     }
     let seg = ((PULSE_SEGMENT_S * frame_rate).max(4.0 * p)) as usize;
+    // Each pulse is read as the largest value within PULSE_REACH_S of it, the
+    // same time span whatever the hop (1 frame either side offline at hop 512,
+    // 2 live at hop 256: with 1 there, the live tracker saw a 140 BPM pop
+    // groove's eighth hats as a subdivision of 0.10, offline 0.35).
+    let reach = ((PULSE_REACH_S * frame_rate).round() as isize).max(1);
     let n_seg = (n / seg).max(1);
     let (mut sub, mut even, mut weight) = (0.0f32, 0.0f32, 0.0f32);
     for k in 0..n_seg {
         let end = if k + 1 == n_seg { n } else { (k + 1) * seg };
-        if let Some((s, w)) = segment_pulse_stats(&env[k * seg..end], p, floor) {
+        if let Some((s, w)) = segment_pulse_stats(&env[k * seg..end], p, floor, reach) {
             sub += s.subdivision * w;
             even += s.evenness * w;
             weight += w;
@@ -498,7 +507,7 @@ pub fn pulse_stats_above(env: &[f32], frame_rate: f32, bpm: f32, floor: f32) -> 
 
 /// [`pulse_stats`] of one segment with period `p` frames, and its mean
 /// on-pulse strength above the background (the segment's weight).
-fn segment_pulse_stats(env: &[f32], p: f32, floor: f32) -> Option<(PulseStats, f32)> {
+fn segment_pulse_stats(env: &[f32], p: f32, floor: f32, reach: isize) -> Option<(PulseStats, f32)> {
     let n = env.len();
     if (n as f32) < 2.0 * p {
         return None;
@@ -506,7 +515,7 @@ fn segment_pulse_stats(env: &[f32], p: f32, floor: f32) -> Option<(PulseStats, f
     let at = |x: f32| -> f32 {
         let i = x.round() as isize;
         let mut m = 0.0f32;
-        for j in i - 1..=i + 1 {
+        for j in i - reach..=i + reach {
             if j >= 0 && (j as usize) < n {
                 let v = env[j as usize];
                 if v.is_finite() {
@@ -516,7 +525,7 @@ fn segment_pulse_stats(env: &[f32], p: f32, floor: f32) -> Option<(PulseStats, f
         }
         m
     };
-    // The background the pulses stand on: the mean of those 3-frame maxima
+    // The background the pulses stand on: the mean of those local maxima
     // that are below their overall mean (about zero for sparse clean pulses,
     // the reverb and noise floor in a recording). No allocation.
     let base = if floor > 0.0 {
@@ -623,29 +632,43 @@ fn full_band_says_fast(s: PulseStats) -> bool {
 }
 
 /// Chooses the metrical level a listener taps, starting from a tempo
-/// estimate `bpm` (which the autocorrelation comb and the log-Gaussian prior
-/// already put near the preferred ~120 BPM region), using the low band (kick
-/// and bass, `low`) as the evidence of where the beat is:
+/// estimate `bpm`. The two trackers call it on the same kind of evidence (the
+/// offline one on the whole track, the live one on its last 8 s), and its
+/// answer does not depend on which octave the estimate started in: `bpm` only
+/// names the pair of candidate levels, `slow` and `fast = 2 x slow`, both in
+/// range (see [`level_pair`]; with the default 60–200 BPM range every tempo has
+/// at most two). Before issue #26's second round the rule was asymmetric —
+/// going up asked for more than staying up — so a 176 BPM drum & bass break
+/// stayed at 88 offline, where the estimate started at 88, and at 176 live,
+/// where it started at 176.
 ///
-/// - **up**: `2 x bpm` is the beat when it is in range and the low band is
-///   evenly accented at that rate — strongly ([`LOW_EVEN_STRONG`], a walking
-///   bass under a 180 BPM swing whose cymbals accent every other beat), or
-///   fairly ([`LOW_EVEN_SUPPORT`]) with the full band agreeing (subdivided or
-///   even at `2 x bpm`, as under a 174 BPM two-step). Kick and bass play the
-///   beat, and they rarely play every off-beat eighth as strongly;
-/// - **down**: `bpm / 2` is the beat when the low band alternates strong/weak
-///   at `bpm` *and* the full band has no subdivision and no even accents at
-///   `bpm` either (an eighth-note piano arpeggio over a 72 BPM ballad); both
-///   cues are required because a backbeat (kick on 1 and 3) alone also makes
-///   the low band uneven at the beat rate.
-///   These absences are measured above the background
-///   ([`TempoConfig::pulse_floor`]): in a recording the onset strength between
-///   onsets is reverb and sustain, not a subdivision.
+/// The fast level is the beat when, at `fast`, measured above the background
+/// ([`TempoConfig::pulse_floor`]):
 ///
-/// Hi-hats and other high, dense parts do not vote on their own: they mark
-/// subdivisions, and swung ones sit off the straight grid. When the low band
-/// is silent the full-band rule of [`resolve_octave`] decides. Does not
-/// allocate.
+/// - the low band (kick and bass, `low`) is evenly accented
+///   ([`LOW_EVEN_STRONG`]: a walking bass under a 180 BPM swing whose cymbals
+///   accent every other beat, four on the floor);
+/// - or the low band is fairly even ([`LOW_EVEN_FAIR`]) and also plays
+///   between the fast pulses ([`LOW_SUBDIVIDED`]): kick or bass on the
+///   off-beat eighths of the fast level, as drum & bass's kick on the "and"
+///   of 3 — at the slow level those would be sixteenths;
+/// - or the full band is clearly subdivided at the fast level
+///   ([`FULL_SUBDIVIDED`]: eighth hats, clap or bass between the fast pulses)
+///   or evenly accented ([`EVENNESS_THRESHOLD`]: a waltz's three even beats).
+/// - or the full band is subdivided at the fast level as much as
+///   [`resolve_octave`] asks ([`SUBDIVISION_THRESHOLD`]) and kick and bass do
+///   not mark every slow beat evenly (low-band evenness at `slow` below
+///   [`LOW_EVEN_FAIR`]): a half-time groove at 140 (kick on 1, snare on 3,
+///   eighth hats) has nothing at 70 that argues for 70 against its hats
+///   (full-band subdivision 0.45 at 140, under [`FULL_SUBDIVIDED`]; its low
+///   band's evenness at 70 is low), where a ballad's bass on every beat does.
+///
+/// Otherwise the slow level is: an eighth-note piano arpeggio over a 72 BPM
+/// ballad, the offbeat strum of a country boom-chick, a drum-less waltz. Hi-hats
+/// alone do not decide by being present: they must be as strong as
+/// [`FULL_SUBDIVIDED`] of the pulses, because a swung hi-hat sits off the
+/// straight grid (a 90 BPM hip-hop groove is not 180). When the low band is
+/// silent the full-band rule of [`resolve_octave`] decides. Does not allocate.
 pub fn resolve_level(
     env: &[f32],
     low: &[f32],
@@ -653,37 +676,152 @@ pub fn resolve_level(
     bpm: f32,
     cfg: &TempoConfig,
 ) -> f32 {
-    let cfg = cfg.sanitized();
-    if !(bpm.is_finite() && bpm > 0.0) {
-        return bpm;
+    match level_evidence(env, low, frame_rate, bpm, cfg) {
+        Some(ev) => ev.level(),
+        None => bpm,
     }
+}
+
+/// What [`resolve_level`] decides on: the pulse statistics of the full band
+/// and of the low band at the faster of a tempo's two candidate levels. The
+/// live tracker averages it over its recent windows ([`LevelEvidence::merge`])
+/// so that its decision rests on as much music as the offline one's.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LevelEvidence {
+    /// The slower candidate level (BPM).
+    pub slow: f32,
+    /// The faster candidate level, `2 x slow` (BPM).
+    pub fast: f32,
+    /// Full-band pulse statistics at `fast`, above the background.
+    pub full: PulseStats,
+    /// Low-band pulse statistics at `fast`, above the background.
+    pub low: PulseStats,
+    /// Low-band pulse statistics at `slow`, above the background: whether
+    /// kick and bass mark every slow beat evenly.
+    pub low_slow: PulseStats,
+    /// Share of the evidence in which the low band carried onsets (`0..=1`);
+    /// below a half the full band decides alone, as in [`resolve_octave`].
+    pub low_share: f32,
+    /// How much music the evidence rests on (windows merged, decayed).
+    pub weight: f32,
+}
+
+impl LevelEvidence {
+    /// The level the evidence chooses (`fast` or `slow`).
+    pub fn level(&self) -> f32 {
+        let fast = if self.low_share >= 0.5 {
+            fast_level_is_the_beat(self.full, self.low, self.low_slow)
+        } else {
+            full_band_says_fast(self.full)
+        };
+        if fast {
+            self.fast
+        } else {
+            self.slow
+        }
+    }
+
+    /// Whether `other` is about the same pair of levels (within 4 %).
+    pub fn same_pair(&self, other: &LevelEvidence) -> bool {
+        (self.slow / other.slow - 1.0).abs() < 0.04
+    }
+
+    /// Folds `newer` into a running average that keeps `keep` of the old
+    /// weight (`0..=1`); the pair becomes `newer`'s.
+    pub fn merge(&mut self, newer: &LevelEvidence, keep: f32) {
+        let w_old = self.weight * keep.clamp(0.0, 1.0);
+        let w = w_old + newer.weight;
+        if w <= 0.0 {
+            *self = *newer;
+            return;
+        }
+        let mix = |a: f32, b: f32| (a * w_old + b * newer.weight) / w;
+        self.full = PulseStats {
+            subdivision: mix(self.full.subdivision, newer.full.subdivision),
+            evenness: mix(self.full.evenness, newer.full.evenness),
+        };
+        self.low = PulseStats {
+            subdivision: mix(self.low.subdivision, newer.low.subdivision),
+            evenness: mix(self.low.evenness, newer.low.evenness),
+        };
+        self.low_slow = PulseStats {
+            subdivision: mix(self.low_slow.subdivision, newer.low_slow.subdivision),
+            evenness: mix(self.low_slow.evenness, newer.low_slow.evenness),
+        };
+        self.low_share = mix(self.low_share, newer.low_share);
+        self.slow = newer.slow;
+        self.fast = newer.fast;
+        self.weight = w;
+    }
+}
+
+/// The [`LevelEvidence`] of `env` and `low` for a tempo estimate `bpm`, with
+/// weight 1; `None` when `bpm` has only one level in range or the envelope
+/// is too short or silent. Does not allocate.
+pub fn level_evidence(
+    env: &[f32],
+    low: &[f32],
+    frame_rate: f32,
+    bpm: f32,
+    cfg: &TempoConfig,
+) -> Option<LevelEvidence> {
+    let cfg = cfg.sanitized();
+    let (slow, fast) = level_pair(bpm, &cfg)?;
+    let floor = cfg.pulse_floor;
+    let full = pulse_stats_above(env, frame_rate, fast, floor)?;
     let low_energy: f32 = low.iter().filter(|v| v.is_finite()).sum();
     let env_energy: f32 = env.iter().filter(|v| v.is_finite()).sum();
     // The low band must carry a real share of the onsets to be evidence.
-    if !(low_energy > 0.05 * env_energy && low_energy > 0.0) {
-        return resolve_octave(env, frame_rate, bpm, &cfg);
-    }
-    let low_even = |b: f32, floor: f32| {
-        pulse_stats_above(low, frame_rate, b, floor).map_or(0.0, |s| s.evenness)
+    let low_present = low_energy > 0.05 * env_energy && low_energy > 0.0;
+    let none = PulseStats {
+        subdivision: 0.0,
+        evenness: 0.0,
     };
-    let full_fast = |b: f32, floor: f32| {
-        pulse_stats_above(env, frame_rate, b, floor).is_some_and(full_band_says_fast)
-    };
-    let fast = bpm * 2.0;
-    if fast <= cfg.max_bpm {
-        let e = low_even(fast, 0.0);
-        if e > LOW_EVEN_STRONG || (e > LOW_EVEN_SUPPORT && full_fast(fast, 0.0)) {
-            return fast;
+    let low_at = |b: f32| {
+        if low_present {
+            pulse_stats_above(low, frame_rate, b, floor).unwrap_or(none)
+        } else {
+            none
         }
+    };
+    Some(LevelEvidence {
+        slow,
+        fast,
+        full,
+        low: low_at(fast),
+        low_slow: low_at(slow),
+        low_share: if low_present { 1.0 } else { 0.0 },
+        weight: 1.0,
+    })
+}
+
+/// The decision of [`resolve_level`] on the pulse statistics of the full
+/// band and the low band at the faster of the two candidate levels.
+pub fn fast_level_is_the_beat(full: PulseStats, low: PulseStats, low_slow: PulseStats) -> bool {
+    low.evenness > LOW_EVEN_STRONG
+        || (low.evenness > LOW_EVEN_FAIR && low.subdivision > LOW_SUBDIVIDED)
+        || full.subdivision > FULL_SUBDIVIDED
+        || (full.subdivision > SUBDIVISION_THRESHOLD && low_slow.evenness < LOW_EVEN_FAIR)
+        || (full.subdivision > SUBDIVISION_THRESHOLD && full.evenness > FULL_EVEN_FAIR)
+        || full.evenness > EVENNESS_THRESHOLD
+}
+
+/// The two candidate metrical levels of a tempo estimate: `(slow, 2 x slow)`
+/// where `slow` is the slowest octave of `bpm` at or above `min_bpm`, or
+/// `None` when `2 x slow` is above `max_bpm` (only one level in range). The
+/// same pair whichever octave `bpm` is in.
+pub fn level_pair(bpm: f32, cfg: &TempoConfig) -> Option<(f32, f32)> {
+    if !(bpm.is_finite() && bpm > 0.0) {
+        return None;
     }
-    // Going down asks for the absence of subdivisions and of even accents,
-    // which in a recording must be measured above the background.
-    let floor = cfg.pulse_floor;
-    if bpm / 2.0 >= cfg.min_bpm && low_even(bpm, floor) < LOW_EVEN_SUPPORT && !full_fast(bpm, floor)
-    {
-        return bpm / 2.0;
+    let mut slow = bpm;
+    while slow / 2.0 >= cfg.min_bpm {
+        slow /= 2.0;
     }
-    bpm
+    while slow < cfg.min_bpm {
+        slow *= 2.0;
+    }
+    (slow * 2.0 <= cfg.max_bpm).then_some((slow, slow * 2.0))
 }
 
 /// Subdivision ratio above which the fast tempo of a pair is the beat.
@@ -691,8 +829,20 @@ pub const SUBDIVISION_THRESHOLD: f32 = 0.25;
 /// Evenness above which the fast tempo of a pair is the beat.
 pub const EVENNESS_THRESHOLD: f32 = 0.8;
 /// Low-band evenness above which the faster level is the beat on its own
-/// (see [`resolve_level`]).
+/// (see [`resolve_level`]). At 0.8 a 66 BPM ballad whose piano arpeggio
+/// reaches into the low band went to 132 live (its low band's evenness at
+/// 132 is 0.75 over the whole track, 0.85 in 8 s windows at the live hop).
 pub const LOW_EVEN_STRONG: f32 = 0.9;
-/// Low-band evenness above which the faster level is the beat when the full
-/// band agrees, and below which the slower one may be (see [`resolve_level`]).
-pub const LOW_EVEN_SUPPORT: f32 = 0.8;
+/// Low-band evenness above which the faster level is the beat when the low
+/// band also plays between its pulses (see [`resolve_level`]).
+pub const LOW_EVEN_FAIR: f32 = 0.7;
+/// Low-band subdivision ratio above which, with [`LOW_EVEN_FAIR`], the faster
+/// level is the beat (see [`resolve_level`]).
+pub const LOW_SUBDIVIDED: f32 = 0.25;
+/// Full-band subdivision ratio above which the faster level is the beat when
+/// the low band has a say (see [`resolve_level`]; [`resolve_octave`], without
+/// a low band, uses [`SUBDIVISION_THRESHOLD`]).
+pub const FULL_SUBDIVIDED: f32 = 0.5;
+/// Full-band evenness above which a subdivision of [`SUBDIVISION_THRESHOLD`]
+/// is enough for the faster level (see [`resolve_level`]).
+pub const FULL_EVEN_FAIR: f32 = 0.45;

@@ -441,6 +441,19 @@ fn pulses(fr: f32, seconds: f32, bpm: f32, h: impl Fn(usize) -> f32) -> Vec<f32>
     v
 }
 
+/// Like [`pulses`], every pulse of height `h`, shifted by `offset` periods.
+fn pulses_at(fr: f32, seconds: f32, bpm: f32, offset: f32, h: f32) -> Vec<f32> {
+    let n = (fr * seconds) as usize;
+    let p = 60.0 * fr / bpm;
+    let mut v = vec![0.0f32; n];
+    let mut k = 0usize;
+    while ((k as f32 + offset) * p).round() < n as f32 {
+        v[((k as f32 + offset) * p).round() as usize] += h;
+        k += 1;
+    }
+    v
+}
+
 fn add(a: &[f32], b: &[f32]) -> Vec<f32> {
     a.iter().zip(b).map(|(x, y)| x + y).collect()
 }
@@ -476,14 +489,51 @@ fn metrical_level_goes_down_when_only_the_treble_plays_eighths() {
 
 #[test]
 fn metrical_level_keeps_a_backbeat_with_eighth_hats() {
-    // Rock at 120: kick on 1 and 3 only (uneven low band at 120), but hats
-    // subdivide every beat, so the beat stays at 120 rather than 60.
+    // Rock at 120: kick on 1 and 3 only (uneven low band at 120), snare on 2
+    // and 4, hats subdivide every beat, so the beat stays at 120 rather than
+    // 60 (from either octave).
     let fr = 44_100.0 / 512.0;
     let kick = pulses(fr, 30.0, 120.0, |k| if k % 2 == 0 { 1.0 } else { 0.1 });
+    let snare = pulses(fr, 30.0, 120.0, |k| if k % 2 == 1 { 0.8 } else { 0.0 });
     let hats = pulses(fr, 30.0, 240.0, |_| 0.5);
-    let env = add(&kick, &hats);
-    let bpm = tempo::resolve_level(&env, &kick, fr, 120.0, &TempoConfig::default());
-    assert!((bpm - 120.0).abs() < 0.5, "{bpm}");
+    let env = add(&add(&kick, &snare), &hats);
+    for start in [60.0, 120.0] {
+        let bpm = tempo::resolve_level(&env, &kick, fr, start, &TempoConfig::default());
+        assert!((bpm - 120.0).abs() < 0.5, "from {start}: {bpm}");
+    }
+}
+
+#[test]
+fn metrical_level_is_the_same_from_either_octave() {
+    // Issue #26: a 176 BPM drum & bass break (kick on 1 and the "and" of 2,
+    // snare on 2 and 4, eighth hats) came out at 88 offline, where the tempo
+    // estimate started at 88, and at 176 live, where it started at 176. The
+    // decision now depends only on the pair of levels.
+    let fr = 44_100.0 / 512.0;
+    let secs = 30.0;
+    let kick = add(
+        &pulses(fr, secs, 44.0, |_| 1.0),
+        &pulses_at(fr, secs, 44.0, 1.5 / 4.0, 0.8),
+    );
+    let snare = pulses_at(fr, secs, 88.0, 0.5, 1.0);
+    let hats = pulses(fr, secs, 352.0, |k| if k % 2 == 0 { 0.3 } else { 0.2 });
+    let bass = pulses(fr, secs, 22.0, |_| 0.6);
+    let low = add(&kick, &bass);
+    let env = add(&add(&low, &snare), &hats);
+    let cfg = TempoConfig::default();
+    for start in [88.0, 176.0] {
+        let bpm = tempo::resolve_level(&env, &low, fr, start, &cfg);
+        assert!((bpm - 176.0).abs() < 0.5, "from {start}: {bpm}");
+    }
+    // A 66 BPM ballad (eighth arpeggio, kick and bass on the beat) stays at
+    // 66 from either octave.
+    let piano = pulses(fr, secs, 132.0, |k| if k % 2 == 0 { 1.0 } else { 0.5 });
+    let bass = pulses(fr, secs, 66.0, |_| 0.8);
+    let env = add(&piano, &bass);
+    for start in [66.0, 132.0] {
+        let bpm = tempo::resolve_level(&env, &bass, fr, start, &cfg);
+        assert!((bpm - 66.0).abs() < 0.5, "from {start}: {bpm}");
+    }
 }
 
 #[test]
@@ -513,13 +563,14 @@ fn metrical_level_comes_down_from_eighths_over_a_recordings_background() {
     let bpm = tempo::resolve_level(&env, &low, fr, 84.0, &cfg);
     assert!((bpm - 84.0).abs() < 0.5, "{bpm}");
     // Raw ratios (before issue #26) read the background between the eighths
-    // as a subdivision and kept the double tempo.
-    let raw = TempoConfig {
-        pulse_floor: 0.0,
-        ..cfg
-    };
-    let bpm = tempo::resolve_level(&env, &low, fr, 168.0, &raw);
-    assert!((bpm - 168.0).abs() < 0.5, "{bpm}");
+    // as a subdivision; above the background it is a fraction of that.
+    let raw = tempo::pulse_stats_above(&env, fr, 168.0, 0.0).expect("stats");
+    let above = tempo::pulse_stats_above(&env, fr, 168.0, 1.0).expect("stats");
+    assert!(raw.subdivision > 0.4, "{raw:?}");
+    assert!(
+        above.subdivision < 0.5 * raw.subdivision,
+        "{above:?} {raw:?}"
+    );
 }
 
 #[test]
