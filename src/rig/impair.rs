@@ -508,7 +508,8 @@ impl Shaper {
 pub(crate) enum Out {
     /// A UDP socket, to this address (None: its connected peer).
     Udp(Arc<std::net::UdpSocket>, Option<SocketAddr>),
-    /// A TUN device (one write is one IP packet).
+    /// A TUN device (one write is one IP packet). Only `rig::tun` (Linux, `rig`) makes one.
+    #[cfg_attr(not(all(feature = "rig", target_os = "linux")), allow(dead_code))]
     Tun(Arc<std::fs::File>),
 }
 
