@@ -324,25 +324,7 @@ impl ShowRunner {
             show: show.name.clone(),
             ..ShowStatus::default()
         });
-        let vo = show.vehicle_override(&vehicle);
-        let runner = Runner {
-            base: show.clone(),
-            show,
-            player,
-            led,
-            vehicle,
-            vo,
-            opts,
-            status: status_tx,
-            active: None,
-            sent: None,
-            hold: None,
-            due: Vec::new(),
-            live_events: Vec::new(),
-            default_failed: None,
-            link_next: None,
-            link_fired: None,
-        };
+        let runner = Runner::new(show, player, led, vehicle, opts, status_tx);
         let task = std::thread::Builder::new()
             .name("convoy-show".into())
             .spawn(move || {
@@ -428,6 +410,35 @@ struct Runner<P> {
 }
 
 impl<P: PlayerClock> Runner<P> {
+    /// A runner that has done nothing yet: no cue active, nothing sent, nothing held.
+    fn new(
+        show: Arc<Show>,
+        player: Arc<P>,
+        led: LedOutput,
+        vehicle: VehicleInfo,
+        opts: RunnerOptions,
+        status: watch::Sender<ShowStatus>,
+    ) -> Runner<P> {
+        Runner {
+            base: show.clone(),
+            vo: show.vehicle_override(&vehicle),
+            show,
+            player,
+            led,
+            vehicle,
+            opts,
+            status,
+            active: None,
+            sent: None,
+            hold: None,
+            due: Vec::new(),
+            live_events: Vec::new(),
+            default_failed: None,
+            link_next: None,
+            link_fired: None,
+        }
+    }
+
     async fn run(mut self, mut control: mpsc::Receiver<Control>) {
         let mut wake = tokio::time::Instant::now();
         loop {
@@ -1203,24 +1214,14 @@ mod tests {
         opts.late = Duration::from_millis(50);
         opts.tap = Some(tap);
         opts.link = Some(link);
-        Runner {
-            base: show.clone(),
-            vo: show.vehicle_override(&vehicle),
+        Runner::new(
             show,
-            player: Arc::new(Idle),
-            led: LedOutput::sim(8),
+            Arc::new(Idle),
+            LedOutput::sim(8),
             vehicle,
             opts,
-            status: watch::channel(ShowStatus::default()).0,
-            active: None,
-            sent: None,
-            hold: None,
-            due: Vec::new(),
-            live_events: Vec::new(),
-            default_failed: None,
-            link_next: None,
-            link_fired: None,
-        }
+            watch::channel(ShowStatus::default()).0,
+        )
     }
 
     /// Step the runner from `from` to `to` (monotonic ns, simulated) at each wake it asks
