@@ -3,14 +3,16 @@
 # and records the figures).
 #
 #   tools/budget.sh [--seconds 25] [--track demo|FILE] [--ipc 0.7] [--no-qemu]
-#                   [--set key=value]... [--out DIR]
+#                   [--followers N] [--profile P] [--set key=value]... [--out DIR]
 #
 # Runs a leader and a follower (`convoy node`, virtual sinks in real time, 127.0.0.1) twice:
 #   1. the native release build: startup to playing and peak RSS of each process;
 #   2. the aarch64 release build (tools/cross.sh; the cpal one) under qemu-aarch64 with
 #      the instruction-counting plugin (tools/qemu-insn): instructions per second, as a
 #      share of one 1 GHz Cortex-A53 core at IPC --ipc.
-# --set adds a config override to both nodes (e.g. --set audio.resampler=fast). Prints a
+# --followers N runs N followers (only the leader and the first are emulated); --profile P
+# puts every follower behind `convoy tool impair --profile P` (default, wifi-city, ...: docs/sync.md).
+# --set adds a config override to every node (e.g. --set audio.resampler=fast). Prints a
 # table; DIR (default $CARGO_TARGET_DIR/budget) keeps budget.json and the nodes' logs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,8 +30,10 @@ while (($#)); do
     --ipc) ipc=$2; shift 2 ;;
     --no-qemu) qemu=0; shift ;;
     --set) sets+=(--set "$2"); shift 2 ;;
+    --followers) sets+=(--followers "$2"); shift 2 ;;
+    --profile) sets+=(--profile "$2"); shift 2 ;;
     --out) out=$2; shift 2 ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "budget: unknown argument $1" >&2; exit 2 ;;
   esac
 done

@@ -44,6 +44,16 @@ impl Default for FollowConfig {
     }
 }
 
+/// What [`Applied::apply`] did with a timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Apply {
+    /// Done, or nothing to do, or a failure already reported (a track that cannot be
+    /// opened is tried again with the next newer timeline).
+    Done,
+    /// Waiting for the first clock estimate: apply the same timeline again.
+    NoEstimate,
+}
+
 /// What the follower has told its player to do.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Applied {
@@ -80,14 +90,18 @@ impl Applied {
         }
     }
 
-    /// Make the player do what `tl` says, if it does not already.
+    /// Make the player do what `tl` says, if it does not already. Returns
+    /// [`Apply::NoEstimate`] when that needs a clock estimate the follower does not have
+    /// yet: the caller applies the same timeline again once it has one (a leader
+    /// republishes a timeline under the same `seq`, so "apply only what is newer" would
+    /// miss a scheduled start heard before the first SNTP exchange).
     pub fn apply(
         &mut self,
         tl: &Timeline,
         fleet: &FleetClock,
         deck: &dyn Deck,
         cfg: &FollowConfig,
-    ) {
+    ) -> Apply {
         let same_track = self.track.as_deref() == Some(tl.track.as_str());
         // A restarted leader's timeline is new whatever its epoch number says.
         let restarted = self
@@ -103,7 +117,7 @@ impl Applied {
                     ..Applied::default()
                 };
             }
-            return;
+            return Apply::Done;
         }
         let anchor = tl.anchor_frame.max(0.0).round() as u64;
         if !tl.playing {
@@ -111,13 +125,13 @@ impl Applied {
                 if !same_epoch && deck.send(PlayerCommand::Seek(anchor)).is_ok() {
                     self.now_following(tl, true);
                 }
-                return;
+                return Apply::Done;
             }
             let sent = if same_track {
                 deck.send(PlayerCommand::Pause(true))
             } else {
                 let Some(source) = self.open(deck, &tl.track) else {
-                    return;
+                    return Apply::Done;
                 };
                 deck.send(PlayerCommand::Load {
                     source,
@@ -129,7 +143,7 @@ impl Applied {
             if sent.is_ok() {
                 self.now_following(tl, true);
             }
-            return;
+            return Apply::Done;
         }
         if same_track && same_epoch && !self.paused {
             // Already following; the PLL does the rest. A timeline continued by another
@@ -137,17 +151,17 @@ impl Applied {
             if self.source.as_ref().is_none_or(|(l, _)| *l != tl.leader) {
                 self.source = Some((tl.leader.clone(), tl.incarnation));
             }
-            return;
+            return Apply::Done;
         }
         // Without a clock estimate we cannot tell whether the start is still ahead: wait
         // for SNTP (the next timeline retries).
         let Some(play_mono) = fleet.play_at(tl.anchor_fleet_ns) else {
-            return;
+            return Apply::NoEstimate;
         };
         let sent = if play_mono > mono_ns() + cfg.schedule_margin_ns {
             // A scheduled start (play, seek, resume): start on the same sample as the leader.
             let Some(source) = self.open(deck, &tl.track) else {
-                return;
+                return Apply::Done;
             };
             deck.send(PlayerCommand::Load {
                 source,
@@ -164,10 +178,10 @@ impl Applied {
             // Join a track already playing: open it near where the fleet is; the PLL's join
             // puts it on the exact frame.
             let Some(here) = fleet.now().map(|now| tl.frame_at(now)) else {
-                return;
+                return Apply::NoEstimate;
             };
             let Some(source) = self.open(deck, &tl.track) else {
-                return;
+                return Apply::Done;
             };
             deck.send(PlayerCommand::Load {
                 source,
@@ -179,6 +193,7 @@ impl Applied {
         if sent.is_ok() {
             self.now_following(tl, false);
         }
+        Apply::Done
     }
 
     fn now_following(&mut self, tl: &Timeline, paused: bool) {
@@ -282,6 +297,29 @@ mod tests {
         let mut a = Applied::default();
         assert!(run(&mut a, &tl("song", true, 1, 0), &fleet, &deck).is_empty());
         assert_eq!(a, Applied::default());
+    }
+
+    /// A start scheduled 3 s ahead, heard before the first SNTP exchange: the apply asks
+    /// to be retried, and the same timeline (republished under the same seq) applied once
+    /// the estimate exists loads the track for the exact instant, not as a late join.
+    #[test]
+    fn a_start_heard_before_the_estimate_is_scheduled_once_it_arrives() {
+        let deck = FakeDeck::default();
+        let fleet = FleetClock::new(LocalClock::IDEAL, 0, Basis::Follow(None));
+        let mut a = Applied::default();
+        let at = mono_ns() as i64 + 3_000_000_000;
+        let start = tl("song", true, 1, at);
+        let cfg = FollowConfig::default();
+        assert_eq!(a.apply(&start, &fleet, &deck, &cfg), Apply::NoEstimate);
+        assert!(deck.take().is_empty());
+        fleet.set_estimate(Some(ClockEstimate {
+            samples: 1,
+            ..ClockEstimate::default()
+        }));
+        assert_eq!(a.apply(&start, &fleet, &deck, &cfg), Apply::Done);
+        assert_eq!(deck.take(), [format!("load song@96000 at={at}")]);
+        assert_eq!(a.apply(&start, &fleet, &deck, &cfg), Apply::Done);
+        assert!(deck.take().is_empty(), "loaded twice");
     }
 
     #[test]

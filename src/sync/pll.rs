@@ -230,7 +230,33 @@ pub struct FollowerController {
     /// The leader and incarnation of the timeline joined: a restart of that leader (same
     /// id, another incarnation) is re-joined like a new epoch.
     source: Option<(String, u64)>,
+    /// Updates in a row, since joining and before the first lock, more than
+    /// [`REFINE_NS`] off, and the refining seeks taken on this join.
+    refine_over: u32,
+    refines: u8,
+    /// This join began with a seek (not a scheduled start, which joins on its sample
+    /// and is never refined by a seek).
+    join_sought: bool,
 }
+
+/// The clock estimate a join seeks on holds at least this many exchanges (the follower's
+/// opening burst, `sync::follower::BURST`): the fastest of six is a far better guess than
+/// the first, and the seek is where the bike starts out.
+pub const JOIN_SAMPLES: usize = 6;
+
+/// Before its first lock a follower that joined by a seek, further off than this for
+/// [`REFINE_UPDATES`] updates in a row seeks again (at most [`MAX_REFINES`] times per
+/// join), ns. The join seek lands on the clock estimate of its moment; when the estimate
+/// moves by milliseconds after it (the first seconds' frequency is a guess), pulling the
+/// difference in at the speed clamp (500 ppm: 2 s per ms) is what kept slow followers
+/// from locking. Never after a lock: then only the hard-seek threshold seeks.
+pub const REFINE_NS: i64 = 2_000_000;
+
+/// Updates in a row beyond [`REFINE_NS`] before a refining seek.
+pub const REFINE_UPDATES: u32 = 6;
+
+/// Refining seeks per join at most.
+pub const MAX_REFINES: u8 = 2;
 
 impl FollowerController {
     /// A controller following `net`'s timeline on `fleet` time, publishing into `status`.
@@ -254,6 +280,9 @@ impl FollowerController {
             seq_track: None,
             epoch: None,
             source: None,
+            refine_over: 0,
+            refines: 0,
+            join_sought: false,
         }
     }
 
@@ -336,6 +365,8 @@ impl Controller for FollowerController {
             self.seq_track = Some(tl.track.clone());
             self.epoch = Some(tl.epoch);
             self.joined = false;
+            self.refines = 0;
+            self.join_sought = false;
             if restarted {
                 self.in_lock_since = None;
             }
@@ -353,7 +384,30 @@ impl Controller for FollowerController {
             // Already where the timeline says (a scheduled start): join without a seek.
             self.joined = true;
         }
-        if !self.joined || self.over_threshold >= self.cfg.hard_seek_updates {
+        let ever_locked = self.in_lock_since.is_some()
+            || self
+                .status
+                .lock()
+                .is_ok_and(|s| s.first_lock_mono_ns.is_some());
+        if !self.joined
+            && self
+                .fleet
+                .estimate()
+                .is_none_or(|e| e.samples < JOIN_SAMPLES)
+        {
+            // The opening burst is still coming in: seek on its fastest exchange, not its
+            // first.
+            self.unverified(Some(err_ns), !fresh);
+            return Control::Keep;
+        }
+        self.refine_over =
+            if self.joined && self.join_sought && !ever_locked && err_ns.abs() > REFINE_NS {
+                self.refine_over + 1
+            } else {
+                0
+            };
+        let refine = self.refine_over >= REFINE_UPDATES && self.refines < MAX_REFINES;
+        if !self.joined || refine || self.over_threshold >= self.cfg.hard_seek_updates {
             if write_fleet < tl.anchor_fleet_ns {
                 // A scheduled start (play, seek, resume) still ahead: the player was loaded
                 // to start on that sample; seeking now would only start early.
@@ -361,12 +415,15 @@ impl Controller for FollowerController {
                 return Control::Keep;
             }
             let target = tl.frame_at(write_fleet);
-            let after_lock = self.in_lock_since.is_some()
-                || self
-                    .status
-                    .lock()
-                    .is_ok_and(|s| s.first_lock_mono_ns.is_some());
+            let after_lock = ever_locked;
+            if refine {
+                self.refines += 1;
+            }
+            if !self.joined {
+                self.join_sought = true;
+            }
             self.joined = true;
+            self.refine_over = 0;
             self.over_threshold = 0;
             self.in_lock_since = None;
             // Reports describe the ring's old contents until the new audio is heard.
@@ -729,6 +786,81 @@ mod tests {
         follow(&mut c, &net, 1_000_000_000, t, 15, true);
         let st = status(&s);
         assert!(st.locked && st.clock_bound_ns == Some(2e6), "{st:?}");
+    }
+
+    /// A joining follower seeks only once its clock estimate holds the opening burst
+    /// ([`JOIN_SAMPLES`] exchanges), not on the first exchange.
+    #[test]
+    fn a_join_seeks_on_the_opening_burst_not_its_first_exchange() {
+        let (mut c, net, _s) = follower();
+        let fleet = c.fleet.clone();
+        let set_samples = |n: usize| {
+            let mut est = fleet.estimate().expect("estimate");
+            est.samples = n;
+            fleet.set_estimate(Some(est));
+        };
+        set_samples(2);
+        let off = 100_000_000i64; // 100 ms behind: a join seek
+        let mut t = 2_000_000_000u64;
+        for _ in 0..5 {
+            net.lock().expect("net").heard_mono_ns = t;
+            let r = c.on_report(&report(t, on(1_000_000_000 + off, t)));
+            assert_eq!(r, Control::Keep, "sought on {} exchanges", 2);
+            t += 50_000_000;
+        }
+        set_samples(JOIN_SAMPLES);
+        net.lock().expect("net").heard_mono_ns = t;
+        let r = c.on_report(&report(t, on(1_000_000_000 + off, t)));
+        assert!(matches!(r, Control::Seek(_)), "{r:?}");
+    }
+
+    /// The join landed 3 ms off (the estimate moved after it): before any lock the
+    /// follower seeks again after [`REFINE_UPDATES`] updates, at most [`MAX_REFINES`]
+    /// times; after a lock, 3 ms is pulled in by the speed, never sought.
+    #[test]
+    fn before_its_first_lock_a_follower_refines_a_join_that_landed_off() {
+        let (mut c, net, s) = follower();
+        let line_ns = 1_000_000_000i64;
+        let off = 3_000_000i64;
+        let mut t = 2_000_000_000u64;
+        let mut seeks = Vec::new();
+        for k in 0..60 {
+            net.lock().expect("net").heard_mono_ns = t;
+            // 100 ms behind at first (a join seek), then 3 ms behind whatever it is told.
+            let behind = if k == 0 { 100_000_000 } else { off };
+            if let Control::Seek(_) = c.on_report(&report(t, on(line_ns + behind, t))) {
+                seeks.push(k);
+            }
+            t += 50_000_000;
+        }
+        // The join seek; refined REFINE_UPDATES counted updates later (the two reports
+        // within each seek's hold-off are not counted), and once more; no more.
+        let n = REFINE_UPDATES as usize + 2;
+        assert_eq!(seeks, vec![0, n, 2 * n], "{:?}", status(&s));
+        // A join without a seek (a scheduled start, on its sample within 5 ms) is never
+        // refined: it started where the plan said.
+        let (mut c, net, s) = follower();
+        let mut t = 2_000_000_000u64;
+        for _ in 0..40 {
+            net.lock().expect("net").heard_mono_ns = t;
+            let r = c.on_report(&report(t, on(line_ns + off, t)));
+            assert!(matches!(r, Control::Speed(_)), "{r:?}");
+            t += 50_000_000;
+        }
+        assert_eq!(status(&s).seeks, 0);
+        assert_eq!(status(&s).seeks_after_lock, 0);
+        // A fresh follower that locks first: 3 ms off afterwards is not sought.
+        let (mut c, net, s) = follower();
+        let t = follow(&mut c, &net, line_ns, 2_000_000_000, 40, true);
+        assert!(status(&s).locked);
+        let mut t = t;
+        for _ in 0..40 {
+            net.lock().expect("net").heard_mono_ns = t;
+            let r = c.on_report(&report(t, on(line_ns + off, t)));
+            assert!(matches!(r, Control::Speed(_)), "{r:?}");
+            t += 50_000_000;
+        }
+        assert_eq!(status(&s).seeks, 0);
     }
 
     /// The leader falls silent (killed, stopped): within the freshness bound the follower,
