@@ -195,3 +195,50 @@ fn a_thirty_second_outage_is_held_over_without_a_seek() {
     );
     assert_eq!(s["seeks_after_lock"].as_u64(), Some(0));
 }
+
+/// Every other named profile (`convoy tool scenario --profile`, docs/sync.md "Impairment
+/// profiles") at looser bounds than its documented figures: 3 bikes, 25 s each. The
+/// followers lock (|offset| < 1 ms held 2 s) within 20 s (`asym` and `slow` took 9–11 s
+/// in one run at load 8: a one-sided queue biases the clock estimate towards the 1 ms
+/// criterion), stay within 5 ms after it at
+/// p99, never seek after it, never say "locked" without a verified clock bound, and their
+/// true clock error stays inside that bound.
+#[test]
+fn every_impairment_profile_locks_under_a_verified_bound() {
+    let mut failures = Vec::new();
+    for profile in ["slow", "tail", "bursty", "asym", "powersave", "hops"] {
+        let s = scenario(
+            profile,
+            port_base(5),
+            &["--nodes", "3", "--seconds", "25", "--profile", profile],
+        );
+        for n in s["nodes"].as_array().expect("nodes") {
+            let node = n["node"].as_str().unwrap_or("?");
+            let lock = n["join_to_lock_s"].as_f64().unwrap_or(f64::INFINITY);
+            let p99 = n["p99_ms"].as_f64().unwrap_or(f64::INFINITY);
+            let err = n["sntp_err_max_us"].as_f64().unwrap_or(f64::INFINITY);
+            let bound = n["bound_max_us"].as_f64().unwrap_or(f64::INFINITY);
+            eprintln!(
+                "{profile} {node}: lock {lock:.2} s, after lock p99 {p99:.3} ms, clock error max {err:.0} us, bound max {bound:.0} us"
+            );
+            if lock >= 20.0 {
+                failures.push(format!("{profile} {node}: locked after {lock} s"));
+            }
+            if p99 >= 5.0 {
+                failures.push(format!("{profile} {node}: after-lock p99 {p99} ms"));
+            }
+            if n["seeks_after_lock"].as_u64() != Some(0) {
+                failures.push(format!("{profile} {node}: sought after lock"));
+            }
+            if n["locked_unbounded"].as_u64() != Some(0) {
+                failures.push(format!("{profile} {node}: locked without a bound"));
+            }
+            if err > bound {
+                failures.push(format!(
+                    "{profile} {node}: clock error {err} us beyond its bound {bound} us"
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
