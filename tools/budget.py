@@ -5,7 +5,8 @@ Starts a leader and one or more followers (`--followers N`), `convoy node` exact
 today, on loopback with virtual sinks in real time (fast = false), and measures each
 process. With `--profile P` every follower reaches the leader through its own pair of
 impairment relays (`convoy tool impair --profile P`, native, one for the timeline and
-one for SNTP, each follower from its own address 127.3.0.k), so the figures include what
+one for SNTP, each follower at its own address 127.3.0.k and reaching the leader from
+127.2.0.k, so that the leader's per-address limits see one bike each), so the figures include what
 a harsh network costs: retries, the clock filter's bigger hull, resubscriptions. Under
 qemu only the leader and the first follower are emulated (the others run native), so the
 leader's count is what serving N followers costs it.
@@ -92,7 +93,8 @@ class Relays:
                 log = open(os.path.join(workdir, f"{tag}-relay-{name}-{i}.stderr"), "w")
                 self.procs.append(subprocess.Popen(
                     [native, "--log", "warn", "tool", "impair", f"{host}:{port}",
-                     f"127.0.0.1:{upstream}", "--profile", profile, "--seed", str(10 * k + i + 1)],
+                     f"127.0.0.1:{upstream}", "--profile", profile, "--seed", str(10 * k + i + 1),
+                     "--from", f"127.2.0.{k}"],
                     stdout=subprocess.DEVNULL, stderr=log))
                 pair.append(f"{host}:{port}")
             self.addresses[name] = tuple(pair)
@@ -171,7 +173,8 @@ def run_pair(commands, seconds, workdir, tag):
             err = open(os.path.join(workdir, f"{tag}-{role}.stderr")).read()[-2000:]
             raise RuntimeError(f"{tag} {role} exited with status {code}:\n{err}")
         if node.playing_after_s is None:
-            raise RuntimeError(f"{tag} {role} never reported a position > 0")
+            raise RuntimeError(f"{tag} {role} never reported a position > 0; its last status "
+                               f"line: {json.dumps(node.last)}")
         last = node.last or {}
         results[role] = {
             "wall_s": wall,

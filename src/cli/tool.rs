@@ -66,6 +66,11 @@ pub enum ToolCommand {
         /// Random seed.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Reach upstream from this local address (e.g. 127.2.0.3), so that upstream sees
+        /// the clients of this relay at an address of their own (its per-address rate
+        /// limits then apply to them alone, as on a real network). Default: any.
+        #[arg(long)]
+        from: Option<std::net::IpAddr>,
     },
     /// The impairment relay at the IP layer: TUN devices for a server and its clients
     /// (each moved into its own network namespace by the caller), one seeded model per
@@ -154,6 +159,7 @@ pub fn run(cmd: &ToolCommand) -> anyhow::Result<()> {
             stall_ms,
             profile,
             seed,
+            from,
         } => {
             let cfg = match profile {
                 Some(p) => p.config(*seed),
@@ -173,7 +179,9 @@ pub fn run(cmd: &ToolCommand) -> anyhow::Result<()> {
                 let sock = tokio::net::UdpSocket::bind(listen)
                     .await
                     .with_context(|| format!("cannot bind {listen}"))?;
-                crate::rig::impair::relay(sock, *upstream, cfg, Default::default()).await?;
+                let from = *from;
+                crate::rig::impair::relay_as(sock, *upstream, cfg, Default::default(), |_| from)
+                    .await?;
                 Ok(())
             })
         }
