@@ -801,9 +801,10 @@ pub fn fast_level_is_the_beat(full: PulseStats, low: PulseStats, low_slow: Pulse
     low.evenness > LOW_EVEN_STRONG
         || (low.evenness > LOW_EVEN_FAIR && low.subdivision > LOW_SUBDIVIDED)
         || full.subdivision > FULL_SUBDIVIDED
-        || (full.subdivision > SUBDIVISION_THRESHOLD && low_slow.evenness < LOW_EVEN_FAIR)
+        || (full.subdivision > SUBDIVISION_THRESHOLD && low_slow.evenness < LOW_ALTERNATES)
         || (full.subdivision > SUBDIVISION_THRESHOLD && full.evenness > FULL_EVEN_FAIR)
         || full.evenness > EVENNESS_THRESHOLD
+        || (full.evenness > FULL_EVEN_SHARED && low.evenness > LOW_EVEN_SHARED)
 }
 
 /// The two candidate metrical levels of a tempo estimate: `(slow, 2 x slow)`
@@ -846,3 +847,20 @@ pub const FULL_SUBDIVIDED: f32 = 0.5;
 /// Full-band evenness above which a subdivision of [`SUBDIVISION_THRESHOLD`]
 /// is enough for the faster level (see [`resolve_level`]).
 pub const FULL_EVEN_FAIR: f32 = 0.45;
+/// Low-band evenness at the slower level below which kick and bass alternate
+/// there — they mark only every other slow beat, as a half-time groove's kick
+/// on 1 and snare on 3 do at half its tempo (evenness about 0) — so a
+/// subdivision of [`SUBDIVISION_THRESHOLD`] is enough for the faster level
+/// (see [`resolve_level`]). A bar of three has no such alternation: its bass
+/// on 1 falls on even and odd beats in turn, so a waltz's evenness at its beat
+/// stays near 1 over a track and about 0.4–0.9 in 8 s windows (issue #26: at
+/// [`LOW_EVEN_FAIR`] the live tracker's early windows sent an 84 BPM ballroom
+/// waltz to 168).
+pub const LOW_ALTERNATES: f32 = 0.35;
+/// Full-band evenness above which, with the low band's above
+/// [`LOW_EVEN_SHARED`], the faster level is the beat (see [`resolve_level`]):
+/// drums and bass both play every fast pulse with about the same weight, as a
+/// rock groove's kick and snare alternating on 1-2-3-4 over a bass in eighths.
+pub const FULL_EVEN_SHARED: f32 = 0.55;
+/// Low-band evenness that goes with [`FULL_EVEN_SHARED`].
+pub const LOW_EVEN_SHARED: f32 = 0.65;
