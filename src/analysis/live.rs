@@ -819,6 +819,11 @@ impl LiveBeatTracker {
                 e.bpm,
                 &self.cfg.tempo,
             ) {
+                // A window that has not filled yet is that much less music:
+                // the first one (3 s after the start) outweighed a full 8 s
+                // window and held a 174 BPM break at 87 for two updates.
+                let mut ev = ev;
+                ev.weight = n as f32 / len.max(1) as f32;
                 let acc = match self.level {
                     Some(mut acc) if acc.same_pair(&ev) => {
                         acc.merge(&ev, self.cfg.level_memory);

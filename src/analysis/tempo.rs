@@ -656,12 +656,16 @@ fn full_band_says_fast(s: PulseStats) -> bool {
 ///   ([`FULL_SUBDIVIDED`]: eighth hats, clap or bass between the fast pulses)
 ///   or evenly accented ([`EVENNESS_THRESHOLD`]: a waltz's three even beats).
 /// - or the full band is subdivided at the fast level as much as
-///   [`resolve_octave`] asks ([`SUBDIVISION_THRESHOLD`]) and kick and bass do
-///   not mark every slow beat evenly (low-band evenness at `slow` below
+///   [`resolve_octave`] asks ([`SUBDIVISION_THRESHOLD`]), its alternate fast
+///   pulses are played ([`FAST_PULSE_PLAYED`]) and kick and bass do not mark
+///   every slow beat evenly (low-band evenness at `slow` below
 ///   [`LOW_EVEN_FAIR`]): a half-time groove at 140 (kick on 1, snare on 3,
 ///   eighth hats) has nothing at 70 that argues for 70 against its hats
 ///   (full-band subdivision 0.45 at 140, under [`FULL_SUBDIVIDED`]; its low
-///   band's evenness at 70 is low), where a ballad's bass on every beat does.
+///   band's evenness at 70 is low), where a ballad's bass on every beat does;
+/// - or the full band and the low band are both fairly even at the fast level
+///   ([`FULL_EVEN_SHARED`], [`LOW_EVEN_SHARED`]): drums and bass both play
+///   every fast pulse.
 ///
 /// Otherwise the slow level is: an eighth-note piano arpeggio over a 72 BPM
 /// ballad, the offbeat strum of a country boom-chick, a drum-less waltz. Hi-hats
@@ -801,9 +805,12 @@ pub fn fast_level_is_the_beat(full: PulseStats, low: PulseStats, low_slow: Pulse
     low.evenness > LOW_EVEN_STRONG
         || (low.evenness > LOW_EVEN_FAIR && low.subdivision > LOW_SUBDIVIDED)
         || full.subdivision > FULL_SUBDIVIDED
-        || (full.subdivision > SUBDIVISION_THRESHOLD && low_slow.evenness < LOW_EVEN_FAIR)
+        || (full.subdivision > SUBDIVISION_THRESHOLD
+            && full.evenness > FAST_PULSE_PLAYED
+            && low_slow.evenness < LOW_EVEN_FAIR)
         || (full.subdivision > SUBDIVISION_THRESHOLD && full.evenness > FULL_EVEN_FAIR)
         || full.evenness > EVENNESS_THRESHOLD
+        || (full.evenness > FULL_EVEN_SHARED && low.evenness > LOW_EVEN_SHARED)
 }
 
 /// The two candidate metrical levels of a tempo estimate: `(slow, 2 x slow)`
@@ -846,3 +853,20 @@ pub const FULL_SUBDIVIDED: f32 = 0.5;
 /// Full-band evenness above which a subdivision of [`SUBDIVISION_THRESHOLD`]
 /// is enough for the faster level (see [`resolve_level`]).
 pub const FULL_EVEN_FAIR: f32 = 0.45;
+/// Full-band evenness at the faster level above which its alternate pulses
+/// count as played, which the half-time branch of [`resolve_level`] asks for
+/// (subdivided, kick and bass uneven at the slow level): a half-time groove's
+/// hats on 2 and 4 of the fast count (evenness about 0.3). A fast "level" whose
+/// every other pulse is (nearly) empty is the eighth-note level of a slow beat
+/// however much falls between: issue #26's ballroom waltz at 84 showed
+/// evenness 0.0-0.15 at 168 in the live tracker's first windows, with a
+/// subdivision of about 0.3 and a low-band evenness at 84 of 0.4-0.7 (its
+/// bass on 1 of 3), and went to 168.
+pub const FAST_PULSE_PLAYED: f32 = 0.25;
+/// Full-band evenness above which, with the low band's above
+/// [`LOW_EVEN_SHARED`], the faster level is the beat (see [`resolve_level`]):
+/// drums and bass both play every fast pulse with about the same weight, as a
+/// rock groove's kick and snare alternating on 1-2-3-4 over a bass in eighths.
+pub const FULL_EVEN_SHARED: f32 = 0.55;
+/// Low-band evenness that goes with [`FULL_EVEN_SHARED`].
+pub const LOW_EVEN_SHARED: f32 = 0.65;

@@ -573,6 +573,118 @@ fn metrical_level_comes_down_from_eighths_over_a_recordings_background() {
     );
 }
 
+/// An 84 BPM waltz phrased in two-bar units, as [`super::live`] sees it: 8 s
+/// windows a second apart, the evidence averaged as
+/// [`LiveConfig::level_memory`] does. Bass on 1, louder in
+/// the first bar of each pair; chords on 2 and 3; quiet sixteenth ornaments.
+fn waltz_in_two_bar_phrases(fr: f32, secs: f32) -> (Vec<f32>, Vec<f32>) {
+    let chords = pulses(fr, secs, 84.0, |k| if k % 3 == 0 { 0.0 } else { 0.7 });
+    let bass = pulses(fr, secs, 84.0, |k| match k % 6 {
+        0 => 1.0,
+        3 => 0.6,
+        _ => 0.0,
+    });
+    let ornaments = pulses(fr, secs, 336.0, |_| 0.15);
+    (add(&add(&chords, &bass), &ornaments), bass)
+}
+
+#[test]
+fn a_waltz_in_two_bar_phrases_stays_at_its_beat_window_by_window() {
+    // Issue #26: a ballroom waltz at 84 went to 168 live. Its bass on 1 falls
+    // on even and odd beats in turn, and in two-bar phrases the louder first
+    // bar keeps landing on even beats: the low band's evenness at 84 is about
+    // 0.6, which the half-time branch reads as "kick and bass do not mark
+    // every slow beat evenly". The sixteenth ornaments subdivide the eighth
+    // level (full-band subdivision at 168 about 0.3). What 168 lacks is its
+    // own pulse: every other pulse at 168 (the eighths) is nearly empty.
+    let fr = 44_100.0 / 256.0; // the live hop
+    let (env, low) = waltz_in_two_bar_phrases(fr, 40.0);
+    let cfg = TempoConfig::default();
+    let whole = tempo::level_evidence(&env, &low, fr, 168.0, &cfg).expect("evidence");
+    assert!(
+        whole.full.subdivision > tempo::SUBDIVISION_THRESHOLD,
+        "{whole:?}"
+    );
+    assert!(whole.low_slow.evenness < tempo::LOW_EVEN_FAIR, "{whole:?}");
+    assert!(whole.full.evenness < tempo::FAST_PULSE_PLAYED, "{whole:?}");
+    let win = (8.0 * fr) as usize;
+    let hop = fr as usize;
+    let mut acc: Option<tempo::LevelEvidence> = None;
+    let mut start = 0;
+    while start + win <= env.len() {
+        let ev = tempo::level_evidence(
+            &env[start..start + win],
+            &low[start..start + win],
+            fr,
+            168.0,
+            &cfg,
+        )
+        .expect("window evidence");
+        let mut a = acc.unwrap_or(ev);
+        if acc.is_some() {
+            a.merge(&ev, LiveConfig::default().level_memory);
+        }
+        acc = Some(a);
+        let t = start as f32 / fr;
+        assert!((ev.level() - 84.0).abs() < 0.5, "window at {t} s: {ev:?}");
+        assert!((a.level() - 84.0).abs() < 0.5, "average at {t} s: {a:?}");
+        start += hop;
+    }
+    // The half-time groove the branch is for still goes up: kick on 1 and
+    // snare on 3 at 140 (the snare leaking into the low band at half the
+    // kick's strength), eighth hats, so 2 and 4 at 140 carry the hats alone.
+    let kick = pulses(fr, 30.0, 70.0, |k| if k % 2 == 0 { 1.0 } else { 0.0 });
+    let snare = pulses(fr, 30.0, 70.0, |k| if k % 2 == 1 { 1.0 } else { 0.0 });
+    let hats = pulses(fr, 30.0, 280.0, |k| if k % 2 == 0 { 0.5 } else { 0.3 });
+    let env = add(&add(&kick, &snare), &hats);
+    let low = add(
+        &kick,
+        &pulses(fr, 30.0, 70.0, |k| if k % 2 == 1 { 0.5 } else { 0.0 }),
+    );
+    for start in [70.0, 140.0] {
+        let ev = tempo::level_evidence(&env, &low, fr, start, &cfg).expect("evidence");
+        assert!(ev.full.evenness > tempo::FAST_PULSE_PLAYED, "{ev:?}");
+        assert!((ev.level() - 140.0).abs() < 0.5, "from {start}: {ev:?}");
+    }
+}
+
+#[test]
+fn metrical_level_goes_up_when_drums_and_bass_both_play_every_fast_beat() {
+    // Issue #26: a rock groove at 120 (rock_120_gap) came out at 60 offline.
+    // Kick on 1 and 3, snare on 2 and 4 about as loud, the bass on every beat
+    // with quieter repeated eighths between, the hats too soft to count: at
+    // 120 neither band is subdivided (< 0.25) and neither is even enough on
+    // its own (full band 0.77 < 0.8, low band 0.8 < 0.9), but both play every
+    // fast pulse with about the same weight, which an accented/unaccented
+    // pair of eighths does not.
+    let fr = 44_100.0 / 512.0;
+    let secs = 30.0;
+    let kick = pulses(fr, secs, 120.0, |k| if k % 2 == 0 { 0.2 } else { 0.0 });
+    let snare = pulses(fr, secs, 120.0, |k| if k % 2 == 1 { 0.5 } else { 0.0 });
+    let bass = pulses(fr, secs, 240.0, |k| if k % 2 == 0 { 0.8 } else { 0.1 });
+    let hats = pulses_at(fr, secs, 120.0, 0.5, 0.1);
+    let low = add(&kick, &bass);
+    let env = add(&add(&low, &snare), &hats);
+    let cfg = TempoConfig::default();
+    for start in [60.0, 120.0] {
+        let ev = tempo::level_evidence(&env, &low, fr, start, &cfg).expect("evidence");
+        assert!(ev.full.subdivision < tempo::SUBDIVISION_THRESHOLD, "{ev:?}");
+        assert!(ev.full.evenness < tempo::EVENNESS_THRESHOLD, "{ev:?}");
+        assert!(ev.low.evenness < tempo::LOW_EVEN_STRONG, "{ev:?}");
+        let bpm = tempo::resolve_level(&env, &low, fr, start, &cfg);
+        assert!((bpm - 120.0).abs() < 0.5, "from {start}: {bpm}");
+    }
+    // A boom-chick at 84 whose chick is as loud as the boom: the full band is
+    // as even at 168, but the bass plays only the boom, so the beat stays 84.
+    let boom = pulses(fr, secs, 84.0, |_| 0.8);
+    let chick = pulses_at(fr, secs, 84.0, 0.5, 0.6);
+    let env = add(&boom, &chick);
+    for start in [84.0, 168.0] {
+        let bpm = tempo::resolve_level(&env, &boom, fr, start, &cfg);
+        assert!((bpm - 84.0).abs() < 0.5, "boom-chick from {start}: {bpm}");
+    }
+}
+
 #[test]
 fn live_beat_grid_predicts_beats_two_seconds_ahead() {
     // What the show scheduler does: ask the grid for beats it has not heard yet.
