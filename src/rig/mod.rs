@@ -29,6 +29,7 @@ pub mod measure;
 pub mod scenario;
 #[cfg(all(feature = "rig", target_os = "linux"))]
 pub mod tun;
+pub mod sync_sim;
 pub mod web_sim;
 
 /// Ask a child process (a `convoy node` the rig started) to shut down cleanly with SIGTERM,
