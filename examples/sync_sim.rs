@@ -13,7 +13,11 @@ use convoy::rig::sync_sim::{q3, run, SimConfig, SimResult};
 #[derive(Parser)]
 struct Args {
     /// Profiles, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "default,slow,wifi-city,hops")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "default,slow,wifi-city,hops"
+    )]
     profiles: Vec<String>,
     /// Seeds per follower (the scenario's `--seed`, 1..=N).
     #[arg(long, default_value_t = 8)]
@@ -65,12 +69,18 @@ fn main() -> anyhow::Result<()> {
         for (s, e) in &r.ppm_err {
             println!("t {s:5.1} s  ppm error {e:+8.2}");
         }
-        for (s, est, play, speed) in r.trace.iter().filter(|p| p.0 < 20.0 || (p.0 * 10.0).round() as i64 % 10 == 0) {
+        for (s, est, play, speed) in r
+            .trace
+            .iter()
+            .filter(|p| p.0 < 20.0 || (p.0 * 10.0).round() as i64 % 10 == 0)
+        {
             println!("t {s:5.1} s  estimate error {est:+7.3} ms  playback {play:+7.3} ms  speed {speed:+7.1} ppm");
         }
         return Ok(());
     }
-    println!("est = |clock estimate − leader| ms, play = |playback offset| ms after lock; p50 p99 max");
+    println!(
+        "est = |clock estimate − leader| ms, play = |playback offset| ms after lock; p50 p99 max"
+    );
     for name in &args.profiles {
         let p = Profile::from_str(name, true).map_err(anyhow::Error::msg)?;
         let mut all = SimResult::default();
