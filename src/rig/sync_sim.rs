@@ -160,7 +160,7 @@ pub fn run(cfg: &SimConfig) -> SimResult {
         ..LocalClock::IDEAL
     };
     let mut model = Model::new(cfg.profile.config(cfg.seed));
-    let mut host = Rng(cfg.seed ^ 0x5eed_0f_4057);
+    let mut host = Rng(cfg.seed ^ 0x05ee_d0f4_057a);
     let jitter = |rng: &mut Rng| -> u64 {
         if cfg.host_jitter_ms <= 0.0 {
             return 0;
