@@ -5,8 +5,9 @@
 //! recordings and computes true playback offsets, `tun` carries the same model at the IP
 //! layer between network namespaces (TCP: the Snapcast comparison), [`flood`] is the hostile sender of the
 //! threat model, [`scenario`] starts a fleet of `convoy node` processes behind relays and
-//! prints the figures, [`eval`] scores beat tracking like `mir_eval.beat`, and [`web_sim`]
-//! is a simulated node for the web app. Like `cli`, the scenario reports with `anyhow`: it
+//! prints the figures, [`eval`] scores beat tracking like `mir_eval.beat`, [`sync_sim`] runs
+//! one follower's real clock filter and PLL against the impairment model in simulated time,
+//! and [`web_sim`] is a simulated node for the web app. Like `cli`, the scenario reports with `anyhow`: it
 //! is a front door for a person running it, not a domain.
 //!
 //! The module is compiled only with the cargo feature `rig` (and for the library's own unit
@@ -27,6 +28,7 @@ pub mod impair;
 pub mod measure;
 #[cfg(feature = "rig")]
 pub mod scenario;
+pub mod sync_sim;
 #[cfg(all(feature = "rig", target_os = "linux"))]
 pub mod tun;
 pub mod web_sim;
