@@ -454,7 +454,10 @@ pub fn estimate_meter(
     // Sum of the cues, each normalised to a mean of 1 (an absent or flat
     // cue adds nothing).
     let mut feat = vec![0.0f32; beats.len()];
-    for (cue, w) in cues.iter().zip([1.0, 1.0, CHORD_WEIGHT, HALF_BAR_CHORD_WEIGHT]) {
+    for (cue, w) in cues
+        .iter()
+        .zip([1.0, 1.0, CHORD_WEIGHT, HALF_BAR_CHORD_WEIGHT])
+    {
         let mean = cue.iter().sum::<f32>() / cue.len().max(1) as f32;
         if mean > 1e-9 {
             for (f, c) in feat.iter_mut().zip(cue) {
@@ -533,7 +536,9 @@ fn beat_numbers(beats: &[usize]) -> Vec<usize> {
 /// Indices of the downbeats: the bar position of every beat that maximises the
 /// downbeat feature on position 0, where each position follows from the one
 /// before by the beats counted between them ([`beat_numbers`]) or, at
-/// [`BAR_SWITCH_COST`], jumps (Viterbi).
+/// [`BAR_SWITCH_COST`], jumps (Viterbi); a jump never leaves a bar of one
+/// beat (without that, a strong cue on the last beat of the demo song's intro
+/// bought a downbeat there and another on the next beat).
 fn downbeat_path(feat: &[f32], numbers: &[usize], m: usize, mean: f32) -> Vec<usize> {
     let n = feat.len();
     if n == 0 || m == 0 {
@@ -548,7 +553,14 @@ fn downbeat_path(feat: &[f32], numbers: &[usize], m: usize, mean: f32) -> Vec<us
         for (s, slot) in next.iter_mut().enumerate() {
             let (mut best, mut arg) = (f32::NEG_INFINITY, 0usize);
             for (p, &sc) in score.iter().enumerate() {
-                let v = if (p + adv) % m == s { sc } else { sc - BAR_SWITCH_COST };
+                let v = if (p + adv) % m == s {
+                    sc
+                } else if p == 0 && s == 0 && adv == 1 {
+                    // A bar of one beat: never.
+                    f32::NEG_INFINITY
+                } else {
+                    sc - BAR_SWITCH_COST
+                };
                 if v > best {
                     (best, arg) = (v, p);
                 }
@@ -594,11 +606,7 @@ fn span_means(beats: &[usize], frames: &(impl FrameRows + ?Sized)) -> Vec<Vec<f3
 /// For each beat, `distance` between the mean of the `k` span means
 /// ([`span_means`]) that start there and of the `k` before it; 0 where fewer
 /// than `k` spans lie on either side.
-fn span_change(
-    spans: &[Vec<f32>],
-    k: usize,
-    distance: impl Fn(&[f32], &[f32]) -> f32,
-) -> Vec<f32> {
+fn span_change(spans: &[Vec<f32>], k: usize, distance: impl Fn(&[f32], &[f32]) -> f32) -> Vec<f32> {
     let n = spans.len() + 1;
     if spans.is_empty() || spans[0].is_empty() || k == 0 {
         return Vec::new();
@@ -985,6 +993,77 @@ mod tests {
         let m = meter_with_chords_on(3);
         assert_eq!(m.beats_per_bar, 4);
         assert!(m.confidence > 0.1, "{m:?}");
+    }
+
+    /// Boom-chick: the low band is stronger on 3 (the fifth) than on 1 (the
+    /// root), and every beat's chroma differs from the one before it (bass
+    /// note, then strum), so low onsets and the one-beat chord change put the
+    /// bars on beat 3. The chord holds through its bar: the two beats after the
+    /// bar line differ from the two before it, those after beat 3 do not.
+    #[test]
+    fn the_half_bar_chord_change_puts_boom_chick_bars_on_one() {
+        let (period, n_beats) = (20usize, 48usize);
+        let beats: Vec<usize> = (0..n_beats).map(|i| 10 + i * period).collect();
+        let frames = 10 + n_beats * period;
+        let mut low = vec![0.0f32; frames];
+        for (i, &b) in beats.iter().enumerate() {
+            low[b] = [0.8, 0.3, 1.0, 0.3][i % 4];
+        }
+        // Bar k: its bass note (one pitch class) on 1 and 3, its chord (three
+        // others) on 2 and 4; consecutive bars share no pitch class.
+        let chroma: Vec<[f32; 12]> = (0..frames)
+            .map(|t| {
+                let beat = t.saturating_sub(10) / period;
+                let base = 6 * ((beat / 4) % 2);
+                let mut c = [0.0f32; 12];
+                if beat % 2 == 0 {
+                    c[base] = 1.0;
+                } else {
+                    c[base + 1..base + 4].iter_mut().for_each(|v| *v = 1.0);
+                }
+                c
+            })
+            .collect();
+        let m = estimate_meter(&beats, &low, &Vec::<Vec<f32>>::new(), &chroma, false);
+        assert_eq!(m.beats_per_bar, 4);
+        assert_eq!(m.phase, 0, "{m:?}");
+        assert!(m.downbeats.iter().all(|d| d % 4 == 0), "{m:?}");
+        assert_eq!(m.downbeats.len(), n_beats / 4);
+    }
+
+    /// Beats dropped in a silence still count: the bars after it keep their
+    /// phase; and a bar of two beats between two stretches of 4/4 moves it.
+    #[test]
+    fn beats_count_across_gaps_and_the_bar_phase_follows_a_short_bar() {
+        let mut beats: Vec<usize> = (0..20).map(|i| 10 + 20 * i).collect();
+        // Six beats missing, then 20 more.
+        beats.extend((26..46).map(|i| 10 + 20 * i));
+        let numbers = beat_numbers(&beats);
+        assert_eq!(numbers[19], 19);
+        assert_eq!(numbers[20], 26);
+        assert_eq!(numbers[39], 45);
+        // Downbeat feature on every 4th counted beat of the first stretch,
+        // then two beats later in the second (a 2/4 bar at the join).
+        let n: Vec<usize> = (0..60).collect();
+        let feat: Vec<f32> = n
+            .iter()
+            .map(|&i| {
+                let on = if i < 30 { i % 4 == 0 } else { (i - 2) % 4 == 0 };
+                if on {
+                    3.0
+                } else {
+                    1.0
+                }
+            })
+            .collect();
+        let mean = feat.iter().sum::<f32>() / feat.len() as f32;
+        let down = downbeat_path(&feat, &n, 4, mean);
+        let want: Vec<usize> = n
+            .iter()
+            .copied()
+            .filter(|&i| if i < 30 { i % 4 == 0 } else { (i - 2) % 4 == 0 })
+            .collect();
+        assert_eq!(down, want);
     }
 
     /// `segment` once sorted all n² bar distances for their median (70 MB for an hour of
