@@ -1,6 +1,6 @@
 //! Scores Convoy's offline and live beat trackers and prints their cost.
 //!
-//! `cargo run --release --example analysis_eval [-- --corpus DIR] [--dump DIR] [--live KEY=VALUE]… [--offline KEY=VALUE]… [--tempo KEY=VALUE]…`
+//! `cargo run --release --example analysis_eval [-- --corpus DIR] [--dump DIR] [--no-live] [--live KEY=VALUE]… [--offline KEY=VALUE]… [--tempo KEY=VALUE]…`
 //!
 //! Without `--corpus` it uses the built-in synthetic corpus ([`synth::corpus`]); with
 //! `--corpus DIR` it reads a `tools/beat-eval` corpus (`DIR/clips/*.wav` or `DIR/*.wav`,
@@ -11,7 +11,8 @@
 //! time the live tracker needs to lock (first beat of a run of four correct ones). It
 //! then prints the phase error of beats extrapolated 2 s ahead from the live beat grid
 //! (what the show scheduler uses), how far ahead of the audio the live beat events are
-//! announced, and the cost of each path per audio second. `--dump DIR` writes each clip as raw little-endian f32
+//! announced, and the cost of each path per audio second. `--no-live` skips the live
+//! tracker (its columns print 0) for a quick look at the offline beats and downbeats. `--dump DIR` writes each clip as raw little-endian f32
 //! with its ground truth and both trackers' beats. `--live KEY=VALUE` (repeatable) overrides a
 //! [`LiveConfig`](convoy::analysis::LiveConfig) setting, e.g. `--live switch_margin=0.3`, to compare settings without rebuilding; `--offline KEY=VALUE` does the same for the offline
 //! tracker's [`BeatConfig`](convoy::analysis::BeatConfig), e.g. `--offline high_weight=0`;
@@ -79,7 +80,8 @@ fn main() -> ExitCode {
     if opt("--corpus").is_none() {
         onset_calibration(&clips[0], &params);
     }
-    run(&clips, &params, opt("--dump").as_deref());
+    let no_live = args.iter().any(|a| a == "--no-live");
+    run(&clips, &params, opt("--dump").as_deref(), no_live);
     ExitCode::SUCCESS
 }
 
@@ -299,7 +301,7 @@ fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len().max(1) as f64
 }
 
-fn run(clips: &[Clip], params: &AnalysisParams, dump: Option<&str>) {
+fn run(clips: &[Clip], params: &AnalysisParams, dump: Option<&str>, no_live: bool) {
     println!(
         "{:<22} {:>7} | {:>7} {:>5} {:>5} {:>5} {:>5} {:>3} | {:>7} {:>5} {:>5} {:>5} {:>6} {:>6} {:>5}",
         "clip",
@@ -341,7 +343,17 @@ fn run(clips: &[Clip], params: &AnalysisParams, dump: Option<&str>) {
             )
         };
 
-        let live = run_live(clip, params);
+        let live = if no_live {
+            LiveRun {
+                beats: Vec::new(),
+                leads: Vec::new(),
+                ahead: Vec::new(),
+                bpm: 0.0,
+                seconds: 0.0,
+            }
+        } else {
+            run_live(clip, params)
+        };
         live_s += live.seconds;
         leads.extend(live.leads.iter().copied());
         let beats = until_end(&clip.beats, &live.beats);

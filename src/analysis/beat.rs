@@ -7,8 +7,11 @@
 //! predecessor score penalised by `tightness * ln((t - p) / tau)^2`, with the
 //! period `tau` taken per frame from a local tempo curve so tempo changes are
 //! followed. [`estimate_meter`] picks the bar length (4, or 3 when clearly
-//! better) and the phase that maximises low-frequency onset strength, bass
-//! change and chord change (chroma) on the downbeats. [`segment`] finds
+//! better) and the downbeats that maximise low-frequency onset strength, bass
+//! change and chord change (chroma, over one beat and over half a bar) on the
+//! downbeats, counting beats across silences and letting the bar phase move
+//! where a bar is cut short or lengthened (a Viterbi path over the position
+//! in the bar). [`segment`] finds
 //! section boundaries as peaks of a checkerboard novelty curve on the
 //! bar-level self-similarity of band-energy features, snaps them to bars, and
 //! labels sections (`intro`, `A`, `B`, …, `outro`).
@@ -386,20 +389,27 @@ pub fn grid_confidence(env: &[f32], beats: &[usize]) -> f32 {
     contrast * support
 }
 
-/// Bar length and phase of a beat sequence.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Bar length and downbeats of a beat sequence.
+#[derive(Debug, Clone, PartialEq)]
 pub struct MeterEstimate {
     /// Beats per bar (4, or 3).
     pub beats_per_bar: usize,
-    /// Index (into the beat list) of the first downbeat, `< beats_per_bar`.
+    /// Index (into the beat list) of the first downbeat, `downbeats[0]`
+    /// (`< beats_per_bar` unless the first bars are cut by a gap).
     pub phase: usize,
     /// Contrast of the downbeat feature, `>= 0` (0 = no evidence).
     pub confidence: f32,
+    /// Indices (into the beat list) of every downbeat, ascending. Usually
+    /// `beats_per_bar` apart; a bar is shorter where beats were dropped in a
+    /// silence, or where the bar phase moves ([`BAR_SWITCH_COST`]).
+    pub downbeats: Vec<usize>,
 }
 
-/// Chooses meter (4/4, or 3/4 when clearly better) and downbeat phase that
+/// Chooses meter (4/4, or 3/4 when clearly better) and the downbeats that
 /// maximise low-frequency onset strength plus bass change plus chord change
-/// on the downbeats. `low` is a per-frame low-frequency onset strength,
+/// (over one beat and over half a bar) on the downbeats. Beats are counted
+/// across gaps ([`beat_numbers`]), and the bar phase may move where a bar is
+/// cut short or lengthened ([`downbeat_path`]). `low` is a per-frame low-frequency onset strength,
 /// `bass[t]` a per-frame vector of low-frequency log magnitudes and
 /// `chroma[t]` a per-frame pitch-class profile (either may be empty), and
 /// `beats` are frame indices.
@@ -414,6 +424,7 @@ pub fn estimate_meter(
         beats_per_bar: 4,
         phase: 0,
         confidence: 0.0,
+        downbeats: (0..beats.len()).step_by(4).collect(),
     };
     if beats.len() < 4 || low.is_empty() {
         return fallback;
@@ -433,11 +444,20 @@ pub fn estimate_meter(
                 .unwrap_or(0.0)
         })
         .collect();
-    let cues = [feat, bass_change(beats, bass), chord_change(beats, chroma)];
+    let chord_spans = span_means(beats, chroma);
+    let cues = [
+        feat,
+        bass_change(beats, bass),
+        span_change(&chord_spans, 1, chroma_distance),
+        span_change(&chord_spans, 2, chroma_distance),
+    ];
     // Sum of the cues, each normalised to a mean of 1 (an absent or flat
     // cue adds nothing).
     let mut feat = vec![0.0f32; beats.len()];
-    for (cue, w) in cues.iter().zip([1.0, 1.0, CHORD_WEIGHT]) {
+    for (cue, w) in cues
+        .iter()
+        .zip([1.0, 1.0, CHORD_WEIGHT, HALF_BAR_CHORD_WEIGHT])
+    {
         let mean = cue.iter().sum::<f32>() / cue.len().max(1) as f32;
         if mean > 1e-9 {
             for (f, c) in feat.iter_mut().zip(cue) {
@@ -449,10 +469,11 @@ pub fn estimate_meter(
     if !(mean_all.is_finite() && mean_all > 1e-9) {
         return fallback;
     }
+    let numbers = beat_numbers(beats);
     let contrast = |m: usize, ph: usize| -> f32 {
         let (mut on, mut n_on, mut off, mut n_off) = (0.0f32, 0usize, 0.0f32, 0usize);
-        for (i, &f) in feat.iter().enumerate() {
-            if i % m == ph {
+        for (&f, &n) in feat.iter().zip(&numbers) {
+            if n % m == ph {
                 on += f;
                 n_on += 1;
             } else {
@@ -470,23 +491,94 @@ pub fn estimate_meter(
             .map(|ph| (ph, contrast(m, ph)))
             .fold((0, f32::NEG_INFINITY), |a, b| if b.1 > a.1 { b } else { a })
     };
-    let (p4, c4) = best_of(4);
-    let mut best = MeterEstimate {
-        beats_per_bar: 4,
-        phase: p4,
-        confidence: c4.max(0.0),
-    };
+    let (_, c4) = best_of(4);
+    let (mut m, mut confidence) = (4, c4.max(0.0));
     if allow_triple && beats.len() >= 6 {
-        let (p3, c3) = best_of(3);
+        let (_, c3) = best_of(3);
         if c3 > 0.1 && c3 > 1.5 * c4.max(0.0) {
-            best = MeterEstimate {
-                beats_per_bar: 3,
-                phase: p3,
-                confidence: c3,
-            };
+            (m, confidence) = (3, c3);
         }
     }
-    best
+    let downbeats = downbeat_path(&feat, &numbers, m, mean_all);
+    MeterEstimate {
+        beats_per_bar: m,
+        phase: downbeats.first().copied().unwrap_or(0),
+        confidence,
+        downbeats,
+    }
+}
+
+/// Cost, in units of the mean downbeat feature, of a bar that does not follow
+/// from the one before (a beat lost or gained by the tracker, a bar of 2 or 6):
+/// the phase moves only when the new one is clearly better over several bars.
+const BAR_SWITCH_COST: f32 = 3.0;
+
+/// Each beat's count from the first, where an interval of `k` local beat
+/// periods (median of the 16 intervals around it) counts `k`: beats the tracker
+/// dropped in a silence still count, so the bars after it keep their phase.
+fn beat_numbers(beats: &[usize]) -> Vec<usize> {
+    let mut numbers = Vec::with_capacity(beats.len());
+    let mut n = 0usize;
+    for i in 0..beats.len() {
+        if i > 0 {
+            let (lo, hi) = (i.saturating_sub(8), (i + 8).min(beats.len() - 1));
+            let mut iv: Vec<usize> = beats[lo..=hi].windows(2).map(|w| w[1] - w[0]).collect();
+            iv.sort_unstable();
+            let period = iv[iv.len() / 2].max(1) as f32;
+            let k = ((beats[i] - beats[i - 1]) as f32 / period).round();
+            n += (k as usize).max(1);
+        }
+        numbers.push(n);
+    }
+    numbers
+}
+
+/// Indices of the downbeats: the bar position of every beat that maximises the
+/// downbeat feature on position 0, where each position follows from the one
+/// before by the beats counted between them ([`beat_numbers`]) or, at
+/// [`BAR_SWITCH_COST`], jumps (Viterbi); a jump never leaves a bar of one
+/// beat (without that, a strong cue on the last beat of the demo song's intro
+/// bought a downbeat there and another on the next beat).
+fn downbeat_path(feat: &[f32], numbers: &[usize], m: usize, mean: f32) -> Vec<usize> {
+    let n = feat.len();
+    if n == 0 || m == 0 {
+        return Vec::new();
+    }
+    let gain = |i: usize, s: usize| if s == 0 { (feat[i] - mean) / mean } else { 0.0 };
+    let mut score: Vec<f32> = (0..m).map(|s| gain(0, s)).collect();
+    let mut back = vec![0u8; n * m];
+    let mut next = vec![0.0f32; m];
+    for i in 1..n {
+        let adv = numbers[i] - numbers[i - 1];
+        for (s, slot) in next.iter_mut().enumerate() {
+            let (mut best, mut arg) = (f32::NEG_INFINITY, 0usize);
+            for (p, &sc) in score.iter().enumerate() {
+                let v = if (p + adv) % m == s {
+                    sc
+                } else if p == 0 && s == 0 && adv == 1 {
+                    // A bar of one beat: never.
+                    f32::NEG_INFINITY
+                } else {
+                    sc - BAR_SWITCH_COST
+                };
+                if v > best {
+                    (best, arg) = (v, p);
+                }
+            }
+            *slot = best + gain(i, s);
+            back[i * m + s] = arg as u8;
+        }
+        std::mem::swap(&mut score, &mut next);
+    }
+    let mut s = (0..m).fold(0, |a, b| if score[b] > score[a] { b } else { a });
+    let mut path = vec![0usize; n];
+    for i in (0..n).rev() {
+        path[i] = s;
+        if i > 0 {
+            s = back[i * m + s] as usize;
+        }
+    }
+    (0..n).filter(|&i| path[i] == 0).collect()
 }
 
 /// Mean of `frames[s..e]`, non-finite values counting as `nonfinite`; zeros when empty.
@@ -500,27 +592,39 @@ fn mean_frame(
     frames.mean(s, e, dim, nonfinite)
 }
 
-/// For each beat, `distance` between the mean feature over the beat span
-/// that starts there and over the preceding span, each without its attack
-/// (first quarter); 0 for the first and last beat.
-fn span_change(
-    beats: &[usize],
-    frames: &(impl FrameRows + ?Sized),
-    distance: impl Fn(&[f32], &[f32]) -> f32,
-) -> Vec<f32> {
+/// Mean feature of every beat span (beat `i` to beat `i + 1`) without its
+/// attack (first quarter); `beats.len() - 1` rows.
+fn span_means(beats: &[usize], frames: &(impl FrameRows + ?Sized)) -> Vec<Vec<f32>> {
     let dim = frames.dim();
-    if dim == 0 || beats.len() < 2 {
+    let q = |a: usize, b: usize| a + (b - a) / 4;
+    beats
+        .windows(2)
+        .map(|w| mean_frame(frames, q(w[0], w[1]), w[1], dim, 0.0))
+        .collect()
+}
+
+/// For each beat, `distance` between the mean of the `k` span means
+/// ([`span_means`]) that start there and of the `k` before it; 0 where fewer
+/// than `k` spans lie on either side.
+fn span_change(spans: &[Vec<f32>], k: usize, distance: impl Fn(&[f32], &[f32]) -> f32) -> Vec<f32> {
+    let n = spans.len() + 1;
+    if spans.is_empty() || spans[0].is_empty() || k == 0 {
         return Vec::new();
     }
-    let q = |a: usize, b: usize| a + (b - a) / 4;
-    (0..beats.len())
+    let mean = |rows: &[Vec<f32>]| -> Vec<f32> {
+        let mut m = vec![0.0f32; rows[0].len()];
+        for r in rows {
+            m.iter_mut().zip(r).for_each(|(a, b)| *a += b);
+        }
+        m.iter_mut().for_each(|a| *a /= rows.len() as f32);
+        m
+    };
+    (0..n)
         .map(|i| {
-            if i == 0 || i + 1 >= beats.len() {
+            if i < k || i + k >= n {
                 return 0.0;
             }
-            let prev = mean_frame(frames, q(beats[i - 1], beats[i]), beats[i], dim, 0.0);
-            let next = mean_frame(frames, q(beats[i], beats[i + 1]), beats[i + 1], dim, 0.0);
-            distance(&prev, &next)
+            distance(&mean(&spans[i - k..i]), &mean(&spans[i..i + k]))
         })
         .collect()
 }
@@ -532,7 +636,7 @@ fn rms_distance(a: &[f32], b: &[f32]) -> f32 {
 
 /// Bass change: RMS difference of the mean low-frequency log spectra.
 fn bass_change(beats: &[usize], bass: &(impl FrameRows + ?Sized)) -> Vec<f32> {
-    span_change(beats, bass, rms_distance)
+    span_change(&span_means(beats, bass), 1, rms_distance)
 }
 
 /// Weight of the chord-change cue in [`estimate_meter`], against 1 for the
@@ -545,18 +649,27 @@ fn bass_change(beats: &[usize], bass: &(impl FrameRows + ?Sized)) -> Vec<f32> {
 /// to 0.75 gives the same downbeats.
 const CHORD_WEIGHT: f32 = 0.5;
 
-/// Chord change: cosine distance of the mean chroma vectors, `0..=1`.
-fn chord_change(beats: &[usize], chroma: &(impl FrameRows + ?Sized)) -> Vec<f32> {
-    span_change(beats, chroma, |a, b| {
-        let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-        let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
-        let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
-        if na > 1e-9 && nb > 1e-9 {
-            (1.0 - dot / (na * nb)).clamp(0.0, 1.0)
-        } else {
-            0.0
-        }
-    })
+/// Weight of the half-bar chord change in [`estimate_meter`]: the chroma of
+/// the two beats after a beat against the two before it. A chord usually holds
+/// through its bar, so the two halves of a bar sound alike and the halves on
+/// either side of a bar line do not, even where a strum or an alternating bass
+/// (boom-chick: root on 1, fifth on 3) makes every beat differ from the one
+/// before it and the low band is as strong on 3 as on 1. Held at half the
+/// one-beat cue: averaging two beats also spreads a slow pad's late change
+/// over the beat after the bar line (at 0.5 it moves the 174 BPM drum & bass
+/// clip's bars a beat late).
+const HALF_BAR_CHORD_WEIGHT: f32 = 0.25;
+
+/// Cosine distance of two chroma vectors, `0..=1` (0 when either is silent).
+fn chroma_distance(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if na > 1e-9 && nb > 1e-9 {
+        (1.0 - dot / (na * nb)).clamp(0.0, 1.0)
+    } else {
+        0.0
+    }
 }
 
 /// Pitch class (0 = C) of every FFT bin between 100 Hz and 2 kHz, as
@@ -880,6 +993,77 @@ mod tests {
         let m = meter_with_chords_on(3);
         assert_eq!(m.beats_per_bar, 4);
         assert!(m.confidence > 0.1, "{m:?}");
+    }
+
+    /// Boom-chick: the low band is stronger on 3 (the fifth) than on 1 (the
+    /// root), and every beat's chroma differs from the one before it (bass
+    /// note, then strum), so low onsets and the one-beat chord change put the
+    /// bars on beat 3. The chord holds through its bar: the two beats after the
+    /// bar line differ from the two before it, those after beat 3 do not.
+    #[test]
+    fn the_half_bar_chord_change_puts_boom_chick_bars_on_one() {
+        let (period, n_beats) = (20usize, 48usize);
+        let beats: Vec<usize> = (0..n_beats).map(|i| 10 + i * period).collect();
+        let frames = 10 + n_beats * period;
+        let mut low = vec![0.0f32; frames];
+        for (i, &b) in beats.iter().enumerate() {
+            low[b] = [0.8, 0.3, 1.0, 0.3][i % 4];
+        }
+        // Bar k: its bass note (one pitch class) on 1 and 3, its chord (three
+        // others) on 2 and 4; consecutive bars share no pitch class.
+        let chroma: Vec<[f32; 12]> = (0..frames)
+            .map(|t| {
+                let beat = t.saturating_sub(10) / period;
+                let base = 6 * ((beat / 4) % 2);
+                let mut c = [0.0f32; 12];
+                if beat % 2 == 0 {
+                    c[base] = 1.0;
+                } else {
+                    c[base + 1..base + 4].iter_mut().for_each(|v| *v = 1.0);
+                }
+                c
+            })
+            .collect();
+        let m = estimate_meter(&beats, &low, &Vec::<Vec<f32>>::new(), &chroma, false);
+        assert_eq!(m.beats_per_bar, 4);
+        assert_eq!(m.phase, 0, "{m:?}");
+        assert!(m.downbeats.iter().all(|d| d % 4 == 0), "{m:?}");
+        assert_eq!(m.downbeats.len(), n_beats / 4);
+    }
+
+    /// Beats dropped in a silence still count: the bars after it keep their
+    /// phase; and a bar of two beats between two stretches of 4/4 moves it.
+    #[test]
+    fn beats_count_across_gaps_and_the_bar_phase_follows_a_short_bar() {
+        let mut beats: Vec<usize> = (0..20).map(|i| 10 + 20 * i).collect();
+        // Six beats missing, then 20 more.
+        beats.extend((26..46).map(|i| 10 + 20 * i));
+        let numbers = beat_numbers(&beats);
+        assert_eq!(numbers[19], 19);
+        assert_eq!(numbers[20], 26);
+        assert_eq!(numbers[39], 45);
+        // Downbeat feature on every 4th counted beat of the first stretch,
+        // then two beats later in the second (a 2/4 bar at the join).
+        let n: Vec<usize> = (0..60).collect();
+        let feat: Vec<f32> = n
+            .iter()
+            .map(|&i| {
+                let on = if i < 30 { i % 4 == 0 } else { (i - 2) % 4 == 0 };
+                if on {
+                    3.0
+                } else {
+                    1.0
+                }
+            })
+            .collect();
+        let mean = feat.iter().sum::<f32>() / feat.len() as f32;
+        let down = downbeat_path(&feat, &n, 4, mean);
+        let want: Vec<usize> = n
+            .iter()
+            .copied()
+            .filter(|&i| if i < 30 { i % 4 == 0 } else { (i - 2) % 4 == 0 })
+            .collect();
+        assert_eq!(down, want);
     }
 
     /// `segment` once sorted all n² bar distances for their median (70 MB for an hour of

@@ -290,26 +290,21 @@ fn decide(
     let m = meter.beats_per_bar;
     map.beats_per_bar = m as u32;
     let mut bars = Vec::new();
-    let mut number = 1u32;
-    if meter.phase > 0 {
-        bars.push(Bar {
-            number: 0,
-            start_s: beats[0],
-            first_beat: 0,
-            beat_count: meter.phase as u32,
-        });
+    let mut starts: Vec<usize> = meter.downbeats.clone();
+    starts.retain(|&i| i < beats.len());
+    if starts.first().is_none_or(|&f| f > 0) {
+        // A pickup (bar 0) before the first downbeat.
+        starts.insert(0, 0);
     }
-    let mut i = meter.phase;
-    while i < beats.len() {
-        let count = (beats.len() - i).min(m);
+    let pickup = meter.downbeats.first().is_none_or(|&f| f > 0);
+    for (k, &first) in starts.iter().enumerate() {
+        let end = starts.get(k + 1).copied().unwrap_or(beats.len());
         bars.push(Bar {
-            number,
-            start_s: beats[i],
-            first_beat: i as u32,
-            beat_count: count as u32,
+            number: if pickup { k as u32 } else { k as u32 + 1 },
+            start_s: beats[first],
+            first_beat: first as u32,
+            beat_count: (end - first) as u32,
         });
-        number += 1;
-        i += m;
     }
     map.downbeats = bars
         .iter()

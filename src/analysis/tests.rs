@@ -1078,3 +1078,99 @@ fn beatmaps_are_bounded_at_load() {
         "{err}"
     );
 }
+
+/// Downbeat F-measure (±70 ms) of `map` against `truth`, counting only
+/// downbeats (both sides) after `from_s`.
+fn downbeat_f_after(truth: &[f64], map: &Beatmap, from_s: f64) -> f64 {
+    let after = |v: &[f64]| -> Vec<f64> { v.iter().copied().filter(|&t| t >= from_s).collect() };
+    eval::f_measure(&after(truth), &after(&map.downbeats), 0.07)
+}
+
+/// Issue #26: the bars keep counting through a silence. Rock at 120 stops at
+/// the end of a bar and comes back 6 beats later, on beat 3 of the next bar
+/// but one; the beats the tracker drops in the silence still count, so the
+/// bars after it start where they did before (they moved two beats late when
+/// the bar phase counted the beats the tracker kept).
+#[test]
+fn bars_keep_counting_across_a_silence_of_six_beats() {
+    let part = drum(synth::pattern_rock(), 120.0, false);
+    let end_a = part.samples.len() as f64 / SR as f64;
+    let bar_s = 2.0;
+    let resume_s = (end_a / bar_s).ceil() * bar_s + 3.0; // beat 3 of the bar after next
+    let skip = SR as usize; // the second part starts 2 beats (1 s) into its bar
+    let mut samples = part.samples.clone();
+    samples.resize((resume_s * SR as f64) as usize, 0.0);
+    samples.extend_from_slice(&part.samples[skip..]);
+    let shift = resume_s - 1.0;
+    let truth: Vec<f64> = part
+        .downbeats
+        .iter()
+        .copied()
+        .chain(
+            part.downbeats
+                .iter()
+                .filter(|&&d| d >= 1.0)
+                .map(|d| d + shift),
+        )
+        .collect();
+    let map = analyze_offline(&samples, SR, &AnalysisParams::default());
+    map.validate().expect("valid beatmap");
+    assert_eq!(map.beats_per_bar, 4);
+    let before = downbeat_f_after(&part.downbeats, &map, 0.0).min(1.0);
+    let after = downbeat_f_after(&truth, &map, resume_s);
+    assert!(
+        after > 0.9,
+        "downbeat F after the silence {after} (before it {before}); downbeats {:?}",
+        map.downbeats
+    );
+    assert!(downbeat_f_after(&truth, &map, 0.0) > 0.9);
+}
+
+/// Issue #26: one bar of 2/4 between two stretches of 4/4 (a common join
+/// between sections). A single bar phase for the whole track puts one
+/// stretch's bars on beat 3; the bar phase now moves after the short bar.
+#[test]
+fn a_bar_of_two_beats_moves_the_bar_phase() {
+    let part = drum(synth::pattern_rock(), 120.0, false);
+    let bar_s = 2.0;
+    let end_a = (part.samples.len() as f64 / SR as f64 / bar_s).floor() * bar_s - bar_s;
+    let a = (end_a * SR as f64) as usize;
+    // Part A, then the first half of a bar, then part B from its start.
+    let mut samples = part.samples[..a].to_vec();
+    samples.extend_from_slice(&part.samples[..SR as usize]);
+    samples.extend_from_slice(&part.samples[..a]);
+    let start_b = end_a + 1.0;
+    let truth: Vec<f64> = part
+        .downbeats
+        .iter()
+        .copied()
+        .filter(|&d| d < end_a + 0.5)
+        .chain(
+            part.downbeats
+                .iter()
+                .filter(|&&d| d < end_a - 0.5)
+                .map(|d| d + start_b),
+        )
+        .collect();
+    let map = analyze_offline(&samples, SR, &AnalysisParams::default());
+    map.validate().expect("valid beatmap");
+    let f_a = eval::f_measure(
+        &truth
+            .iter()
+            .copied()
+            .filter(|&t| t < end_a)
+            .collect::<Vec<_>>(),
+        &map.downbeats
+            .iter()
+            .copied()
+            .filter(|&t| t < end_a - 0.5)
+            .collect::<Vec<_>>(),
+        0.07,
+    );
+    let f_b = downbeat_f_after(&truth, &map, start_b + 4.0);
+    assert!(
+        f_a > 0.9 && f_b > 0.9,
+        "downbeat F before the short bar {f_a}, after it {f_b}; downbeats {:?}",
+        map.downbeats
+    );
+}
