@@ -314,7 +314,8 @@ fn link_interop_with_aalink_both_directions() {
     let mut a = aalink(&ns);
     a.wait(0, Duration::from_secs(10), |_| true)
         .expect("aalink did not start");
-    std::thread::sleep(Duration::from_millis(500));
+    // Older by more than Link's ε (500 ms), so joining does not come down to the ids.
+    std::thread::sleep(Duration::from_millis(2000));
     let mut c = ns.spawn(bin, &["tool", "link", "--bpm", "90", "--every-ms", "10"]);
     let c0 = c
         .wait(0, Duration::from_secs(10), |_| true)
@@ -445,7 +446,9 @@ fn convoy_status_shows_the_link_session_a_node_joined() {
     let mut a = ns.spawn("python3", &[script, "--bpm", "127.5", "--every-ms", "50"]);
     a.wait(0, Duration::from_secs(10), |_| true)
         .expect("aalink did not start");
-    std::thread::sleep(Duration::from_millis(500));
+    // Link joins the older session only when it is older by more than ε = 500 ms (the
+    // lesser id breaks closer ties): 500 ms here left it to the ids on a quiet machine.
+    std::thread::sleep(Duration::from_millis(2000));
     let port = 19_480;
     let bin = convoy_bin();
     let sets = [
