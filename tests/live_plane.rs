@@ -444,6 +444,8 @@ fn a_follower_with_no_show_moves_on_the_fleet_beat() {
 /// (before the live plane, the 1 s snapshot made the follower seek about every 2 s).
 #[test]
 fn an_echoflux_follower_joins_once_and_never_seeks_again() {
+    // Its positions are answered over HTTP every 100 ms: not beside the heavy fleets.
+    let _slot = crate::util::realtime_slot();
     let base = 33_000 + (std::process::id() % 500) as u16 * 4;
     let web = base + 1;
     let _played = Node::spawn(
