@@ -836,25 +836,53 @@ mod tests {
         assert!(matches!(r, Control::Seek(_)), "{r:?}");
     }
 
-    /// The join landed 3 ms off (the estimate moved after it): before any lock the
-    /// follower seeks again after [`REFINE_UPDATES`] updates, at most [`MAX_REFINES`]
-    /// times; after a lock, 3 ms is pulled in by the speed, never sought.
-    #[test]
-    fn before_its_first_lock_a_follower_refines_a_join_that_landed_off() {
-        let (mut c, net, s) = follower();
-        let line_ns = 1_000_000_000i64;
-        let off = 3_000_000i64;
+    /// 60 reports 50 ms apart: 100 ms behind `line_ns` at first (a join seek), then `off`
+    /// behind whatever the follower is told. Returns the reports answered with a seek.
+    fn join_then_stay_off(
+        c: &mut FollowerController,
+        net: &Arc<Mutex<NetState>>,
+        line_ns: i64,
+        off: i64,
+    ) -> Vec<usize> {
         let mut t = 2_000_000_000u64;
         let mut seeks = Vec::new();
         for k in 0..60 {
             net.lock().expect("net").heard_mono_ns = t;
-            // 100 ms behind at first (a join seek), then 3 ms behind whatever it is told.
             let behind = if k == 0 { 100_000_000 } else { off };
             if let Control::Seek(_) = c.on_report(&report(t, on(line_ns + behind, t))) {
                 seeks.push(k);
             }
             t += 50_000_000;
         }
+        seeks
+    }
+
+    /// `n` reports 50 ms apart from `t`, `off` behind `line_ns`: each is answered with a
+    /// speed, never a seek.
+    fn pulled_in_by_speed(
+        c: &mut FollowerController,
+        net: &Arc<Mutex<NetState>>,
+        mut t: u64,
+        line_ns: i64,
+        off: i64,
+        n: usize,
+    ) {
+        for _ in 0..n {
+            net.lock().expect("net").heard_mono_ns = t;
+            let r = c.on_report(&report(t, on(line_ns + off, t)));
+            assert!(matches!(r, Control::Speed(_)), "{r:?}");
+            t += 50_000_000;
+        }
+    }
+
+    /// The join landed 3 ms off (the estimate moved after it): before any lock the
+    /// follower seeks again after [`REFINE_UPDATES`] updates, at most [`MAX_REFINES`]
+    /// times; after a lock, 3 ms is pulled in by the speed, never sought.
+    #[test]
+    fn before_its_first_lock_a_follower_refines_a_join_that_landed_off() {
+        let (mut c, net, s) = follower();
+        let (line_ns, off) = (1_000_000_000i64, 3_000_000i64);
+        let seeks = join_then_stay_off(&mut c, &net, line_ns, off);
         // The join seek; refined REFINE_UPDATES counted updates later (the two reports
         // within each seek's hold-off are not counted), and once more; no more.
         let n = REFINE_UPDATES as usize + 2;
@@ -862,26 +890,14 @@ mod tests {
         // A join without a seek (a scheduled start, on its sample within 5 ms) is never
         // refined: it started where the plan said.
         let (mut c, net, s) = follower();
-        let mut t = 2_000_000_000u64;
-        for _ in 0..40 {
-            net.lock().expect("net").heard_mono_ns = t;
-            let r = c.on_report(&report(t, on(line_ns + off, t)));
-            assert!(matches!(r, Control::Speed(_)), "{r:?}");
-            t += 50_000_000;
-        }
+        pulled_in_by_speed(&mut c, &net, 2_000_000_000, line_ns, off, 40);
         assert_eq!(status(&s).seeks, 0);
         assert_eq!(status(&s).seeks_after_lock, 0);
         // A fresh follower that locks first: 3 ms off afterwards is not sought.
         let (mut c, net, s) = follower();
         let t = follow(&mut c, &net, line_ns, 2_000_000_000, 40, true);
         assert!(status(&s).locked);
-        let mut t = t;
-        for _ in 0..40 {
-            net.lock().expect("net").heard_mono_ns = t;
-            let r = c.on_report(&report(t, on(line_ns + off, t)));
-            assert!(matches!(r, Control::Speed(_)), "{r:?}");
-            t += 50_000_000;
-        }
+        pulled_in_by_speed(&mut c, &net, t, line_ns, off, 40);
         assert_eq!(status(&s).seeks, 0);
     }
 
@@ -893,20 +909,9 @@ mod tests {
         let mut est = c.fleet.estimate().expect("estimate");
         est.bound_ns = Some(8e6); // 8 ms: beyond REFINE_BOUND_NS
         c.fleet.set_estimate(Some(est));
-        let (line_ns, off) = (1_000_000_000i64, 3_000_000i64);
-        let mut t = 2_000_000_000u64;
-        let mut seeks = 0;
-        for k in 0..60 {
-            net.lock().expect("net").heard_mono_ns = t;
-            // 100 ms behind at first (a join seek), then 3 ms behind whatever it is told.
-            let behind = if k == 0 { 100_000_000 } else { off };
-            if let Control::Seek(_) = c.on_report(&report(t, on(line_ns + behind, t))) {
-                seeks += 1;
-            }
-            t += 50_000_000;
-        }
+        let seeks = join_then_stay_off(&mut c, &net, 1_000_000_000, 3_000_000);
         // The join seek only: with a bound this loose it is never refined.
-        assert_eq!(seeks, 1, "{:?}", status(&s));
+        assert_eq!(seeks, vec![0], "{:?}", status(&s));
     }
 
     /// The leader falls silent (killed, stopped): within the freshness bound the follower,
