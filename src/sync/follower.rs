@@ -112,13 +112,17 @@ pub async fn follow_timeline(mut link: Link) {
     let Ok(hello) = timeline::subscribe_message(&link.id) else {
         return;
     };
-    let mut resubscribe = tokio::time::interval(link.follow.resubscribe);
+    let mut resubscribe = tokio::time::Instant::now();
     let parser = CommandParser::new();
     let mut buf = [0u8; 1500];
     let mut waiting = false;
     loop {
         tokio::select! {
-            _ = resubscribe.tick() => link.send(&hello).await,
+            _ = tokio::time::sleep_until(resubscribe) => {
+                link.send(&hello).await;
+                let fresh = link.net.lock().is_ok_and(|n| n.fresh(mono_ns()));
+                resubscribe = tokio::time::Instant::now() + resubscribe_period(fresh, link.follow.resubscribe);
+            }
             Some(bytes) = link.relay.recv() => link.send(&bytes).await,
             r = link.sock.recv_from(&mut buf) => {
                 let Ok((n, src)) = r else { continue };
@@ -181,6 +185,23 @@ pub async fn follow_timeline(mut link: Link) {
                 }
             }
         }
+    }
+}
+
+/// How often a follower asks for the timeline while it holds none heard within
+/// `sync.timeline_fresh_ms` (joining, or its leader silent): the subscription or the answer
+/// may be lost, and waiting a whole `resubscribe_s` for the next try is what made a
+/// joining bike lock a second late (docs/sync.md). Five a second stays within the leader's
+/// sustained allowance for timing datagrams (`security.rate`, 10/s).
+pub const JOIN_RESUBSCRIBE: Duration = Duration::from_millis(200);
+
+/// The pause before the next subscription: `normal` (`sync.resubscribe_s`) while the
+/// timeline held is fresh, [`JOIN_RESUBSCRIBE`] at most while it is not.
+pub fn resubscribe_period(fresh: bool, normal: Duration) -> Duration {
+    if fresh {
+        normal
+    } else {
+        normal.min(JOIN_RESUBSCRIBE)
     }
 }
 
@@ -288,6 +309,24 @@ mod tests {
         assert_eq!(held(&state), (2_000, 1));
         assert_eq!(state.heard_mono_ns, 10 * S + S / 2, "not refreshed by it");
         assert!(take(&mut state, &tl(2_000, 2), 11 * S).newer);
+    }
+
+    /// Joining (no timeline yet) or with a stale one, a follower asks again within 200 ms
+    /// instead of a whole `resubscribe_s`; once it hears its leader, at the configured pace.
+    #[test]
+    fn a_follower_without_a_fresh_timeline_resubscribes_within_200_ms() {
+        let normal = Duration::from_secs(1);
+        let mut state = NetState::default();
+        assert_eq!(resubscribe_period(state.fresh(S), normal), JOIN_RESUBSCRIBE);
+        take(&mut state, &tl(1_000, 1), S);
+        assert_eq!(resubscribe_period(state.fresh(S + S / 2), normal), normal);
+        assert_eq!(
+            resubscribe_period(state.fresh(3 * S), normal),
+            JOIN_RESUBSCRIBE
+        );
+        // A configured pace faster than that is kept.
+        let fast = Duration::from_millis(100);
+        assert_eq!(resubscribe_period(false, fast), fast);
     }
 
     /// A paused leader republishes the same seq: that refreshes the timeline without

@@ -228,12 +228,31 @@ impl SntpClient {
     }
 
     /// One exchange with `server`.
+    ///
+    /// A reply that is not to this request (a late answer to an earlier exchange that
+    /// outlived its timeout, or a datagram from another address) is skipped and the wait
+    /// goes on until the timeout. Taking it as the answer would fail this exchange and
+    /// leave this request's own reply queued for the next one, which would then fail the
+    /// same way: one reply later than the timeout used to cost every exchange after it
+    /// until a request was lost (seen after a partition healed: 202 failed in a row).
     pub async fn exchange(&self, server: SocketAddr) -> Result<Exchange, SntpError> {
         let ctx = sntpc::NtpContext::new(LocalTimestamps {
             clock: self.clock,
             now_ns: 0,
         });
-        let result = tokio::time::timeout(self.timeout, sntpc::get_time(server, &self.socket, ctx))
+        let answer = async {
+            let sent = sntpc::sntp_send_request(server, &self.socket, ctx).await?;
+            loop {
+                match sntpc::sntp_process_response(server, &self.socket, ctx, sent).await {
+                    Err(
+                        sntpc::Error::IncorrectOriginTimestamp
+                        | sntpc::Error::ResponseAddressMismatch,
+                    ) => tracing::trace!("SNTP: skipped a reply that is not to this request"),
+                    other => return other,
+                }
+            }
+        };
+        let result = tokio::time::timeout(self.timeout, answer)
             .await
             .map_err(|_| SntpError::Timeout(server))?
             .map_err(|e| SntpError::Rejected {
@@ -306,6 +325,56 @@ mod tests {
             assert!(ex.delay_ns >= 0 && ex.delay_ns < 50_000_000);
         }
         task.abort();
+    }
+
+    /// A reply that arrives after its exchange timed out is skipped by the next exchange,
+    /// which takes its own reply: one late answer costs one exchange, not every one after
+    /// it (the stale reply used to be read as the next exchange's answer, fail its origin
+    /// check, and leave that exchange's reply queued for the one after, and so on).
+    #[tokio::test]
+    async fn a_late_reply_costs_one_exchange_not_the_ones_after_it() {
+        let clock = LocalClock::unix(0, 0.0);
+        let srv = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let addr = srv.local_addr().expect("addr");
+        let client = SntpClient::new(
+            UdpSocket::bind("127.0.0.1:0").await.expect("bind"),
+            clock,
+            Duration::from_millis(100),
+        );
+        // Answers the first request only once the client has given up on it, together
+        // with a stray datagram from another address; then answers every request at once.
+        let server = tokio::spawn(async move {
+            let answer = |req: &[u8]| {
+                let now = NtpTime::from_fleet_ns(clock.now());
+                reply(req, now, now).expect("a client request")
+            };
+            let mut buf = [0u8; 64];
+            let (n, peer) = srv.recv_from(&mut buf).await.expect("first request");
+            let late = answer(&buf[..n]);
+            let (n2, peer2) = srv.recv_from(&mut buf).await.expect("second request");
+            srv.send_to(&late, peer).await.expect("late reply");
+            let stray = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+            stray
+                .send_to(&answer(&buf[..n2]), peer2)
+                .await
+                .expect("stray");
+            srv.send_to(&answer(&buf[..n2]), peer2)
+                .await
+                .expect("reply");
+            loop {
+                let (n, peer) = srv.recv_from(&mut buf).await.expect("request");
+                srv.send_to(&answer(&buf[..n]), peer).await.expect("reply");
+            }
+        });
+        assert!(matches!(
+            client.exchange(addr).await,
+            Err(SntpError::Timeout(_))
+        ));
+        for k in 0..5 {
+            let ex = client.exchange(addr).await;
+            assert!(ex.is_ok(), "exchange {k} after the late reply: {ex:?}");
+        }
+        server.abort();
     }
 
     /// A server whose source moves (a sub-leader's estimate of fleet time updating)
