@@ -13,15 +13,23 @@ network: bring the repositories onto the machine first. OUT receives, per clip,
 read it as they read the MIDI corpus.
 
 Neither the recordings nor the annotations are committed to Convoy: the recordings are
-excerpts of commercial releases that the dataset loaders ship as test fixtures, with no
-licence that lets Convoy redistribute them, and the annotation repositories carry no licence
-file (mirdata describes the Ballroom, Hainsworth and SIMAC datasets as CC BY-NC-SA 4.0 and
-has no licence information for GTZAN). `docs/beat-eval.md` lists the same provenance.
+excerpts of commercial releases (GTZAN and Ballroom excerpts, a pop song, a guitar
+performance, a candombe recording) that the repositories below carry as test fixtures,
+listening examples or course material, with no licence that lets Convoy redistribute them;
+the annotation repositories carry no licence file (mirdata describes the Ballroom, Hainsworth
+and SIMAC datasets as CC BY-NC-SA 4.0 and has no licence information for GTZAN), and one
+audio repository's Apache-2.0 licence covers its code, not the recording. `docs/beat-eval.md`
+lists the same provenance. GTZAN and Ballroom excerpts are found in public repositories by
+their dataset file names (`genre.000NN.wav`, `Albums-…`/`Media-…`); both datasets have
+human beat and bar annotations for every excerpt, so any such file can join the corpus.
 
 The annotations are human beat annotations; where they carry the beat's position in the bar
-(`time<TAB>position`), position 1 is a downbeat. Only clips of at least 15 s whose annotation
-covers the whole excerpt are used (most dataset-loader fixtures are 1–5 s long, and their own
-annotation files are truncated to a few beats, hence the separate annotation repositories).
+(`time<TAB>position`), position 1 is a downbeat.
+Only clips of at least 15 s whose annotation covers the whole excerpt are used (most
+dataset-loader fixtures are 1–5 s long, and their own annotation files are truncated to a
+few beats, hence the separate annotation repositories). Some annotations start after a
+non-musical intro or stop up to 2 s before the end; `evaluate.py` ignores the first 5 s and
+the estimates later than half a beat after the last annotated beat.
 """
 
 import json
@@ -111,7 +119,9 @@ CLIPS = [
     ("tutorial_candombe", "Uruguayan candombe (tutorial's non-western example)",
      (TUTORIAL, TUT + "nonwestern_example.flac"),
      (TUTORIAL, TUT + "nonwestern_example.beats"),
-     "excerpt of the Candombe Recordings Dataset (Nunes et al. 2015)" + TUTORIAL_NOTE),
+     "excerpt of a recording of the Candombe dataset (Nunes et al. 2015; mirdata: CC BY "
+     "4.0, but which recording and excerpt the tutorial took is not stated, so it is not "
+     "committed either)" + TUTORIAL_NOTE),
 ]
 
 
@@ -142,7 +152,8 @@ def parse_beats(text):
 def to_wav(data, suffix, wav):
     """The repository's file (WAV, FLAC or MP3 bytes) as 16-bit PCM at 44.1 kHz in `wav`.
     sox reads WAV and FLAC; MP3 is decoded by soundfile (libsndfile >= 1.1, whose mpg123
-    removes the encoder delay named in the file's Info tag) and then handed to sox."""
+    removes the encoder delay named in the file's Info tag) and then handed to sox. `-R`: the
+    same dither every run, so the same repository gives the same WAV bytes."""
     with tempfile.TemporaryDirectory() as tmpdir:
         src = os.path.join(tmpdir, "in" + suffix)
         with open(src, "wb") as f:
@@ -153,7 +164,7 @@ def to_wav(data, suffix, wav):
             samples, rate = soundfile.read(src)
             src = os.path.join(tmpdir, "decoded.wav")
             soundfile.write(src, samples, rate, subtype="PCM_16")
-        subprocess.run(["sox", src, "-b", "16", "-r", "44100", wav], check=True)
+        subprocess.run(["sox", "-R", src, "-b", "16", "-r", "44100", wav], check=True)
 
 
 def main():
