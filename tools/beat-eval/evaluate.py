@@ -97,6 +97,30 @@ def at_level(ref, est, after):
     return abs(np.median(np.diff(e)) / np.median(np.diff(r)) - 1.0) <= 0.1
 
 
+# Tempo ratios (estimated / annotated) that have a name, and how they are written.
+LEVELS = ((1.0, "="), (2.0, "×2"), (0.5, "×½"), (1.5, "×3/2"), (2 / 3, "×2/3"), (3.0, "×3"),
+          (1 / 3, "×⅓"), (4.0, "×4"), (0.25, "×¼"))
+
+
+def metrical_level(ref, est, after=5.0):
+    """Where a tracker's beats sit against the annotation, after `after` seconds (the span
+    mir_eval scores): its tempo (60 / median beat interval), the ratio to the reference tempo
+    over the same span named when within 6 % of one of LEVELS, and at the reference tempo
+    whether the beats are on the reference beats or between them (median distance to the
+    nearest reference beat above a quarter of a period: "off-beat"). Returns (bpm, label)."""
+    e = [b for b in until_end(list(ref), est) if b >= after]
+    r = [b for b in ref if b >= after]
+    if len(e) < 3 or len(r) < 3:
+        return None, "no beats"
+    bpm, ref_bpm = 60 / np.median(np.diff(e)), 60 / np.median(np.diff(r))
+    ratio = bpm / ref_bpm
+    name = next((n for v, n in LEVELS if abs(ratio / v - 1) <= 0.06), f"×{ratio:.2f}")
+    if name == "=":
+        _, frac = phase_errors(ref, est, after)
+        name = "off-beat" if frac and np.median(frac) > 0.25 else "ok"
+    return bpm, name
+
+
 def fmt(v):
     return "–" if v is None else f"{v:.3f}"
 
@@ -172,6 +196,35 @@ def corpus_section(work):
             means.append(float(np.mean(vals)) if vals and len(vals) == len(scored) else None)
         lines.append("| **mean** | " + " | ".join(fmt(m) for m in means) + " |")
         lines.append("")
+
+    # Each tracker's tempo and metrical level per clip (after the 5 s mir_eval trims).
+    lines.append("### Metrical level (tempo after 5 s, and its relation to the reference)")
+    lines.append("")
+    lines.append("Tempo is 60 / the median beat interval after 5 s; `ok` is the reference "
+                 "tempo (MIDI or human annotation) on the reference beats, `off-beat` the "
+                 "reference tempo between them, `×2`, `×½`, `×3/2` … a tempo that many times "
+                 "the reference one (within 6 %); a tempo that is none of these is written "
+                 "as its ratio.")
+    lines.append("")
+    lines.append("| clip | reference | " + " | ".join(trackers) + " |")
+    lines.append("|---|---:|" + "---:|" * len(trackers))
+    wrong = {t: 0 for t in trackers}
+    for c in clips:
+        ref = truth[c]["beats"]
+        r = [b for b in ref if b >= 5.0]
+        cells = []
+        for t in trackers:
+            e = est[t].get(c, {})
+            if "beats" not in e:
+                cells.append("–")
+                continue
+            bpm, name = metrical_level(ref, e["beats"])
+            wrong[t] += name != "ok"
+            cells.append(name if bpm is None else
+                         (f"{bpm:.0f} {name}" if name == "ok" else f"**{bpm:.0f} {name}**"))
+        lines.append(f"| {c} | {60 / np.median(np.diff(r)):.0f} | " + " | ".join(cells) + " |")
+    lines.append("| **not ok** | | " + " | ".join(str(wrong[t]) for t in trackers) + " |")
+    lines.append("")
 
     # Phase error after the tracker has heard LIVE_SETTLE_S of music, for any tracker.
     def phase_stats(t):
@@ -263,7 +316,7 @@ def main():
             "Scored separately from the synthetic corpus above, by the same rules, with every "
             "tracker on the same clips. The corpus is assembled by `tools/beat-eval/"
             "real_corpus.py` from local copies of public repositories (neither audio nor "
-            "annotations are committed; sources and licences per clip:")
+            "annotations are committed). Sources and licences per clip:")
         lines.append("")
         for t in truths:
             src = load(t).get("source", {})
@@ -274,6 +327,10 @@ def main():
         lines.append("Downbeat F is over the clips with bar annotations only; a clip "
                      "without them shows –.")
         lines.append("")
+        real_versions = os.path.join(real, "versions.txt")
+        if os.path.exists(real_versions):  # when and with what the real set was scored
+            lines.append(open(real_versions).read().rstrip())
+            lines.append("")
         body, real_notes = corpus_section(real)
         lines += body
         notes += [f"{n} (real recordings)" for n in real_notes]
