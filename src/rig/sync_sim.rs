@@ -8,7 +8,7 @@
 //!
 //! Modelled as the scenario runs it: the follower's SNTP client opens with a burst of
 //! [`BURST`] exchanges [`BURST_GAP`] apart, then polls at `poll_hz`, one exchange at a time,
-//! each timing out after 500 ms; the relay's model sees every request (Up) and reply (Down)
+//! each waiting for its reply as the node does ([`ReplyTimeout`], at most 500 ms); the relay's model sees every request (Up) and reply (Down)
 //! at the time it arrives; `sntpc` timestamps to the microsecond; the PLL sees a report per
 //! sink period (256 frames) and a speed or seek takes effect when the audio written now is
 //! heard (the 120 ms ring). Not modelled: the leader's own timeline regression (its line is
@@ -17,6 +17,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crate::audio::{Control, Controller, PlaybackReport};
 use crate::clock::{Basis, FleetClock, LocalClock};
@@ -25,6 +26,7 @@ use crate::rig::measure::{after_lock_ms, quantile};
 use crate::sync::filter::{ClockFilter, Exchange, FilterConfig};
 use crate::sync::follower::{BURST, BURST_GAP};
 use crate::sync::pll::{FollowerController, LockStatus, NetState, PllConfig};
+use crate::sync::sntp::ReplyTimeout;
 use crate::sync::timeline::Timeline;
 
 /// Sample rate of the simulated track and DACs.
@@ -34,7 +36,8 @@ const PERIOD_NS: u64 = 5_333_333;
 /// Ring: audio written now is heard this much later, ns.
 const RING_NS: u64 = 120_000_000;
 /// SNTP client timeout, ns.
-const TIMEOUT_NS: u64 = 500_000_000;
+/// The node's SNTP reply timeout ceiling (`node::roles`); each wait is [`ReplyTimeout`]'s.
+const TIMEOUT: Duration = Duration::from_millis(500);
 /// The server's hold time between T2 and T3, ns.
 const HOLD_NS: u64 = 30_000;
 /// Offsets are sampled this often, as the scenario does.
@@ -204,6 +207,7 @@ pub fn run(cfg: &SimConfig) -> SimResult {
 
     let mut sntp = Sntp::Idle { next: start };
     let mut burst = BURST;
+    let mut wait = ReplyTimeout::new(TIMEOUT);
     let mut next_tick: Option<u64> = None;
     let mut next_report = start;
     let mut next_sample = start;
@@ -238,6 +242,7 @@ pub fn run(cfg: &SimConfig) -> SimResult {
         if sntp_at == now {
             sntp = match std::mem::replace(&mut sntp, Sntp::Idle { next: 0 }) {
                 Sntp::Idle { .. } => {
+                    let timeout_ns = wait.next().as_nanos() as u64;
                     let t1_mono = now + jitter(&mut host);
                     let t_s = now as f64 * 1e-9;
                     let up = model.fate(t_s, Dir::Up).delays_s.first().copied();
@@ -257,7 +262,7 @@ pub fn run(cfg: &SimConfig) -> SimResult {
                         let t4 = follower.from_mono(t4_mono) as f64;
                         // sntpc reports whole microseconds.
                         let us = |ns: f64| (ns / 1e3).round() as i64 * 1_000;
-                        (t4_mono - now < TIMEOUT_NS).then_some((
+                        (t4_mono - now < timeout_ns).then_some((
                             t4_mono,
                             Exchange {
                                 local_ns: t4 as i64,
@@ -269,12 +274,16 @@ pub fn run(cfg: &SimConfig) -> SimResult {
                     match ex {
                         Some((at, ex)) => Sntp::Waiting { at, ex: Some(ex) },
                         None => Sntp::Waiting {
-                            at: now + TIMEOUT_NS,
+                            at: now + timeout_ns,
                             ex: None,
                         },
                     }
                 }
                 Sntp::Waiting { ex, .. } => {
+                    match ex {
+                        Some(ex) => wait.answered(Duration::from_nanos(ex.delay_ns.max(0) as u64)),
+                        None => wait.timed_out(),
+                    }
                     if let Some(ex) = ex {
                         out.exchanges += 1;
                         fleet.set_estimate(filter.add(ex));

@@ -23,7 +23,7 @@ use crate::osc::command::CommandParser;
 use crate::security::{FleetSecurity, TrafficClass};
 use crate::sync::filter::ClockFilter;
 use crate::sync::pll::NetState;
-use crate::sync::sntp::SntpClient;
+use crate::sync::sntp::{ReplyTimeout, SntpClient, SntpError};
 use crate::sync::timeline::{self, Timeline};
 
 /// Exchanges a discipline starts with back to back, [`BURST_GAP`] apart (chrony's
@@ -50,6 +50,7 @@ pub async fn discipline(
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / hz.max(0.05)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut burst = BURST;
+    let mut wait = ReplyTimeout::new(client.timeout());
     loop {
         if burst > 0 {
             burst -= 1;
@@ -57,8 +58,9 @@ pub async fn discipline(
         } else {
             tick.tick().await;
         }
-        match client.exchange(server).await {
+        match client.exchange_within(server, wait.next()).await {
             Ok(ex) => {
+                wait.answered(Duration::from_nanos(ex.delay_ns.max(0) as u64));
                 c.sntp_ok.fetch_add(1, Relaxed);
                 let Ok(est) = filter.lock().map(|mut f| f.add(ex)) else {
                     return;
@@ -66,6 +68,9 @@ pub async fn discipline(
                 fleet.set_estimate(est);
             }
             Err(e) => {
+                if matches!(e, SntpError::Timeout(_)) {
+                    wait.timed_out();
+                }
                 c.sntp_failed.fetch_add(1, Relaxed);
                 tracing::debug!("{e}");
             }

@@ -195,6 +195,68 @@ impl sntpc::NtpTimestampGenerator for LocalTimestamps {
     }
 }
 
+/// How long a disciplining client waits for each reply: a few round trips of the path as
+/// recently measured, not a fixed ceiling. A lost request or reply then costs about that
+/// long instead of the whole ceiling (500 ms), which is what made a joining bike that lost
+/// one of its opening burst's exchanges lock half a second late per loss (docs/sync.md).
+/// A reply that comes later than its wait is skipped by the next exchange
+/// ([`SntpClient::exchange_within`]); a slow reply is also the least useful to the clock
+/// filter, which keeps the fastest. After a timeout the wait doubles (to the ceiling), so
+/// a path that became slower is followed within a few exchanges.
+#[derive(Debug, Clone)]
+pub struct ReplyTimeout {
+    ceiling: Duration,
+    recent: std::collections::VecDeque<Duration>,
+    backoff: u32,
+}
+
+impl ReplyTimeout {
+    /// Round trips remembered; the wait follows their median.
+    const RECENT: usize = 8;
+    /// Wait before any round trip is known (at most the ceiling).
+    pub const FIRST: Duration = Duration::from_millis(250);
+    /// Shortest wait: room for a loaded host's scheduling on top of any LAN round trip.
+    pub const FLOOR: Duration = Duration::from_millis(100);
+    /// The wait is this many median round trips plus [`ReplyTimeout::MARGIN`].
+    const ROUND_TRIPS: u32 = 3;
+    const MARGIN: Duration = Duration::from_millis(50);
+
+    /// Waits never longer than `ceiling` (the client's configured timeout).
+    pub fn new(ceiling: Duration) -> Self {
+        ReplyTimeout {
+            ceiling,
+            recent: std::collections::VecDeque::with_capacity(Self::RECENT),
+            backoff: 0,
+        }
+    }
+
+    /// The wait for the next reply.
+    pub fn next(&self) -> Duration {
+        let base = if self.recent.is_empty() {
+            Self::FIRST
+        } else {
+            let mut sorted: Vec<Duration> = self.recent.iter().copied().collect();
+            sorted.sort();
+            (sorted[sorted.len() / 2] * Self::ROUND_TRIPS + Self::MARGIN).max(Self::FLOOR)
+        };
+        (base * 2u32.pow(self.backoff)).min(self.ceiling)
+    }
+
+    /// An exchange was answered after a round trip of `rtt`.
+    pub fn answered(&mut self, rtt: Duration) {
+        if self.recent.len() == Self::RECENT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(rtt);
+        self.backoff = 0;
+    }
+
+    /// An exchange timed out.
+    pub fn timed_out(&mut self) {
+        self.backoff = (self.backoff + 1).min(4);
+    }
+}
+
 /// An SNTP client bound to one socket, timestamping with `clock`.
 pub struct SntpClient {
     socket: ClientSocket,
@@ -236,6 +298,20 @@ impl SntpClient {
     /// same way: one reply later than the timeout used to cost every exchange after it
     /// until a request was lost (seen after a partition healed: 202 failed in a row).
     pub async fn exchange(&self, server: SocketAddr) -> Result<Exchange, SntpError> {
+        self.exchange_within(server, self.timeout).await
+    }
+
+    /// The client's longest wait for a reply (what [`SntpClient::exchange`] waits).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// [`SntpClient::exchange`], waiting at most `timeout` for the reply.
+    pub async fn exchange_within(
+        &self,
+        server: SocketAddr,
+        timeout: Duration,
+    ) -> Result<Exchange, SntpError> {
         let ctx = sntpc::NtpContext::new(LocalTimestamps {
             clock: self.clock,
             now_ns: 0,
@@ -252,7 +328,7 @@ impl SntpClient {
                 }
             }
         };
-        let result = tokio::time::timeout(self.timeout, answer)
+        let result = tokio::time::timeout(timeout, answer)
             .await
             .map_err(|_| SntpError::Timeout(server))?
             .map_err(|e| SntpError::Rejected {
@@ -375,6 +451,31 @@ mod tests {
             assert!(ex.is_ok(), "exchange {k} after the late reply: {ex:?}");
         }
         server.abort();
+    }
+
+    /// The wait follows the path: a quarter second before any round trip is known, then
+    /// three median round trips plus 50 ms (never under 100 ms), doubled per timeout up
+    /// to the ceiling, and back once answered.
+    #[test]
+    fn the_reply_timeout_follows_the_measured_round_trip() {
+        let ms = Duration::from_millis;
+        let mut t = ReplyTimeout::new(ms(500));
+        assert_eq!(t.next(), ms(250));
+        for rtt in [4, 9, 6, 15, 7] {
+            t.answered(ms(rtt));
+        }
+        assert_eq!(t.next(), ReplyTimeout::FLOOR); // 3 × 7 + 50 < 100
+        t.timed_out();
+        assert_eq!(t.next(), ms(200));
+        t.timed_out();
+        t.timed_out();
+        assert_eq!(t.next(), ms(500));
+        // The path slowed down: the median follows within a few answers.
+        for _ in 0..5 {
+            t.answered(ms(120));
+        }
+        assert_eq!(t.next(), ms(410));
+        assert_eq!(ReplyTimeout::new(ms(80)).next(), ms(80));
     }
 
     /// A server whose source moves (a sub-leader's estimate of fleet time updating)
