@@ -286,20 +286,24 @@ impl ClockFilter {
 
 /// Window span (s) from which the band starts to take over from the bucket line, and the
 /// span at which it has. With the slope prior below ([`BAND_PRIOR_NS_PER_PPM`]) the band
-/// beats the bucket line from the first second: in `rig::sync_sim` (40 followers per
-/// profile, 60 s) handing over at 1–3 s instead of 5–10 s halved the clock error's median
-/// over the first 10 s (0.25 → 0.12 ms at the default) and cut the after-lock playback
-/// p99 (0.82 → 0.70 ms); see docs/sync.md, "Settling after lock".
-const BAND_FROM_S: f64 = 1.0;
-const BAND_FULL_S: f64 = 3.0;
+/// beats the bucket line from the first exchanges: its offset takes each direction's
+/// fastest datagram separately, where the bucket line's first second is one round trip's.
+/// In `rig::sync_sim` (120 followers, 40 s) starting at 0 and fully at 1 s instead of 1–3 s
+/// cut the default's clock error p99 over the first 10 s from 1.55 to 1.25 ms and the
+/// followers locking later than 2 s from 14 to 7; in the real scenario (8 seeds, 32
+/// followers) the lock went from p50 / max 1.33 / 4.14 s to 1.05 / 2.34 s (docs/sync.md,
+/// "Stop 32").
+const BAND_FROM_S: f64 = 0.0;
+const BAND_FULL_S: f64 = 1.0;
 
 /// The band's slope prior, ns of gap per ppm away from 0: a short window's gap hardly
 /// changes with the slope (1 s of exchanges: 1 µs per ppm), so its widest-gap slope may be
 /// anywhere within hundreds of ppm; this cost keeps it near 0 until the exchanges say
 /// otherwise. Over a long window the gap's slope is far steeper (tens of µs per ppm at
 /// 60 s) and the prior does not move the peak at all (an L1 cost on a piecewise-linear
-/// concave function).
-const BAND_PRIOR_NS_PER_PPM: f64 = 300.0;
+/// concave function). With the band from the first exchange, 300 let one simulated
+/// follower's 0.8 s window take a slope 550 ppm off (lock 6.8 s); 1000 holds it.
+const BAND_PRIOR_NS_PER_PPM: f64 = 1000.0;
 
 /// Slopes whose score is within this of the best are equally good; the band takes the
 /// middle of them, ns. Timestamps are whole µs (`sntpc`), so a few µs is what the
