@@ -12,7 +12,9 @@
 //! jumps, giving a local tempo curve for tracks that change tempo. The
 //! metrical level a listener taps (72 or 144, 90 or 180) is then chosen by
 //! [`resolve_level`] from where the kick and bass land (the low band), with
-//! the full band as a second opinion; both trackers, offline and live, use it.
+//! the full band as a second opinion, and a tempo limit above which only an
+//! evenly accented low band makes the faster level the beat; both trackers,
+//! offline and live, use it.
 
 /// Tempo estimator settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -691,6 +693,10 @@ fn full_band_says_fast(s: PulseStats) -> bool {
 /// - or the full band and the low band are both fairly even at the fast level
 ///   ([`FULL_EVEN_SHARED`], [`LOW_EVEN_SHARED`]): drums and bass both play
 ///   every fast pulse.
+///
+/// Above [`TempoConfig::fast_level_max_bpm`] (180) only the first of these
+/// (the low band evenly accented) counts: real band recordings at 94-100 BPM
+/// show all the others at their eighth-note level (see [`LevelEvidence::level`]).
 ///
 /// Otherwise the slow level is: an eighth-note piano arpeggio over a 72 BPM
 /// ballad, the offbeat strum of a country boom-chick, a drum-less waltz. Hi-hats
