@@ -12,7 +12,9 @@
 //! jumps, giving a local tempo curve for tracks that change tempo. The
 //! metrical level a listener taps (72 or 144, 90 or 180) is then chosen by
 //! [`resolve_level`] from where the kick and bass land (the low band), with
-//! the full band as a second opinion; both trackers, offline and live, use it.
+//! the full band as a second opinion, and a tempo limit above which only an
+//! evenly accented low band makes the faster level the beat; both trackers,
+//! offline and live, use it.
 
 /// Tempo estimator settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -40,6 +42,13 @@ pub struct TempoConfig {
     /// 84 BPM waltz and country at 168 live, rock at 100 at 200 offline).
     /// Measured above the background, they say what the synthetic clips say.
     pub pulse_floor: f32,
+    /// Fastest tempo the metrical-level rule takes for the beat on the
+    /// full-band or subdivided-low-band evidence alone (default 180 BPM,
+    /// 1.5 x `prior_bpm`); above it only a low band evenly accented at the
+    /// fast level ([`LOW_EVEN_STRONG`]) makes the fast level the beat. See
+    /// [`LevelEvidence::level`]. 0 turns the limit off (as before issue
+    /// #26's third round).
+    pub fast_level_max_bpm: f32,
 }
 
 impl Default for TempoConfig {
@@ -52,6 +61,7 @@ impl Default for TempoConfig {
             harmonics: 4,
             grid_per_octave: 240,
             pulse_floor: 1.0,
+            fast_level_max_bpm: 180.0,
         }
     }
 }
@@ -89,11 +99,17 @@ impl TempoConfig {
             } else {
                 d.pulse_floor
             },
+            fast_level_max_bpm: if self.fast_level_max_bpm.is_finite() {
+                self.fast_level_max_bpm.max(0.0)
+            } else {
+                d.fast_level_max_bpm
+            },
         }
     }
 
     /// Apply one `KEY=VALUE` override (the evaluation tools' `--tempo`):
-    /// `min_bpm`, `max_bpm`, `prior_bpm`, `prior_octaves` or `pulse_floor`.
+    /// `min_bpm`, `max_bpm`, `prior_bpm`, `prior_octaves`, `pulse_floor` or
+    /// `fast_level_max_bpm`.
     pub fn set(&mut self, assignment: &str) -> Result<(), String> {
         super::set_numeric(assignment, "tempo", move |key| match key {
             "min_bpm" => Some(&mut self.min_bpm),
@@ -101,6 +117,7 @@ impl TempoConfig {
             "prior_bpm" => Some(&mut self.prior_bpm),
             "prior_octaves" => Some(&mut self.prior_octaves),
             "pulse_floor" => Some(&mut self.pulse_floor),
+            "fast_level_max_bpm" => Some(&mut self.fast_level_max_bpm),
             _ => None,
         })
     }
@@ -250,8 +267,13 @@ impl TempoEstimator {
     }
 
     /// Like [`Self::estimate`], but when `previous` is given, favours tempi
-    /// within about `sigma_octaves` of it (a tempo far away can still win if
-    /// its evidence is much stronger). Used by the live tracker for continuity.
+    /// within about `sigma_octaves` of it or of its double or half (a tempo
+    /// far away can still win if its evidence is much stronger). Used by the
+    /// live tracker for continuity, with its running level as `previous`:
+    /// before issue #26's third round only the level itself was favoured, so
+    /// where the level rule had halved the estimate (a real 84 BPM country
+    /// clip whose estimate sits at 168) the estimate's own octave lost its
+    /// continuity and a tempo 8/5 away (135) took over for seconds at a time.
     pub fn estimate_near(
         &mut self,
         env: &[f32],
@@ -262,7 +284,12 @@ impl TempoEstimator {
         if let Some(prev) = previous.filter(|p| p.is_finite() && *p > 0.0) {
             let sig = sigma_octaves.max(0.01);
             for (s, &b) in self.scores.iter_mut().zip(&self.grid) {
-                let z = (b / prev).log2() / sig;
+                // Distance to the nearest octave of `previous`: the estimate
+                // only names the pair of metrical levels and the level is
+                // chosen afterwards ([`resolve_level`]), so twice or half the
+                // running tempo continues it as much as the tempo itself.
+                let d = (b / prev).log2();
+                let z = (d - d.round()) / sig;
                 *s *= 0.6 + 0.4 * (-0.5 * z * z).exp();
             }
         }
@@ -667,6 +694,10 @@ fn full_band_says_fast(s: PulseStats) -> bool {
 ///   ([`FULL_EVEN_SHARED`], [`LOW_EVEN_SHARED`]): drums and bass both play
 ///   every fast pulse.
 ///
+/// Above [`TempoConfig::fast_level_max_bpm`] (180) only the first of these
+/// (the low band evenly accented) counts: real band recordings at 94-100 BPM
+/// show all the others at their eighth-note level (see [`LevelEvidence::level`]).
+///
 /// Otherwise the slow level is: an eighth-note piano arpeggio over a 72 BPM
 /// ballad, the offbeat strum of a country boom-chick, a drum-less waltz. Hi-hats
 /// alone do not decide by being present: they must be as strong as
@@ -708,16 +739,37 @@ pub struct LevelEvidence {
     pub low_share: f32,
     /// How much music the evidence rests on (windows merged, decayed).
     pub weight: f32,
+    /// [`TempoConfig::fast_level_max_bpm`] of the configuration the evidence
+    /// was gathered with (0 = no limit).
+    pub fast_max_bpm: f32,
 }
 
 impl LevelEvidence {
     /// The level the evidence chooses (`fast` or `slow`).
+    ///
+    /// Above [`TempoConfig::fast_level_max_bpm`] the fast level must also
+    /// have its low band evenly accented ([`LOW_EVEN_STRONG`]), a walking
+    /// bass or four-on-the-floor kick on every fast pulse. Real band
+    /// recordings at 94-100 BPM (rock, metal, pop, an orchestra) show at
+    /// their eighth-note level (188-200) every other sign of a beat the rule
+    /// reads — an evenly played full band (0.45-0.82), subdivided at 0.23-0.41,
+    /// a fairly even and subdivided low band (eighth-note bass, 16th-note
+    /// kicks) — as strongly as the synthetic drum & bass breaks at 168-176
+    /// whose beat is the fast level; only the tempo tells them apart. The
+    /// tempo prior ([`TempoConfig::prior_bpm`], near the tempo listeners
+    /// prefer) makes a beat near 200 BPM much less likely than one near 100,
+    /// and the limit is where that prior's weight is taken to outweigh the
+    /// weaker evidence.
     pub fn level(&self) -> f32 {
         let fast = if self.low_share >= 0.5 {
             fast_level_is_the_beat(self.full, self.low, self.low_slow)
         } else {
             full_band_says_fast(self.full)
         };
+        let fast = fast
+            && (self.fast_max_bpm <= 0.0
+                || self.fast <= self.fast_max_bpm
+                || (self.low_share >= 0.5 && self.low.evenness > LOW_EVEN_STRONG));
         if fast {
             self.fast
         } else {
@@ -755,6 +807,7 @@ impl LevelEvidence {
         self.low_share = mix(self.low_share, newer.low_share);
         self.slow = newer.slow;
         self.fast = newer.fast;
+        self.fast_max_bpm = newer.fast_max_bpm;
         self.weight = w;
     }
 }
@@ -796,6 +849,7 @@ pub fn level_evidence(
         low_slow: low_at(slow),
         low_share: if low_present { 1.0 } else { 0.0 },
         weight: 1.0,
+        fast_max_bpm: cfg.fast_level_max_bpm,
     })
 }
 

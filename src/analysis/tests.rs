@@ -714,7 +714,7 @@ fn live_beat_grid_predicts_beats_two_seconds_ahead() {
 }
 
 #[test]
-fn live_tracker_withholds_beats_while_the_phase_is_ambiguous() {
+fn live_tracker_with_the_phase_gate_withholds_beats_while_the_phase_is_ambiguous() {
     // 12 s of identical clicks every 22 hops (about 235 per minute, every
     // click at the same place in its hop): the tempo (117.5, the prior's
     // choice) is clear, but whether the beat is on the odd or the even clicks
@@ -738,7 +738,11 @@ fn live_tracker_withholds_beats_while_the_phase_is_ambiguous() {
             *s += v;
         }
     }
-    let mut live = LiveAnalyzer::new(SR, &AnalysisParams::default());
+    // The gate is a setting (off by default since issue #26's third round,
+    // see `LiveConfig::min_phase_confidence`); this is what it does when set.
+    let mut params = AnalysisParams::default();
+    params.live.min_phase_confidence = 0.05;
+    let mut live = LiveAnalyzer::new(SR, &params);
     let mut beats = Vec::new();
     let mut unchecked_seen = false;
     for block in samples.chunks(1024) {
@@ -1172,5 +1176,68 @@ fn a_bar_of_two_beats_moves_the_bar_phase() {
         f_a > 0.9 && f_b > 0.9,
         "downbeat F before the short bar {f_a}, after it {f_b}; downbeats {:?}",
         map.downbeats
+    );
+}
+
+#[test]
+fn a_fast_level_above_the_limit_needs_an_evenly_accented_low_band() {
+    // Issue #26, third round: a 100 BPM rock groove played by a band — kick on
+    // 1 and 3 with 16th-note pickups, snare on 2 and 4, eighth-note bass,
+    // 16th hats — reads at 200 like a drum & bass break at 176: the full band
+    // plays every eighth and is subdivided, the low band is fairly even and
+    // subdivided. Above `fast_level_max_bpm` that is not enough for 200.
+    let fr = 44_100.0 / 512.0;
+    let secs = 30.0;
+    let kick = add(
+        &pulses(fr, secs, 50.0, |_| 1.0),
+        &pulses_at(fr, secs, 50.0, 0.875, 0.6),
+    );
+    let snare = pulses_at(fr, secs, 50.0, 0.5, 1.0);
+    let bass = pulses(fr, secs, 200.0, |k| if k % 2 == 0 { 0.6 } else { 0.5 });
+    let hats = pulses(fr, secs, 400.0, |k| if k % 2 == 0 { 0.5 } else { 0.3 });
+    let low = add(&kick, &bass);
+    let env = add(&add(&low, &snare), &hats);
+    let cfg = TempoConfig::default();
+    let ev = tempo::level_evidence(&env, &low, fr, 100.0, &cfg).expect("evidence");
+    assert!(ev.low.evenness < tempo::LOW_EVEN_STRONG, "{ev:?}");
+    for start in [100.0, 200.0] {
+        let bpm = tempo::resolve_level(&env, &low, fr, start, &cfg);
+        assert!((bpm - 100.0).abs() < 0.5, "from {start}: {bpm} ({ev:?})");
+    }
+    // Without the limit the same evidence takes the eighth-note level.
+    let unlimited = TempoConfig {
+        fast_level_max_bpm: 0.0,
+        ..cfg
+    };
+    let bpm = tempo::resolve_level(&env, &low, fr, 100.0, &unlimited);
+    assert!((bpm - 200.0).abs() < 0.5, "{bpm}");
+    // A walking bass on every pulse of a 190 BPM swing still makes 190 the
+    // beat, limit or not.
+    let ride = pulses(fr, secs, 95.0, |_| 1.0);
+    let walking = pulses(fr, secs, 190.0, |_| 0.6);
+    let env = add(&ride, &walking);
+    let bpm = tempo::resolve_level(&env, &walking, fr, 95.0, &cfg);
+    assert!((bpm - 190.0).abs() < 0.5, "{bpm}");
+}
+
+#[test]
+fn live_tempo_continuity_counts_the_octaves_of_the_running_level() {
+    // The live tracker passes its running level as `previous`; the estimate
+    // only names the pair of levels, so an estimate at twice the level must
+    // keep the continuity the level itself has (issue #26: a country clip at
+    // 84 whose estimate sits at 168 drifted to 135 for seconds at a time).
+    let fr = 44_100.0 / 512.0;
+    let env = add(
+        &pulses(fr, 8.0, 168.0, |k| if k % 2 == 0 { 1.0 } else { 0.7 }),
+        &pulses(fr, 8.0, 135.0, |_| 0.5),
+    );
+    let mut est = tempo::TempoEstimator::new(fr, &TempoConfig::default(), env.len());
+    let at_level = est.estimate_near(&env, Some(84.0), 0.3);
+    let at_estimate = est.estimate_near(&env, Some(168.0), 0.3);
+    assert_eq!(at_level, at_estimate);
+    let bpm = at_level.bpm;
+    assert!(
+        (bpm / 168.0 - 1.0).abs() < 0.02 || (bpm / 84.0 - 1.0).abs() < 0.02,
+        "{bpm}"
     );
 }
