@@ -40,8 +40,8 @@ fn three_bikes_lock_within_a_millisecond_through_an_impaired_network() {
             n["node"]
         );
         assert!(
-            n["max_speed_ppm"].as_f64().unwrap_or(1e9) <= 500.0 + 1e-6,
-            "speed beyond clamp"
+            n["max_speed_ppm"].as_f64().unwrap_or(1e9) <= 1000.0 + 1e-6,
+            "speed beyond the join clamp (sync.join_max_ppm)"
         );
     }
     let (p50, p99, max) = (

@@ -452,6 +452,8 @@ pub struct SyncConfig {
     pub ki: f64,
     /// Speed clamp, ppm.
     pub max_ppm: f64,
+    /// Speed clamp before a follower's first lock (pulling a join in), ppm.
+    pub join_max_ppm: f64,
     /// Hard-seek threshold, ms.
     pub hard_seek_ms: f64,
     /// Updates above threshold before seeking.
@@ -738,6 +740,18 @@ impl Config {
                 format!(
                     "{} must be in (0, audio.max_rate_ppm = {}]",
                     y.max_ppm, a.max_rate_ppm
+                ),
+            ));
+        }
+        if !(y.join_max_ppm.is_finite()
+            && y.join_max_ppm >= y.max_ppm
+            && y.join_max_ppm <= a.max_rate_ppm)
+        {
+            return Err(range(
+                "sync.join_max_ppm",
+                format!(
+                    "{} must be in [sync.max_ppm = {}, audio.max_rate_ppm = {}]",
+                    y.join_max_ppm, y.max_ppm, a.max_rate_ppm
                 ),
             ));
         }

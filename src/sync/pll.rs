@@ -23,6 +23,9 @@ pub struct PllConfig {
     pub ki: f64,
     /// Speed clamp, ppm.
     pub max_ppm: f64,
+    /// Speed clamp before the first lock, ppm (at least `max_ppm`): a join that landed
+    /// off is pulled in this fast.
+    pub join_max_ppm: f64,
     /// Error above which a hard seek is considered, ns.
     pub hard_seek_ns: i64,
     /// Updates in a row above the threshold before seeking (debounce).
@@ -64,6 +67,7 @@ impl PllConfig {
             kp: y.kp,
             ki: y.ki,
             max_ppm: y.max_ppm,
+            join_max_ppm: y.join_max_ppm,
             hard_seek_ns: ns(y.hard_seek_ms),
             hard_seek_updates: y.hard_seek_updates,
             lock_ns: ns(y.lock_ms),
@@ -84,6 +88,7 @@ impl Default for PllConfig {
             kp: 1.0,
             ki: 0.25,
             max_ppm: 500.0,
+            join_max_ppm: 1000.0,
             hard_seek_ns: 50_000_000,
             hard_seek_updates: 30,
             lock_ns: 1_000_000,
@@ -225,6 +230,8 @@ pub struct FollowerController {
     over_threshold: u32,
     in_lock_since: Option<u64>,
     joined: bool,
+    /// When the current join took effect (heard time), for [`JOIN_PULL_NS`].
+    joined_at: Option<u64>,
     seq_track: Option<String>,
     epoch: Option<i32>,
     /// The leader and incarnation of the timeline joined: a restart of that leader (same
@@ -243,6 +250,13 @@ pub struct FollowerController {
 /// opening burst, `sync::follower::BURST`): the fastest of six is a far better guess than
 /// the first, and the seek is where the bike starts out.
 pub const JOIN_SAMPLES: usize = 6;
+
+/// How long after a join its pull-in may use `sync.join_max_ppm` (if it has not locked
+/// yet): the faster clamp is for bringing a join that landed a millisecond or two off in,
+/// which takes well under this; a follower that has not locked by then is chasing a noisy
+/// clock estimate (a harsh network), where speed buys nothing. A bound, not a tuning: in
+/// `rig::sync_sim` it changed no figure.
+pub const JOIN_PULL_NS: u64 = 5_000_000_000;
 
 /// Before its first lock a follower that joined by a seek, further off than this for
 /// [`REFINE_UPDATES`] updates in a row seeks again (at most [`MAX_REFINES`] times per
@@ -295,6 +309,7 @@ impl FollowerController {
             over_threshold: 0,
             in_lock_since: None,
             joined: false,
+            joined_at: None,
             seq_track: None,
             epoch: None,
             source: None,
@@ -383,6 +398,7 @@ impl Controller for FollowerController {
             self.seq_track = Some(tl.track.clone());
             self.epoch = Some(tl.epoch);
             self.joined = false;
+            self.joined_at = None;
             self.refines = 0;
             self.join_sought = false;
             if restarted {
@@ -401,6 +417,7 @@ impl Controller for FollowerController {
         if !self.joined && err_ns.abs() < self.cfg.hard_seek_ns / 10 {
             // Already where the timeline says (a scheduled start): join without a seek.
             self.joined = true;
+            self.joined_at = Some(now);
         }
         let ever_locked = self.in_lock_since.is_some()
             || self
@@ -443,6 +460,7 @@ impl Controller for FollowerController {
             }
             if !self.joined {
                 self.join_sought = true;
+                self.joined_at = Some(r.write_heard_at_ns.max(now));
             }
             self.joined = true;
             self.refine_over = 0;
@@ -468,7 +486,26 @@ impl Controller for FollowerController {
             self.unverified(Some(err_ns), !fresh);
             return Control::Keep;
         }
-        let ppm = self.pi.update(&self.cfg, err_s, dt);
+        // For the first seconds of a join, until the first lock, the join is pulled in at up
+        // to `join_max_ppm`; then at `max_ppm` (the integral is clamped back at its next
+        // update).
+        let joining = !ever_locked
+            && self
+                .joined_at
+                .is_some_and(|t| now.saturating_sub(t) < JOIN_PULL_NS);
+        let clamp = if joining {
+            self.cfg.join_max_ppm.max(self.cfg.max_ppm)
+        } else {
+            self.cfg.max_ppm
+        };
+        let ppm = self.pi.update(
+            &PllConfig {
+                max_ppm: clamp,
+                ..self.cfg
+            },
+            err_s,
+            dt,
+        );
         let bound = self.fleet.estimate().and_then(|e| e.bound_ns);
         let bounded = bound.is_some_and(|b| b <= self.cfg.lock_bound_ns);
         let locked = err_ns.abs() < self.cfg.lock_ns && bounded;
@@ -899,6 +936,33 @@ mod tests {
         assert!(status(&s).locked);
         pulled_in_by_speed(&mut c, &net, t, line_ns, off, 40);
         assert_eq!(status(&s).seeks, 0);
+    }
+
+    /// Before its first lock a joining follower is pulled in at up to `join_max_ppm`;
+    /// once it has locked, never faster than `max_ppm`.
+    #[test]
+    fn a_join_is_pulled_in_faster_than_a_locked_follower() {
+        let cfg = PllConfig::default();
+        let (line_ns, off) = (1_000_000_000i64, 1_800_000i64);
+        // Joined on its sample (no seek), then held 1.8 ms off: under the refine
+        // threshold, so the speed alone pulls it in.
+        let (mut c, net, s) = follower();
+        pulled_in_by_speed(&mut c, &net, 2_000_000_000, line_ns, off, 20);
+        let joining = status(&s).max_abs_speed_ppm;
+        assert!(
+            joining > cfg.max_ppm + 1.0 && joining <= cfg.join_max_ppm + 1e-9,
+            "{joining}"
+        );
+        // Locked first, then 1.8 ms off: the after-lock clamp.
+        let (mut c, net, s) = follower();
+        let t = follow(&mut c, &net, line_ns, 2_000_000_000, 40, true);
+        assert!(status(&s).locked);
+        pulled_in_by_speed(&mut c, &net, t, line_ns, off, 20);
+        let locked = status(&s).max_abs_speed_ppm;
+        assert!(
+            locked > cfg.max_ppm - 1.0 && locked <= cfg.max_ppm + 1e-9,
+            "{locked}"
+        );
     }
 
     /// A join that landed 3 ms off is not refined while the clock estimate's verified
