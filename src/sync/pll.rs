@@ -229,8 +229,8 @@ pub struct FollowerController {
     holdoff_until: u64,
     over_threshold: u32,
     in_lock_since: Option<u64>,
-    joined: bool,
-    /// When the current join took effect (heard time), for [`JOIN_PULL_NS`].
+    /// When the current join took effect (heard time; `None` until it has), for
+    /// [`JOIN_PULL_NS`].
     joined_at: Option<u64>,
     seq_track: Option<String>,
     epoch: Option<i32>,
@@ -308,7 +308,6 @@ impl FollowerController {
             holdoff_until: 0,
             over_threshold: 0,
             in_lock_since: None,
-            joined: false,
             joined_at: None,
             seq_track: None,
             epoch: None,
@@ -397,7 +396,6 @@ impl Controller for FollowerController {
             // its timeline begun afresh): join afresh, no debounce.
             self.seq_track = Some(tl.track.clone());
             self.epoch = Some(tl.epoch);
-            self.joined = false;
             self.joined_at = None;
             self.refines = 0;
             self.join_sought = false;
@@ -414,9 +412,8 @@ impl Controller for FollowerController {
         let err_ns = (err_s * 1e9) as i64;
         let over = err_ns.abs() > self.cfg.hard_seek_ns;
         self.over_threshold = if over { self.over_threshold + 1 } else { 0 };
-        if !self.joined && err_ns.abs() < self.cfg.hard_seek_ns / 10 {
+        if self.joined_at.is_none() && err_ns.abs() < self.cfg.hard_seek_ns / 10 {
             // Already where the timeline says (a scheduled start): join without a seek.
-            self.joined = true;
             self.joined_at = Some(now);
         }
         let ever_locked = self.in_lock_since.is_some()
@@ -424,7 +421,7 @@ impl Controller for FollowerController {
                 .status
                 .lock()
                 .is_ok_and(|s| s.first_lock_mono_ns.is_some());
-        if !self.joined
+        if self.joined_at.is_none()
             && self
                 .fleet
                 .estimate()
@@ -435,7 +432,7 @@ impl Controller for FollowerController {
             self.unverified(Some(err_ns), !fresh);
             return Control::Keep;
         }
-        self.refine_over = if self.joined
+        self.refine_over = if self.joined_at.is_some()
             && self.join_sought
             && !ever_locked
             && err_ns.abs() > REFINE_NS
@@ -446,7 +443,7 @@ impl Controller for FollowerController {
             0
         };
         let refine = self.refine_over >= REFINE_UPDATES && self.refines < MAX_REFINES;
-        if !self.joined || refine || self.over_threshold >= self.cfg.hard_seek_updates {
+        if self.joined_at.is_none() || refine || self.over_threshold >= self.cfg.hard_seek_updates {
             if write_fleet < tl.anchor_fleet_ns {
                 // A scheduled start (play, seek, resume) still ahead: the player was loaded
                 // to start on that sample; seeking now would only start early.
@@ -458,11 +455,10 @@ impl Controller for FollowerController {
             if refine {
                 self.refines += 1;
             }
-            if !self.joined {
+            if self.joined_at.is_none() {
                 self.join_sought = true;
                 self.joined_at = Some(r.write_heard_at_ns.max(now));
             }
-            self.joined = true;
             self.refine_over = 0;
             self.over_threshold = 0;
             self.in_lock_since = None;
