@@ -8,10 +8,10 @@
 //!
 //! Modelled as the scenario runs it: the follower's SNTP client opens with a burst of
 //! [`BURST`] exchanges [`BURST_GAP`] apart, then polls at `poll_hz`, one exchange at a time,
-//! each waiting for its reply as the node does ([`ReplyTimeout`], at most 500 ms); the relay's model sees every request (Up) and reply (Down)
-//! at the time it arrives; `sntpc` timestamps to the microsecond; the PLL sees a report per
-//! sink period (256 frames) and a speed or seek takes effect when the audio written now is
-//! heard (the 120 ms ring). Not modelled: the leader's own timeline regression (its line is
+//! each waiting for its reply as the node does ([`ReplyTimeout`], at most 500 ms); the
+//! relay's model sees every request (Up) and reply (Down) at the time it arrives; `sntpc`
+//! timestamps to the microsecond; the PLL sees a report per sink period (256 frames) and a
+//! speed or seek takes effect when the audio written now is heard (the 120 ms ring). Not modelled: the leader's own timeline regression (its line is
 //! exact here), process scheduling (the real run adds host jitter on a loaded machine:
 //! `host_jitter_ms` adds an exponential delay to every timestamp read on either side).
 
@@ -35,7 +35,6 @@ const RATE: f64 = 48_000.0;
 const PERIOD_NS: u64 = 5_333_333;
 /// Ring: audio written now is heard this much later, ns.
 const RING_NS: u64 = 120_000_000;
-/// SNTP client timeout, ns.
 /// The node's SNTP reply timeout ceiling (`node::roles`); each wait is [`ReplyTimeout`]'s.
 const TIMEOUT: Duration = Duration::from_millis(500);
 /// The server's hold time between T2 and T3, ns.
@@ -281,13 +280,13 @@ pub fn run(cfg: &SimConfig) -> SimResult {
                 }
                 Sntp::Waiting { ex, .. } => {
                     match ex {
-                        Some(ex) => wait.answered(Duration::from_nanos(ex.delay_ns.max(0) as u64)),
                         None => wait.timed_out(),
-                    }
-                    if let Some(ex) = ex {
-                        out.exchanges += 1;
-                        fleet.set_estimate(filter.add(ex));
-                        first_est.get_or_insert(now);
+                        Some(ex) => {
+                            wait.answered(&ex);
+                            out.exchanges += 1;
+                            fleet.set_estimate(filter.add(ex));
+                            first_est.get_or_insert(now);
+                        }
                     }
                     let next = if burst > 0 {
                         burst -= 1;

@@ -60,7 +60,7 @@ pub async fn discipline(
         }
         match client.exchange_within(server, wait.next()).await {
             Ok(ex) => {
-                wait.answered(Duration::from_nanos(ex.delay_ns.max(0) as u64));
+                wait.answered(&ex);
                 c.sntp_ok.fetch_add(1, Relaxed);
                 let Ok(est) = filter.lock().map(|mut f| f.add(ex)) else {
                     return;

@@ -242,12 +242,13 @@ impl ReplyTimeout {
         (base * 2u32.pow(self.backoff)).min(self.ceiling)
     }
 
-    /// An exchange was answered after a round trip of `rtt`.
-    pub fn answered(&mut self, rtt: Duration) {
+    /// `ex` was answered: its round trip counts.
+    pub fn answered(&mut self, ex: &Exchange) {
         if self.recent.len() == Self::RECENT {
             self.recent.pop_front();
         }
-        self.recent.push_back(rtt);
+        self.recent
+            .push_back(Duration::from_nanos(ex.delay_ns.max(0) as u64));
         self.backoff = 0;
     }
 
@@ -459,10 +460,15 @@ mod tests {
     #[test]
     fn the_reply_timeout_follows_the_measured_round_trip() {
         let ms = Duration::from_millis;
+        let rtt = |ms: i64| Exchange {
+            local_ns: 0,
+            offset_ns: 0,
+            delay_ns: ms * 1_000_000,
+        };
         let mut t = ReplyTimeout::new(ms(500));
         assert_eq!(t.next(), ms(250));
-        for rtt in [4, 9, 6, 15, 7] {
-            t.answered(ms(rtt));
+        for r in [4, 9, 6, 15, 7] {
+            t.answered(&rtt(r));
         }
         assert_eq!(t.next(), ReplyTimeout::FLOOR); // 3 × 7 + 50 < 100
         t.timed_out();
@@ -472,7 +478,7 @@ mod tests {
         assert_eq!(t.next(), ms(500));
         // The path slowed down: the median follows within a few answers.
         for _ in 0..5 {
-            t.answered(ms(120));
+            t.answered(&rtt(120));
         }
         assert_eq!(t.next(), ms(410));
         assert_eq!(ReplyTimeout::new(ms(80)).next(), ms(80));
